@@ -1,0 +1,45 @@
+// Bootstrap: what a launcher (mpirun, srun) gives the runtime at start-up. Implemented by the
+// mpi component (MPI collectives); the core never calls MPI itself.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "mpiray/core/options.h"
+#include "mpiray/core/status.h"
+
+namespace mpiray {
+
+/// @brief A fixed group of processes started together, used once at start-up.
+class Bootstrap {
+ public:
+  virtual ~Bootstrap() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  /// @brief Every rank receives rank 0's `value`.
+  virtual Result<std::string> Broadcast(const std::string& value) = 0;
+  /// @brief Every rank receives every rank's `mine`, indexed by rank.
+  virtual Result<std::vector<std::string>> AllGather(const std::string& mine) = 0;
+  /// @brief The bootstrap is over; `keep` leaves MPI usable by the program.
+  virtual Status Finish(bool keep) = 0;
+  /// @brief e.g. "mpirun (OpenMPI 4.1.4)".
+  virtual std::string Describe() const = 0;
+  /// @brief Called by mpiray::Shutdown on rank 0 (e.g. MPI_Finalize when MPI was kept).
+  virtual void AtShutdown() {}
+};
+
+namespace detail {
+/// @brief Start the runtime over a launcher's processes. Rank 0 returns (it is the head and the
+/// driver); every other rank serves as a worker and exits when the head shuts down.
+void InitWithBootstrap(const InitOptions& options, Bootstrap& bootstrap);
+/// @brief Start without a launcher: join the session named by MPIRAY_JOIN as a worker (never
+/// returns), or become a head that starts its own local workers.
+void InitStandalone(const InitOptions& options);
+/// @brief Block SIGINT/SIGTERM/SIGHUP before a launcher library starts threads; the runtime
+/// handles them on a thread of its own (clean shutdown) and restores the mask at Shutdown.
+void BlockTerminationSignalsForInit();
+/// @brief True when this process was started to join an existing session (MPIRAY_JOIN).
+bool IsJoinLaunch();
+}  // namespace detail
+
+}  // namespace mpiray

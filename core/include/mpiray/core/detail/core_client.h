@@ -1,0 +1,66 @@
+// The runtime interface the header-only API templates call. Implemented inside the core
+// library; user code never calls it directly.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mpiray/core/buffer.h"
+#include "mpiray/core/ids.h"
+
+namespace mpiray::detail {
+
+struct SerializedValue;
+
+enum class TaskKind : uint8_t { kNormal = 0, kActorCreate = 1, kActorCall = 2 };
+
+/// @brief One argument of a task: a value (payload bytes) or a reference resolved before the call.
+struct TaskArgument {
+  bool by_ref = false;
+  ObjectId ref;
+  std::vector<uint8_t> value;
+  std::vector<ObjectId> nested;  // refs inside the value
+};
+
+/// @brief Everything needed to submit a task, an actor creation or an actor call.
+struct TaskRequest {
+  TaskKind kind = TaskKind::kNormal;
+  uint8_t language = 0;  // 0 C++, 1 Python
+  std::string function;
+  std::vector<TaskArgument> args;
+  uint32_t num_returns = 1;
+  std::vector<std::pair<std::string, double>> resources;
+  bool resources_set = false;  // false: the default ({CPU: 1} for tasks, nothing for actors)
+  int max_retries = 3;
+  std::string name;
+  ActorId actor;  // kActorCall: target
+  int max_concurrency = 1;
+};
+
+/// @brief The runtime as seen from the API (one per process).
+class CoreClient {
+ public:
+  virtual ~CoreClient() = default;
+  /// @brief Submit; returns the ids of the returns, each already counted as a local reference.
+  virtual std::vector<ObjectId> Submit(TaskRequest&& request) = 0;
+  /// @brief Store a value; the id is counted as a local reference.
+  virtual ObjectId Put(const SerializedValue& value) = 0;
+  /// @brief Payloads of `ids` (throws GetTimeoutError, ObjectLostError ...). timeout < 0: forever.
+  virtual std::vector<Buffer> Get(const std::vector<ObjectId>& ids, int64_t timeout_ms) = 0;
+  /// @brief Which of `ids` are ready once `num_returns` are (or the timeout passed).
+  virtual std::vector<bool> Wait(const std::vector<ObjectId>& ids, size_t num_returns,
+                                 int64_t timeout_ms) = 0;
+  virtual void Cancel(const ObjectId& id, bool force, bool recursive) = 0;
+  virtual void KillActor(const ActorId& actor, bool no_restart) = 0;
+  virtual void AddLocalRef(const ObjectId& id) = 0;
+  virtual void RemoveLocalRef(const ObjectId& id) = 0;
+};
+
+/// @brief The process's runtime; throws mpiray::Error when Init has not been called.
+CoreClient* Client();
+/// @brief The process's runtime or null (used by destructors).
+CoreClient* ClientOrNull() noexcept;
+
+}  // namespace mpiray::detail

@@ -1,0 +1,46 @@
+// Options for starting the runtime. Every field has an environment variable too (listed per
+// field); an explicit option wins over the environment.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace mpiray {
+
+/// @brief How mpiray::Init sets up the cluster.
+struct InitOptions {
+  /// Without a launcher: how many local worker processes to start (MPIRAY_NUM_WORKERS; default:
+  /// one per core).
+  int num_workers = -1;
+  /// CPUs each node offers to tasks (default: the number of worker processes on the node).
+  double num_cpus = -1;
+  /// GPUs each node offers (default: from CUDA_VISIBLE_DEVICES or SLURM_GPUS_ON_NODE).
+  double num_gpus = -1;
+  /// Custom resources every node offers, e.g. {{"licence", 2}} (MPIRAY_RESOURCES="a=1,b=2").
+  std::map<std::string, double> resources;
+  /// Object store capacity per node in bytes (MPIRAY_OBJECT_STORE_MEMORY; default: 30% of
+  /// /dev/shm shared by the nodes of a host).
+  int64_t object_store_memory = -1;
+  /// Group ranks into virtual nodes of this many ranks (MPIRAY_RANKS_PER_NODE; default: by host).
+  int ranks_per_node = -1;
+  /// Log level of the per-process log files: trace, debug, info, warn, error, off
+  /// (MPIRAY_LOG_LEVEL; default info).
+  std::string log_level;
+  /// Where session directories go (MPIRAY_SESSION_ROOT, then TMPDIR, then /tmp).
+  std::string session_root;
+  /// Keep the session directory (logs) after shutdown (MPIRAY_KEEP_SESSION=1).
+  bool keep_session = false;
+  /// Keep MPI initialised after the bootstrap so the program may use MPI itself. Off by
+  /// default: a live MPI world turns any worker death into a job abort under srun.
+  bool keep_mpi = false;
+  /// Calling Init again is a no-op instead of an error.
+  bool ignore_reinit_error = false;
+  /// Without a launcher: the command that starts a worker (default: this program again).
+  std::vector<std::string> worker_command;
+  /// How long the head waits for started workers to join, in milliseconds.
+  int join_timeout_ms = 60000;
+};
+
+}  // namespace mpiray

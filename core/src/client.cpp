@@ -1,0 +1,378 @@
+#include "client.h"
+
+#include <chrono>
+
+#include "log.h"
+#include "resources.h"
+
+namespace mpiray {
+
+using proto::Msg;
+using proto::Where;
+
+ClientImpl::ClientImpl(const ClientDeps& deps) : d_(deps) {}
+
+TaskId ClientImpl::NextTaskId() { return TaskId::Make(d_.self, ++next_task_); }
+
+// ------------------------------------------------------------------ references
+
+void ClientImpl::AddLocalRef(const ObjectId& id) {
+  std::lock_guard<std::mutex> lk(ref_mu_);
+  if (++refs_[id] != 1) return;
+  if (d_.head) {
+    d_.head->AddHolder(id, d_.self);
+  } else {
+    SendMsg(*d_.transport, kHeadProc, Msg::kAddRef, proto::IdList{{id}});
+  }
+}
+
+void ClientImpl::RemoveLocalRef(const ObjectId& id) {
+  std::lock_guard<std::mutex> lk(ref_mu_);
+  auto it = refs_.find(id);
+  if (it == refs_.end()) return;
+  if (--it->second > 0) return;
+  refs_.erase(it);
+  if (d_.head) {
+    d_.head->RemoveHolder(id, d_.self);
+  } else {
+    SendMsg(*d_.transport, kHeadProc, Msg::kDelRef, proto::IdList{{id}});
+  }
+}
+
+size_t ClientImpl::NumLocalRefs() const {
+  std::lock_guard<std::mutex> lk(ref_mu_);
+  return refs_.size();
+}
+
+// ------------------------------------------------------------------ storing values
+
+Result<proto::NewObject> ClientImpl::StoreValue(const ObjectId& id,
+                                                const detail::SerializedValue& value) {
+  proto::NewObject obj;
+  obj.id = id;
+  obj.size = value.size();
+  obj.nested = value.nested;
+  if (value.size() <= d_.config.inline_threshold) {
+    obj.where = static_cast<uint8_t>(Where::kInline);
+    obj.data = Buffer(value.ToVector());
+    return obj;
+  }
+  MPIRAY_ASSIGN_OR_RETURN(WritableObject w, d_.store->Create(id, value.size()));
+  try {
+    value.WriteTo(w.data);
+  } catch (...) {
+    d_.store->Abort(w);
+    throw;
+  }
+  MPIRAY_ASSIGN_OR_RETURN(Buffer sealed, d_.store->Seal(w));
+  (void)sealed;
+  obj.where = static_cast<uint8_t>(Where::kShm);
+  obj.node = d_.node;
+  return obj;
+}
+
+ObjectId ClientImpl::Put(const detail::SerializedValue& value) {
+  ObjectId id = ObjectId::ForPut(NextTaskId());
+  proto::NewObject obj = ValueOrThrow(StoreValue(id, value));
+  {
+    std::lock_guard<std::mutex> lk(ref_mu_);
+    ++refs_[id];  // registered with the head below, with this process as holder
+  }
+  if (d_.head) {
+    ThrowIfError(d_.head->Put(std::move(obj), d_.self));
+  } else {
+    SendMsg(*d_.transport, kHeadProc, Msg::kPutObject, obj);
+  }
+  return id;
+}
+
+// ------------------------------------------------------------------ submitting
+
+std::vector<ObjectId> ClientImpl::Submit(detail::TaskRequest&& req) {
+  proto::TaskSpec spec;
+  spec.id = NextTaskId();
+  spec.kind = static_cast<uint8_t>(req.kind);
+  spec.language = req.language;
+  spec.function = std::move(req.function);
+  spec.num_returns = req.kind == detail::TaskKind::kActorCreate ? 1 : req.num_returns;
+  spec.max_retries = req.max_retries;
+  spec.name = std::move(req.name);
+  spec.max_concurrency = req.max_concurrency;
+  if (spec.function.empty()) throw InvalidArgumentError("remote call without a function name");
+  if (req.kind == detail::TaskKind::kNormal && spec.num_returns == 0) {
+    throw InvalidArgumentError("num_returns must be at least 1");
+  }
+  if (req.max_concurrency < 1) {
+    throw InvalidArgumentError("max_concurrency must be at least 1, got " +
+                               std::to_string(req.max_concurrency));
+  }
+  if (req.max_retries < 0) {
+    throw InvalidArgumentError("max_retries must be >= 0, got " + std::to_string(req.max_retries));
+  }
+  if (req.kind == detail::TaskKind::kActorCreate) spec.actor = spec.id;
+  if (req.kind == detail::TaskKind::kActorCall) {
+    spec.actor = req.actor;
+    spec.caller = d_.self;
+    std::lock_guard<std::mutex> lk(actor_mu_);
+    spec.seq = ++actor_seq_[req.actor];
+  }
+  if (req.kind != detail::TaskKind::kActorCall) {
+    if (!req.resources_set) {
+      if (req.kind == detail::TaskKind::kNormal) spec.resources.emplace_back("CPU", proto::kResourceUnit);
+    } else {
+      for (const auto& [name, amount] : req.resources) {
+        if (name.empty()) throw InvalidArgumentError("resource names must not be empty");
+        spec.resources.emplace_back(name, ValueOrThrow(ToFixed(name, amount)));
+      }
+    }
+  }
+  // Large by-value arguments go through the object store, as in Ray.
+  std::vector<ObjectId> temp;
+  for (auto& a : req.args) {
+    proto::Arg arg;
+    arg.by_ref = a.by_ref;
+    arg.ref = a.ref;
+    arg.nested = std::move(a.nested);
+    if (!a.by_ref) {
+      if (a.value.size() > d_.config.inline_threshold) {
+        // a.value is already a complete payload: store it byte for byte.
+        ObjectId id = ObjectId::ForPut(NextTaskId());
+        WritableObject w = ValueOrThrow(d_.store->Create(id, a.value.size()));
+        std::memcpy(w.data, a.value.data(), a.value.size());
+        (void)ValueOrThrow(d_.store->Seal(w));
+        proto::NewObject obj;
+        obj.id = id;
+        obj.where = static_cast<uint8_t>(Where::kShm);
+        obj.node = d_.node;
+        obj.size = a.value.size();
+        obj.nested = arg.nested;
+        {
+          std::lock_guard<std::mutex> lk(ref_mu_);
+          ++refs_[id];
+        }
+        if (d_.head) {
+          ThrowIfError(d_.head->Put(std::move(obj), d_.self));
+        } else {
+          SendMsg(*d_.transport, kHeadProc, Msg::kPutObject, obj);
+        }
+        temp.push_back(id);
+        arg.by_ref = true;
+        arg.ref = id;
+        arg.nested.clear();
+      } else {
+        arg.value = Buffer(std::move(a.value));
+      }
+    }
+    spec.args.push_back(std::move(arg));
+  }
+  std::vector<ObjectId> returns;
+  for (uint32_t i = 0; i < spec.num_returns; ++i) returns.push_back(spec.ReturnId(i));
+  {
+    std::lock_guard<std::mutex> lk(ref_mu_);
+    for (const ObjectId& id : returns) ++refs_[id];  // the head registers us as holder
+  }
+  if (d_.head) {
+    Status st = d_.head->Submit(std::move(spec), d_.self);
+    if (!st.ok()) {
+      std::lock_guard<std::mutex> lk(ref_mu_);
+      for (const ObjectId& id : returns) refs_.erase(id);
+    }
+    for (const ObjectId& id : temp) RemoveLocalRef(id);
+    ThrowIfError(st);
+  } else {
+    bool call = spec.task_kind() == proto::TaskKind::kActorCall;
+    if (call) {
+      // Register with the head (it tracks the returns), then send straight to the actor.
+      proto::TaskSpec reg;
+      reg.id = spec.id;
+      reg.kind = spec.kind;
+      reg.function = spec.function;
+      reg.num_returns = spec.num_returns;
+      reg.actor = spec.actor;
+      reg.caller = spec.caller;
+      reg.seq = spec.seq;
+      for (const proto::Arg& a : spec.args) {
+        proto::Arg slim;
+        slim.by_ref = a.by_ref;
+        slim.ref = a.ref;
+        slim.nested = a.nested;
+        reg.args.push_back(std::move(slim));
+      }
+      SendMsg(*d_.transport, kHeadProc, Msg::kSubmit, reg);
+      RouteActorCall(std::move(spec));
+    } else {
+      SendMsg(*d_.transport, kHeadProc, Msg::kSubmit, spec);
+    }
+    for (const ObjectId& id : temp) RemoveLocalRef(id);
+  }
+  return returns;
+}
+
+void ClientImpl::RouteActorCall(proto::TaskSpec&& spec) {
+  std::lock_guard<std::mutex> lk(actor_mu_);
+  Route& r = routes_[spec.actor];
+  if (r.known) {
+    if (!r.dead) SendMsg(*d_.transport, r.proc, Msg::kActorCall, spec);
+    return;  // dead: the head fails the returns when the registration arrives
+  }
+  r.buffered.push_back(std::move(spec));
+  if (!r.asked) {
+    r.asked = true;
+    SendMsg(*d_.transport, kHeadProc, Msg::kActorLookup, proto::ActorLookup{r.buffered.back().actor});
+  }
+}
+
+void ClientImpl::OnActorLocation(const proto::ActorLocation& loc) {
+  std::lock_guard<std::mutex> lk(actor_mu_);
+  Route& r = routes_[loc.actor];
+  r.known = true;
+  r.dead = loc.state == static_cast<uint8_t>(proto::ActorState::kDead);
+  r.proc = loc.proc;
+  auto buffered = std::move(r.buffered);
+  r.buffered.clear();
+  if (!r.dead) {
+    for (auto& s : buffered) SendMsg(*d_.transport, r.proc, Msg::kActorCall, s);
+  }
+}
+
+void ClientImpl::Cancel(const ObjectId& id, bool force, bool recursive) {
+  if (d_.head) {
+    ThrowIfError(d_.head->Cancel(id, force, recursive));
+  } else {
+    SendMsg(*d_.transport, kHeadProc, Msg::kCancel, proto::Cancel{id, force, recursive});
+  }
+}
+
+void ClientImpl::KillActor(const ActorId& actor, bool no_restart) {
+  if (d_.head) {
+    ThrowIfError(d_.head->KillActor(actor, no_restart));
+  } else {
+    SendMsg(*d_.transport, kHeadProc, Msg::kKillActor, proto::KillActor{actor, no_restart});
+  }
+}
+
+// ------------------------------------------------------------------ getting
+
+std::vector<proto::ObjectLoc> ClientImpl::Locate(const std::vector<ObjectId>& ids,
+                                                 size_t num_ready, int64_t timeout_ms,
+                                                 std::vector<bool>* ready) {
+  if (d_.head) return d_.head->WaitLocal(ids, num_ready, timeout_ms, ready, d_.node);
+
+  PendingGet pg;
+  pg.locs.resize(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) pg.positions.emplace(ids[i], i);
+  std::unique_lock<std::mutex> lk(get_mu_);
+  if (closed_) throw Error(StatusCode::kUnavailable, "the runtime is shutting down: " + close_reason_);
+  uint64_t req = ++next_req_;
+  gets_[req] = &pg;
+  lk.unlock();
+  SendMsg(*d_.transport, kHeadProc, Msg::kGetObjects, proto::GetObjects{req, ids});
+  lk.lock();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max<int64_t>(0, timeout_ms));
+  auto done = [&] { return pg.ready >= num_ready || closed_; };
+  // Short waits are common (the object is already there); only tell the head we block when
+  // the wait is real, so that it can lend our CPU to another task.
+  bool told = false;
+  if (!pg.cv.wait_for(lk, std::chrono::milliseconds(2), done)) {
+    if (blocking_hook_ && timeout_ms != 0) {
+      lk.unlock();
+      blocking_hook_(true);
+      told = true;
+      lk.lock();
+    }
+    if (timeout_ms < 0) {
+      pg.cv.wait(lk, done);
+    } else {
+      pg.cv.wait_until(lk, deadline, done);
+    }
+  }
+  gets_.erase(req);
+  bool closed = closed_ && pg.ready < num_ready;
+  std::string why = close_reason_;
+  lk.unlock();
+  if (told) blocking_hook_(false);
+  if (closed) throw Error(StatusCode::kUnavailable, "the runtime is shutting down: " + why);
+  std::vector<proto::ObjectLoc> out(ids.size());
+  ready->assign(ids.size(), false);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (pg.locs[i]) {
+      out[i] = std::move(*pg.locs[i]);
+      (*ready)[i] = true;
+    }
+  }
+  return out;
+}
+
+void ClientImpl::OnObjectsReady(proto::ObjectsReady&& r) {
+  std::lock_guard<std::mutex> lk(get_mu_);
+  auto it = gets_.find(r.req);
+  if (it == gets_.end()) return;  // timed out already
+  PendingGet& pg = *it->second;
+  for (auto& loc : r.objects) {
+    auto range = pg.positions.equal_range(loc.id);
+    for (auto p = range.first; p != range.second; ++p) {
+      if (!pg.locs[p->second]) {
+        pg.locs[p->second] = loc;
+        ++pg.ready;
+      }
+    }
+  }
+  pg.cv.notify_all();
+}
+
+Buffer ClientImpl::Materialize(const proto::ObjectLoc& loc) {
+  auto lost = [&](const Status& st) {
+    return Buffer(detail::MakeErrorPayload(StatusCode::kObjectLost, st.message()));
+  };
+  if (loc.where != static_cast<uint8_t>(Where::kShm)) return loc.data;
+  if (loc.node == d_.node) {
+    auto m = d_.store->Map(loc.id);
+    return m.ok() ? *m : lost(m.status());
+  }
+  auto f = d_.fetcher->Fetch(loc);
+  if (!f.ok()) {
+    if (f.status().code() == StatusCode::kObjectStoreFull) {
+      return Buffer(detail::MakeErrorPayload(StatusCode::kObjectStoreFull, f.status().message()));
+    }
+    return lost(f.status());
+  }
+  return *f;
+}
+
+std::vector<Buffer> ClientImpl::Get(const std::vector<ObjectId>& ids, int64_t timeout_ms) {
+  for (const ObjectId& id : ids) {
+    if (id.nil()) throw InvalidArgumentError("Get on an empty (default-constructed) ObjectRef");
+  }
+  std::vector<bool> ready;
+  auto locs = Locate(ids, ids.size(), timeout_ms, &ready);
+  size_t missing = 0;
+  for (bool r : ready) missing += r ? 0 : 1;
+  if (missing) {
+    throw GetTimeoutError("Get timed out after " + std::to_string(timeout_ms) + " ms: " +
+                          std::to_string(missing) + " of " + std::to_string(ids.size()) +
+                          " objects are not ready");
+  }
+  std::vector<Buffer> out;
+  out.reserve(ids.size());
+  for (const auto& loc : locs) out.push_back(Materialize(loc));
+  return out;
+}
+
+std::vector<bool> ClientImpl::Wait(const std::vector<ObjectId>& ids, size_t num_returns,
+                                   int64_t timeout_ms) {
+  for (const ObjectId& id : ids) {
+    if (id.nil()) throw InvalidArgumentError("Wait on an empty (default-constructed) ObjectRef");
+  }
+  std::vector<bool> ready;
+  (void)Locate(ids, num_returns, timeout_ms, &ready);
+  return ready;
+}
+
+void ClientImpl::Close(const std::string& why) {
+  std::lock_guard<std::mutex> lk(get_mu_);
+  closed_ = true;
+  close_reason_ = why;
+  for (auto& [req, pg] : gets_) pg->cv.notify_all();
+}
+
+}  // namespace mpiray

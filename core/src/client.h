@@ -1,0 +1,100 @@
+// ClientImpl: the CoreClient of one process. On the head it calls the HeadService directly; on
+// a worker it talks to the head with messages. Holds the process's local reference counts.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "fabric.h"
+#include "fetch.h"
+#include "head.h"
+#include "mpiray/core/detail/core_client.h"
+#include "mpiray/core/serialization.h"
+#include "session.h"
+#include "shm_store.h"
+
+namespace mpiray {
+
+/// @brief What a client needs from its process.
+struct ClientDeps {
+  Transport* transport = nullptr;
+  ShmStore* store = nullptr;
+  Fetcher* fetcher = nullptr;
+  HeadService* head = nullptr;  // only on the head process
+  ProcId self = 0;
+  NodeId node = 0;
+  RuntimeConfig config;
+};
+
+class ClientImpl final : public detail::CoreClient {
+ public:
+  explicit ClientImpl(const ClientDeps& deps);
+
+  std::vector<ObjectId> Submit(detail::TaskRequest&& request) override;
+  ObjectId Put(const detail::SerializedValue& value) override;
+  std::vector<Buffer> Get(const std::vector<ObjectId>& ids, int64_t timeout_ms) override;
+  std::vector<bool> Wait(const std::vector<ObjectId>& ids, size_t num_returns,
+                         int64_t timeout_ms) override;
+  void Cancel(const ObjectId& id, bool force, bool recursive) override;
+  void KillActor(const ActorId& actor, bool no_restart) override;
+  void AddLocalRef(const ObjectId& id) override;
+  void RemoveLocalRef(const ObjectId& id) override;
+
+  /// @brief Store a value as object `id` (inline or in shared memory).
+  Result<proto::NewObject> StoreValue(const ObjectId& id, const detail::SerializedValue& value);
+  /// @brief The payload described by `loc` (maps or fetches shared-memory objects).
+  Buffer Materialize(const proto::ObjectLoc& loc);
+  /// @brief Called around a wait that may take long (a worker tells the head it is blocked).
+  void SetBlockingHook(std::function<void(bool blocked)> hook) { blocking_hook_ = std::move(hook); }
+  /// @brief Fail every wait in progress (the head is gone or we are shutting down).
+  void Close(const std::string& why);
+  size_t NumLocalRefs() const;
+
+  // Progress-thread entry points (worker processes).
+  void OnObjectsReady(proto::ObjectsReady&& r);
+  void OnActorLocation(const proto::ActorLocation& loc);
+
+ private:
+  struct PendingGet {
+    std::unordered_multimap<ObjectId, size_t> positions;
+    std::vector<std::optional<proto::ObjectLoc>> locs;
+    size_t ready = 0;
+    std::condition_variable cv;
+  };
+  struct Route {
+    bool known = false;
+    bool dead = false;
+    bool asked = false;
+    ProcId proc = kNoProc;
+    std::vector<proto::TaskSpec> buffered;
+  };
+  TaskId NextTaskId();
+  std::vector<proto::ObjectLoc> Locate(const std::vector<ObjectId>& ids, size_t num_ready,
+                                       int64_t timeout_ms, std::vector<bool>* ready);
+  void RouteActorCall(proto::TaskSpec&& spec);
+
+  ClientDeps d_;
+  std::atomic<uint64_t> next_task_{0};
+  std::function<void(bool)> blocking_hook_;
+
+  mutable std::mutex ref_mu_;
+  std::unordered_map<ObjectId, int64_t> refs_;
+
+  std::mutex get_mu_;
+  uint64_t next_req_ = 0;
+  std::unordered_map<uint64_t, PendingGet*> gets_;
+  bool closed_ = false;
+  std::string close_reason_;
+
+  std::mutex actor_mu_;
+  std::unordered_map<ActorId, uint64_t> actor_seq_;
+  std::unordered_map<ActorId, Route> routes_;
+};
+
+}  // namespace mpiray

@@ -1,0 +1,70 @@
+// Fetcher: moves object bytes between nodes. The requester reserves space in its node's store
+// and asks a process on the holding node; that process streams the mapped object as bulk
+// chunks straight into the requester's new shared-memory object (zero-copy where UCX can).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "fabric.h"
+#include "mpiray/core/status.h"
+#include "protocol.h"
+#include "shm_store.h"
+
+namespace mpiray {
+
+class Fetcher {
+ public:
+  /// @param on_fetched called after a fetched copy is published (to tell the head).
+  Fetcher(Transport& transport, ShmStore& store, uint64_t chunk,
+          std::function<void(const ObjectId&)> on_fetched);
+
+  /// @brief Copy the object described by `loc` (a shared-memory object on another node) into
+  /// this node's store and map it. Blocks; fails if the source dies or refuses.
+  Result<Buffer> Fetch(const proto::ObjectLoc& loc);
+
+  /// @brief Raw fabric throughput: receive `bytes` from `source` into memory (benchmark).
+  Result<double> MeasureStream(ProcId source, uint64_t bytes);
+
+  // Progress-thread entry points.
+  void OnFetch(ProcId src, const proto::Fetch& req);
+  void OnFetchFailed(const proto::FetchFailed& f);
+  void OnBenchStream(ProcId src, const proto::BenchStream& req);
+  uint8_t* OnBulkBegin(ProcId src, const proto::BulkHeader& h, size_t len);
+  void OnBulkEnd(ProcId src, const proto::BulkHeader& h, size_t len, bool ok);
+  void OnPeerFailed(ProcId proc);
+  /// @brief Fail every transfer in progress (shutdown).
+  void FailAll(const std::string& why);
+
+ private:
+  struct Transfer {
+    uint8_t* dst = nullptr;
+    uint64_t size = 0;
+    uint64_t received = 0;
+    ProcId source = 0;
+    bool done = false;
+    bool ok = false;
+    std::string error;
+  };
+  uint64_t Begin(uint8_t* dst, uint64_t size, ProcId source);
+  Status Await(uint64_t id);
+  void Stream(ProcId dest, uint64_t transfer, const Buffer& data);
+
+  Transport& transport_;
+  ShmStore& store_;
+  uint64_t chunk_;
+  std::function<void(const ObjectId&)> on_fetched_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t next_ = 0;
+  std::map<uint64_t, Transfer> transfers_;
+  std::map<ObjectId, std::shared_ptr<std::condition_variable>> inflight_;  // dedupe per object
+  std::shared_ptr<std::vector<uint8_t>> bench_buf_;
+};
+
+}  // namespace mpiray

@@ -1,0 +1,1110 @@
+#include "head.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "log.h"
+#include "mpiray/core/serialization.h"
+
+namespace mpiray {
+
+using proto::Msg;
+using proto::TaskKind;
+using proto::Where;
+
+struct HeadService::Waiter {
+  std::condition_variable cv;
+  size_t needed = 0;  // readiness events still needed
+  size_t ready = 0;
+};
+
+struct HeadService::ObjEntry {
+  enum State : uint8_t { kPending = 0, kReady = 1 };
+  uint8_t state = kPending;
+  uint8_t where = 0;
+  bool registered = true;  // false: made by an actor result that beat its registration
+  int32_t pins = 0;        // pending tasks using it (argument or nested in an argument)
+  int32_t containers = 0;  // live objects whose value holds this ref
+  uint64_t size = 0;
+  Buffer data;
+  std::vector<NodeId> locations;
+  std::vector<ProcId> holders;  // processes holding a handle (once each)
+  struct Extra {
+    std::vector<ObjectId> contains;
+    std::vector<TaskId> dependents;
+    std::vector<Waiter*> waiters;
+    std::vector<std::pair<ProcId, uint64_t>> remote;  // (process, request) awaiting it
+  };
+  std::unique_ptr<Extra> extra;
+  Extra& X() {
+    if (!extra) extra = std::make_unique<Extra>();
+    return *extra;
+  }
+};
+
+struct HeadService::TaskRec {
+  proto::TaskSpec spec;
+  SchedItem item;
+  ProcId submitter = 0;
+  int32_t deps = 0;
+  int32_t retries_left = 0;
+  bool cancelled = false;
+};
+
+struct HeadService::ActorRec {
+  enum State : uint8_t { kWaitingDeps = 0, kPending = 1, kPlaced = 2, kDead = 3 };
+  ActorId id;
+  State state = kWaitingDeps;
+  ProcId worker = kNoProc;
+  uint32_t shape = 0;
+  bool hold = false;
+  std::string name;
+  std::string error;
+  std::vector<proto::TaskSpec> queued_calls;  // driver calls made before placement
+  std::vector<ProcId> location_waiters;
+  std::unordered_set<TaskId> calls;  // registered, not done
+};
+
+namespace {
+
+Buffer ErrorPayload(StatusCode code, const std::string& message) {
+  return Buffer(detail::MakeErrorPayload(code, message));
+}
+
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+HeadService::HeadService(Transport& transport, const RuntimeConfig& config,
+                         std::function<int64_t()> now_ms)
+    : transport_(transport),
+      config_(config),
+      now_ms_(now_ms ? std::move(now_ms) : SteadyMs),
+      sched_(config.max_inflight_per_worker) {
+  last_heartbeat_ms_ = now_ms_();
+}
+
+HeadService::~HeadService() = default;
+
+// ------------------------------------------------------------------ membership
+
+NodeId HeadService::NodeOf(ProcId p) const {
+  auto it = procs_.find(p);
+  return it == procs_.end() ? kNoNode : it->second.peer.node;
+}
+
+void HeadService::AddNodeResources(NodeId node) {
+  int workers = 0;
+  int gpus = 0;
+  for (ProcId p : node_procs_[node]) {
+    const ProcInfo& info = procs_[p];
+    if (!info.alive) continue;
+    if (info.worker) ++workers;
+    gpus = std::max(gpus, info.peer.gpus);
+  }
+  ResourceVector total(sched_.names().size(), 0);
+  auto set = [&](const std::string& name, int64_t v) {
+    size_t i = sched_.names().Intern(name);
+    if (i >= total.size()) total.resize(i + 1, 0);
+    total[i] = v;
+  };
+  set("CPU", config_.num_cpus >= 0 ? std::llround(config_.num_cpus * proto::kResourceUnit)
+                                   : workers * proto::kResourceUnit);
+  set("GPU", config_.num_gpus >= 0 ? std::llround(config_.num_gpus * proto::kResourceUnit)
+                                   : gpus * proto::kResourceUnit);
+  for (const auto& [name, amount] : config_.custom) set(name, amount);
+  sched_.AddNode(node, total);
+}
+
+void HeadService::AddProcess(const proto::PeerInfo& peer, bool is_worker) {
+  std::lock_guard<std::mutex> lk(mu_);
+  ProcInfo& info = procs_[peer.proc];
+  info.peer = peer;
+  info.alive = true;
+  info.worker = is_worker;
+  info.last_seen_ms = now_ms_();
+  node_procs_[peer.node].push_back(peer.proc);
+  if (is_worker) {
+    sched_.AddWorker(peer.proc, peer.node);
+    AddNodeResources(peer.node);
+    Dispatch();
+  }
+}
+
+std::vector<proto::PeerInfo> HeadService::Peers() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<proto::PeerInfo> out;
+  for (const auto& [id, p] : procs_) {
+    if (p.alive) out.push_back(p.peer);
+  }
+  return out;
+}
+
+std::vector<ProcId> HeadService::Workers() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<ProcId> out;
+  for (const auto& [id, p] : procs_) {
+    if (p.alive && p.worker) out.push_back(id);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+ProcId HeadService::ProcOnNode(NodeId node) const {
+  auto it = node_procs_.find(node);
+  if (it == node_procs_.end()) return kNoProc;
+  for (ProcId p : it->second) {
+    auto pit = procs_.find(p);
+    if (pit != procs_.end() && pit->second.alive) return p;
+  }
+  return kNoProc;
+}
+
+void HeadService::RemoveProcess(ProcId proc, const std::string& why) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto pit = procs_.find(proc);
+  if (pit == procs_.end() || !pit->second.alive) return;
+  ProcInfo& info = pit->second;
+  info.alive = false;
+  NodeId node = info.peer.node;
+  MPIRAY_LOG(warn, "process {} (host {}, pid {}) left the cluster: {}", proc, info.peer.host,
+             info.peer.pid, why);
+  auto& np = node_procs_[node];
+  np.erase(std::remove(np.begin(), np.end(), proc), np.end());
+
+  if (info.worker) {
+    sched_.RemoveWorker(proc);
+    AddNodeResources(node);
+    std::vector<TaskId> lost;
+    for (auto& [tid, t] : tasks_) {
+      if (t->item.worker == proc) lost.push_back(tid);
+    }
+    for (TaskId tid : lost) {
+      auto it = tasks_.find(tid);
+      if (it == tasks_.end()) continue;
+      TaskRec& t = *it->second;
+      --running_;
+      t.item.worker = kNoProc;
+      t.item.blocked = false;
+      t.item.private_hold = false;
+      if (t.spec.task_kind() == TaskKind::kActorCreate) {
+        auto a = actors_.find(tid);
+        if (a != actors_.end()) ActorDied(*a->second, "the worker creating the actor died");
+        FailTask(t, ErrorPayload(StatusCode::kActorDied, "the worker creating the actor died"));
+      } else if (!t.cancelled && t.retries_left > 0) {
+        --t.retries_left;
+        MPIRAY_LOG(info, "retrying task {} ({}) after worker {} died", tid.ToString(),
+                   t.spec.function, proc);
+        sched_.Enqueue(&t.item);
+      } else {
+        FailTask(t, ErrorPayload(StatusCode::kWorkerCrashed,
+                                 "worker " + std::to_string(proc) + " (host " + info.peer.host +
+                                     ", pid " + std::to_string(info.peer.pid) +
+                                     ") died while running task " + t.spec.function +
+                                     (t.spec.max_retries > 0 ? "; retries exhausted" : "")));
+      }
+    }
+    for (auto& [aid, a] : actors_) {
+      if (a->worker == proc && a->state != ActorRec::kDead) {
+        ActorDied(*a, "the worker process hosting the actor died (" + why + ")");
+      }
+    }
+  }
+  // Handles held by the dead process are gone.
+  std::vector<ObjectId> held;
+  bool node_gone = np.empty();
+  for (auto& [oid, e] : objects_) {
+    auto h = std::find(e.holders.begin(), e.holders.end(), proc);
+    if (h != e.holders.end()) {
+      e.holders.erase(h);
+      held.push_back(oid);
+    }
+    if (node_gone && e.where == static_cast<uint8_t>(Where::kShm) && e.state == ObjEntry::kReady) {
+      e.locations.erase(std::remove(e.locations.begin(), e.locations.end(), node),
+                        e.locations.end());
+      if (e.locations.empty()) {
+        e.where = static_cast<uint8_t>(Where::kError);
+        e.data = ErrorPayload(StatusCode::kObjectLost,
+                              "object " + oid.Hex() + " was lost: every node holding a copy died");
+      }
+    }
+  }
+  for (const ObjectId& id : held) MaybeFree(id);
+  Dispatch();
+}
+
+// ------------------------------------------------------------------ objects
+
+HeadService::ObjEntry& HeadService::NewEntry(const ObjectId& id) { return objects_[id]; }
+
+HeadService::ObjEntry* HeadService::FindEntry(const ObjectId& id) {
+  auto it = objects_.find(id);
+  return it == objects_.end() ? nullptr : &it->second;
+}
+
+void HeadService::Pin(const ObjectId& id) {
+  if (ObjEntry* e = FindEntry(id)) ++e->pins;
+}
+
+void HeadService::Unpin(const ObjectId& id) {
+  if (ObjEntry* e = FindEntry(id)) {
+    --e->pins;
+    MaybeFree(id);
+  }
+}
+
+void HeadService::MaybeFree(const ObjectId& id) {
+  ObjEntry* e = FindEntry(id);
+  if (!e || !e->registered || !e->holders.empty() || e->pins > 0 || e->containers > 0) return;
+  if (e->state != ObjEntry::kReady) return;  // freed when its task finishes
+  FreeEntry(id, *e);
+}
+
+void HeadService::FreeEntry(const ObjectId& id, ObjEntry& e) {
+  if (e.where == static_cast<uint8_t>(Where::kShm)) {
+    for (NodeId node : e.locations) {
+      ProcId p = ProcOnNode(node);
+      if (p != kNoProc) SendMsg(transport_, p, Msg::kFreeObjects, proto::IdList{{id}});
+    }
+  }
+  std::vector<ObjectId> contains;
+  if (e.extra) contains = std::move(e.extra->contains);
+  objects_.erase(id);
+  for (const ObjectId& c : contains) {
+    if (ObjEntry* ce = FindEntry(c)) {
+      --ce->containers;
+      MaybeFree(c);
+    }
+  }
+}
+
+void HeadService::AddHolder(const ObjectId& id, ProcId proc) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (ObjEntry* e = FindEntry(id)) {
+    if (std::find(e->holders.begin(), e->holders.end(), proc) == e->holders.end()) {
+      e->holders.push_back(proc);
+    }
+  }
+}
+
+void HeadService::RemoveHolder(const ObjectId& id, ProcId proc) {
+  std::lock_guard<std::mutex> lk(mu_);
+  ObjEntry* e = FindEntry(id);
+  if (!e) return;
+  auto h = std::find(e->holders.begin(), e->holders.end(), proc);
+  if (h != e->holders.end()) e->holders.erase(h);
+  MaybeFree(id);
+}
+
+void HeadService::SetReady(const ObjectId& id, proto::NewObject&& obj) {
+  ObjEntry* e = FindEntry(id);
+  if (!e || e->state == ObjEntry::kReady) {
+    // Nobody wants it (freed, or a late duplicate): drop the stored copy.
+    if (obj.where == static_cast<uint8_t>(Where::kShm) && (!e || e->locations.empty() ||
+                                                           e->locations[0] != obj.node)) {
+      ProcId p = ProcOnNode(obj.node);
+      if (p != kNoProc) SendMsg(transport_, p, Msg::kFreeObjects, proto::IdList{{id}});
+    }
+    return;
+  }
+  e->state = ObjEntry::kReady;
+  e->where = obj.where;
+  e->size = obj.size;
+  e->data = std::move(obj.data);
+  if (obj.where == static_cast<uint8_t>(Where::kShm)) e->locations = {obj.node};
+  if (!obj.nested.empty()) {
+    auto& contains = e->X().contains;
+    for (const ObjectId& n : obj.nested) {
+      if (ObjEntry* ne = FindEntry(n)) {
+        ++ne->containers;
+        contains.push_back(n);
+      }
+    }
+    e = FindEntry(id);  // FindEntry above cannot rehash, but keep the pointer honest
+  }
+  OnObjectReady(id, *e);
+  MaybeFree(id);
+}
+
+void HeadService::SetErrorPayload(const ObjectId& id, const Buffer& payload) {
+  proto::NewObject obj;
+  obj.id = id;
+  obj.where = static_cast<uint8_t>(Where::kError);
+  obj.data = payload;
+  obj.size = payload.size();
+  SetReady(id, std::move(obj));
+}
+
+void HeadService::SetError(const ObjectId& id, StatusCode code, const std::string& message) {
+  SetErrorPayload(id, ErrorPayload(code, message));
+}
+
+void HeadService::OnObjectReady(const ObjectId& id, ObjEntry& e) {
+  if (!e.extra) return;
+  auto waiters = std::move(e.extra->waiters);
+  auto remote = std::move(e.extra->remote);
+  auto dependents = std::move(e.extra->dependents);
+  e.extra->waiters.clear();
+  e.extra->remote.clear();
+  e.extra->dependents.clear();
+  for (Waiter* w : waiters) {
+    ++w->ready;
+    if (w->ready >= w->needed) w->cv.notify_all();
+  }
+  for (const auto& [proc, req] : remote) {
+    proto::ObjectsReady r;
+    r.req = req;
+    r.objects.push_back(Locate(id, e, NodeOf(proc)));
+    SendMsg(transport_, proc, Msg::kObjectsReady, r);
+  }
+  for (TaskId tid : dependents) {
+    auto it = tasks_.find(tid);
+    if (it == tasks_.end()) continue;
+    if (--it->second->deps == 0) TaskDepsReady(*it->second);
+  }
+}
+
+proto::ObjectLoc HeadService::Locate(const ObjectId& id, const ObjEntry& e, NodeId requester) const {
+  proto::ObjectLoc l;
+  l.id = id;
+  l.where = e.where;
+  l.size = e.size;
+  if (e.where != static_cast<uint8_t>(Where::kShm)) {
+    l.data = e.data;
+    return l;
+  }
+  NodeId chosen = kNoNode;
+  for (NodeId n : e.locations) {
+    if (n == requester) {
+      chosen = n;
+      break;
+    }
+    if (chosen == kNoNode && ProcOnNode(n) != kNoProc) chosen = n;
+  }
+  if (chosen == kNoNode || ProcOnNode(chosen) == kNoProc) {
+    l.where = static_cast<uint8_t>(Where::kError);
+    l.data = ErrorPayload(StatusCode::kObjectLost, "object " + id.Hex() + " has no live copy");
+    return l;
+  }
+  l.node = chosen;
+  l.source = ProcOnNode(chosen);
+  return l;
+}
+
+void HeadService::AddLocation(const ObjectId& id, NodeId node) {
+  std::lock_guard<std::mutex> lk(mu_);
+  ObjEntry* e = FindEntry(id);
+  if (!e || e->where != static_cast<uint8_t>(Where::kShm)) {
+    // Freed meanwhile: the new copy must go too.
+    ProcId p = ProcOnNode(node);
+    if (!e && p != kNoProc) SendMsg(transport_, p, Msg::kFreeObjects, proto::IdList{{id}});
+    return;
+  }
+  if (std::find(e->locations.begin(), e->locations.end(), node) == e->locations.end()) {
+    e->locations.push_back(node);
+  }
+}
+
+Status HeadService::Put(proto::NewObject&& obj, ProcId holder) {
+  std::lock_guard<std::mutex> lk(mu_);
+  ObjectId id = obj.id;
+  ObjEntry& e = NewEntry(id);
+  e.holders.push_back(holder);
+  SetReady(id, std::move(obj));
+  return Status::OK();
+}
+
+std::vector<proto::ObjectLoc> HeadService::WaitLocal(const std::vector<ObjectId>& ids,
+                                                     size_t num_ready, int64_t timeout_ms,
+                                                     std::vector<bool>* ready,
+                                                     NodeId requester_node) {
+  std::unique_lock<std::mutex> lk(mu_);
+  Waiter w;
+  size_t have = 0;
+  for (const ObjectId& id : ids) {
+    ObjEntry* e = FindEntry(id);
+    if (!e || e->state == ObjEntry::kReady) ++have;
+  }
+  if (have < num_ready && timeout_ms != 0 && !closed_) {
+    w.needed = num_ready - have;
+    std::vector<ObjectId> registered;
+    for (const ObjectId& id : ids) {
+      ObjEntry* e = FindEntry(id);
+      if (e && e->state != ObjEntry::kReady) {
+        e->X().waiters.push_back(&w);
+        registered.push_back(id);
+      }
+    }
+    auto done = [&] { return w.ready >= w.needed || closed_; };
+    if (timeout_ms < 0) {
+      w.cv.wait(lk, done);
+    } else {
+      w.cv.wait_for(lk, std::chrono::milliseconds(timeout_ms), done);
+    }
+    for (const ObjectId& id : registered) {
+      ObjEntry* e = FindEntry(id);
+      if (e && e->extra) {
+        auto& ws = e->extra->waiters;
+        ws.erase(std::remove(ws.begin(), ws.end(), &w), ws.end());
+      }
+    }
+  }
+  std::vector<proto::ObjectLoc> out(ids.size());
+  ready->assign(ids.size(), false);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ObjEntry* e = FindEntry(ids[i]);
+    if (!e) {
+      out[i].id = ids[i];
+      out[i].where = static_cast<uint8_t>(Where::kError);
+      out[i].data = ErrorPayload(StatusCode::kObjectLost,
+                                 "object " + ids[i].Hex() + " is unknown or was already freed");
+      (*ready)[i] = true;
+    } else if (e->state == ObjEntry::kReady) {
+      out[i] = Locate(ids[i], *e, requester_node);
+      (*ready)[i] = true;
+    } else if (closed_) {
+      out[i].id = ids[i];
+      out[i].where = static_cast<uint8_t>(Where::kError);
+      out[i].data = ErrorPayload(StatusCode::kUnavailable, "the runtime is shutting down: " +
+                                                               close_reason_);
+      (*ready)[i] = true;
+    }
+  }
+  return out;
+}
+
+void HeadService::HandleGet(ProcId src, proto::GetObjects&& req) {
+  proto::ObjectsReady reply;
+  reply.req = req.req;
+  NodeId node = NodeOf(src);
+  for (const ObjectId& id : req.ids) {
+    ObjEntry* e = FindEntry(id);
+    if (!e) {
+      proto::ObjectLoc l;
+      l.id = id;
+      l.where = static_cast<uint8_t>(Where::kError);
+      l.data = ErrorPayload(StatusCode::kObjectLost,
+                            "object " + id.Hex() + " is unknown or was already freed");
+      reply.objects.push_back(std::move(l));
+    } else if (e->state == ObjEntry::kReady) {
+      reply.objects.push_back(Locate(id, *e, node));
+    } else {
+      e->X().remote.emplace_back(src, req.req);
+    }
+  }
+  if (!reply.objects.empty()) SendMsg(transport_, src, Msg::kObjectsReady, reply);
+}
+
+bool HeadService::HasObject(const ObjectId& id) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return objects_.count(id) != 0;
+}
+
+size_t HeadService::NumObjects() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return objects_.size();
+}
+
+// ------------------------------------------------------------------ tasks
+
+Status HeadService::Submit(proto::TaskSpec&& spec, ProcId submitter) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (closed_) return Unavailable("the runtime is shutting down");
+  Status st = spec.task_kind() == TaskKind::kActorCall ? SubmitActorCall(std::move(spec), submitter)
+                                                       : SubmitLocked(std::move(spec), submitter);
+  return st;
+}
+
+Status HeadService::SubmitLocked(proto::TaskSpec&& spec, ProcId submitter) {
+  if (spec.function.empty()) return InvalidArgument("task has no function name");
+  if (spec.num_returns == 0 && spec.task_kind() == TaskKind::kNormal) {
+    return InvalidArgument("num_returns must be at least 1");
+  }
+  MPIRAY_ASSIGN_OR_RETURN(uint32_t shape, sched_.Shape(spec.resources));
+  bool is_actor = spec.task_kind() == TaskKind::kActorCreate;
+  if (!is_actor || !spec.resources.empty()) {
+    MPIRAY_RETURN_IF_ERROR(sched_.CheckFeasible(shape));
+  } else if (sched_.num_workers() == 0) {
+    return Status(StatusCode::kInfeasible, "there are no worker processes to host the actor");
+  }
+  for (size_t i = 0; i < spec.args.size(); ++i) {
+    const proto::Arg& a = spec.args[i];
+    if (a.by_ref && !FindEntry(a.ref)) {
+      return Status(StatusCode::kObjectLost, "argument " + std::to_string(i) + " of " +
+                                                 spec.function + " refers to object " +
+                                                 a.ref.Hex() + ", which is unknown or freed");
+    }
+  }
+  auto rec = std::make_unique<TaskRec>();
+  TaskRec& t = *rec;
+  t.submitter = submitter;
+  t.item.shape = shape;
+  t.item.owner = &t;
+  t.retries_left = std::max(0, spec.max_retries);
+  TaskId tid = spec.id;
+  uint32_t nret = is_actor ? 1 : spec.num_returns;
+  for (uint32_t i = 0; i < nret; ++i) {
+    ObjEntry& e = NewEntry(spec.ReturnId(i));
+    e.holders.assign(1, submitter);
+  }
+  for (const proto::Arg& a : spec.args) {
+    if (a.by_ref) {
+      Pin(a.ref);
+      ObjEntry* e = FindEntry(a.ref);
+      if (e->state != ObjEntry::kReady) {
+        ++t.deps;
+        e->X().dependents.push_back(tid);
+      }
+    }
+    for (const ObjectId& n : a.nested) Pin(n);
+  }
+  if (is_actor) {
+    auto a = std::make_unique<ActorRec>();
+    a->id = tid;
+    a->shape = shape;
+    a->hold = !spec.resources.empty();
+    a->name = spec.name;
+    actors_[tid] = std::move(a);
+  }
+  t.spec = std::move(spec);
+  tasks_[tid] = std::move(rec);
+  if (t.deps == 0) TaskDepsReady(t);
+  Dispatch();
+  return Status::OK();
+}
+
+void HeadService::TaskDepsReady(TaskRec& t) {
+  std::map<NodeId, uint64_t> bytes;
+  for (const proto::Arg& a : t.spec.args) {
+    if (!a.by_ref) continue;
+    ObjEntry* e = FindEntry(a.ref);
+    if (!e) {
+      FailTask(t, ErrorPayload(StatusCode::kObjectLost,
+                               "argument object " + a.ref.Hex() + " of " + t.spec.function +
+                                   " was lost"));
+      return;
+    }
+    if (e->where == static_cast<uint8_t>(Where::kError)) {
+      FailTask(t, e->data);  // the upstream error propagates, as in Ray
+      return;
+    }
+    if (e->where == static_cast<uint8_t>(Where::kShm)) {
+      for (NodeId n : e->locations) bytes[n] += e->size;
+    }
+  }
+  if (t.spec.task_kind() == TaskKind::kActorCreate) {
+    auto it = actors_.find(t.spec.id);
+    if (it != actors_.end()) {
+      it->second->state = ActorRec::kPending;
+      PlaceActor(*it->second);
+    }
+    return;
+  }
+  t.item.preferred = kNoNode;
+  uint64_t best = 0;
+  for (const auto& [n, b] : bytes) {
+    if (b > best) {
+      best = b;
+      t.item.preferred = n;
+    }
+  }
+  sched_.Enqueue(&t.item);
+}
+
+void HeadService::FailTask(TaskRec& t, const Buffer& error_payload) {
+  TaskId tid = t.spec.id;
+  uint32_t nret = t.spec.task_kind() == TaskKind::kActorCreate ? 1 : t.spec.num_returns;
+  if (t.item.queued) sched_.Dequeue(&t.item);
+  if (t.item.worker != kNoProc) {
+    sched_.Finished(&t.item);
+    --running_;
+  }
+  if (t.spec.task_kind() == TaskKind::kActorCreate) {
+    auto a = actors_.find(tid);
+    if (a != actors_.end() && a->second->state != ActorRec::kDead) {
+      ActorDied(*a->second, "the actor could not be created: " +
+                                detail::ErrorFromPayload(error_payload).message());
+    }
+  }
+  for (uint32_t i = 0; i < nret; ++i) SetErrorPayload(t.spec.ReturnId(i), error_payload);
+  FinishTask(tid);
+}
+
+void HeadService::UnpinArgs(const proto::TaskSpec& spec) {
+  for (const proto::Arg& a : spec.args) {
+    if (a.by_ref) Unpin(a.ref);
+    for (const ObjectId& n : a.nested) Unpin(n);
+  }
+}
+
+void HeadService::FinishTask(TaskId id) {
+  auto it = tasks_.find(id);
+  if (it == tasks_.end()) return;
+  std::unique_ptr<TaskRec> rec = std::move(it->second);
+  tasks_.erase(it);
+  UnpinArgs(rec->spec);
+}
+
+void HeadService::Dispatch() {
+  if (closed_) return;
+  if (!pending_actors_.empty()) PlacePendingActors();
+  std::vector<Scheduler::Assignment> out;
+  sched_.Schedule(&out);
+  for (auto& [item, worker] : out) {
+    ++running_;
+    SendExecute(*static_cast<TaskRec*>(item->owner), worker);
+  }
+}
+
+void HeadService::SendExecute(TaskRec& t, ProcId worker) {
+  std::vector<proto::ObjectLoc> resolved;
+  NodeId node = NodeOf(worker);
+  for (const proto::Arg& a : t.spec.args) {
+    if (!a.by_ref) continue;
+    ObjEntry* e = FindEntry(a.ref);
+    if (e) {
+      resolved.push_back(Locate(a.ref, *e, node));
+    } else {
+      proto::ObjectLoc l;
+      l.id = a.ref;
+      l.where = static_cast<uint8_t>(Where::kError);
+      l.data = ErrorPayload(StatusCode::kObjectLost, "argument " + a.ref.Hex() + " was lost");
+      resolved.push_back(std::move(l));
+    }
+  }
+  SendWith(transport_, worker, Msg::kExecute, [&](auto& pk) {
+    pk.pack_array(2);
+    pk.pack(t.spec);
+    pk.pack(resolved);
+  });
+}
+
+void HeadService::OnTaskDone(ProcId src, proto::TaskDone&& done) {
+  if (static_cast<TaskKind>(done.kind) == TaskKind::kActorCall) {
+    auto it = call_actor_.find(done.task);
+    if (it == call_actor_.end()) {
+      // The caller's registration has not arrived yet (it travels on another channel).
+      early_done_.insert(done.task);
+      for (proto::NewObject& r : done.returns) {
+        ObjectId id = r.id;
+        if (!FindEntry(id)) NewEntry(id).registered = false;
+        SetReady(id, std::move(r));
+      }
+      return;
+    }
+    ActorId actor = it->second;
+    call_actor_.erase(it);
+    auto a = actors_.find(actor);
+    if (a != actors_.end()) a->second->calls.erase(done.task);
+    auto t = tasks_.find(done.task);  // actor calls keep a slim spec in tasks_ for the pins
+    for (proto::NewObject& r : done.returns) {
+      ObjectId id = r.id;
+      SetReady(id, std::move(r));
+    }
+    if (t != tasks_.end()) FinishTask(done.task);
+    return;
+  }
+  auto it = tasks_.find(done.task);
+  if (it == tasks_.end() || it->second->item.worker != src) {
+    // Late result of a cancelled, failed or re-run task: drop stored copies.
+    for (proto::NewObject& r : done.returns) {
+      if (r.where == static_cast<uint8_t>(Where::kShm)) {
+        ProcId p = ProcOnNode(r.node);
+        if (p != kNoProc && !FindEntry(r.id)) {
+          SendMsg(transport_, p, Msg::kFreeObjects, proto::IdList{{r.id}});
+        }
+      }
+    }
+    return;
+  }
+  TaskRec& t = *it->second;
+  sched_.Finished(&t.item);
+  --running_;
+  bool cancelled = t.cancelled || done.status == static_cast<uint8_t>(proto::DoneStatus::kCancelled);
+  bool is_actor = t.spec.task_kind() == TaskKind::kActorCreate;
+  if (cancelled) {
+    for (proto::NewObject& r : done.returns) {
+      if (r.where == static_cast<uint8_t>(Where::kShm)) {
+        SendMsg(transport_, src, Msg::kFreeObjects, proto::IdList{{r.id}});
+      }
+      SetError(r.id, StatusCode::kCancelled, "task " + t.spec.function + " was cancelled");
+    }
+  } else {
+    bool failed = false;
+    std::string error;
+    for (proto::NewObject& r : done.returns) {
+      if (r.where == static_cast<uint8_t>(Where::kError)) {
+        failed = true;
+        error = detail::ErrorFromPayload(r.data).message();
+      }
+      ObjectId id = r.id;
+      SetReady(id, std::move(r));
+    }
+    if (is_actor) {
+      auto a = actors_.find(t.spec.id);
+      if (a != actors_.end() && failed) ActorDied(*a->second, "the actor's constructor failed: " + error);
+    }
+  }
+  FinishTask(done.task);
+  Dispatch();
+}
+
+Status HeadService::Cancel(const ObjectId& id, bool force, bool recursive) {
+  (void)recursive;  // children are not tracked yet; see docs/architecture.md
+  std::lock_guard<std::mutex> lk(mu_);
+  return CancelLocked(id, force);
+}
+
+Status HeadService::CancelLocked(const ObjectId& id, bool force) {
+  auto it = tasks_.find(id.task_id());
+  if (it == tasks_.end()) return Status::OK();  // finished already (or a put): nothing to do
+  TaskRec& t = *it->second;
+  if (t.spec.task_kind() != TaskKind::kNormal) {
+    return InvalidArgument("only normal tasks can be cancelled; use Kill for actors");
+  }
+  if (t.cancelled) return Status::OK();
+  t.cancelled = true;
+  if (t.item.worker != kNoProc) {
+    SendMsg(transport_, t.item.worker, Msg::kCancelRunning, proto::CancelRunning{t.spec.id, force});
+    return Status::OK();
+  }
+  FailTask(t, ErrorPayload(StatusCode::kCancelled, "task " + t.spec.function + " was cancelled"));
+  Dispatch();
+  return Status::OK();
+}
+
+// ------------------------------------------------------------------ actors
+
+void HeadService::PlaceActor(ActorRec& a) {
+  ProcId w = sched_.PlaceActor(a.shape, a.hold);
+  if (w == kNoProc) {
+    if (std::find(pending_actors_.begin(), pending_actors_.end(), a.id) == pending_actors_.end()) {
+      pending_actors_.push_back(a.id);
+    }
+    return;
+  }
+  a.worker = w;
+  a.state = ActorRec::kPlaced;
+  auto t = tasks_.find(a.id);
+  if (t != tasks_.end()) {
+    t->second->item.worker = w;
+    ++running_;
+    SendExecute(*t->second, w);
+  }
+  auto calls = std::move(a.queued_calls);
+  a.queued_calls.clear();
+  for (auto& c : calls) SendMsg(transport_, w, Msg::kActorCall, c);
+  auto waiters = std::move(a.location_waiters);
+  a.location_waiters.clear();
+  for (ProcId p : waiters) ReplyLocation(a, p);
+}
+
+void HeadService::PlacePendingActors() {
+  auto pending = std::move(pending_actors_);
+  pending_actors_.clear();
+  for (ActorId id : pending) {
+    auto it = actors_.find(id);
+    if (it != actors_.end() && it->second->state == ActorRec::kPending) PlaceActor(*it->second);
+  }
+}
+
+void HeadService::ReplyLocation(ActorRec& a, ProcId to) {
+  proto::ActorLocation loc;
+  loc.actor = a.id;
+  loc.proc = a.worker;
+  loc.state = static_cast<uint8_t>(a.state == ActorRec::kDead ? proto::ActorState::kDead
+                                                               : proto::ActorState::kAlive);
+  loc.error = a.error;
+  SendMsg(transport_, to, Msg::kActorLocation, loc);
+}
+
+void HeadService::ActorDied(ActorRec& a, const std::string& why) {
+  if (a.state == ActorRec::kDead) return;
+  bool was_placed = a.state == ActorRec::kPlaced;
+  a.state = ActorRec::kDead;
+  a.error = why;
+  if (was_placed) sched_.ReleaseActor(a.worker, a.shape, a.hold);
+  pending_actors_.erase(std::remove(pending_actors_.begin(), pending_actors_.end(), a.id),
+                        pending_actors_.end());
+  std::string msg = "actor " + a.id.ToString() + (a.name.empty() ? "" : " (" + a.name + ")") +
+                    " is dead: " + why;
+  Buffer err = ErrorPayload(StatusCode::kActorDied, msg);
+  for (auto& c : a.queued_calls) {
+    for (uint32_t i = 0; i < c.num_returns; ++i) SetErrorPayload(c.ReturnId(i), err);
+  }
+  a.queued_calls.clear();
+  auto calls = std::move(a.calls);
+  a.calls.clear();
+  for (TaskId tid : calls) {
+    call_actor_.erase(tid);
+    auto t = tasks_.find(tid);
+    if (t == tasks_.end()) continue;
+    for (uint32_t i = 0; i < t->second->spec.num_returns; ++i) {
+      SetErrorPayload(t->second->spec.ReturnId(i), err);
+    }
+    FinishTask(tid);
+  }
+  auto waiters = std::move(a.location_waiters);
+  a.location_waiters.clear();
+  for (ProcId p : waiters) ReplyLocation(a, p);
+}
+
+Status HeadService::SubmitActorCall(proto::TaskSpec&& spec, ProcId submitter) {
+  TaskId tid = spec.id;
+  bool early = early_done_.erase(tid) > 0;
+  for (uint32_t i = 0; i < spec.num_returns; ++i) {
+    ObjectId rid = spec.ReturnId(i);
+    ObjEntry& e = NewEntry(rid);
+    e.registered = true;
+    e.holders.assign(1, submitter);
+    if (early) MaybeFree(rid);
+  }
+  if (early) return Status::OK();
+  auto ait = actors_.find(spec.actor);
+  if (ait == actors_.end()) {
+    for (uint32_t i = 0; i < spec.num_returns; ++i) {
+      SetError(spec.ReturnId(i), StatusCode::kActorDied,
+               "actor " + spec.actor.ToString() + " does not exist");
+    }
+    return Status::OK();
+  }
+  ActorRec& a = *ait->second;
+  if (a.state == ActorRec::kDead) {
+    for (uint32_t i = 0; i < spec.num_returns; ++i) {
+      SetError(spec.ReturnId(i), StatusCode::kActorDied,
+               "actor " + a.id.ToString() + " is dead: " + a.error);
+    }
+    return Status::OK();
+  }
+  for (const proto::Arg& arg : spec.args) {
+    if (arg.by_ref) Pin(arg.ref);
+    for (const ObjectId& n : arg.nested) Pin(n);
+  }
+  a.calls.insert(tid);
+  call_actor_[tid] = a.id;
+  // Keep the spec (arguments only matter for unpinning) so completion can release the pins.
+  auto rec = std::make_unique<TaskRec>();
+  rec->submitter = submitter;
+  rec->spec.id = tid;
+  rec->spec.kind = spec.kind;
+  rec->spec.num_returns = spec.num_returns;
+  rec->spec.function = spec.function;
+  for (const proto::Arg& arg : spec.args) {
+    proto::Arg slim;
+    slim.by_ref = arg.by_ref;
+    slim.ref = arg.ref;
+    slim.nested = arg.nested;
+    rec->spec.args.push_back(std::move(slim));
+  }
+  tasks_[tid] = std::move(rec);
+  if (submitter == transport_.self()) RouteCall(a, std::move(spec));
+  return Status::OK();
+}
+
+void HeadService::RouteCall(ActorRec& a, proto::TaskSpec&& spec) {
+  if (a.state == ActorRec::kPlaced) {
+    SendMsg(transport_, a.worker, Msg::kActorCall, spec);
+  } else {
+    a.queued_calls.push_back(std::move(spec));
+  }
+}
+
+Status HeadService::KillActor(const ActorId& actor, bool no_restart) {
+  (void)no_restart;  // restarts arrive with fault tolerance
+  std::lock_guard<std::mutex> lk(mu_);
+  return KillActorLocked(actor);
+}
+
+Status HeadService::KillActorLocked(const ActorId& actor) {
+  auto it = actors_.find(actor);
+  if (it == actors_.end()) return InvalidArgument("unknown actor " + actor.ToString());
+  ActorRec& a = *it->second;
+  ProcId w = a.worker;
+  bool placed = a.state == ActorRec::kPlaced;
+  ActorDied(a, "killed by Kill()");
+  if (placed) SendMsg(transport_, w, Msg::kDestroyActor, proto::ActorLookup{actor});
+  Dispatch();
+  return Status::OK();
+}
+
+// ------------------------------------------------------------------ messages
+
+void HeadService::Handle(ProcId src, Msg type, const char* body, size_t len) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto pit = procs_.find(src);
+  if (pit != procs_.end()) pit->second.last_seen_ms = now_ms_();
+  switch (type) {
+    case Msg::kSubmit: {
+      auto spec = DecodeMsg<proto::TaskSpec>(body, len);
+      bool call = spec.task_kind() == TaskKind::kActorCall;
+      uint32_t nret = spec.task_kind() == TaskKind::kActorCreate ? 1 : spec.num_returns;
+      TaskId tid = spec.id;
+      Status st = call ? SubmitActorCall(std::move(spec), src) : SubmitLocked(std::move(spec), src);
+      if (!st.ok()) {
+        // The submitter learns of the error when it reads a return.
+        for (uint32_t i = 0; i < nret; ++i) {
+          ObjectId rid = ObjectId::ForReturn(tid, i);
+          ObjEntry& e = NewEntry(rid);
+          e.holders.assign(1, src);
+          SetError(rid, st.code(), st.message());
+        }
+      }
+      break;
+    }
+    case Msg::kAddRef: {
+      for (const ObjectId& id : DecodeMsg<proto::IdList>(body, len).ids) {
+        if (ObjEntry* e = FindEntry(id)) {
+          if (std::find(e->holders.begin(), e->holders.end(), src) == e->holders.end()) {
+            e->holders.push_back(src);
+          }
+        }
+      }
+      break;
+    }
+    case Msg::kDelRef: {
+      for (const ObjectId& id : DecodeMsg<proto::IdList>(body, len).ids) {
+        ObjEntry* e = FindEntry(id);
+        if (!e) continue;
+        auto h = std::find(e->holders.begin(), e->holders.end(), src);
+        if (h != e->holders.end()) e->holders.erase(h);
+        MaybeFree(id);
+      }
+      break;
+    }
+    case Msg::kPutObject: {
+      auto obj = DecodeMsg<proto::NewObject>(body, len);
+      ObjectId id = obj.id;
+      NewEntry(id).holders.push_back(src);
+      SetReady(id, std::move(obj));
+      break;
+    }
+    case Msg::kGetObjects:
+      HandleGet(src, DecodeMsg<proto::GetObjects>(body, len));
+      break;
+    case Msg::kCancel: {
+      auto c = DecodeMsg<proto::Cancel>(body, len);
+      (void)CancelLocked(c.id, c.force);
+      break;
+    }
+    case Msg::kKillActor:
+      (void)KillActorLocked(DecodeMsg<proto::KillActor>(body, len).actor);
+      break;
+    case Msg::kActorLookup: {
+      auto l = DecodeMsg<proto::ActorLookup>(body, len);
+      auto it = actors_.find(l.actor);
+      if (it == actors_.end()) {
+        proto::ActorLocation loc;
+        loc.actor = l.actor;
+        loc.state = static_cast<uint8_t>(proto::ActorState::kDead);
+        loc.error = "actor " + l.actor.ToString() + " does not exist";
+        SendMsg(transport_, src, Msg::kActorLocation, loc);
+      } else if (it->second->state == ActorRec::kPlaced || it->second->state == ActorRec::kDead) {
+        ReplyLocation(*it->second, src);
+      } else {
+        it->second->location_waiters.push_back(src);
+      }
+      break;
+    }
+    case Msg::kTaskBlocked:
+    case Msg::kTaskUnblocked: {
+      auto r = DecodeMsg<proto::TaskRef>(body, len);
+      auto it = tasks_.find(r.task);
+      if (it != tasks_.end() && it->second->item.worker == src) {
+        if (type == Msg::kTaskBlocked) {
+          sched_.Blocked(&it->second->item);
+        } else {
+          sched_.Unblocked(&it->second->item);
+        }
+      }
+      break;
+    }
+    case Msg::kAddLocation: {
+      auto a = DecodeMsg<proto::AddLocation>(body, len);
+      ObjEntry* e = FindEntry(a.id);
+      if (e && e->where == static_cast<uint8_t>(Where::kShm) &&
+          std::find(e->locations.begin(), e->locations.end(), a.node) == e->locations.end()) {
+        e->locations.push_back(a.node);
+      } else if (!e) {
+        ProcId p = ProcOnNode(a.node);
+        if (p != kNoProc) SendMsg(transport_, p, Msg::kFreeObjects, proto::IdList{{a.id}});
+      }
+      break;
+    }
+    case Msg::kTaskDone:
+      OnTaskDone(src, DecodeMsg<proto::TaskDone>(body, len));
+      break;
+    case Msg::kHeartbeat:
+      break;
+    default:
+      MPIRAY_LOG(warn, "head: unexpected message {} from process {}", static_cast<int>(type), src);
+      break;
+  }
+  Dispatch();
+}
+
+void HeadService::OnTick() {
+  std::vector<std::pair<ProcId, int64_t>> silent;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (closed_) return;
+    int64_t now = now_ms_();
+    if (now - last_heartbeat_ms_ >= 1000) {
+      last_heartbeat_ms_ = now;
+      for (const auto& [id, p] : procs_) {
+        if (p.alive && id != transport_.self()) SendMsg(transport_, id, Msg::kHeartbeat, proto::Empty{});
+      }
+    }
+    for (const auto& [id, p] : procs_) {
+      if (p.alive && id != transport_.self() && now - p.last_seen_ms > config_.heartbeat_timeout_ms) {
+        silent.emplace_back(id, now - p.last_seen_ms);
+      }
+    }
+  }
+  for (auto [id, ms] : silent) {
+    RemoveProcess(id, "no heartbeat for " + std::to_string(ms) + " ms");
+    SendMsg(transport_, id, Msg::kShutdown, proto::Shutdown{"declared dead by the head"});
+  }
+}
+
+void HeadService::Close(const std::string& why) {
+  std::lock_guard<std::mutex> lk(mu_);
+  closed_ = true;
+  close_reason_ = why;
+  for (auto& [id, e] : objects_) {
+    if (!e.extra) continue;
+    for (Waiter* w : e.extra->waiters) {
+      w->ready = w->needed;
+      w->cv.notify_all();
+    }
+  }
+}
+
+ClusterStatus HeadService::Status_() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  ClusterStatus s;
+  for (const auto& v : sched_.Nodes()) {
+    ClusterStatus::Node n;
+    n.id = v.node;
+    for (size_t i = 0; i < v.total.size(); ++i) {
+      if (v.total[i] == 0 && i > 1) continue;
+      n.total[sched_.names().Name(i)] = static_cast<double>(v.total[i]) / proto::kResourceUnit;
+      n.available[sched_.names().Name(i)] =
+          static_cast<double>(v.available[i]) / proto::kResourceUnit;
+    }
+    n.workers = v.workers;
+    s.nodes.push_back(std::move(n));
+  }
+  s.queued_tasks = sched_.queued();
+  s.running_tasks = running_;
+  s.objects = objects_.size();
+  for (const auto& [id, a] : actors_) {
+    if (a->state != ActorRec::kDead) ++s.actors;
+  }
+  return s;
+}
+
+}  // namespace mpiray

@@ -1,0 +1,157 @@
+// HeadService: the head's state — object directory with reference counts, task table with
+// dependency resolution, actor directory — around the Scheduler. Runs on the head's progress
+// thread (messages) and on the driver's thread (direct calls); one mutex guards it.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "fabric.h"
+#include "mpiray/core/status.h"
+#include "protocol.h"
+#include "scheduler.h"
+#include "session.h"
+
+namespace mpiray {
+
+/// @brief A process as the head knows it.
+struct ProcInfo {
+  proto::PeerInfo peer;
+  bool alive = true;
+  bool worker = false;
+  int64_t last_seen_ms = 0;
+};
+
+/// @brief Snapshot of the cluster for status displays and tests.
+struct ClusterStatus {
+  struct Node {
+    NodeId id;
+    std::map<std::string, double> total;
+    std::map<std::string, double> available;
+    std::vector<ProcId> workers;
+  };
+  std::vector<Node> nodes;
+  size_t queued_tasks = 0;
+  size_t running_tasks = 0;
+  size_t objects = 0;
+  size_t actors = 0;
+};
+
+class HeadService {
+ public:
+  /// @param transport where messages go (the fabric, or a fake in tests).
+  /// @param config shared runtime settings.
+  /// @param now_ms clock used for heartbeats (injectable for tests).
+  HeadService(Transport& transport, const RuntimeConfig& config,
+              std::function<int64_t()> now_ms = nullptr);
+  ~HeadService();
+
+  // ---- membership ---------------------------------------------------------------------
+  /// @brief Register a process; workers contribute their node's resources.
+  void AddProcess(const proto::PeerInfo& peer, bool is_worker);
+  /// @brief A process died or left: retry or fail its tasks, kill its actors, drop its refs.
+  void RemoveProcess(ProcId proc, const std::string& why);
+  /// @brief All known processes (for the address book given to joiners).
+  std::vector<proto::PeerInfo> Peers() const;
+  /// @brief Live worker processes.
+  std::vector<ProcId> Workers() const;
+  /// @brief A live process on `node` (kNoProc if none).
+  ProcId ProcOnNode(NodeId node) const;
+
+  // ---- calls from the driver (head process) or from messages -----------------------------
+  /// @brief Register a task, actor creation or actor call from `submitter`.
+  Status Submit(proto::TaskSpec&& spec, ProcId submitter);
+  /// @brief Register a put object held by `holder`.
+  Status Put(proto::NewObject&& obj, ProcId holder);
+  void AddHolder(const ObjectId& id, ProcId proc);
+  void RemoveHolder(const ObjectId& id, ProcId proc);
+  /// @brief Block (the calling driver thread) until `num_ready` of `ids` are ready or the
+  /// timeout passes; returns the locations of the ready ones (others have where=kError? no:
+  /// absent entries are reported as lost). `ready[i]` tells which are ready.
+  std::vector<proto::ObjectLoc> WaitLocal(const std::vector<ObjectId>& ids, size_t num_ready,
+                                          int64_t timeout_ms, std::vector<bool>* ready,
+                                          NodeId requester_node);
+  Status Cancel(const ObjectId& id, bool force, bool recursive);
+  Status KillActor(const ActorId& actor, bool no_restart);
+  void AddLocation(const ObjectId& id, NodeId node);
+
+  /// @brief Handle one message from `src` (progress thread).
+  void Handle(ProcId src, proto::Msg type, const char* body, size_t len);
+  /// @brief Heartbeats and timeouts (progress thread).
+  void OnTick();
+  /// @brief Stop everything: fail waiters so no driver call hangs.
+  void Close(const std::string& why);
+
+  ClusterStatus Status_() const;
+  /// @brief Number of live object entries (for tests of reference counting).
+  size_t NumObjects() const;
+  bool HasObject(const ObjectId& id) const;
+
+ private:
+  struct Waiter;
+  struct ObjEntry;
+  struct TaskRec;
+  struct ActorRec;
+
+  // All private helpers run with mu_ held.
+  Status SubmitLocked(proto::TaskSpec&& spec, ProcId submitter);
+  Status SubmitActorCall(proto::TaskSpec&& spec, ProcId submitter);
+  Status CancelLocked(const ObjectId& id, bool force);
+  Status KillActorLocked(const ActorId& actor);
+  ObjEntry& NewEntry(const ObjectId& id);
+  ObjEntry* FindEntry(const ObjectId& id);
+  void Pin(const ObjectId& id);
+  void Unpin(const ObjectId& id);
+  void MaybeFree(const ObjectId& id);
+  void FreeEntry(const ObjectId& id, ObjEntry& e);
+  void SetReady(const ObjectId& id, proto::NewObject&& obj);
+  void SetError(const ObjectId& id, StatusCode code, const std::string& message);
+  void SetErrorPayload(const ObjectId& id, const Buffer& payload);
+  void OnObjectReady(const ObjectId& id, ObjEntry& e);
+  void TaskDepsReady(TaskRec& t);
+  void FailTask(TaskRec& t, const Buffer& error_payload);
+  void FinishTask(TaskId id);
+  void UnpinArgs(const proto::TaskSpec& spec);
+  void Dispatch();
+  void SendExecute(TaskRec& t, ProcId worker);
+  proto::ObjectLoc Locate(const ObjectId& id, const ObjEntry& e, NodeId requester) const;
+  void OnTaskDone(ProcId src, proto::TaskDone&& done);
+  void PlaceActor(ActorRec& a);
+  void PlacePendingActors();
+  void RouteCall(ActorRec& a, proto::TaskSpec&& spec);
+  void ActorDied(ActorRec& a, const std::string& why);
+  void ReplyLocation(ActorRec& a, ProcId to);
+  void HandleGet(ProcId src, proto::GetObjects&& req);
+  NodeId NodeOf(ProcId p) const;
+  void AddNodeResources(NodeId node);
+
+  Transport& transport_;
+  RuntimeConfig config_;
+  std::function<int64_t()> now_ms_;
+  mutable std::mutex mu_;
+  bool closed_ = false;
+  std::string close_reason_;
+
+  Scheduler sched_;
+  std::unordered_map<ProcId, ProcInfo> procs_;
+  std::map<NodeId, std::vector<ProcId>> node_procs_;
+  std::map<NodeId, bool> node_has_resources_;
+  std::unordered_map<ObjectId, ObjEntry> objects_;
+  std::unordered_map<TaskId, std::unique_ptr<TaskRec>> tasks_;
+  std::unordered_map<ActorId, std::unique_ptr<ActorRec>> actors_;
+  std::unordered_map<TaskId, ActorId> call_actor_;  // registered actor calls not yet done
+  std::unordered_set<TaskId> early_done_;           // actor calls done before registration
+  std::vector<ActorId> pending_actors_;
+  int64_t last_heartbeat_ms_ = 0;
+  size_t running_ = 0;
+};
+
+}  // namespace mpiray

@@ -1,0 +1,396 @@
+// Start-up and shutdown of the process's runtime, and the one global handle the API uses.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+#include <poll.h>
+
+#include <dirent.h>
+
+#include <cstring>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "log.h"
+#include "mpiray/core/api.h"
+#include "mpiray/core/bootstrap.h"
+#include "runtime.h"
+
+namespace mpiray {
+namespace {
+
+std::mutex g_mu;
+std::unique_ptr<Runtime> g_runtime;
+std::atomic<ClientImpl*> g_client{nullptr};
+
+// Handles SIGINT/SIGTERM/SIGHUP on its own thread (they are blocked everywhere else).
+class SignalWatcher {
+ public:
+  void Start(std::function<void(int)> on_signal) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sfd_ = signalfd(-1, &set, SFD_CLOEXEC);
+    efd_ = eventfd(0, EFD_CLOEXEC);
+    thread_ = std::thread([this, cb = std::move(on_signal)] {
+      pollfd p[2] = {{sfd_, POLLIN, 0}, {efd_, POLLIN, 0}};
+      while (true) {
+        if (poll(p, 2, -1) < 0) {
+          if (errno == EINTR) continue;
+          return;
+        }
+        if (p[1].revents) return;
+        signalfd_siginfo si{};
+        if (read(sfd_, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+          cb(static_cast<int>(si.ssi_signo));
+        }
+      }
+    });
+  }
+  void Stop() {
+    if (thread_.joinable()) {
+      uint64_t one = 1;
+      (void)!write(efd_, &one, sizeof one);
+      thread_.join();
+    }
+    if (sfd_ >= 0) close(sfd_);
+    if (efd_ >= 0) close(efd_);
+    sfd_ = efd_ = -1;
+  }
+
+ private:
+  int sfd_ = -1;
+  int efd_ = -1;
+  std::thread thread_;
+};
+
+SignalWatcher g_signals;
+sigset_t g_saved_mask;
+bool g_mask_saved = false;
+
+void SaveMaskAndBlock() {
+  if (!g_mask_saved) {
+    pthread_sigmask(SIG_SETMASK, nullptr, &g_saved_mask);
+    g_mask_saved = true;
+  }
+  BlockTerminationSignals();
+}
+
+void RestoreMask() {
+  if (g_mask_saved) {
+    pthread_sigmask(SIG_SETMASK, &g_saved_mask, nullptr);
+    g_mask_saved = false;
+  }
+}
+
+// A small process that outlives the head only to remove the session's files if the head dies
+// without cleaning up (SIGKILL, crash). It learns of the head's death when a pipe closes.
+int StartReaper(const SessionInfo& session) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    setsid();
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, 0);
+    dup2(devnull, 1);
+    dup2(devnull, 2);
+    // Close everything else (launcher pipes must not be held open by us).
+    if (DIR* d = opendir("/proc/self/fd")) {
+      std::vector<int> close_list;
+      while (dirent* e = readdir(d)) {
+        int fd = atoi(e->d_name);
+        if (fd > 2 && fd != fds[0] && fd != dirfd(d)) close_list.push_back(fd);
+      }
+      closedir(d);
+      for (int fd : close_list) close(fd);
+    }
+    char c;
+    while (read(fds[0], &c, 1) != 0) {
+      if (errno != EINTR) break;
+    }
+    RemoveSessionFiles(session);
+    _exit(0);
+  }
+  close(fds[0]);
+  return fds[1];
+}
+
+void InstallRuntime(std::unique_ptr<Runtime> rt) {
+  g_client.store(rt->client());
+  g_runtime = std::move(rt);
+  g_signals.Start([](int sig) {
+    if (g_runtime) g_runtime->EmergencyExit(sig);
+    _exit(128 + sig);
+  });
+}
+
+[[noreturn]] void WorkerFatal(const std::string& what) {
+  fprintf(stderr, "mpiray worker (pid %d): %s\n", getpid(), what.c_str());
+  fflush(nullptr);
+  _exit(1);
+}
+
+proto::PeerInfo LocalPeer(const EnvMap& env, const UcxFabric& fabric) {
+  proto::PeerInfo p;
+  p.host = HostKey(env);
+  p.pid = getpid();
+  p.address = fabric.address();
+  p.gpus = DetectGpus(env);
+  return p;
+}
+
+template <class T>
+std::string Pack(const T& v) {
+  msgpack::sbuffer sb;
+  msgpack::pack(sb, v);
+  return std::string(sb.data(), sb.size());
+}
+
+template <class T>
+T Unpack(const std::string& s) {
+  msgpack::object_handle oh = msgpack::unpack(s.data(), s.size());
+  return oh.get().as<T>();
+}
+
+struct BootstrapResult {
+  SessionInfo session;
+  std::vector<proto::PeerInfo> peers;
+  std::string error;
+  MSGPACK_DEFINE(session, peers, error);
+};
+
+[[noreturn]] void JoinAsWorker(const std::string& dir) {
+  EnvMap env = CurrentEnv();
+  std::string address;
+  auto s = ReadSessionForJoin(dir, &address);
+  if (!s.ok()) WorkerFatal(s.status().message());
+  auto fabric = UcxFabric::Create(UcxFabricOptions{});
+  if (!fabric.ok()) WorkerFatal(fabric.status().message());
+  JoinRequest req;
+  req.token = s->token;
+  req.role = "worker";
+  req.peer = LocalPeer(env, **fabric);
+  auto reply = SendJoinRequest(address, req, 30000);
+  if (!reply.ok()) WorkerFatal(reply.status().message());
+  if (!reply->ok) WorkerFatal("the head refused to let this worker join: " + reply->error);
+  RuntimeSetup setup;
+  setup.role = Role::kWorker;
+  setup.session = reply->session;
+  setup.self = req.peer;
+  setup.self.proc = reply->proc;
+  setup.self.node = reply->node;
+  setup.peers = reply->peers;
+  setup.fabric = std::move(fabric).value();
+  setup.launcher = "join";
+  // The fabric must know how to tune itself before Create() starts it.
+  auto rt = Runtime::Create(std::move(setup));
+  if (!rt.ok()) WorkerFatal(rt.status().message());
+  Runtime* r = rt->get();
+  InstallRuntime(std::move(rt).value());
+  r->ServeAsWorker();
+}
+
+UcxFabricOptions FabricOptions(const RuntimeConfig& c) {
+  UcxFabricOptions o;
+  o.spin_us = c.spin_us;
+  return o;
+}
+
+}  // namespace
+
+namespace detail {
+
+void BlockTerminationSignalsForInit() { SaveMaskAndBlock(); }
+
+CoreClient* ClientOrNull() noexcept { return g_client.load(); }
+
+CoreClient* Client() {
+  CoreClient* c = g_client.load();
+  if (!c) throw Error(StatusCode::kUnavailable, "mpiray is not initialised: call mpiray::Init() first");
+  return c;
+}
+
+bool IsJoinLaunch() {
+  const char* j = getenv("MPIRAY_JOIN");
+  return j && *j;
+}
+
+void InitStandalone(const InitOptions& options) {
+  std::unique_lock<std::mutex> lk(g_mu);
+  if (g_runtime) {
+    if (options.ignore_reinit_error) return;
+    throw Error(StatusCode::kAlreadyExists, "mpiray::Init called twice in this process");
+  }
+  SaveMaskAndBlock();
+  if (IsJoinLaunch()) {
+    lk.unlock();
+    JoinAsWorker(getenv("MPIRAY_JOIN"));
+  }
+  EnvMap env = CurrentEnv();
+  RuntimeConfig cfg = ValueOrThrow(ConfigFromEnv(env, options));
+  int workers = cfg.num_workers >= 0 ? cfg.num_workers
+                                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int procs = workers + 1;
+  int nodes_on_host = cfg.ranks_per_node > 0 ? (procs + cfg.ranks_per_node - 1) / cfg.ranks_per_node : 1;
+  if (cfg.store_capacity == 0) cfg.store_capacity = DefaultStoreCapacity("/dev/shm", nodes_on_host);
+  SessionInfo session = ValueOrThrow(CreateSession(env, options, cfg));
+  int reaper = StartReaper(session);
+  auto fabric = UcxFabric::Create(FabricOptions(cfg));
+  if (!fabric.ok()) {
+    RemoveSessionFiles(session);
+    ThrowIfError(fabric.status());
+  }
+  RuntimeSetup setup;
+  setup.role = Role::kHead;
+  setup.session = session;
+  setup.self = LocalPeer(env, **fabric);
+  setup.self.proc = kHeadProc;
+  setup.self.node = 0;
+  setup.fabric = std::move(fabric).value();
+  setup.launcher = "none (local workers)";
+  auto rt = Runtime::Create(std::move(setup));
+  if (!rt.ok()) {
+    RemoveSessionFiles(session);
+    ThrowIfError(rt.status());
+  }
+  Runtime* r = rt->get();
+  r->set_reaper_fd(reaper);
+  InstallRuntime(std::move(rt).value());
+  Status st = r->StartListener(env, cfg.ranks_per_node, {});
+  if (st.ok() && workers > 0) st = r->SpawnLocalWorkers(workers, options.worker_command, options.join_timeout_ms);
+  if (!st.ok()) {
+    lk.unlock();
+    Shutdown();
+    ThrowIfError(st);
+  }
+}
+
+void InitWithBootstrap(const InitOptions& options, Bootstrap& b) {
+  std::unique_lock<std::mutex> lk(g_mu);
+  if (g_runtime) {
+    if (options.ignore_reinit_error) return;
+    throw Error(StatusCode::kAlreadyExists, "mpiray::Init called twice in this process");
+  }
+  SaveMaskAndBlock();
+  const int rank = b.rank();
+  EnvMap env = CurrentEnv();
+  auto cfg_or = ConfigFromEnv(env, options);
+  // Every rank sees the same environment; each reports a bad setting itself.
+  if (!cfg_or.ok()) {
+    if (rank != 0) WorkerFatal(cfg_or.status().message());
+    ThrowIfError(cfg_or.status());
+  }
+  RuntimeConfig cfg = *cfg_or;
+  SessionInfo session;
+  int reaper = -1;
+  std::string local_error;
+  if (rank == 0) {
+    auto s = CreateSession(env, options, cfg);
+    if (s.ok()) {
+      session = *s;
+      reaper = StartReaper(session);
+    } else {
+      local_error = s.status().message();
+    }
+  }
+  auto fabric_or = UcxFabric::Create(FabricOptions(cfg));
+  if (!fabric_or.ok() && local_error.empty()) local_error = fabric_or.status().message();
+  proto::PeerInfo me;
+  if (fabric_or.ok()) me = LocalPeer(env, **fabric_or);
+  me.proc = static_cast<ProcId>(rank);
+  auto gathered = b.AllGather(Pack(me));
+  if (!gathered.ok()) {
+    if (rank != 0) WorkerFatal(gathered.status().message());
+    RemoveSessionFiles(session);
+    ThrowIfError(gathered.status());
+  }
+  BootstrapResult result;
+  if (rank == 0) {
+    NodeAssigner assigner(cfg.ranks_per_node);
+    for (const std::string& blob : *gathered) {
+      auto p = Unpack<proto::PeerInfo>(blob);
+      if (p.address.empty() && local_error.empty()) {
+        local_error = "rank " + std::to_string(p.proc) + " could not start its UCX worker";
+      }
+      p.node = assigner.Assign(p.host);
+      result.peers.push_back(std::move(p));
+    }
+    if (session.config.store_capacity == 0) {
+      session.config.store_capacity =
+          DefaultStoreCapacity("/dev/shm", assigner.NodesOnHost(result.peers[0].host));
+    }
+    result.session = session;
+    result.error = local_error;
+  }
+  auto bcast = b.Broadcast(rank == 0 ? Pack(result) : std::string());
+  if (!bcast.ok()) {
+    if (rank != 0) WorkerFatal(bcast.status().message());
+    RemoveSessionFiles(session);
+    ThrowIfError(bcast.status());
+  }
+  result = Unpack<BootstrapResult>(*bcast);
+  Status fin = b.Finish(cfg.keep_mpi);
+  if (!result.error.empty() || !fin.ok()) {
+    std::string why = !result.error.empty() ? result.error : fin.message();
+    if (rank != 0) WorkerFatal("start-up failed: " + why);
+    RemoveSessionFiles(result.session);
+    throw Error(StatusCode::kUnavailable, "mpiray start-up failed: " + why);
+  }
+  RuntimeSetup setup;
+  setup.role = rank == 0 ? Role::kHead : Role::kWorker;
+  setup.session = result.session;
+  setup.self = result.peers.at(static_cast<size_t>(rank));
+  for (const auto& p : result.peers) {
+    if (p.proc != static_cast<ProcId>(rank)) setup.peers.push_back(p);
+  }
+  setup.fabric = std::move(fabric_or).value();
+  setup.launcher = b.Describe();
+  auto rt = Runtime::Create(std::move(setup));
+  if (!rt.ok()) {
+    if (rank != 0) WorkerFatal(rt.status().message());
+    RemoveSessionFiles(result.session);
+    ThrowIfError(rt.status());
+  }
+  Runtime* r = rt->get();
+  InstallRuntime(std::move(rt).value());
+  if (rank != 0) {
+    lk.unlock();
+    r->ServeAsWorker();
+  }
+  r->set_reaper_fd(reaper);
+  r->set_finalizer([&b] { b.AtShutdown(); });
+  ThrowIfError(r->StartListener(env, cfg.ranks_per_node, result.peers));
+}
+
+}  // namespace detail
+
+bool IsInitialized() { return g_client.load() != nullptr; }
+
+void Shutdown() {
+  std::unique_ptr<Runtime> rt;
+  {
+    std::lock_guard<std::mutex> lk(g_mu);
+    if (!g_runtime) return;
+    rt = std::move(g_runtime);
+  }
+  rt->Shutdown();
+  g_client.store(nullptr);
+  g_signals.Stop();
+  rt.reset();
+  RestoreMask();
+}
+
+}  // namespace mpiray

@@ -1,0 +1,230 @@
+// Messages exchanged between runtime processes. Every message is a msgpack value framed inside a
+// batch (see fabric.h); structs are msgpack arrays (MSGPACK_DEFINE), so fields are positional.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "wire.h"
+
+namespace mpiray::proto {
+
+enum class Msg : uint16_t {
+  // membership and control
+  kPeerJoined = 1,
+  kPeerLeft = 2,
+  kShutdown = 3,
+  kHeartbeat = 4,
+  kLog = 5,
+  // process -> head
+  kSubmit = 10,
+  kAddRef = 11,
+  kDelRef = 12,
+  kPutObject = 13,
+  kGetObjects = 14,
+  kCancel = 15,
+  kKillActor = 16,
+  kActorLookup = 17,
+  kTaskBlocked = 18,
+  kTaskUnblocked = 19,
+  kAddLocation = 20,
+  kTaskDone = 21,
+  kByeAck = 22,
+  // head -> process
+  kExecute = 30,
+  kObjectsReady = 31,
+  kFreeObjects = 32,
+  kCancelRunning = 33,
+  kActorLocation = 34,
+  kDestroyActor = 35,
+  // process <-> process
+  kActorCall = 40,
+  kActorCallDone = 41,
+  kFetch = 42,
+  kFetchFailed = 43,
+  kBenchStream = 44,
+};
+
+/// Resource amounts travel as fixed point (1/10000 units) so that sums never drift.
+inline constexpr int64_t kResourceUnit = 10000;
+using Resources = std::vector<std::pair<std::string, int64_t>>;
+
+enum class TaskKind : uint8_t { kNormal = 0, kActorCreate = 1, kActorCall = 2 };
+enum class Language : uint8_t { kCpp = 0, kPython = 1 };
+
+struct Arg {
+  bool by_ref = false;
+  ObjectId ref;
+  Buffer value;                  // the payload when passed by value
+  std::vector<ObjectId> nested;  // refs inside the value: kept alive while the task is pending
+  MSGPACK_DEFINE(by_ref, ref, value, nested);
+};
+
+struct TaskSpec {
+  TaskId id;
+  uint8_t kind = 0;      // TaskKind
+  uint8_t language = 0;  // Language
+  std::string function;
+  std::vector<Arg> args;
+  uint32_t num_returns = 1;
+  Resources resources;
+  int32_t max_retries = 0;
+  std::string name;
+  ActorId actor;      // actor calls: the target; actor creation: the new actor (== id)
+  ProcId caller = 0;  // actor calls: the calling process
+  uint64_t seq = 0;   // actor calls: per (caller, actor) order
+  int32_t max_concurrency = 1;
+  MSGPACK_DEFINE(id, kind, language, function, args, num_returns, resources, max_retries, name,
+                 actor, caller, seq, max_concurrency);
+
+  TaskKind task_kind() const { return static_cast<TaskKind>(kind); }
+  ObjectId ReturnId(uint32_t i) const { return ObjectId::ForReturn(id, i); }
+};
+
+enum class Where : uint8_t { kInline = 0, kShm = 1, kError = 2 };
+
+/// Where an object is and how to read it.
+struct ObjectLoc {
+  ObjectId id;
+  uint8_t where = 0;  // Where
+  Buffer data;        // inline payload or error payload
+  NodeId node = 0;    // kShm: a node holding a copy
+  ProcId source = 0;  // kShm: a live process on that node that serves fetches
+  uint64_t size = 0;
+  MSGPACK_DEFINE(id, where, data, node, source, size);
+};
+
+/// An object produced by a task or a put, reported to the head.
+struct NewObject {
+  ObjectId id;
+  uint8_t where = 0;  // Where
+  Buffer data;
+  NodeId node = 0;
+  uint64_t size = 0;
+  std::vector<ObjectId> nested;
+  MSGPACK_DEFINE(id, where, data, node, size, nested);
+};
+
+struct PeerInfo {
+  ProcId proc = 0;
+  NodeId node = 0;
+  std::string host;
+  int32_t pid = 0;
+  Buffer address;  // UCX worker address
+  int32_t gpus = 0;
+  MSGPACK_DEFINE(proc, node, host, pid, address, gpus);
+};
+
+struct PeerLeft {
+  ProcId proc = 0;
+  MSGPACK_DEFINE(proc);
+};
+struct Shutdown {
+  std::string reason;
+  MSGPACK_DEFINE(reason);
+};
+struct Empty {
+  MSGPACK_DEFINE();
+};
+struct LogLine {
+  int32_t level = 0;
+  std::string text;
+  MSGPACK_DEFINE(level, text);
+};
+struct IdList {
+  std::vector<ObjectId> ids;
+  MSGPACK_DEFINE(ids);
+};
+struct GetObjects {
+  uint64_t req = 0;
+  std::vector<ObjectId> ids;
+  MSGPACK_DEFINE(req, ids);
+};
+struct ObjectsReady {
+  uint64_t req = 0;
+  std::vector<ObjectLoc> objects;
+  MSGPACK_DEFINE(req, objects);
+};
+struct Cancel {
+  ObjectId id;
+  bool force = false;
+  bool recursive = true;
+  MSGPACK_DEFINE(id, force, recursive);
+};
+struct KillActor {
+  ActorId actor;
+  bool no_restart = true;
+  MSGPACK_DEFINE(actor, no_restart);
+};
+struct ActorLookup {
+  ActorId actor;
+  MSGPACK_DEFINE(actor);
+};
+enum class ActorState : uint8_t { kPending = 0, kAlive = 1, kDead = 2 };
+struct ActorLocation {
+  ActorId actor;
+  ProcId proc = 0;
+  uint8_t state = 0;  // ActorState
+  std::string error;
+  MSGPACK_DEFINE(actor, proc, state, error);
+};
+struct TaskRef {
+  TaskId task;
+  MSGPACK_DEFINE(task);
+};
+struct AddLocation {
+  ObjectId id;
+  NodeId node = 0;
+  MSGPACK_DEFINE(id, node);
+};
+struct Execute {
+  TaskSpec spec;
+  std::vector<ObjectLoc> resolved;  // one per by-ref argument, in argument order
+  MSGPACK_DEFINE(spec, resolved);
+};
+enum class DoneStatus : uint8_t { kOk = 0, kCancelled = 1 };
+struct TaskDone {
+  TaskId task;
+  uint8_t kind = 0;  // TaskKind
+  uint8_t status = 0;
+  std::vector<NewObject> returns;
+  ActorId actor;
+  ProcId caller = 0;
+  MSGPACK_DEFINE(task, kind, status, returns, actor, caller);
+};
+struct CancelRunning {
+  TaskId task;
+  bool force = false;
+  MSGPACK_DEFINE(task, force);
+};
+struct TaskList {
+  std::vector<TaskId> tasks;
+  MSGPACK_DEFINE(tasks);
+};
+struct Fetch {
+  ObjectId id;
+  uint64_t transfer = 0;
+  uint64_t size = 0;
+  MSGPACK_DEFINE(id, transfer, size);
+};
+struct FetchFailed {
+  uint64_t transfer = 0;
+  std::string message;
+  MSGPACK_DEFINE(transfer, message);
+};
+struct BenchStream {
+  uint64_t transfer = 0;
+  uint64_t bytes = 0;
+  MSGPACK_DEFINE(transfer, bytes);
+};
+
+/// Header of a bulk (zero-copy) chunk; the chunk bytes are the message data.
+struct BulkHeader {
+  uint64_t transfer = 0;
+  uint64_t offset = 0;
+  uint64_t total = 0;
+};
+
+}  // namespace mpiray::proto

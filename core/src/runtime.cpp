@@ -1,0 +1,471 @@
+#include "runtime.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include "log.h"
+
+namespace mpiray {
+
+using proto::Msg;
+
+// ------------------------------------------------------------------ helpers
+
+NodeId NodeAssigner::Assign(const std::string& host) {
+  int local = seen_[host]++;
+  int group = rpn_ > 0 ? local / rpn_ : 0;
+  auto key = std::make_pair(host, group);
+  auto it = ids_.find(key);
+  if (it == ids_.end()) it = ids_.emplace(key, static_cast<NodeId>(ids_.size())).first;
+  return it->second;
+}
+
+int NodeAssigner::NodesOnHost(const std::string& host) const {
+  int n = 0;
+  for (const auto& [key, id] : ids_) n += key.first == host ? 1 : 0;
+  return n;
+}
+
+std::string HostKey(const EnvMap& env) {
+  auto it = env.find("SLURMD_NODENAME");
+  if (it != env.end() && !it->second.empty()) return it->second;
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  return host;
+}
+
+void BlockTerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int64_t Runtime::NowMs() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// ------------------------------------------------------------------ construction
+
+Result<std::unique_ptr<Runtime>> Runtime::Create(RuntimeSetup&& setup) {
+  std::unique_ptr<Runtime> rt(new Runtime());
+  rt->role_ = setup.role;
+  rt->session_ = std::move(setup.session);
+  rt->self_ = setup.self;
+  rt->fabric_ = std::move(setup.fabric);
+  const RuntimeConfig& cfg = rt->session_.config;
+  for (const auto& p : setup.peers) {
+    if (p.proc == kHeadProc) rt->head_host_ = p.host;
+  }
+  if (rt->role_ == Role::kHead) rt->head_host_ = rt->self_.host;
+
+  MPIRAY_RETURN_IF_ERROR(EnsureSessionDirs(rt->session_));
+  logging::LogOptions lo;
+  lo.level = cfg.log_level;
+  lo.name = rt->role_ == Role::kHead ? "head" : "worker " + std::to_string(rt->self_.proc);
+  lo.file = rt->session_.LogDir() + "/" +
+            (rt->role_ == Role::kHead ? std::string("head") : "worker-" + std::to_string(rt->self_.proc)) +
+            ".log";
+  if (rt->role_ == Role::kWorker) {
+    UcxFabric* fabric = rt->fabric_.get();
+    lo.forward = [fabric](int level, const std::string& line) {
+      SendMsg(*fabric, kHeadProc, Msg::kLog, proto::LogLine{level, line});
+    };
+  }
+  logging::Configure(lo);
+  MPIRAY_LOG(info, "{} {} on host {} (pid {}), node {}, launcher {}, session {}",
+             rt->role_ == Role::kHead ? "head" : "worker", rt->self_.proc, rt->self_.host,
+             rt->self_.pid, rt->self_.node, setup.launcher, rt->session_.dir);
+
+  StoreOptions so;
+  so.root = rt->session_.shm_root;
+  so.node = rt->self_.node;
+  so.capacity = cfg.store_capacity;
+  MPIRAY_ASSIGN_OR_RETURN(rt->store_, ShmStore::Open(so));
+
+  Runtime* self = rt.get();
+  rt->fetcher_ = std::make_unique<Fetcher>(*rt->fabric_, *rt->store_, cfg.fetch_chunk,
+                                           [self](const ObjectId& id) {
+                                             if (self->head_) {
+                                               self->head_->AddLocation(id, self->self_.node);
+                                             } else {
+                                               SendMsg(*self->fabric_, kHeadProc, Msg::kAddLocation,
+                                                       proto::AddLocation{id, self->self_.node});
+                                             }
+                                           });
+  if (rt->role_ == Role::kHead) rt->head_ = std::make_unique<HeadService>(*rt->fabric_, cfg);
+  ClientDeps deps;
+  deps.transport = rt->fabric_.get();
+  deps.store = rt->store_.get();
+  deps.fetcher = rt->fetcher_.get();
+  deps.head = rt->head_.get();
+  deps.self = rt->self_.proc;
+  deps.node = rt->self_.node;
+  deps.config = cfg;
+  rt->client_ = std::make_unique<ClientImpl>(deps);
+  if (rt->role_ == Role::kWorker) {
+    WorkerIdentity wid{rt->self_.proc, rt->self_.node, rt->self_.host, rt->self_.pid};
+    rt->worker_ = std::make_unique<WorkerService>(*rt->fabric_, *rt->client_, wid);
+    WorkerService* w = rt->worker_.get();
+    rt->client_->SetBlockingHook([w](bool blocked) { w->OnBlockChange(blocked); });
+  }
+  rt->last_head_ms_ = rt->NowMs();
+  rt->fabric_->set_self(rt->self_.proc);
+  rt->fabric_->Start(rt.get());
+  for (const auto& p : setup.peers) {
+    if (p.proc != rt->self_.proc) rt->fabric_->AddPeer(p.proc, p.address);
+  }
+  if (rt->head_) {
+    rt->head_->AddProcess(rt->self_, false);
+    for (const auto& p : setup.peers) {
+      if (p.proc != rt->self_.proc) rt->head_->AddProcess(p, true);
+    }
+  }
+  return rt;
+}
+
+Runtime::~Runtime() {
+  if (listener_) listener_->Stop();
+  if (fabric_) fabric_->Stop();
+}
+
+// ------------------------------------------------------------------ messages
+
+void Runtime::OnMessage(ProcId src, Msg type, const char* body, size_t len) {
+  if (src == kHeadProc) last_head_ms_ = NowMs();
+  switch (type) {
+    case Msg::kSubmit:
+    case Msg::kAddRef:
+    case Msg::kDelRef:
+    case Msg::kPutObject:
+    case Msg::kGetObjects:
+    case Msg::kCancel:
+    case Msg::kKillActor:
+    case Msg::kActorLookup:
+    case Msg::kTaskBlocked:
+    case Msg::kTaskUnblocked:
+    case Msg::kAddLocation:
+    case Msg::kTaskDone:
+      if (head_) head_->Handle(src, type, body, len);
+      break;
+    case Msg::kHeartbeat:
+      if (head_) head_->Handle(src, type, body, len);
+      break;
+    case Msg::kLog:
+      if (head_) {
+        auto l = DecodeMsg<proto::LogLine>(body, len);
+        logging::PrintForwarded(l.level, l.text);
+      }
+      break;
+    case Msg::kByeAck: {
+      std::lock_guard<std::mutex> lk(bye_mu_);
+      gone_.insert(src);
+      bye_cv_.notify_all();
+      break;
+    }
+    case Msg::kPeerJoined: {
+      auto p = DecodeMsg<proto::PeerInfo>(body, len);
+      fabric_->AddPeer(p.proc, p.address);
+      break;
+    }
+    case Msg::kPeerLeft:
+      fabric_->RemovePeer(DecodeMsg<proto::PeerLeft>(body, len).proc);
+      break;
+    case Msg::kShutdown:
+      if (worker_) {
+        MPIRAY_LOG(info, "shutdown requested by the head: {}",
+                   DecodeMsg<proto::Shutdown>(body, len).reason);
+        client_->Close("the cluster is shutting down");
+        worker_->Stop();
+      }
+      break;
+    case Msg::kExecute:
+      if (worker_) worker_->OnExecute(DecodeMsg<proto::Execute>(body, len));
+      break;
+    case Msg::kObjectsReady:
+      client_->OnObjectsReady(DecodeMsg<proto::ObjectsReady>(body, len));
+      break;
+    case Msg::kFreeObjects:
+      for (const ObjectId& id : DecodeMsg<proto::IdList>(body, len).ids) store_->Delete(id);
+      break;
+    case Msg::kCancelRunning:
+      if (worker_) worker_->OnCancelRunning(DecodeMsg<proto::CancelRunning>(body, len).task);
+      break;
+    case Msg::kActorLocation:
+      client_->OnActorLocation(DecodeMsg<proto::ActorLocation>(body, len));
+      break;
+    case Msg::kDestroyActor:
+      if (worker_) worker_->OnDestroyActor(DecodeMsg<proto::ActorLookup>(body, len).actor);
+      break;
+    case Msg::kActorCall:
+      if (worker_) worker_->OnActorCall(DecodeMsg<proto::TaskSpec>(body, len));
+      break;
+    case Msg::kFetch:
+      fetcher_->OnFetch(src, DecodeMsg<proto::Fetch>(body, len));
+      break;
+    case Msg::kFetchFailed:
+      fetcher_->OnFetchFailed(DecodeMsg<proto::FetchFailed>(body, len));
+      break;
+    case Msg::kBenchStream:
+      fetcher_->OnBenchStream(src, DecodeMsg<proto::BenchStream>(body, len));
+      break;
+    default:
+      MPIRAY_LOG(warn, "unexpected message {} from process {}", static_cast<int>(type), src);
+  }
+}
+
+uint8_t* Runtime::OnBulkBegin(ProcId src, const proto::BulkHeader& h, size_t len) {
+  return fetcher_->OnBulkBegin(src, h, len);
+}
+
+void Runtime::OnBulkEnd(ProcId src, const proto::BulkHeader& h, size_t len, bool ok) {
+  fetcher_->OnBulkEnd(src, h, len, ok);
+}
+
+void Runtime::OnPeerFailed(ProcId proc, const std::string& why) {
+  fetcher_->OnPeerFailed(proc);
+  if (head_) {
+    {
+      std::lock_guard<std::mutex> lk(bye_mu_);
+      gone_.insert(proc);
+      bye_cv_.notify_all();
+    }
+    if (!shut_) head_->RemoveProcess(proc, why);  // logs a warning
+  } else if (proc == kHeadProc) {
+    HeadLost("the connection to the head failed (" + why + ")");
+  }
+}
+
+void Runtime::OnTick() {
+  if (head_) {
+    head_->OnTick();
+    return;
+  }
+  int64_t now = NowMs();
+  if (now - last_beat_ms_ >= 1000) {
+    last_beat_ms_ = now;
+    SendMsg(*fabric_, kHeadProc, Msg::kHeartbeat, proto::Empty{});
+  }
+  if (!head_lost_ && now - last_head_ms_ > session_.config.heartbeat_timeout_ms) {
+    HeadLost("no message from the head for " + std::to_string(now - last_head_ms_) + " ms");
+  }
+}
+
+void Runtime::HeadLost(const std::string& why) {
+  if (head_lost_.exchange(true)) return;
+  MPIRAY_LOG(error, "the head (rank 0) is gone: {}; this worker exits", why);
+  client_->Close("the head is gone");
+  fetcher_->FailAll("the head is gone");
+  worker_->Stop();
+}
+
+// ------------------------------------------------------------------ join path (head)
+
+Status Runtime::StartListener(const EnvMap& env, int ranks_per_node,
+                              const std::vector<proto::PeerInfo>& bootstrap_peers) {
+  {
+    std::lock_guard<std::mutex> lk(join_mu_);
+    assigner_ = std::make_unique<NodeAssigner>(ranks_per_node);
+    assigner_->Assign(self_.host);  // the head is the first process of node 0
+    for (const auto& p : bootstrap_peers) {
+      if (p.proc != self_.proc) assigner_->Assign(p.host);
+      next_proc_ = std::max(next_proc_, p.proc + 1);
+    }
+  }
+  std::string host = DefaultListenHost(env);
+  MPIRAY_ASSIGN_OR_RETURN(listener_, JoinListener::Start(host, session_.token,
+                                                         [this](const JoinRequest& r) { return OnJoin(r); }));
+  std::string tmp = session_.AddressFile() + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << listener_->address() << "\n";
+    if (!f) return IoError("cannot write " + tmp);
+  }
+  if (rename(tmp.c_str(), session_.AddressFile().c_str()) != 0) {
+    return IoError("cannot write " + session_.AddressFile());
+  }
+  MPIRAY_LOG(info, "listening for joining processes on {}", listener_->address());
+  return Status::OK();
+}
+
+JoinReply Runtime::OnJoin(const JoinRequest& req) {
+  JoinReply reply;
+  if (req.role != "worker") {
+    reply.ok = false;
+    reply.error = "unsupported role '" + req.role + "'";
+    return reply;
+  }
+  if (shut_) {
+    reply.error = "the cluster is shutting down";
+    return reply;
+  }
+  proto::PeerInfo peer = req.peer;
+  {
+    std::lock_guard<std::mutex> lk(join_mu_);
+    peer.proc = next_proc_++;
+    peer.node = assigner_->Assign(peer.host);
+  }
+  reply.ok = true;
+  reply.proc = peer.proc;
+  reply.node = peer.node;
+  reply.session = session_;
+  reply.peers = head_->Peers();
+  fabric_->AddPeer(peer.proc, peer.address);
+  for (const auto& p : reply.peers) {
+    if (p.proc != self_.proc) SendMsg(*fabric_, p.proc, Msg::kPeerJoined, peer);
+  }
+  head_->AddProcess(peer, true);
+  MPIRAY_LOG(info, "worker {} joined from host {} (pid {}) as node {}", peer.proc, peer.host,
+             peer.pid, peer.node);
+  join_cv_.notify_all();
+  return reply;
+}
+
+Status Runtime::SpawnLocalWorkers(int n, const std::vector<std::string>& command, int timeout_ms) {
+  std::vector<std::string> cmd = command;
+  if (cmd.empty()) {
+    // Run this very program again: its MPIRAY_REMOTE functions are then available.
+    std::ifstream f("/proc/self/cmdline", std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    size_t start = 0;
+    while (start < all.size()) {
+      size_t end = all.find('\0', start);
+      if (end == std::string::npos) end = all.size();
+      cmd.push_back(all.substr(start, end - start));
+      start = end + 1;
+    }
+    if (cmd.empty()) return Internal("cannot read /proc/self/cmdline");
+    char exe[4096] = {0};
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) cmd[0] = std::string(exe, static_cast<size_t>(len));
+  }
+  pid_t parent = getpid();
+  for (int i = 0; i < n; ++i) {
+    std::vector<char*> argv;
+    for (auto& s : cmd) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    pid_t pid = fork();
+    if (pid < 0) return IoError(std::string("fork failed: ") + std::strerror(errno));
+    if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the head
+      if (getppid() != parent) _exit(1);
+      sigset_t none;
+      sigemptyset(&none);
+      pthread_sigmask(SIG_SETMASK, &none, nullptr);
+      setenv("MPIRAY_JOIN", session_.dir.c_str(), 1);
+      setenv("MPIRAY_WORKER_INDEX", std::to_string(i + 1).c_str(), 1);
+      execv(argv[0], argv.data());
+      fprintf(stderr, "mpiray: cannot start worker %s: %s\n", argv[0], std::strerror(errno));
+      _exit(127);
+    }
+    children_.push_back(pid);
+  }
+  std::unique_lock<std::mutex> lk(join_mu_);
+  bool ok = join_cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] {
+    return head_->Workers().size() >= static_cast<size_t>(n);
+  });
+  if (!ok) {
+    size_t joined = head_->Workers().size();
+    return Unavailable("only " + std::to_string(joined) + " of " + std::to_string(n) +
+                       " local workers joined within " + std::to_string(timeout_ms) +
+                       " ms; see the logs in " + session_.LogDir());
+  }
+  return Status::OK();
+}
+
+// ------------------------------------------------------------------ shutdown
+
+void Runtime::Shutdown() {
+  if (shut_.exchange(true)) return;
+  MPIRAY_LOG(info, "shutting down");
+  std::vector<ProcId> workers = head_->Workers();
+  head_->Close("shutdown");
+  client_->Close("shutdown");
+  for (ProcId w : workers) SendMsg(*fabric_, w, Msg::kShutdown, proto::Shutdown{"shutdown"});
+  fabric_->Wake();
+  {
+    std::unique_lock<std::mutex> lk(bye_mu_);
+    bye_cv_.wait_for(lk, std::chrono::seconds(5), [&] {
+      for (ProcId w : workers) {
+        if (!gone_.count(w)) return false;
+      }
+      return true;
+    });
+  }
+  if (listener_) listener_->Stop();
+  // Local workers: reap them (they exit on their own; kill stragglers).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (int pid : children_) {
+    while (true) {
+      int st = 0;
+      pid_t r = waitpid(pid, &st, WNOHANG);
+      if (r == pid || r < 0) break;
+      if (std::chrono::steady_clock::now() > deadline) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+  children_.clear();
+  fabric_->Stop();
+  logging::StopForwarding();
+  if (session_.config.keep_session) {
+    SessionInfo shm_only = session_;
+    shm_only.dir.clear();
+    RemoveSessionFiles(shm_only);
+  } else {
+    RemoveSessionFiles(session_);
+  }
+  if (reaper_fd_ >= 0) {
+    close(reaper_fd_);
+    reaper_fd_ = -1;
+  }
+  if (finalizer_) finalizer_();
+}
+
+void Runtime::EmergencyExit(int sig) {
+  if (head_) {
+    fprintf(stderr, "mpiray: %s received, stopping the cluster\n", strsignal(sig));
+    shut_ = true;
+    for (ProcId w : head_->Workers()) SendMsg(*fabric_, w, Msg::kShutdown, proto::Shutdown{"signal"});
+    fabric_->Wake();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    for (int pid : children_) kill(pid, SIGKILL);
+    RemoveSessionFiles(session_);
+  } else {
+    CleanupWorkerFiles();
+  }
+  fflush(nullptr);
+  _exit(128 + sig);
+}
+
+void Runtime::CleanupWorkerFiles() {
+  // On the head's host the head (or its reaper) cleans up; elsewhere the workers do.
+  if (self_.host != head_host_) RemoveSessionFiles(session_);
+}
+
+void Runtime::ServeAsWorker() {
+  worker_->RunMainExecutor();
+  int code = head_lost_ ? 1 : 0;
+  if (!head_lost_) SendMsg(*fabric_, kHeadProc, Msg::kByeAck, proto::Empty{});
+  logging::StopForwarding();
+  fabric_->Stop();
+  CleanupWorkerFiles();
+  fflush(nullptr);
+  _exit(code);
+}
+
+}  // namespace mpiray

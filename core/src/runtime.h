@@ -1,0 +1,131 @@
+// Runtime: one per process. Wires the fabric, the node's object store, the client and either
+// the head service (rank 0) or the worker service, routes messages between them, and owns the
+// process lifecycle (signals, cleanup, exit).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "client.h"
+#include "fetch.h"
+#include "head.h"
+#include "join.h"
+#include "session.h"
+#include "shm_store.h"
+#include "ucx_fabric.h"
+#include "worker.h"
+
+namespace mpiray {
+
+enum class Role { kHead, kWorker };
+
+/// @brief Everything a process knows once its bootstrap or join is done.
+struct RuntimeSetup {
+  Role role = Role::kWorker;
+  SessionInfo session;
+  proto::PeerInfo self;
+  std::vector<proto::PeerInfo> peers;  // every other known process
+  std::unique_ptr<UcxFabric> fabric;
+  std::string launcher;  // for logs, e.g. "mpirun (OpenMPI)"
+};
+
+/// @brief Assigns node ids to processes by host key, in virtual nodes of ranks_per_node.
+class NodeAssigner {
+ public:
+  explicit NodeAssigner(int ranks_per_node) : rpn_(ranks_per_node) {}
+  NodeId Assign(const std::string& host);
+  /// @brief Nodes assigned so far on `host`.
+  int NodesOnHost(const std::string& host) const;
+
+ private:
+  int rpn_;
+  std::map<std::string, int> seen_;
+  std::map<std::pair<std::string, int>, NodeId> ids_;
+};
+
+/// @brief The host key of this process: SLURMD_NODENAME (simulated Slurm nodes) or hostname.
+std::string HostKey(const EnvMap& env);
+
+class Runtime final : public FabricHandler {
+ public:
+  static Result<std::unique_ptr<Runtime>> Create(RuntimeSetup&& setup);
+  ~Runtime() override;
+
+  ClientImpl* client() { return client_.get(); }
+  HeadService* head() { return head_.get(); }
+  WorkerService* worker() { return worker_.get(); }
+  const SessionInfo& session() const { return session_; }
+  ProcId self() const { return self_.proc; }
+
+  // ---- head ------------------------------------------------------------------------------
+  /// @brief Open the join listener and write its address into the session directory.
+  Status StartListener(const EnvMap& env, int ranks_per_node,
+                       const std::vector<proto::PeerInfo>& bootstrap_peers);
+  /// @brief Start `n` local worker processes that join through the listener; wait for them.
+  Status SpawnLocalWorkers(int n, const std::vector<std::string>& command, int timeout_ms);
+  /// @brief Stop the cluster: workers exit, objects and session files are removed.
+  void Shutdown();
+  /// @brief A fatal signal: stop everything quickly and exit.
+  [[noreturn]] void EmergencyExit(int sig);
+  /// @brief Write fd whose closing tells the reaper process the head is gone.
+  void set_reaper_fd(int fd) { reaper_fd_ = fd; }
+  void set_finalizer(std::function<void()> f) { finalizer_ = std::move(f); }
+
+  // ---- worker ----------------------------------------------------------------------------
+  /// @brief Serve tasks until the head shuts the cluster down, then exit the process.
+  [[noreturn]] void ServeAsWorker();
+
+  // FabricHandler
+  void OnMessage(ProcId src, proto::Msg type, const char* body, size_t len) override;
+  uint8_t* OnBulkBegin(ProcId src, const proto::BulkHeader& h, size_t len) override;
+  void OnBulkEnd(ProcId src, const proto::BulkHeader& h, size_t len, bool ok) override;
+  void OnPeerFailed(ProcId proc, const std::string& why) override;
+  void OnTick() override;
+
+ private:
+  Runtime() = default;
+  JoinReply OnJoin(const JoinRequest& req);
+  void HeadLost(const std::string& why);
+  void CleanupWorkerFiles();
+  int64_t NowMs() const;
+
+  Role role_ = Role::kWorker;
+  SessionInfo session_;
+  proto::PeerInfo self_;
+  std::string head_host_;
+  std::unique_ptr<UcxFabric> fabric_;
+  std::unique_ptr<ShmStore> store_;
+  std::unique_ptr<Fetcher> fetcher_;
+  std::unique_ptr<HeadService> head_;
+  std::unique_ptr<ClientImpl> client_;
+  std::unique_ptr<WorkerService> worker_;
+  std::unique_ptr<JoinListener> listener_;
+  std::function<void()> finalizer_;
+  int reaper_fd_ = -1;
+
+  std::mutex join_mu_;
+  std::condition_variable join_cv_;
+  std::unique_ptr<NodeAssigner> assigner_;
+  ProcId next_proc_ = 1;
+  std::vector<int> children_;
+
+  std::mutex bye_mu_;
+  std::condition_variable bye_cv_;
+  std::set<ProcId> gone_;
+
+  std::atomic<int64_t> last_head_ms_{0};
+  int64_t last_beat_ms_ = 0;
+  std::atomic<bool> head_lost_{false};
+  std::atomic<bool> shut_{false};
+};
+
+/// @brief Block SIGINT/SIGTERM/SIGHUP in this thread (threads started later inherit it) so that a
+/// dedicated thread handles them; call before MPI or UCX start threads.
+void BlockTerminationSignals();
+
+}  // namespace mpiray

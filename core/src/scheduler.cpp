@@ -1,0 +1,298 @@
+#include "scheduler.h"
+
+#include <algorithm>
+
+namespace mpiray {
+
+Scheduler::Scheduler(int max_inflight_per_worker)
+    : max_inflight_(std::max(1, max_inflight_per_worker)) {}
+
+Result<uint32_t> Scheduler::Shape(const proto::Resources& request) {
+  ResourceRequest r;
+  for (const auto& [name, amount] : request) {
+    if (name.empty()) return InvalidArgument("resource names must not be empty");
+    if (amount < 0) {
+      return InvalidArgument("resource '" + name + "' must be non-negative");
+    }
+    if (amount == 0) continue;
+    r.emplace_back(static_cast<uint32_t>(names_.Intern(name)), amount);
+  }
+  std::sort(r.begin(), r.end());
+  for (size_t i = 1; i < r.size(); ++i) {
+    if (r[i].first == r[i - 1].first) {
+      return InvalidArgument("resource '" + names_.Name(r[i].first) + "' given twice");
+    }
+  }
+  auto it = shape_ids_.find(r);
+  if (it != shape_ids_.end()) return it->second;
+  auto id = static_cast<uint32_t>(shapes_.size());
+  shapes_.push_back(r);
+  shape_ids_.emplace(std::move(r), id);
+  queues_.emplace_back();
+  return id;
+}
+
+void Scheduler::AddNode(NodeId node, const ResourceVector& total) {
+  // Adding to a known node changes its totals but keeps what is in use.
+  Node& n = nodes_[node];
+  n.id = node;
+  size_t len = std::max(total.size(), std::max(n.total.size(), n.avail.size()));
+  n.total.resize(len, 0);
+  n.avail.resize(len, 0);
+  for (size_t i = 0; i < len; ++i) {
+    int64_t t = i < total.size() ? total[i] : 0;
+    n.avail[i] += t - n.total[i];
+    n.total[i] = t;
+  }
+}
+
+void Scheduler::AddWorker(ProcId worker, NodeId node) {
+  Worker& w = workers_[worker];
+  w.id = worker;
+  w.node = node;
+  w.alive = true;
+  nodes_[node].workers.push_back(worker);
+  ++alive_workers_;
+}
+
+void Scheduler::RemoveWorker(ProcId worker) {
+  // The head owns the worker's items and re-queues or fails them; we release what it held.
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return;
+  Worker& w = it->second;
+  auto nit = nodes_.find(w.node);
+  if (nit != nodes_.end()) {
+    if (w.lease_count > 0) Release(nit->second, shapes_[w.lease_shape]);
+    auto& ws = nit->second.workers;
+    ws.erase(std::remove(ws.begin(), ws.end(), worker), ws.end());
+  }
+  if (w.alive) --alive_workers_;
+  workers_.erase(it);
+}
+
+void Scheduler::RemoveNode(NodeId node) { nodes_.erase(node); }
+
+bool Scheduler::Fits(const Node& n, const ResourceRequest& r) const {
+  for (const auto& [i, amount] : r) {
+    int64_t have = i < n.avail.size() ? n.avail[i] : 0;
+    if (have < amount) return false;
+  }
+  return true;
+}
+
+void Scheduler::Acquire(Node& n, const ResourceRequest& r) {
+  for (const auto& [i, amount] : r) {
+    if (i >= n.avail.size()) n.avail.resize(i + 1, 0);
+    n.avail[i] -= amount;
+  }
+}
+
+void Scheduler::Release(Node& n, const ResourceRequest& r) {
+  for (const auto& [i, amount] : r) {
+    if (i >= n.avail.size()) n.avail.resize(i + 1, 0);
+    n.avail[i] += amount;
+  }
+}
+
+Status Scheduler::CheckFeasible(uint32_t shape) const {
+  const ResourceRequest& r = shapes_[shape];
+  for (const auto& [id, n] : nodes_) {
+    if (n.workers.empty()) continue;
+    bool ok = true;
+    for (const auto& [i, amount] : r) {
+      int64_t have = i < n.total.size() ? n.total[i] : 0;
+      if (have < amount) ok = false;
+    }
+    if (ok) return Status::OK();
+  }
+  std::string msg = "no node can ever satisfy the resource request " +
+                    DescribeRequest(names_, r) + "; the cluster's nodes have";
+  bool first = true;
+  for (const auto& [id, n] : nodes_) {
+    msg += (first ? " " : ", ") + std::string("node ") + std::to_string(id) + " " +
+           DescribeVector(names_, n.total);
+    first = false;
+  }
+  if (nodes_.empty()) msg += " no workers";
+  return Status(StatusCode::kInfeasible, msg);
+}
+
+void Scheduler::Enqueue(SchedItem* item) {
+  item->queued = true;
+  item->worker = kNoProc;
+  queues_[item->shape].push_back(item);
+  ++queued_;
+}
+
+bool Scheduler::Dequeue(SchedItem* item) {
+  if (!item->queued) return false;
+  item->queued = false;  // removed lazily from the deque
+  --queued_;
+  return true;
+}
+
+Scheduler::Worker* Scheduler::FindOnNode(Node& n, uint32_t shape, int limit, bool idle_only) {
+  Worker* best = nullptr;
+  const ResourceRequest& req = shapes_[shape];
+  bool node_fits = Fits(n, req);
+  for (ProcId wid : n.workers) {
+    Worker& w = workers_[wid];
+    if (!w.alive) continue;
+    int active = w.inflight - w.blocked;
+    if (idle_only) {
+      if (w.lease_count == 0 && active == 0 && node_fits) {
+        if (!best || w.inflight < best->inflight) best = &w;
+      }
+    } else if (w.lease_count > 0 && w.lease_shape == shape && active < limit) {
+      if (!best || active < best->inflight - best->blocked) best = &w;
+    }
+  }
+  return best;
+}
+
+Scheduler::Worker* Scheduler::FindWorker(uint32_t shape, NodeId preferred, int limit) {
+  if (preferred != kNoNode) {
+    auto it = nodes_.find(preferred);
+    if (it != nodes_.end()) {
+      if (Worker* w = FindOnNode(it->second, shape, limit, true)) return w;
+      if (Worker* w = FindOnNode(it->second, shape, limit, false)) return w;
+    }
+  }
+  for (bool idle : {true, false}) {
+    Worker* best = nullptr;
+    for (auto& [id, n] : nodes_) {
+      Worker* w = FindOnNode(n, shape, limit, idle);
+      if (w && (!best || (w->inflight - w->blocked) < (best->inflight - best->blocked))) best = w;
+    }
+    if (best) return best;
+  }
+  return nullptr;
+}
+
+void Scheduler::Assign(SchedItem* item, Worker& w) {
+  if (w.lease_count == 0) {
+    Acquire(nodes_[w.node], shapes_[item->shape]);
+    w.lease_shape = item->shape;
+  }
+  ++w.lease_count;
+  ++w.inflight;
+  item->worker = w.id;
+  item->queued = false;
+  item->blocked = false;
+  item->private_hold = false;
+}
+
+void Scheduler::Schedule(std::vector<Assignment>* out) {
+  if (queued_ == 0 || alive_workers_ == 0) return;
+  for (uint32_t s = 0; s < queues_.size(); ++s) {
+    auto& q = queues_[s];
+    while (!q.empty()) {
+      SchedItem* item = q.front();
+      if (!item->queued) {  // cancelled while queued
+        q.pop_front();
+        continue;
+      }
+      // Pipeline no deeper than the fair share of the backlog, so short queues spread out.
+      int limit = static_cast<int>(std::min<size_t>(
+          max_inflight_, std::max<size_t>(1, (queued_ + alive_workers_ - 1) / alive_workers_)));
+      Worker* w = FindWorker(s, item->preferred, limit);
+      if (w == nullptr) break;
+      q.pop_front();
+      --queued_;
+      Assign(item, *w);
+      out->emplace_back(item, w->id);
+    }
+  }
+}
+
+void Scheduler::Finished(SchedItem* item) {
+  auto it = workers_.find(item->worker);
+  item->worker = kNoProc;
+  if (it == workers_.end()) return;
+  Worker& w = it->second;
+  auto& node = nodes_[w.node];
+  --w.inflight;
+  if (item->blocked) {
+    --w.blocked;
+  } else if (item->private_hold) {
+    Release(node, shapes_[item->shape]);
+  } else if (--w.lease_count == 0) {
+    Release(node, shapes_[w.lease_shape]);
+  }
+  item->blocked = false;
+  item->private_hold = false;
+}
+
+void Scheduler::Blocked(SchedItem* item) {
+  auto it = workers_.find(item->worker);
+  if (it == workers_.end() || item->blocked) return;
+  Worker& w = it->second;
+  auto& node = nodes_[w.node];
+  if (item->private_hold) {
+    Release(node, shapes_[item->shape]);
+    item->private_hold = false;
+  } else if (--w.lease_count == 0) {
+    Release(node, shapes_[w.lease_shape]);
+  }
+  item->blocked = true;
+  ++w.blocked;
+}
+
+void Scheduler::Unblocked(SchedItem* item) {
+  auto it = workers_.find(item->worker);
+  if (it == workers_.end() || !item->blocked) return;
+  Worker& w = it->second;
+  auto& node = nodes_[w.node];
+  item->blocked = false;
+  --w.blocked;
+  if (w.lease_count > 0 && w.lease_shape == item->shape) {
+    ++w.lease_count;
+  } else if (w.lease_count == 0) {
+    Acquire(node, shapes_[item->shape]);  // may oversubscribe briefly, as Ray does
+    w.lease_shape = item->shape;
+    w.lease_count = 1;
+  } else {
+    Acquire(node, shapes_[item->shape]);
+    item->private_hold = true;
+  }
+}
+
+ProcId Scheduler::PlaceActor(uint32_t shape, bool hold) {
+  const ResourceRequest& req = shapes_[shape];
+  Worker* best = nullptr;
+  for (auto& [nid, n] : nodes_) {
+    if (hold && !Fits(n, req)) continue;
+    for (ProcId wid : n.workers) {
+      Worker& w = workers_[wid];
+      if (!w.alive) continue;
+      if (!best || w.actors < best->actors ||
+          (w.actors == best->actors && w.inflight < best->inflight)) {
+        best = &w;
+      }
+    }
+  }
+  if (!best) return kNoProc;
+  ++best->actors;
+  if (hold) Acquire(nodes_[best->node], req);
+  return best->id;
+}
+
+void Scheduler::ReleaseActor(ProcId worker, uint32_t shape, bool held) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return;
+  --it->second.actors;
+  if (held) Release(nodes_[it->second.node], shapes_[shape]);
+}
+
+std::vector<Scheduler::NodeView> Scheduler::Nodes() const {
+  std::vector<NodeView> out;
+  for (const auto& [id, n] : nodes_) {
+    NodeView v{id, n.total, n.avail, n.workers};
+    v.total.resize(names_.size(), 0);
+    v.available.resize(names_.size(), 0);
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+}  // namespace mpiray

@@ -1,0 +1,126 @@
+// Scheduler: decides which worker runs each ready task. Pure bookkeeping over nodes, workers
+// and resource shapes (no I/O), so it is unit-tested on its own.
+//
+// Model (like Ray's worker leases): a worker that starts a task of shape S acquires S's resources
+// on its node; further tasks of the same shape may be pipelined to it (up to a per-worker limit)
+// and run one after another under the same lease, hiding the dispatch round trip. The lease is
+// released when the worker has no unblocked task left. A task blocked in Get/Wait gives its lease
+// share back, so a small world cannot deadlock on nested tasks.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <unordered_map>
+#include <vector>
+
+#include "mpiray/core/ids.h"
+#include "mpiray/core/status.h"
+#include "resources.h"
+
+namespace mpiray {
+
+inline constexpr NodeId kNoNode = 0xffffffffu;
+
+/// @brief The scheduler's view of one task (embedded in the head's task record).
+struct SchedItem {
+  uint32_t shape = 0;
+  NodeId preferred = kNoNode;  // node holding most of the argument bytes
+  ProcId worker = kNoProc;     // while dispatched
+  bool queued = false;
+  bool blocked = false;
+  bool private_hold = false;  // holds its own resources (unblocked onto a different lease)
+  void* owner = nullptr;
+};
+
+class Scheduler {
+ public:
+  /// @param max_inflight_per_worker upper bound on tasks pipelined to one worker.
+  explicit Scheduler(int max_inflight_per_worker);
+
+  ResourceNames& names() { return names_; }
+  const ResourceNames& names() const { return names_; }
+
+  /// @brief Intern a resource request as a shape id (validates amounts).
+  Result<uint32_t> Shape(const proto::Resources& request);
+  const ResourceRequest& ShapeRequest(uint32_t shape) const { return shapes_[shape]; }
+
+  void AddNode(NodeId node, const ResourceVector& total);
+  void AddWorker(ProcId worker, NodeId node);
+  /// @brief Forget a dead worker and release what it held (its items are the caller's to redo).
+  void RemoveWorker(ProcId worker);
+  /// @brief Forget a node whose processes are all gone.
+  void RemoveNode(NodeId node);
+
+  /// @brief Infeasible (with an explanation) if no node could ever satisfy the shape.
+  Status CheckFeasible(uint32_t shape) const;
+
+  /// @brief Queue a ready item.
+  void Enqueue(SchedItem* item);
+  /// @brief Drop a queued item (cancel); false if it is not queued.
+  bool Dequeue(SchedItem* item);
+
+  using Assignment = std::pair<SchedItem*, ProcId>;
+  /// @brief Assign as many queued items to workers as resources and limits allow.
+  void Schedule(std::vector<Assignment>* out);
+
+  /// @brief The item finished (or failed) on its worker.
+  void Finished(SchedItem* item);
+  /// @brief The item's task is blocked in Get/Wait (it releases its share of the lease).
+  void Blocked(SchedItem* item);
+  void Unblocked(SchedItem* item);
+
+  /// @brief Pick a worker for an actor. With `hold`, the shape's resources are acquired for the
+  /// actor's lifetime. Returns kNoProc when no node has room right now.
+  ProcId PlaceActor(uint32_t shape, bool hold);
+  /// @brief Give back what PlaceActor took.
+  void ReleaseActor(ProcId worker, uint32_t shape, bool held);
+
+  size_t queued() const { return queued_; }
+  size_t num_workers() const { return alive_workers_; }
+
+  struct NodeView {
+    NodeId node;
+    ResourceVector total;
+    ResourceVector available;
+    std::vector<ProcId> workers;
+  };
+  std::vector<NodeView> Nodes() const;
+
+ private:
+  struct Worker {
+    ProcId id = 0;
+    NodeId node = 0;
+    int inflight = 0;  // dispatched, not finished
+    int blocked = 0;
+    int lease_count = 0;  // unblocked items riding the lease
+    uint32_t lease_shape = 0;
+    int actors = 0;
+    bool alive = true;
+  };
+  struct Node {
+    NodeId id = 0;
+    ResourceVector total;
+    ResourceVector avail;
+    std::vector<ProcId> workers;
+  };
+
+  bool Fits(const Node& n, const ResourceRequest& r) const;
+  void Acquire(Node& n, const ResourceRequest& r);
+  void Release(Node& n, const ResourceRequest& r);
+  Worker* FindWorker(uint32_t shape, NodeId preferred, int limit);
+  Worker* FindOnNode(Node& n, uint32_t shape, int limit, bool idle_only);
+  void Assign(SchedItem* item, Worker& w);
+
+  int max_inflight_;
+  ResourceNames names_;
+  std::vector<ResourceRequest> shapes_;
+  std::map<ResourceRequest, uint32_t> shape_ids_;
+  std::vector<std::deque<SchedItem*>> queues_;  // by shape
+  size_t queued_ = 0;
+  std::map<NodeId, Node> nodes_;
+  std::unordered_map<ProcId, Worker> workers_;
+  size_t alive_workers_ = 0;
+};
+
+}  // namespace mpiray

@@ -1,0 +1,86 @@
+// Session and configuration: what every process of one run must agree on. Environment parsing
+// is a pure function of an EnvMap so tests need no setenv.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "mpiray/core/options.h"
+#include "mpiray/core/status.h"
+#include "protocol.h"
+
+namespace mpiray {
+
+using EnvMap = std::map<std::string, std::string>;
+
+/// @brief The current process environment as a map.
+EnvMap CurrentEnv();
+
+/// @brief Runtime settings decided by the head and shared with every process.
+struct RuntimeConfig {
+  uint64_t inline_threshold = 100 * 1024;  // objects up to this size travel inside messages
+  uint64_t store_capacity = 0;             // per node; 0: derive from /dev/shm
+  int32_t ranks_per_node = 0;              // 0: group by host
+  std::string log_level = "info";
+  int32_t max_inflight_per_worker = 64;
+  int32_t spin_us = 50;
+  int32_t heartbeat_timeout_ms = 10000;
+  double num_cpus = -1;
+  double num_gpus = -1;
+  proto::Resources custom;  // per node
+  uint64_t fetch_chunk = 8ull << 20;
+  int32_t num_workers = -1;  // singleton mode
+  bool keep_session = false;
+  bool keep_mpi = false;
+  MSGPACK_DEFINE(inline_threshold, store_capacity, ranks_per_node, log_level,
+                 max_inflight_per_worker, spin_us, heartbeat_timeout_ms, num_cpus, num_gpus,
+                 custom, fetch_chunk, num_workers, keep_session, keep_mpi);
+};
+
+/// @brief Identity of one run: its directories and secret.
+struct SessionInfo {
+  std::string name;      // short random id, e.g. "9f3a1c07"
+  std::string dir;       // private directory (0700): token, head address, logs
+  std::string shm_root;  // object store root; node stores are <shm_root>-n<node>
+  std::string token;     // the secret a joining process must present
+  RuntimeConfig config;
+  MSGPACK_DEFINE(name, dir, shm_root, token, config);
+
+  std::string LogDir() const { return dir + "/logs"; }
+  std::string TokenFile() const { return dir + "/token"; }
+  std::string AddressFile() const { return dir + "/head.addr"; }
+};
+
+/// @brief Settings from options and environment (options win). Errors name the bad variable.
+Result<RuntimeConfig> ConfigFromEnv(const EnvMap& env, const InitOptions& options);
+
+/// @brief Parse "1024", "64K", "2G" etc. into bytes.
+Result<uint64_t> ParseBytes(const std::string& what, const std::string& text);
+
+/// @brief Parse "a=1,b=2.5" into resources.
+Result<proto::Resources> ParseResourceList(const std::string& what, const std::string& text);
+
+/// @brief Node of each rank: ranks on one host form one node, or virtual nodes of
+/// `ranks_per_node` ranks when it is > 0. Host indices come from the bootstrap.
+std::vector<NodeId> AssignNodes(const std::vector<int>& host_of_rank, int ranks_per_node);
+
+/// @brief GPUs visible to this process (CUDA_VISIBLE_DEVICES, else SLURM_GPUS_ON_NODE).
+int DetectGpus(const EnvMap& env);
+
+/// @brief Create a new session: private directory, token file (0600), shared-memory root name.
+Result<SessionInfo> CreateSession(const EnvMap& env, const InitOptions& options,
+                                  const RuntimeConfig& config);
+/// @brief Make sure this host has the session's directories (processes on other hosts).
+Status EnsureSessionDirs(const SessionInfo& session);
+/// @brief Read the session a joining process was pointed at (token and head address).
+Result<SessionInfo> ReadSessionForJoin(const std::string& dir, std::string* head_address);
+/// @brief Remove the session directory and every object store directory of this host.
+void RemoveSessionFiles(const SessionInfo& session);
+/// @brief Default per-node store capacity: 30% of /dev/shm split among `nodes_on_host`.
+uint64_t DefaultStoreCapacity(const std::string& shm_dir, int nodes_on_host);
+/// @brief Random lowercase hex of 2*bytes characters (libsodium).
+std::string RandomHex(size_t bytes);
+
+}  // namespace mpiray

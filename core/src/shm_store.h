@@ -1,0 +1,80 @@
+// ShmStore: a node's object store in shared memory. Each large object is one file in the node's
+// directory under /dev/shm (or a configured root); readers on the node map it read-only, so
+// the bytes are written once and read in place. Capacity is accounted in a small control file
+// shared by every process of the node (an atomic counter), so no round trip is needed to
+// reserve space.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "mpiray/core/buffer.h"
+#include "mpiray/core/ids.h"
+#include "mpiray/core/status.h"
+
+namespace mpiray {
+
+/// @brief Where a node's store lives and how big it may grow.
+struct StoreOptions {
+  std::string root;       // e.g. /dev/shm/mpiray-1a2b3c4d; node dirs are <root>-n<node>
+  NodeId node = 0;
+  uint64_t capacity = 0;  // bytes
+};
+
+/// @brief An object being written; Seal() publishes it.
+struct WritableObject {
+  ObjectId id;
+  uint8_t* data = nullptr;
+  uint64_t size = 0;
+  std::string tmp_path;
+  std::shared_ptr<const void> mapping;
+};
+
+class ShmStore {
+ public:
+  /// @brief Open (creating if needed) the store directory and control file of `options.node`.
+  static Result<std::unique_ptr<ShmStore>> Open(const StoreOptions& options);
+  ~ShmStore();
+
+  /// @brief Reserve `size` bytes and create a writable object (ObjectStoreFull if it can't fit).
+  Result<WritableObject> Create(const ObjectId& id, uint64_t size);
+  /// @brief Publish a written object; returns a read view of it.
+  Result<Buffer> Seal(WritableObject& obj);
+  /// @brief Drop an unpublished object and its reservation.
+  void Abort(WritableObject& obj);
+  /// @brief Map a published object of this node (NotFound if absent).
+  Result<Buffer> Map(const ObjectId& id);
+  /// @brief True if the object's file exists in this node's store.
+  bool Contains(const ObjectId& id) const;
+  /// @brief Unlink an object and release its bytes (readers that mapped it keep their view).
+  void Delete(const ObjectId& id);
+  /// @brief Remove the whole node directory (shutdown).
+  void RemoveAll();
+
+  uint64_t used() const;
+  uint64_t capacity() const;
+  NodeId node() const { return node_; }
+  const std::string& dir() const { return dir_; }
+  /// @brief The directory that holds node `node`'s objects.
+  static std::string NodeDir(const std::string& root, NodeId node);
+
+ private:
+  struct Ctl;
+  ShmStore() = default;
+  Status Reserve(uint64_t size);
+  void Release(uint64_t size);
+  std::string PathOf(const ObjectId& id) const;
+
+  NodeId node_ = 0;
+  std::string dir_;
+  Ctl* ctl_ = nullptr;
+  std::mutex mu_;
+  std::unordered_map<ObjectId, std::weak_ptr<const void>> maps_;
+  std::unordered_map<ObjectId, uint8_t*> map_addr_;
+};
+
+}  // namespace mpiray

@@ -1,0 +1,525 @@
+#include "worker.h"
+
+#include <cxxabi.h>
+
+#include <typeinfo>
+
+#include "log.h"
+
+namespace mpiray {
+
+using proto::Msg;
+using proto::TaskKind;
+
+namespace {
+
+thread_local const proto::TaskSpec* tl_task = nullptr;
+thread_local bool tl_executor = false;
+
+std::string Demangle(const char* name) {
+  int status = 0;
+  char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+  std::string out = (status == 0 && d) ? d : name;
+  free(d);
+  return out;
+}
+
+class StoreSink final : public detail::ResultSink {
+ public:
+  StoreSink(ClientImpl& client, const proto::TaskSpec& spec) : client_(client), spec_(spec) {}
+  void Emit(const detail::SerializedValue& v) override {
+    uint32_t want = spec_.task_kind() == TaskKind::kActorCreate ? 1 : spec_.num_returns;
+    if (out.size() >= want) {
+      throw InvalidArgumentError(spec_.function + " returned more than " + std::to_string(want) +
+                                 " values");
+    }
+    ObjectId id = spec_.ReturnId(static_cast<uint32_t>(out.size()));
+    auto r = client_.StoreValue(id, v);
+    if (r.ok()) {
+      out.push_back(std::move(r).value());
+    } else {
+      proto::NewObject err;
+      err.id = id;
+      err.where = static_cast<uint8_t>(proto::Where::kError);
+      err.data = Buffer(detail::MakeErrorPayload(r.status().code(), r.status().message()));
+      out.push_back(std::move(err));
+    }
+  }
+  std::vector<proto::NewObject> out;
+
+ private:
+  ClientImpl& client_;
+  const proto::TaskSpec& spec_;
+};
+
+}  // namespace
+
+Status CurrentExceptionStatus(const std::string& where) {
+  try {
+    throw;
+  } catch (const Error& e) {
+    return Status(e.code(), where + ": " + Demangle(typeid(e).name()) + ": " + e.what());
+  } catch (const std::exception& e) {
+    return Status(StatusCode::kTaskError, where + ": " + Demangle(typeid(e).name()) + ": " + e.what());
+  } catch (...) {
+    return Status(StatusCode::kTaskError, where + ": unknown exception");
+  }
+}
+
+// ------------------------------------------------------------------ C++ functions
+
+Status CppRuntime::CallFunction(const std::string& name, const detail::ArgList& args,
+                                detail::ResultSink& sink) {
+  const detail::TaskFn* fn = detail::FunctionRegistry::Instance().FindTask(name);
+  if (!fn) {
+    return Status(StatusCode::kTaskError,
+                  "function '" + name +
+                      "' is not registered in this worker process (missing MPIRAY_REMOTE, or the "
+                      "worker runs a different program)");
+  }
+  try {
+    (*fn)(args, sink);
+  } catch (...) {
+    return CurrentExceptionStatus("exception");
+  }
+  return Status::OK();
+}
+
+Result<std::shared_ptr<void>> CppRuntime::CreateActor(const std::string& factory,
+                                                      const detail::ArgList& args) {
+  const detail::FactoryFn* fn = detail::FunctionRegistry::Instance().FindFactory(factory);
+  if (!fn) {
+    return Status(StatusCode::kTaskError,
+                  "actor factory '" + factory + "' is not registered in this worker process");
+  }
+  try {
+    std::shared_ptr<void> obj = (*fn)(args);
+    if (!obj) return Status(StatusCode::kTaskError, "actor factory '" + factory + "' returned null");
+    return obj;
+  } catch (...) {
+    return CurrentExceptionStatus("exception");
+  }
+}
+
+Status CppRuntime::CallMethod(void* self, const std::string& method, const detail::ArgList& args,
+                              detail::ResultSink& sink) {
+  const detail::MethodFn* fn = detail::FunctionRegistry::Instance().FindMethod(method);
+  if (!fn) {
+    return Status(StatusCode::kTaskError,
+                  "actor method '" + method + "' is not registered in this worker process");
+  }
+  try {
+    (*fn)(self, args, sink);
+  } catch (...) {
+    return CurrentExceptionStatus("exception");
+  }
+  return Status::OK();
+}
+
+// ------------------------------------------------------------------ service
+
+struct WorkerService::Actor {
+  ActorId id;
+  uint8_t language = 0;
+  int max_concurrency = 1;
+  std::shared_ptr<void> instance;
+  bool dead = false;
+  std::string error;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::unique_ptr<proto::Execute>> mailbox;  // the constructor first, then calls
+  std::map<ProcId, uint64_t> next_seq;
+  std::map<ProcId, std::map<uint64_t, proto::TaskSpec>> early;
+  int threads = 0;
+  bool stopping = false;
+};
+
+WorkerService::WorkerService(Transport& transport, ClientImpl& client, const WorkerIdentity& id)
+    : transport_(transport), client_(client), id_(id) {
+  langs_[0] = &cpp_;
+}
+
+WorkerService::~WorkerService() { Stop(); }
+
+void WorkerService::SetLanguage(uint8_t language, LanguageRuntime* rt) {
+  std::lock_guard<std::mutex> lk(mu_);
+  langs_[language] = rt;
+}
+
+LanguageRuntime* WorkerService::Lang(uint8_t language) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = langs_.find(language);
+  return it == langs_.end() ? nullptr : it->second;
+}
+
+std::string WorkerService::Where(const proto::TaskSpec& spec) const {
+  const char* what = spec.task_kind() == TaskKind::kActorCreate ? "actor constructor "
+                     : spec.task_kind() == TaskKind::kActorCall ? "actor method "
+                                                                : "task ";
+  return std::string(what) + spec.function + " failed on worker " + std::to_string(id_.proc) +
+         " (host " + id_.host + ", pid " + std::to_string(id_.pid) + ")";
+}
+
+void WorkerService::OnExecute(proto::Execute&& ex) {
+  if (ex.spec.task_kind() == TaskKind::kActorCreate) {
+    auto a = std::make_shared<Actor>();
+    a->id = ex.spec.id;
+    a->language = ex.spec.language;
+    a->max_concurrency = std::max(1, ex.spec.max_concurrency);
+    a->mailbox.push_back(std::make_unique<proto::Execute>(std::move(ex)));
+    a->threads = 1;
+    std::vector<proto::TaskSpec> orphans;
+    {
+      std::lock_guard<std::mutex> lk(actors_mu_);
+      actors_[a->id] = a;
+      auto it = orphan_calls_.find(a->id);
+      if (it != orphan_calls_.end()) {
+        orphans = std::move(it->second);
+        orphan_calls_.erase(it);
+      }
+    }
+    for (auto& c : orphans) EnqueueCall(*a, std::move(c));
+    std::thread([this, a] { RunActorLoop(a); }).detach();
+    return;
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  queue_.push_back(std::make_unique<proto::Execute>(std::move(ex)));
+  cv_.notify_one();
+}
+
+void WorkerService::EnqueueCall(Actor& a, proto::TaskSpec&& spec) {
+  std::lock_guard<std::mutex> lk(a.mu);
+  uint64_t& next = a.next_seq.try_emplace(spec.caller, 1).first->second;
+  if (spec.seq > next) {  // an earlier call from this caller is still on its way
+    a.early[spec.caller].emplace(spec.seq, std::move(spec));
+    return;
+  }
+  auto push = [&](proto::TaskSpec&& s) {
+    auto item = std::make_unique<proto::Execute>();
+    item->spec = std::move(s);
+    a.mailbox.push_back(std::move(item));
+  };
+  ProcId caller = spec.caller;
+  push(std::move(spec));
+  ++next;
+  auto& early = a.early[caller];
+  for (auto it = early.begin(); it != early.end() && it->first == next; it = early.erase(it)) {
+    push(std::move(it->second));
+    ++next;
+  }
+  a.cv.notify_one();
+}
+
+void WorkerService::OnActorCall(proto::TaskSpec&& spec) {
+  std::shared_ptr<Actor> a;
+  {
+    std::lock_guard<std::mutex> lk(actors_mu_);
+    auto it = actors_.find(spec.actor);
+    if (it == actors_.end()) {
+      if (destroyed_.count(spec.actor)) {
+        ReportDone(spec, ErrorReturns(spec, Status(StatusCode::kActorDied,
+                                                   "actor " + spec.actor.ToString() + " is dead")),
+                   proto::DoneStatus::kOk);
+      } else {
+        orphan_calls_[spec.actor].push_back(std::move(spec));  // its creation is on the way
+      }
+      return;
+    }
+    a = it->second;
+  }
+  EnqueueCall(*a, std::move(spec));
+}
+
+void WorkerService::OnDestroyActor(const ActorId& actor) {
+  std::shared_ptr<Actor> a;
+  {
+    std::lock_guard<std::mutex> lk(actors_mu_);
+    destroyed_.insert(actor);
+    auto it = actors_.find(actor);
+    if (it == actors_.end()) return;
+    a = it->second;
+    actors_.erase(it);
+  }
+  std::lock_guard<std::mutex> lk(a->mu);
+  a->dead = true;
+  if (a->error.empty()) a->error = "killed by Kill()";
+  a->stopping = true;
+  a->cv.notify_all();
+}
+
+void WorkerService::OnCancelRunning(const TaskId& task) {
+  std::unique_ptr<proto::Execute> found;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+      if ((*it)->spec.id == task) {
+        found = std::move(*it);
+        queue_.erase(it);
+        break;
+      }
+    }
+    if (!found) cancelled_.insert(task);
+  }
+  if (found) ReportDone(found->spec, {}, proto::DoneStatus::kCancelled);
+}
+
+void WorkerService::RunMainExecutor() { ExecLoop(true); }
+
+void WorkerService::Stop() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+    cv_.notify_all();
+  }
+  std::lock_guard<std::mutex> lk(actors_mu_);
+  for (auto& [id, a] : actors_) {
+    std::lock_guard<std::mutex> alk(a->mu);
+    a->stopping = true;
+    a->mailbox.clear();
+    a->cv.notify_all();
+  }
+}
+
+void WorkerService::ExecLoop(bool main) {
+  tl_executor = true;
+  std::unique_lock<std::mutex> lk(mu_);
+  while (!stop_) {
+    if (queue_.empty()) {
+      // Helpers started while tasks were blocked retire once they are not needed.
+      if (!main && total_ - blocked_ > 1) {
+        --total_;
+        return;
+      }
+      cv_.wait(lk);
+      continue;
+    }
+    std::unique_ptr<proto::Execute> ex = std::move(queue_.front());
+    queue_.pop_front();
+    lk.unlock();
+    RunTask(*ex);
+    lk.lock();
+  }
+  if (!main) --total_;
+}
+
+void WorkerService::OnBlockChange(bool blocked) {
+  if (!tl_executor || tl_task == nullptr) return;  // only task executors hold a CPU lease
+  TaskId task = tl_task->id;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (blocked) {
+      ++blocked_;
+      if (total_ - blocked_ <= 0 && !stop_) {
+        ++total_;
+        std::thread([this] { ExecLoop(false); }).detach();
+      }
+    } else {
+      --blocked_;
+    }
+  }
+  SendMsg(transport_, kHeadProc, blocked ? Msg::kTaskBlocked : Msg::kTaskUnblocked,
+          proto::TaskRef{task});
+}
+
+std::vector<proto::NewObject> WorkerService::ErrorReturns(const proto::TaskSpec& spec,
+                                                          const Status& st) {
+  std::vector<proto::NewObject> out;
+  uint32_t n = spec.task_kind() == TaskKind::kActorCreate ? 1 : spec.num_returns;
+  Buffer payload(detail::MakeErrorPayload(st.code(), st.message()));
+  for (uint32_t i = 0; i < n; ++i) {
+    proto::NewObject o;
+    o.id = spec.ReturnId(i);
+    o.where = static_cast<uint8_t>(proto::Where::kError);
+    o.data = payload;
+    o.size = payload.size();
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+Result<detail::ArgList> WorkerService::ResolveArgs(const proto::Execute& ex) {
+  detail::ArgList args;
+  args.reserve(ex.spec.args.size());
+  std::vector<ObjectId> unresolved;  // actor calls: refs are read here, not by the head
+  size_t k = 0;
+  for (const proto::Arg& a : ex.spec.args) {
+    if (!a.by_ref) {
+      args.push_back(a.value);
+    } else if (k < ex.resolved.size()) {
+      args.push_back(client_.Materialize(ex.resolved[k++]));
+    } else {
+      unresolved.push_back(a.ref);
+      args.emplace_back();
+    }
+  }
+  if (!unresolved.empty()) {
+    std::vector<Buffer> got;
+    try {
+      got = client_.Get(unresolved, -1);
+    } catch (...) {
+      return CurrentExceptionStatus("reading arguments");
+    }
+    size_t j = 0;
+    for (size_t i = 0; i < ex.spec.args.size(); ++i) {
+      if (ex.spec.args[i].by_ref && args[i].data() == nullptr) args[i] = got[j++];
+    }
+  }
+  for (const Buffer& b : args) {
+    if (b.size() >= sizeof(detail::PayloadHeader) &&
+        detail::CheckPayload(b) == detail::PayloadFormat::kError) {
+      return detail::ErrorFromPayload(b);  // an upstream failure propagates
+    }
+  }
+  return args;
+}
+
+std::vector<proto::NewObject> WorkerService::RunFunction(const proto::TaskSpec& spec,
+                                                         const detail::ArgList& args, void* self) {
+  LanguageRuntime* lang = Lang(spec.language);
+  if (!lang) {
+    return ErrorReturns(spec, Status(StatusCode::kTaskError,
+                                     Where(spec) + ": this worker cannot run language " +
+                                         std::to_string(spec.language)));
+  }
+  StoreSink sink(client_, spec);
+  Status st = self ? lang->CallMethod(self, spec.function, args, sink)
+                   : lang->CallFunction(spec.function, args, sink);
+  uint32_t want = spec.num_returns;
+  if (st.ok() && sink.out.size() < want) {
+    st = Status(StatusCode::kTaskError, "returned " + std::to_string(sink.out.size()) +
+                                            " values, expected " + std::to_string(want));
+  }
+  if (!st.ok()) {
+    for (const auto& o : sink.out) {
+      if (o.where == static_cast<uint8_t>(proto::Where::kShm)) SendMsg(transport_, transport_.self(), Msg::kFreeObjects, proto::IdList{{o.id}});
+    }
+    return ErrorReturns(spec, Status(st.code(), Where(spec) + ": " + st.message()));
+  }
+  return std::move(sink.out);
+}
+
+void WorkerService::RunTask(proto::Execute& ex) {
+  const proto::TaskSpec& spec = ex.spec;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (cancelled_.erase(spec.id)) {
+      ReportDone(spec, {}, proto::DoneStatus::kCancelled);
+      return;
+    }
+  }
+  tl_task = &spec;
+  std::vector<proto::NewObject> returns;
+  auto args = ResolveArgs(ex);
+  if (!args.ok()) {
+    returns = ErrorReturns(spec, args.status());
+  } else {
+    returns = RunFunction(spec, *args, nullptr);
+  }
+  tl_task = nullptr;
+  bool cancelled;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    cancelled = cancelled_.erase(spec.id) > 0;
+  }
+  ReportDone(spec, std::move(returns),
+             cancelled ? proto::DoneStatus::kCancelled : proto::DoneStatus::kOk);
+}
+
+void WorkerService::RunActorLoop(std::shared_ptr<Actor> a) {
+  while (true) {
+    std::unique_lock<std::mutex> lk(a->mu);
+    a->cv.wait(lk, [&] { return !a->mailbox.empty() || a->stopping; });
+    if (a->mailbox.empty()) break;
+    std::unique_ptr<proto::Execute> item = std::move(a->mailbox.front());
+    a->mailbox.pop_front();
+    lk.unlock();
+    RunActorItem(*a, *item);
+  }
+  std::lock_guard<std::mutex> lk(a->mu);
+  if (--a->threads == 0) a->instance.reset();  // the last thread out runs the destructor
+}
+
+void WorkerService::RunActorItem(Actor& a, proto::Execute& item) {
+  const proto::TaskSpec& spec = item.spec;
+  if (spec.task_kind() == TaskKind::kActorCreate) {
+    std::vector<proto::NewObject> returns;
+    LanguageRuntime* lang = Lang(spec.language);
+    auto args = ResolveArgs(item);
+    Status st;
+    if (!args.ok()) {
+      st = args.status();
+    } else if (!lang) {
+      st = Status(StatusCode::kTaskError, "this worker cannot run language " + std::to_string(spec.language));
+    } else {
+      auto obj = lang->CreateActor(spec.function, *args);
+      if (obj.ok()) {
+        std::lock_guard<std::mutex> lk(a.mu);
+        a.instance = std::move(obj).value();
+      } else {
+        st = obj.status();
+      }
+    }
+    if (st.ok()) {
+      StoreSink sink(client_, spec);
+      sink.Emit(detail::Serialize(msgpack::type::nil_t()));
+      returns = std::move(sink.out);
+      std::lock_guard<std::mutex> lk(a.mu);
+      for (int i = 1; i < a.max_concurrency; ++i) {
+        ++a.threads;
+        std::shared_ptr<Actor> self;
+        {
+          std::lock_guard<std::mutex> alk(actors_mu_);
+          auto it = actors_.find(a.id);
+          if (it != actors_.end()) self = it->second;
+        }
+        if (self) {
+          std::thread([this, self] { RunActorLoop(self); }).detach();
+        } else {
+          --a.threads;
+        }
+      }
+    } else {
+      std::lock_guard<std::mutex> lk(a.mu);
+      a.dead = true;
+      a.error = "its constructor failed: " + st.message();
+      returns = ErrorReturns(spec, Status(st.code(), Where(spec) + ": " + st.message()));
+    }
+    ReportDone(spec, std::move(returns), proto::DoneStatus::kOk);
+    return;
+  }
+  bool dead;
+  std::string error;
+  void* self;
+  {
+    std::lock_guard<std::mutex> lk(a.mu);
+    dead = a.dead;
+    error = a.error;
+    self = a.instance.get();
+  }
+  if (dead || !self) {
+    ReportDone(spec,
+               ErrorReturns(spec, Status(StatusCode::kActorDied,
+                                         "actor " + a.id.ToString() + " is dead: " + error)),
+               proto::DoneStatus::kOk);
+    return;
+  }
+  auto args = ResolveArgs(item);
+  std::vector<proto::NewObject> returns =
+      args.ok() ? RunFunction(spec, *args, self) : ErrorReturns(spec, args.status());
+  ReportDone(spec, std::move(returns), proto::DoneStatus::kOk);
+}
+
+void WorkerService::ReportDone(const proto::TaskSpec& spec, std::vector<proto::NewObject>&& returns,
+                               proto::DoneStatus status) {
+  SendWith(transport_, kHeadProc, Msg::kTaskDone, [&](auto& pk) {
+    pk.pack_array(6);
+    pk.pack(spec.id);
+    pk.pack(spec.kind);
+    pk.pack(static_cast<uint8_t>(status));
+    pk.pack(returns);
+    pk.pack(spec.actor);
+    pk.pack(spec.caller);
+  });
+}
+
+}  // namespace mpiray

@@ -1,0 +1,114 @@
+// WorkerService: runs tasks and hosts actors in a worker process. Normal tasks run on a pool of
+// executor threads (the process's main thread plus helpers started when a task blocks in
+// Get/Wait); each actor gets its own thread(s) and a mailbox ordered per caller.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "client.h"
+#include "fabric.h"
+#include "mpiray/core/detail/registry.h"
+#include "protocol.h"
+
+namespace mpiray {
+
+/// @brief Runs functions of one language (C++ built in; Python registers its own).
+class LanguageRuntime {
+ public:
+  virtual ~LanguageRuntime() = default;
+  virtual Status CallFunction(const std::string& name, const detail::ArgList& args,
+                              detail::ResultSink& sink) = 0;
+  virtual Result<std::shared_ptr<void>> CreateActor(const std::string& factory,
+                                                    const detail::ArgList& args) = 0;
+  virtual Status CallMethod(void* self, const std::string& method, const detail::ArgList& args,
+                            detail::ResultSink& sink) = 0;
+};
+
+/// @brief Registry-backed C++ language runtime (exceptions become TaskError statuses).
+class CppRuntime final : public LanguageRuntime {
+ public:
+  Status CallFunction(const std::string& name, const detail::ArgList& args,
+                      detail::ResultSink& sink) override;
+  Result<std::shared_ptr<void>> CreateActor(const std::string& factory,
+                                            const detail::ArgList& args) override;
+  Status CallMethod(void* self, const std::string& method, const detail::ArgList& args,
+                    detail::ResultSink& sink) override;
+};
+
+/// @brief "std::runtime_error: message" for the exception in flight, as a Status.
+Status CurrentExceptionStatus(const std::string& where);
+
+struct WorkerIdentity {
+  ProcId proc = 0;
+  NodeId node = 0;
+  std::string host;
+  int pid = 0;
+};
+
+class WorkerService {
+ public:
+  WorkerService(Transport& transport, ClientImpl& client, const WorkerIdentity& id);
+  ~WorkerService();
+
+  /// @brief Use `rt` for tasks of `language` (0 C++, 1 Python).
+  void SetLanguage(uint8_t language, LanguageRuntime* rt);
+
+  // Progress-thread entry points.
+  void OnExecute(proto::Execute&& ex);
+  void OnActorCall(proto::TaskSpec&& spec);
+  void OnDestroyActor(const ActorId& actor);
+  void OnCancelRunning(const TaskId& task);
+
+  /// @brief Run tasks on the calling thread until Stop().
+  void RunMainExecutor();
+  /// @brief Make RunMainExecutor return; queued work is dropped.
+  void Stop();
+
+  /// @brief Called by the client around long waits on executor threads.
+  void OnBlockChange(bool blocked);
+
+ private:
+  struct Actor;
+  void ExecLoop(bool main);
+  void RunTask(proto::Execute& ex);
+  void RunActorLoop(std::shared_ptr<Actor> a);
+  void RunActorItem(Actor& a, proto::Execute& item);
+  void ReportDone(const proto::TaskSpec& spec, std::vector<proto::NewObject>&& returns,
+                  proto::DoneStatus status);
+  std::vector<proto::NewObject> ErrorReturns(const proto::TaskSpec& spec, const Status& st);
+  std::vector<proto::NewObject> RunFunction(const proto::TaskSpec& spec, const detail::ArgList& args,
+                                            void* self);
+  Result<detail::ArgList> ResolveArgs(const proto::Execute& ex);
+  std::string Where(const proto::TaskSpec& spec) const;
+  LanguageRuntime* Lang(uint8_t language);
+  void EnqueueCall(Actor& a, proto::TaskSpec&& spec);
+
+  Transport& transport_;
+  ClientImpl& client_;
+  WorkerIdentity id_;
+  CppRuntime cpp_;
+  std::map<uint8_t, LanguageRuntime*> langs_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<proto::Execute>> queue_;
+  std::unordered_set<TaskId> cancelled_;
+  int total_ = 1;  // executor threads (the main one included)
+  int blocked_ = 0;
+  bool stop_ = false;
+
+  std::mutex actors_mu_;
+  std::unordered_map<ActorId, std::shared_ptr<Actor>> actors_;
+  std::unordered_map<ActorId, std::vector<proto::TaskSpec>> orphan_calls_;
+  std::unordered_set<ActorId> destroyed_;
+};
+
+}  // namespace mpiray

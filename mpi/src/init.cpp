@@ -1,0 +1,41 @@
+#include "mpiray/mpi/init.h"
+
+#include <memory>
+
+#include "mpi_bootstrap.h"
+#include "mpiray/core/api.h"
+#include "mpiray/core/bootstrap.h"
+#include "mpiray/mpi/launcher.h"
+
+extern char** environ;
+
+namespace mpiray {
+
+void Init(const InitOptions& options) {
+  if (IsInitialized()) {
+    if (options.ignore_reinit_error) return;
+    throw Error(StatusCode::kAlreadyExists,
+                "mpiray::Init called twice in this process (pass ignore_reinit_error to allow it)");
+  }
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string kv(*e);
+    auto eq = kv.find('=');
+    if (eq != std::string::npos) env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  mpi::LaunchInfo info = ValueOrThrow(mpi::DetectLauncher(env));
+  if (info.launcher == mpi::Launcher::kNone || info.launcher == mpi::Launcher::kJoin) {
+    detail::InitStandalone(options);
+    return;
+  }
+  // Signals must be blocked before MPI starts its own threads.
+  detail::BlockTerminationSignalsForInit();
+  static std::unique_ptr<mpi::MpiBootstrap> boot;  // kept for FinalizeKept at shutdown
+  boot = std::make_unique<mpi::MpiBootstrap>();
+  boot->set_description(info.description);
+  ThrowIfError(boot->Init());
+  ThrowIfError(mpi::CheckWorld(info, boot->rank(), boot->size()));
+  detail::InitWithBootstrap(options, *boot);
+}
+
+}  // namespace mpiray

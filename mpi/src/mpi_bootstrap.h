@@ -1,0 +1,37 @@
+// MpiBootstrap: the Bootstrap over MPI collectives (MPI_COMM_WORLD). MPI error codes are
+// translated to Status in one place, MpiStatus().
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "mpiray/core/bootstrap.h"
+
+namespace mpiray::mpi {
+
+/// @brief Translate an MPI return code into a Status naming the call.
+Status MpiStatus(int code, const std::string& call);
+
+class MpiBootstrap final : public Bootstrap {
+ public:
+  /// @brief MPI_Init_thread unless MPI is already initialised (then it is left to the caller).
+  Status Init();
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  Result<std::string> Broadcast(const std::string& value) override;
+  Result<std::vector<std::string>> AllGather(const std::string& mine) override;
+  Status Finish(bool keep) override;
+  std::string Describe() const override { return description_; }
+  void set_description(std::string d) { description_ = std::move(d); }
+  /// @brief MPI_Finalize if Init started MPI and Finish kept it.
+  void AtShutdown() override;
+
+ private:
+  int rank_ = 0;
+  int size_ = 1;
+  bool we_initialized_ = false;
+  bool kept_ = false;
+  std::string description_ = "MPI";
+};
+
+}  // namespace mpiray::mpi
