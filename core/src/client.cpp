@@ -368,6 +368,28 @@ std::vector<bool> ClientImpl::Wait(const std::vector<ObjectId>& ids, size_t num_
   return ready;
 }
 
+detail::ClusterSnapshot ClientImpl::Snapshot() {
+  if (!d_.head) {
+    throw Error(StatusCode::kInvalidArgument, "cluster information is only available on the driver (rank 0)");
+  }
+  ClusterStatus st = d_.head->Status_();
+  detail::ClusterSnapshot s;
+  for (auto& n : st.nodes) {
+    detail::ClusterSnapshot::Node node;
+    node.id = n.id;
+    node.total.assign(n.total.begin(), n.total.end());
+    node.available.assign(n.available.begin(), n.available.end());
+    node.workers = n.workers;
+    s.nodes.push_back(std::move(node));
+  }
+  s.objects = st.objects;
+  s.queued_tasks = st.queued_tasks;
+  s.running_tasks = st.running_tasks;
+  s.actors = st.actors;
+  s.store_used = d_.store->used();
+  return s;
+}
+
 void ClientImpl::Close(const std::string& why) {
   std::lock_guard<std::mutex> lk(get_mu_);
   closed_ = true;

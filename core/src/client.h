@@ -45,6 +45,7 @@ class ClientImpl final : public detail::CoreClient {
   void KillActor(const ActorId& actor, bool no_restart) override;
   void AddLocalRef(const ObjectId& id) override;
   void RemoveLocalRef(const ObjectId& id) override;
+  detail::ClusterSnapshot Snapshot() override;
 
   /// @brief Store a value as object `id` (inline or in shared memory).
   Result<proto::NewObject> StoreValue(const ObjectId& id, const detail::SerializedValue& value);

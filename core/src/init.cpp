@@ -11,6 +11,7 @@
 #include <cstring>
 #include <iostream>
 #include <mutex>
+#include <exception>
 #include <thread>
 
 #include "log.h"
@@ -24,6 +25,7 @@ namespace {
 std::mutex g_mu;
 std::unique_ptr<Runtime> g_runtime;
 std::atomic<ClientImpl*> g_client{nullptr};
+std::atomic<detail::CoreClient*> g_test_client{nullptr};
 
 // Handles SIGINT/SIGTERM/SIGHUP on its own thread (they are blocked everywhere else).
 class SignalWatcher {
@@ -128,13 +130,39 @@ int StartReaper(const SessionInfo& session) {
   return fds[1];
 }
 
+void AtExitShutdown() { Shutdown(); }
+
+// An uncaught exception in the driver: stop the cluster and remove the session, then abort.
+void OnTerminate() {
+  if (auto e = std::current_exception()) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      fprintf(stderr, "mpiray: uncaught exception in the driver: %s\n", ex.what());
+    } catch (...) {
+      fprintf(stderr, "mpiray: uncaught exception in the driver\n");
+    }
+  }
+  if (g_runtime) g_runtime->EmergencyExit(SIGABRT);
+  abort();
+}
+
 void InstallRuntime(std::unique_ptr<Runtime> rt) {
+  bool head = rt->head() != nullptr;
   g_client.store(rt->client());
   g_runtime = std::move(rt);
   g_signals.Start([](int sig) {
     if (g_runtime) g_runtime->EmergencyExit(sig);
     _exit(128 + sig);
   });
+  if (head) {
+    static bool registered = false;
+    if (!registered) {
+      registered = true;
+      std::atexit(AtExitShutdown);  // a driver that returns without Shutdown() still cleans up
+    }
+    std::set_terminate(OnTerminate);
+  }
 }
 
 [[noreturn]] void WorkerFatal(const std::string& what) {
@@ -215,12 +243,20 @@ namespace detail {
 
 void BlockTerminationSignalsForInit() { SaveMaskAndBlock(); }
 
-CoreClient* ClientOrNull() noexcept { return g_client.load(); }
+CoreClient* ClientOrNull() noexcept {
+  CoreClient* c = g_client.load();
+  return c ? c : g_test_client.load();
+}
 
 CoreClient* Client() {
-  CoreClient* c = g_client.load();
+  CoreClient* c = ClientOrNull();
   if (!c) throw Error(StatusCode::kUnavailable, "mpiray is not initialised: call mpiray::Init() first");
   return c;
+}
+
+void SetClientForTesting(CoreClient* client) {
+  g_client.store(static_cast<ClientImpl*>(nullptr));
+  g_test_client.store(client);
 }
 
 bool IsJoinLaunch() {
@@ -378,6 +414,19 @@ void InitWithBootstrap(const InitOptions& options, Bootstrap& b) {
 }  // namespace detail
 
 bool IsInitialized() { return g_client.load() != nullptr; }
+
+ClusterSnapshot GetClusterSnapshot() { return detail::Client()->Snapshot(); }
+
+static std::map<std::string, double> SumResources(bool available) {
+  std::map<std::string, double> out;
+  for (const auto& n : GetClusterSnapshot().nodes) {
+    for (const auto& [name, v] : available ? n.available : n.total) out[name] += v;
+  }
+  return out;
+}
+
+std::map<std::string, double> ClusterResources() { return SumResources(false); }
+std::map<std::string, double> AvailableResources() { return SumResources(true); }
 
 void Shutdown() {
   std::unique_ptr<Runtime> rt;

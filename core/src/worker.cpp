@@ -15,6 +15,9 @@ namespace {
 
 thread_local const proto::TaskSpec* tl_task = nullptr;
 thread_local bool tl_executor = false;
+// Refs nested in return values, held until the TaskDone that registers them is posted (the
+// task's own handles die first, and the head must not free the objects in between).
+thread_local std::vector<ObjectId> tl_return_holds;
 
 std::string Demangle(const char* name) {
   int status = 0;
@@ -34,6 +37,10 @@ class StoreSink final : public detail::ResultSink {
                                  " values");
     }
     ObjectId id = spec_.ReturnId(static_cast<uint32_t>(out.size()));
+    for (const ObjectId& n : v.nested) {
+      client_.AddLocalRef(n);
+      tl_return_holds.push_back(n);
+    }
     auto r = client_.StoreValue(id, v);
     if (r.ok()) {
       out.push_back(std::move(r).value());
@@ -520,6 +527,9 @@ void WorkerService::ReportDone(const proto::TaskSpec& spec, std::vector<proto::N
     pk.pack(spec.actor);
     pk.pack(spec.caller);
   });
+  auto holds = std::move(tl_return_holds);
+  tl_return_holds.clear();
+  for (const ObjectId& id : holds) client_.RemoveLocalRef(id);
 }
 
 }  // namespace mpiray

@@ -31,6 +31,15 @@ bool IsInitialized();
 /// @brief Stop the cluster (head) or leave it; frees every object and removes the session.
 void Shutdown();
 
+/// @brief The cluster as the head sees it: nodes with total and available resources, object,
+/// task and actor counts (driver only).
+using ClusterSnapshot = detail::ClusterSnapshot;
+ClusterSnapshot GetClusterSnapshot();
+/// @brief Total resources of the cluster, summed over nodes (Ray: cluster_resources()).
+std::map<std::string, double> ClusterResources();
+/// @brief Resources not in use right now (Ray: available_resources()).
+std::map<std::string, double> AvailableResources();
+
 namespace detail {
 
 template <class T>
@@ -253,7 +262,6 @@ template <class T>
 std::shared_ptr<T> Get(const ObjectRef<T>& ref, int64_t timeout_ms = -1) {
   auto bufs = detail::Client()->Get({ref.ID()}, timeout_ms);
   if constexpr (std::is_void_v<T>) {
-    detail::CheckPayload(bufs[0]);
     if (detail::CheckPayload(bufs[0]) == detail::PayloadFormat::kError) {
       ThrowIfError(detail::ErrorFromPayload(bufs[0]));
     }
@@ -310,7 +318,11 @@ WaitResult<T> Wait(const std::vector<ObjectRef<T>>& refs, int num_objects, int64
   for (const auto& r : refs) ids.push_back(r.ID());
   auto ready = detail::Client()->Wait(ids, static_cast<size_t>(num_objects), timeout_ms);
   WaitResult<T> out;
-  for (size_t i = 0; i < refs.size(); ++i) (ready[i] ? out.ready : out.unready).push_back(refs[i]);
+  // As in Ray: at most num_objects refs are reported ready, in input order.
+  for (size_t i = 0; i < refs.size(); ++i) {
+    bool r = ready[i] && out.ready.size() < static_cast<size_t>(num_objects);
+    (r ? out.ready : out.unready).push_back(refs[i]);
+  }
   return out;
 }
 

@@ -39,6 +39,22 @@ struct TaskRequest {
   int max_concurrency = 1;
 };
 
+/// @brief A snapshot of the cluster, as the head sees it.
+struct ClusterSnapshot {
+  struct Node {
+    NodeId id = 0;
+    std::vector<std::pair<std::string, double>> total;
+    std::vector<std::pair<std::string, double>> available;
+    std::vector<ProcId> workers;
+  };
+  std::vector<Node> nodes;
+  size_t objects = 0;        // live entries in the object directory
+  size_t queued_tasks = 0;   // ready, waiting for a worker
+  size_t running_tasks = 0;  // dispatched to a worker
+  size_t actors = 0;         // alive
+  uint64_t store_used = 0;   // bytes in the head node's object store
+};
+
 /// @brief The runtime as seen from the API (one per process).
 class CoreClient {
  public:
@@ -56,11 +72,15 @@ class CoreClient {
   virtual void KillActor(const ActorId& actor, bool no_restart) = 0;
   virtual void AddLocalRef(const ObjectId& id) = 0;
   virtual void RemoveLocalRef(const ObjectId& id) = 0;
+  /// @brief The cluster as the head sees it (driver only).
+  virtual ClusterSnapshot Snapshot() = 0;
 };
 
 /// @brief The process's runtime; throws mpiray::Error when Init has not been called.
 CoreClient* Client();
 /// @brief The process's runtime or null (used by destructors).
 CoreClient* ClientOrNull() noexcept;
+/// @brief Unit tests only: make `client` the process's runtime (null to clear).
+void SetClientForTesting(CoreClient* client);
 
 }  // namespace mpiray::detail

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# run-checked.sh [--expect-exit N] [--signal SIG --after-line TEXT] [--expect-output TEXT] -- cmd...
+#
+# Runs one integration scenario in a private session root and shared-memory directory, then
+# fails if anything is left behind: a process of this run, a file under /dev/shm, or a session
+# directory. Optionally interrupts the launcher with a signal once it printed a given line.
+set -uo pipefail
+expect_exit=0
+signal=""
+after_line=""
+expect_output=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --expect-exit) expect_exit=$2; shift 2 ;;
+    --signal) signal=$2; shift 2 ;;
+    --after-line) after_line=$2; shift 2 ;;
+    --expect-output) expect_output=$2; shift 2 ;;
+    --) shift; break ;;
+    *) echo "run-checked: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+tag="itest-$$-$RANDOM$RANDOM"
+root=$(mktemp -d "/tmp/mpiray-itest.XXXXXX")
+shm=$(mktemp -d "/dev/shm/mpiray-itest.XXXXXX")
+out="$root.out"
+export MPIRAY_SESSION_ROOT="$root" MPIRAY_SHM_DIR="$shm" MPIRAY_TEST_TAG="$tag"
+
+if [ -n "$signal" ]; then
+  "$@" > >(tee "$out") 2>&1 &
+  pid=$!
+  for _ in $(seq 600); do
+    grep -q "$after_line" "$out" 2>/dev/null && break
+    sleep 0.1
+  done
+  grep -q "$after_line" "$out" || { echo "run-checked: never saw '$after_line'"; kill -9 $pid; }
+  kill "-$signal" "$pid"
+  wait "$pid"
+  rc=$?
+else
+  "$@" 2>&1 | tee "$out"
+  rc=${PIPESTATUS[0]}
+fi
+
+fail=0
+if [ "$expect_exit" = "nonzero" ]; then
+  [ "$rc" -ne 0 ] || { echo "run-checked: expected a non-zero exit, got 0"; fail=1; }
+elif [ "$rc" -ne "$expect_exit" ]; then
+  echo "run-checked: exit status $rc, expected $expect_exit"; fail=1
+fi
+if [ -n "$expect_output" ] && ! grep -q -- "$expect_output" "$out"; then
+  echo "run-checked: output lacks '$expect_output'"; fail=1
+fi
+
+# Leftovers: processes of this run (by the tag in their environment; zombies do not count),
+# shared-memory files, session directories. Give exiting processes a moment.
+leftovers() {
+  local found=""
+  for e in /proc/[0-9]*/environ; do
+    p=${e#/proc/}; p=${p%/environ}
+    [ "$p" = "$$" ] && continue
+    if tr '\0' '\n' 2>/dev/null < "$e" | grep -qx "MPIRAY_TEST_TAG=$tag"; then
+      state=$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)
+      [ "$state" = "Z" ] || [ -z "$state" ] || found="$found process $p ($(tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null))\n"
+    fi
+  done
+  [ -n "$(ls -A "$shm" 2>/dev/null)" ] && found="$found shared memory: $(ls -A "$shm")\n"
+  [ -n "$(ls -A "$root" 2>/dev/null)" ] && found="$found session files: $(ls -A "$root")\n"
+  printf "%b" "$found"
+}
+left=""
+for _ in $(seq 100); do
+  left=$(leftovers)
+  [ -z "$left" ] && break
+  sleep 0.1
+done
+if [ -n "$left" ]; then
+  echo "run-checked: left behind after the run:"; echo "$left"; fail=1
+  for e in /proc/[0-9]*/environ; do
+    p=${e#/proc/}; p=${p%/environ}
+    tr '\0' '\n' 2>/dev/null < "$e" | grep -qx "MPIRAY_TEST_TAG=$tag" && kill -9 "$p" 2>/dev/null
+  done
+fi
+rm -rf "$root" "$shm" "$out"
+exit $fail
