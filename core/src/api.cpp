@@ -79,6 +79,13 @@ bool ObjectId::FromHex(const std::string& hex, ObjectId* out) {
 
 namespace detail {
 
+ClusterSnapshot CoreClient::Snapshot() {
+  throw Error(StatusCode::kInvalidArgument, "cluster information is not available here");
+}
+double CoreClient::MeasureFabricGbps(ProcId, uint64_t) {
+  throw Error(StatusCode::kInvalidArgument, "fabric measurement is not available here");
+}
+
 std::vector<ObjectId>*& NestedRefCollector() {
   thread_local std::vector<ObjectId>* collector = nullptr;
   return collector;

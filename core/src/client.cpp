@@ -382,12 +382,19 @@ detail::ClusterSnapshot ClientImpl::Snapshot() {
     node.workers = n.workers;
     s.nodes.push_back(std::move(node));
   }
+  for (const auto& p : d_.head->Peers()) {
+    s.processes.push_back({p.proc, p.node, p.pid, p.host});
+  }
   s.objects = st.objects;
   s.queued_tasks = st.queued_tasks;
   s.running_tasks = st.running_tasks;
   s.actors = st.actors;
   s.store_used = d_.store->used();
   return s;
+}
+
+double ClientImpl::MeasureFabricGbps(ProcId source, uint64_t bytes) {
+  return ValueOrThrow(d_.fetcher->MeasureStream(source, bytes));
 }
 
 void ClientImpl::Close(const std::string& why) {

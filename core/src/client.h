@@ -46,6 +46,7 @@ class ClientImpl final : public detail::CoreClient {
   void AddLocalRef(const ObjectId& id) override;
   void RemoveLocalRef(const ObjectId& id) override;
   detail::ClusterSnapshot Snapshot() override;
+  double MeasureFabricGbps(ProcId source, uint64_t bytes) override;
 
   /// @brief Store a value as object `id` (inline or in shared memory).
   Result<proto::NewObject> StoreValue(const ObjectId& id, const detail::SerializedValue& value);

@@ -117,6 +117,8 @@ void HeadService::AddNodeResources(NodeId node) {
   set("GPU", config_.num_gpus >= 0 ? std::llround(config_.num_gpus * proto::kResourceUnit)
                                    : gpus * proto::kResourceUnit);
   for (const auto& [name, amount] : config_.custom) set(name, amount);
+  // As Ray's "node:<ip>": lets a task ask for a particular node.
+  set("node:" + std::to_string(node), proto::kResourceUnit);
   sched_.AddNode(node, total);
 }
 

@@ -177,6 +177,7 @@ proto::PeerInfo LocalPeer(const EnvMap& env, const UcxFabric& fabric) {
   p.pid = getpid();
   p.address = fabric.address();
   p.gpus = DetectGpus(env);
+  p.machine = MachineId();
   return p;
 }
 

@@ -114,7 +114,8 @@ struct PeerInfo {
   int32_t pid = 0;
   Buffer address;  // UCX worker address
   int32_t gpus = 0;
-  MSGPACK_DEFINE(proc, node, host, pid, address, gpus);
+  std::string machine;  // identifies the physical machine (hostname + boot id)
+  MSGPACK_DEFINE(proc, node, host, pid, address, gpus, machine);
 };
 
 struct PeerLeft {

@@ -33,6 +33,15 @@ int NodeAssigner::NodesOnHost(const std::string& host) const {
   return n;
 }
 
+std::string MachineId() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  std::ifstream f("/proc/sys/kernel/random/boot_id");
+  std::string boot;
+  f >> boot;
+  return std::string(host) + "/" + boot;
+}
+
 std::string HostKey(const EnvMap& env) {
   auto it = env.find("SLURMD_NODENAME");
   if (it != env.end() && !it->second.empty()) return it->second;
@@ -124,7 +133,7 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(RuntimeSetup&& setup) {
   rt->fabric_->set_self(rt->self_.proc);
   rt->fabric_->Start(rt.get());
   for (const auto& p : setup.peers) {
-    if (p.proc != rt->self_.proc) rt->fabric_->AddPeer(p.proc, p.address);
+    if (p.proc != rt->self_.proc) rt->fabric_->AddPeer(p.proc, p.address, p.machine == rt->self_.machine);
   }
   if (rt->head_) {
     rt->head_->AddProcess(rt->self_, false);
@@ -176,7 +185,7 @@ void Runtime::OnMessage(ProcId src, Msg type, const char* body, size_t len) {
     }
     case Msg::kPeerJoined: {
       auto p = DecodeMsg<proto::PeerInfo>(body, len);
-      fabric_->AddPeer(p.proc, p.address);
+      fabric_->AddPeer(p.proc, p.address, p.machine == self_.machine);
       break;
     }
     case Msg::kPeerLeft:
@@ -321,7 +330,7 @@ JoinReply Runtime::OnJoin(const JoinRequest& req) {
   reply.node = peer.node;
   reply.session = session_;
   reply.peers = head_->Peers();
-  fabric_->AddPeer(peer.proc, peer.address);
+  fabric_->AddPeer(peer.proc, peer.address, peer.machine == self_.machine);
   for (const auto& p : reply.peers) {
     if (p.proc != self_.proc) SendMsg(*fabric_, p.proc, Msg::kPeerJoined, peer);
   }

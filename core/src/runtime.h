@@ -48,6 +48,9 @@ class NodeAssigner {
   std::map<std::pair<std::string, int>, NodeId> ids_;
 };
 
+/// @brief This physical machine: hostname plus boot id (shared memory works within it).
+std::string MachineId();
+
 /// @brief The host key of this process: SLURMD_NODENAME (simulated Slurm nodes) or hostname.
 std::string HostKey(const EnvMap& env);
 

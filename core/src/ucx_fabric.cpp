@@ -45,7 +45,9 @@ struct UcxFabric::Impl {
   struct Peer {
     ProcId id = 0;
     Buffer address;
-    ucp_ep_h ep = nullptr;
+    bool local = false;        // same machine: data over shared memory
+    ucp_ep_h ep = nullptr;     // all traffic
+    ucp_ep_h watch = nullptr;  // local peers only: error-handling endpoint that detects death
     bool failed = false;
     bool failure_reported = false;
     uint64_t next_send_seq = 0;
@@ -116,23 +118,54 @@ struct UcxFabric::Impl {
     }
   }
 
-  bool EnsureEp(Peer& p) {
-    if (p.ep || p.failed) return p.ep != nullptr && !p.failed;
+  // UCX 1.13 offers its shared-memory transports only to endpoints without peer-failure
+  // handling. A local peer therefore gets two endpoints: a fast one (no error handling) for
+  // traffic, and a watch endpoint with error handling (over TCP) that only reports its death.
+  // Remote peers get one endpoint with error handling.
+  ucp_ep_h CreateEp(Peer& p, bool handle_errors) {
     ucp_ep_params_t ep{};
-    ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                    UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
     ep.address = reinterpret_cast<const ucp_address_t*>(p.address.data());
-    ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
-    ep.err_handler.cb = &Impl::OnEpError;
-    ep.err_handler.arg = &p;
-    ucs_status_t st = ucp_ep_create(worker, &ep, &p.ep);
+    ep.err_mode = handle_errors ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
+    if (handle_errors) {
+      ep.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
+      ep.err_handler.cb = &Impl::OnEpError;
+      ep.err_handler.arg = &p;
+    }
+    ucp_ep_h h = nullptr;
+    ucs_status_t st = ucp_ep_create(worker, &ep, &h);
     if (st != UCS_OK) {
       MPIRAY_LOG(error, "fabric: cannot connect to process {}: {}", p.id, ucs_status_string(st));
-      p.ep = nullptr;
+      return nullptr;
+    }
+    return h;
+  }
+
+  bool EnsureEp(Peer& p) {
+    if (p.ep || p.failed) return p.ep != nullptr && !p.failed;
+    p.ep = CreateEp(p, !p.local);
+    if (p.ep && p.local) p.watch = CreateEp(p, true);
+    if (!p.ep || (p.local && !p.watch)) {
       p.failed = true;
       return false;
     }
     return true;
+  }
+
+  void CloseEp(ucp_ep_h& h) {
+    if (!h) return;
+    ucp_request_param_t rp{};
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+    ucs_status_ptr_t r = ucp_ep_close_nbx(h, &rp);
+    h = nullptr;
+    if (r != nullptr && !UCS_PTR_IS_ERR(r)) {
+      auto deadline = Clock::now() + std::chrono::milliseconds(500);
+      while (ucp_request_check_status(r) == UCS_INPROGRESS && Clock::now() < deadline) {
+        ucp_worker_progress(worker);
+      }
+      ucp_request_free(r);
+    }
   }
 
   static void SendDone(void* request, ucs_status_t status, void* user) {
@@ -325,6 +358,9 @@ struct UcxFabric::Impl {
       if (p->failed && !p->failure_reported) {
         p->failure_reported = true;
         failed_to_report.push_back(id);
+        // Sends still queued on the endpoints complete (with an error) when they close.
+        CloseEp(p->ep);
+        CloseEp(p->watch);
       }
     }
     if (failed_to_report.empty()) return;
@@ -378,22 +414,9 @@ struct UcxFabric::Impl {
     while (inflight > 0 && Clock::now() < deadline) {
       ucp_worker_progress(worker);
     }
-    std::vector<void*> closing;
     for (auto& [id, p] : peers) {
-      if (!p->ep) continue;
-      ucp_request_param_t rp{};
-      rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-      rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
-      ucs_status_ptr_t r = ucp_ep_close_nbx(p->ep, &rp);
-      if (r != nullptr && !UCS_PTR_IS_ERR(r)) closing.push_back(r);
-      p->ep = nullptr;
-    }
-    deadline = Clock::now() + std::chrono::milliseconds(500);
-    for (void* r : closing) {
-      while (ucp_request_check_status(r) == UCS_INPROGRESS && Clock::now() < deadline) {
-        ucp_worker_progress(worker);
-      }
-      ucp_request_free(r);
+      CloseEp(p->ep);
+      CloseEp(p->watch);
     }
     peers.clear();
   }
@@ -503,15 +526,16 @@ void UcxFabric::SendBulk(ProcId dest, const proto::BulkHeader& h, const void* da
   });
 }
 
-void UcxFabric::AddPeer(ProcId proc, const Buffer& address) {
+void UcxFabric::AddPeer(ProcId proc, const Buffer& address, bool same_machine) {
   Impl* impl = impl_.get();
-  RunOnProgressThread([impl, proc, address] {
+  RunOnProgressThread([impl, proc, address, same_machine] {
     auto& slot = impl->peers[proc];
     if (!slot) {
       slot = std::make_unique<Impl::Peer>();
       slot->id = proc;
     }
     slot->address = address;
+    slot->local = same_machine;
     auto it = impl->deferred.find(proc);
     if (it != impl->deferred.end()) {
       std::string batch = std::move(it->second);
@@ -527,17 +551,8 @@ void UcxFabric::RemovePeer(ProcId proc) {
     impl->deferred.erase(proc);
     auto it = impl->peers.find(proc);
     if (it == impl->peers.end()) return;
-    if (it->second->ep) {
-      ucp_request_param_t rp{};
-      rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-      rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
-      ucs_status_ptr_t r = ucp_ep_close_nbx(it->second->ep, &rp);
-      if (r != nullptr && !UCS_PTR_IS_ERR(r)) {
-        while (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_worker_progress(impl->worker);
-        ucp_request_free(r);
-      }
-      it->second->ep = nullptr;
-    }
+    impl->CloseEp(it->second->ep);
+    impl->CloseEp(it->second->watch);
     // Keep the record (marked failed) so late messages from it are not mistaken for a new peer.
     it->second->failed = true;
     it->second->failure_reported = true;

@@ -48,6 +48,13 @@ struct ClusterSnapshot {
     std::vector<ProcId> workers;
   };
   std::vector<Node> nodes;
+  struct Process {
+    ProcId proc = 0;
+    NodeId node = 0;
+    int pid = 0;
+    std::string host;
+  };
+  std::vector<Process> processes;  // live processes, the head included
   size_t objects = 0;        // live entries in the object directory
   size_t queued_tasks = 0;   // ready, waiting for a worker
   size_t running_tasks = 0;  // dispatched to a worker
@@ -73,7 +80,10 @@ class CoreClient {
   virtual void AddLocalRef(const ObjectId& id) = 0;
   virtual void RemoveLocalRef(const ObjectId& id) = 0;
   /// @brief The cluster as the head sees it (driver only).
-  virtual ClusterSnapshot Snapshot() = 0;
+  virtual ClusterSnapshot Snapshot();
+  /// @brief Raw fabric throughput in GB/s: `bytes` streamed from process `source` to this one
+  /// over the same path object fetches use (benchmarks).
+  virtual double MeasureFabricGbps(ProcId source, uint64_t bytes);
 };
 
 /// @brief The process's runtime; throws mpiray::Error when Init has not been called.
