@@ -178,10 +178,21 @@ int RunCore(const CoreOptions& o) {
 
   log("put");
   {
+    // Repeated puts, as Ray's put benchmark does: the first one faults fresh pages in (reported
+    // as put_cold), later ones reuse the store's recycled memory (steady state).
     Blob blob(std::vector<uint8_t>(big, 5));
-    auto t0 = Clock::now();
-    auto ref = mpiray::Put(blob);
-    out.Num("put_gbps_1gib", Gbps(big, Seconds(t0, Clock::now())));
+    double best = 0, cold = 0;
+    ObjectRef<Blob> ref;
+    for (int rep = 0; rep < 3; ++rep) {
+      ref = ObjectRef<Blob>();
+      auto t0 = Clock::now();
+      ref = mpiray::Put(blob);
+      double g = Gbps(big, Seconds(t0, Clock::now()));
+      if (rep == 0) cold = g;
+      best = std::max(best, g);
+    }
+    out.Num("put_gbps_1gib", best);
+    out.Num("put_cold_gbps_1gib", cold);
     auto t1 = Clock::now();
     auto got = mpiray::Get(ref);
     double get_s = Seconds(t1, Clock::now());
