@@ -25,7 +25,7 @@ namespace {
 int Usage(std::ostream& os) {
   os << "usage: mpiray [--version] <command> [options]\n"
         "commands:\n"
-        "  worker --join <session-dir> [--lib <shared library>]...\n"
+        "  worker [--join <session-dir>] [--lib <shared library>]...\n"
         "      join a running session as a worker; each --lib is loaded first so that the\n"
         "      functions it registers with MPIRAY_REMOTE can run here\n"
         "  bench core [--quick] [--verbose]\n"
@@ -38,7 +38,8 @@ int Worker(const std::vector<std::string>& args) {
   po::options_description desc("mpiray worker");
   std::string join;
   std::vector<std::string> libs;
-  desc.add_options()("join", po::value<std::string>(&join)->required(), "session directory")(
+  desc.add_options()("join", po::value<std::string>(&join),
+                     "session directory (default: $MPIRAY_JOIN, set by a head that starts us)")(
       "lib", po::value<std::vector<std::string>>(&libs), "shared library to load");
   po::variables_map vm;
   po::store(po::command_line_parser(args).options(desc).run(), vm);
@@ -48,6 +49,14 @@ int Worker(const std::vector<std::string>& args) {
       std::cerr << "mpiray worker: cannot load " << lib << ": " << dlerror() << "\n";
       return 1;
     }
+  }
+  if (join.empty()) {
+    const char* env = std::getenv("MPIRAY_JOIN");
+    if (!env || !*env) {
+      std::cerr << "mpiray worker: --join <session-dir> is required\n";
+      return 2;
+    }
+    join = env;
   }
   setenv("MPIRAY_JOIN", join.c_str(), 1);
   mpiray::Init();  // never returns: serves until the head shuts down
