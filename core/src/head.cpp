@@ -44,7 +44,8 @@ struct HeadService::ObjEntry {
 
 struct HeadService::TaskRec {
   proto::TaskSpec spec;
-  SchedItem item;
+  SchedItem item;               // normal tasks: assigned by the scheduler
+  ProcId actor_worker = kNoProc;  // actor creations: placed by PlaceActor, not the scheduler
   ProcId submitter = 0;
   int32_t deps = 0;
   int32_t retries_left = 0;
@@ -183,7 +184,7 @@ void HeadService::RemoveProcess(ProcId proc, const std::string& why) {
     AddNodeResources(node);
     std::vector<TaskId> lost;
     for (auto& [tid, t] : tasks_) {
-      if (t->item.worker == proc) lost.push_back(tid);
+      if (t->item.worker == proc || t->actor_worker == proc) lost.push_back(tid);
     }
     for (TaskId tid : lost) {
       auto it = tasks_.find(tid);
@@ -191,6 +192,7 @@ void HeadService::RemoveProcess(ProcId proc, const std::string& why) {
       TaskRec& t = *it->second;
       --running_;
       t.item.worker = kNoProc;
+      t.actor_worker = kNoProc;
       t.item.blocked = false;
       t.item.private_hold = false;
       if (t.spec.task_kind() == TaskKind::kActorCreate) {
@@ -625,6 +627,10 @@ void HeadService::FailTask(TaskRec& t, const Buffer& error_payload) {
     sched_.Finished(&t.item);
     --running_;
   }
+  if (t.actor_worker != kNoProc) {
+    t.actor_worker = kNoProc;
+    --running_;
+  }
   if (t.spec.task_kind() == TaskKind::kActorCreate) {
     auto a = actors_.find(tid);
     if (a != actors_.end() && a->second->state != ActorRec::kDead) {
@@ -711,7 +717,9 @@ void HeadService::OnTaskDone(ProcId src, proto::TaskDone&& done) {
     return;
   }
   auto it = tasks_.find(done.task);
-  if (it == tasks_.end() || it->second->item.worker != src) {
+  bool creation = static_cast<TaskKind>(done.kind) == TaskKind::kActorCreate;
+  if (it == tasks_.end() ||
+      (creation ? it->second->actor_worker : it->second->item.worker) != src) {
     // Late result of a cancelled, failed or re-run task: drop stored copies.
     for (proto::NewObject& r : done.returns) {
       if (r.where == static_cast<uint8_t>(Where::kShm)) {
@@ -724,7 +732,11 @@ void HeadService::OnTaskDone(ProcId src, proto::TaskDone&& done) {
     return;
   }
   TaskRec& t = *it->second;
-  sched_.Finished(&t.item);
+  if (creation) {
+    t.actor_worker = kNoProc;  // its resources stay with the actor (released when it dies)
+  } else {
+    sched_.Finished(&t.item);
+  }
   --running_;
   bool cancelled = t.cancelled || done.status == static_cast<uint8_t>(proto::DoneStatus::kCancelled);
   bool is_actor = t.spec.task_kind() == TaskKind::kActorCreate;
@@ -793,7 +805,7 @@ void HeadService::PlaceActor(ActorRec& a) {
   a.state = ActorRec::kPlaced;
   auto t = tasks_.find(a.id);
   if (t != tasks_.end()) {
-    t->second->item.worker = w;
+    t->second->actor_worker = w;
     ++running_;
     SendExecute(*t->second, w);
   }

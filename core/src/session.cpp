@@ -130,10 +130,12 @@ Result<RuntimeConfig> ConfigFromEnv(const EnvMap& env, const InitOptions& o) {
   if (o.num_workers >= 0) c.num_workers = o.num_workers;
   if (auto* v = Find(env, "MPIRAY_NUM_CPUS")) {
     MPIRAY_ASSIGN_OR_RETURN(c.num_cpus, ParseDouble("MPIRAY_NUM_CPUS", *v));
+    if (c.num_cpus < 0) return InvalidArgument("MPIRAY_NUM_CPUS must be >= 0, got " + *v);
   }
   if (o.num_cpus >= 0) c.num_cpus = o.num_cpus;
   if (auto* v = Find(env, "MPIRAY_NUM_GPUS")) {
     MPIRAY_ASSIGN_OR_RETURN(c.num_gpus, ParseDouble("MPIRAY_NUM_GPUS", *v));
+    if (c.num_gpus < 0) return InvalidArgument("MPIRAY_NUM_GPUS must be >= 0, got " + *v);
   }
   if (o.num_gpus >= 0) c.num_gpus = o.num_gpus;
   if (auto* v = Find(env, "MPIRAY_RESOURCES")) {
@@ -164,13 +166,17 @@ Result<RuntimeConfig> ConfigFromEnv(const EnvMap& env, const InitOptions& o) {
     c.ranks_per_node = static_cast<int32_t>(n);
   }
   if (o.ranks_per_node > 0) c.ranks_per_node = o.ranks_per_node;
+  std::string level_source = "MPIRAY_LOG_LEVEL";
   if (auto* v = Find(env, "MPIRAY_LOG_LEVEL")) c.log_level = *v;
-  if (!o.log_level.empty()) c.log_level = o.log_level;
+  if (!o.log_level.empty()) {
+    c.log_level = o.log_level;
+    level_source = "InitOptions::log_level";
+  }
   {
     static const char* kLevels[] = {"trace", "debug", "info", "warn", "warning", "error", "critical", "off"};
     if (std::none_of(std::begin(kLevels), std::end(kLevels),
                      [&](const char* l) { return c.log_level == l; })) {
-      return InvalidArgument("log level must be one of trace, debug, info, warn, error, off; got '" +
+      return InvalidArgument(level_source + " must be one of trace, debug, info, warn, error, off; got '" +
                              c.log_level + "'");
     }
   }

@@ -28,6 +28,7 @@ struct FileHeader {
   uint64_t magic;
   std::atomic<int64_t> pins;  // live mappings, in any process; -1 while being recycled
   uint64_t payload;
+  ObjectId id;  // which object the file holds now (a recycled file changes identity)
 };
 static_assert(sizeof(FileHeader) <= kHeaderSize);
 
@@ -275,6 +276,7 @@ Result<WritableObject> ShmStore::Create(const ObjectId& id, uint64_t size) {
   if (!m->header) return fail(IoError(Errno("cannot map " + obj.tmp_path)), fd);
   m->header->magic = kFileMagic;
   m->header->payload = size;
+  m->header->id = id;
   m->header->pins.store(1, std::memory_order_release);  // this mapping
   void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
                  static_cast<off_t>(kHeaderSize));
@@ -352,7 +354,12 @@ Result<Buffer> ShmStore::Map(const ObjectId& id) {
       return lost();
     }
   } while (!h->pins.compare_exchange_weak(pins, pins + 1));
-  m->header = h;
+  m->header = h;  // from here the Mapping drops the pin
+  if (h->id != id) {
+    // The file was recycled for another object between open() and the pin.
+    close(fd);
+    return lost();
+  }
   size_t size = h->payload;
   void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(kHeaderSize));
   close(fd);

@@ -58,7 +58,9 @@ MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
     template <class Stream>
     packer<Stream>& operator()(packer<Stream>& o, const mpiray::Buffer& v) const {
       o.pack_bin(static_cast<uint32_t>(v.size()));
-      o.pack_bin_body(reinterpret_cast<const char*>(v.data()), static_cast<uint32_t>(v.size()));
+      if (v.size() > 0) {
+        o.pack_bin_body(reinterpret_cast<const char*>(v.data()), static_cast<uint32_t>(v.size()));
+      }
       return o;
     }
   };

@@ -68,6 +68,7 @@ struct CountingStream {
 struct RawStream {
   uint8_t* p;
   void write(const char* d, size_t len) {
+    if (len == 0) return;  // d may be null for empty ranges
     std::memcpy(p, d, len);
     p += len;
   }
@@ -172,7 +173,9 @@ MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
     template <class Stream>
     packer<Stream>& operator()(packer<Stream>& o, const mpiray::Blob& v) const {
       o.pack_bin(static_cast<uint32_t>(v.size()));
-      o.pack_bin_body(reinterpret_cast<const char*>(v.data()), static_cast<uint32_t>(v.size()));
+      if (v.size() > 0) {
+        o.pack_bin_body(reinterpret_cast<const char*>(v.data()), static_cast<uint32_t>(v.size()));
+      }
       return o;
     }
   };

@@ -1,0 +1,451 @@
+// Unit tests of mpiray::Scheduler: shapes, feasibility, placement, leases and actors.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "protocol.h"
+#include "scheduler.h"
+
+using mpiray::kNoNode;
+using mpiray::kNoProc;
+using mpiray::NodeId;
+using mpiray::ProcId;
+using mpiray::ResourceVector;
+using mpiray::SchedItem;
+using mpiray::Scheduler;
+using mpiray::StatusCode;
+
+namespace {
+
+constexpr int64_t kUnit = mpiray::proto::kResourceUnit;
+
+// Totals for a node: CPU, GPU (and memory) in whole units.
+ResourceVector Totals(int64_t cpus, int64_t gpus = 0) {
+  ResourceVector v(3, 0);
+  v[0] = cpus * kUnit;
+  v[1] = gpus * kUnit;
+  return v;
+}
+
+uint32_t ShapeOf(Scheduler& s, const mpiray::proto::Resources& r) {
+  auto shape = s.Shape(r);
+  REQUIRE(shape.ok());
+  return *shape;
+}
+
+Scheduler::NodeView NodeOf(const Scheduler& s, NodeId node) {
+  for (auto& v : s.Nodes()) {
+    if (v.node == node) return v;
+  }
+  FAIL("node " << node << " not found");
+  return {};
+}
+
+int64_t AvailableCpu(const Scheduler& s, NodeId node) { return NodeOf(s, node).available[0]; }
+
+// Items live in a deque so that their addresses stay stable.
+std::vector<SchedItem*> MakeItems(std::deque<SchedItem>& store, size_t n, uint32_t shape,
+                                  NodeId preferred = kNoNode) {
+  std::vector<SchedItem*> out;
+  for (size_t i = 0; i < n; ++i) {
+    store.emplace_back();
+    store.back().shape = shape;
+    store.back().preferred = preferred;
+    out.push_back(&store.back());
+  }
+  return out;
+}
+
+std::vector<Scheduler::Assignment> RunSchedule(Scheduler& s) {
+  std::vector<Scheduler::Assignment> out;
+  s.Schedule(&out);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("Shape interns equal requests to one id", "[scheduler]") {
+  Scheduler s(4);
+  uint32_t a = ShapeOf(s, {{"CPU", kUnit}, {"GPU", kUnit}});
+  uint32_t b = ShapeOf(s, {{"GPU", kUnit}, {"CPU", kUnit}});  // order does not matter
+  uint32_t c = ShapeOf(s, {{"CPU", 2 * kUnit}});
+  CHECK(a == b);
+  CHECK(a != c);
+  // Zero amounts are dropped, so {CPU: 0} is the empty shape.
+  uint32_t empty = ShapeOf(s, {});
+  CHECK(ShapeOf(s, {{"CPU", 0}}) == empty);
+  CHECK(s.ShapeRequest(empty).empty());
+  // The request is stored sorted by resource index with its fixed-point amounts.
+  const auto& req = s.ShapeRequest(a);
+  REQUIRE(req.size() == 2);
+  CHECK(req[0] == std::make_pair(uint32_t{0}, kUnit));
+  CHECK(req[1] == std::make_pair(uint32_t{1}, kUnit));
+  // Custom resource names are interned after the built-in ones.
+  CHECK(s.names().Find("licence") == -1);
+  uint32_t custom = ShapeOf(s, {{"licence", kUnit / 2}});
+  CHECK(s.names().Find("licence") >= 3);
+  CHECK(s.ShapeRequest(custom).at(0).second == kUnit / 2);
+}
+
+TEST_CASE("Shape rejects negative amounts, duplicate and empty names", "[scheduler]") {
+  Scheduler s(4);
+  auto neg = s.Shape({{"CPU", -1}});
+  REQUIRE_FALSE(neg.ok());
+  CHECK(neg.status().code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(neg.status().message(), Catch::Contains("CPU"));
+
+  auto dup = s.Shape({{"GPU", kUnit}, {"GPU", 2 * kUnit}});
+  REQUIRE_FALSE(dup.ok());
+  CHECK(dup.status().code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(dup.status().message(), Catch::Contains("GPU") && Catch::Contains("twice"));
+
+  auto unnamed = s.Shape({{"", kUnit}});
+  REQUIRE_FALSE(unnamed.ok());
+  CHECK(unnamed.status().code() == StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("CheckFeasible explains an infeasible request", "[scheduler]") {
+  Scheduler s(4);
+  s.AddNode(0, Totals(2));
+  s.AddWorker(1, 0);
+  s.AddNode(1, Totals(4));
+  s.AddWorker(2, 1);
+
+  CHECK(s.CheckFeasible(ShapeOf(s, {{"CPU", 4 * kUnit}})).ok());  // node 1 can
+  CHECK(s.CheckFeasible(ShapeOf(s, {})).ok());
+
+  auto st = s.CheckFeasible(ShapeOf(s, {{"GPU", kUnit}}));
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.code() == StatusCode::kInfeasible);
+  CHECK_THAT(st.message(), Catch::Contains("{GPU: 1}"));
+  CHECK_THAT(st.message(), Catch::Contains("node 0 {CPU: 2}"));
+  CHECK_THAT(st.message(), Catch::Contains("node 1 {CPU: 4}"));
+
+  auto big = s.CheckFeasible(ShapeOf(s, {{"CPU", 5 * kUnit}}));
+  CHECK(big.code() == StatusCode::kInfeasible);
+  CHECK_THAT(big.message(), Catch::Contains("{CPU: 5}"));
+}
+
+TEST_CASE("CheckFeasible ignores nodes without workers", "[scheduler]") {
+  Scheduler s(4);
+  s.AddNode(0, Totals(8, 1));  // resources but nobody to run tasks there
+  uint32_t gpu = ShapeOf(s, {{"GPU", kUnit}});
+  CHECK(s.CheckFeasible(gpu).code() == StatusCode::kInfeasible);
+  s.AddWorker(1, 0);
+  CHECK(s.CheckFeasible(gpu).ok());
+}
+
+TEST_CASE("Schedule prefers idle workers over pipelining", "[scheduler]") {
+  Scheduler s(4);
+  s.AddNode(0, Totals(2));
+  s.AddWorker(1, 0);
+  s.AddWorker(2, 0);
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  std::deque<SchedItem> store;
+  auto items = MakeItems(store, 8, cpu1);
+  for (auto* it : items) s.Enqueue(it);
+  auto out = RunSchedule(s);
+  // The second item could have been pipelined onto the first worker (backlog 7, limit 4), but
+  // an idle worker with room on its node comes first.
+  REQUIRE(out.size() >= 2);
+  CHECK(out[0].first == items[0]);
+  CHECK(out[1].first == items[1]);
+  CHECK(out[0].second != out[1].second);
+  std::map<ProcId, int> per;
+  for (auto& [item, w] : out) {
+    CHECK(item->worker == w);
+    CHECK_FALSE(item->queued);
+    ++per[w];
+  }
+  CHECK(per.size() == 2);
+  for (auto& [w, n] : per) CHECK(n <= 4);
+  CHECK(s.queued() == items.size() - out.size());
+}
+
+TEST_CASE("Schedule pipelines no more than the per-worker limit", "[scheduler]") {
+  Scheduler s(2);
+  s.AddNode(0, Totals(1));
+  s.AddWorker(7, 0);
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  std::deque<SchedItem> store;
+  auto items = MakeItems(store, 5, cpu1);
+  for (auto* it : items) s.Enqueue(it);
+
+  auto out = RunSchedule(s);
+  REQUIRE(out.size() == 2);  // one running plus one pipelined under the same lease
+  CHECK(out[0].second == 7);
+  CHECK(out[1].second == 7);
+  CHECK(s.queued() == 3);
+  CHECK(AvailableCpu(s, 0) == 0);  // the lease holds one CPU, not two
+  CHECK(RunSchedule(s).empty());   // full until something finishes
+
+  s.Finished(items[0]);
+  CHECK(items[0]->worker == kNoProc);
+  CHECK(AvailableCpu(s, 0) == 0);  // items[1] still rides the lease
+  auto more = RunSchedule(s);
+  REQUIRE(more.size() == 1);
+  CHECK(more[0].first == items[2]);
+  CHECK(s.queued() == 2);
+}
+
+TEST_CASE("Resources are acquired while a task runs and released when it finishes",
+          "[scheduler]") {
+  Scheduler s(1);  // no pipelining
+  s.AddNode(0, Totals(2));
+  s.AddWorker(1, 0);
+  s.AddWorker(2, 0);
+  uint32_t cpu2 = ShapeOf(s, {{"CPU", 2 * kUnit}});
+  std::deque<SchedItem> store;
+  auto items = MakeItems(store, 2, cpu2);
+  s.Enqueue(items[0]);
+  s.Enqueue(items[1]);
+
+  auto out = RunSchedule(s);
+  REQUIRE(out.size() == 1);  // the node has room for one {CPU: 2} at a time
+  CHECK(out[0].first == items[0]);
+  CHECK(AvailableCpu(s, 0) == 0);
+  CHECK(items[1]->queued);
+  CHECK(RunSchedule(s).empty());
+
+  s.Finished(items[0]);
+  CHECK(AvailableCpu(s, 0) == 2 * kUnit);
+  out = RunSchedule(s);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].first == items[1]);
+  CHECK(AvailableCpu(s, 0) == 0);
+  s.Finished(items[1]);
+  CHECK(AvailableCpu(s, 0) == 2 * kUnit);
+  CHECK(s.queued() == 0);
+}
+
+TEST_CASE("Schedule prefers the node holding the arguments", "[scheduler]") {
+  Scheduler s(4);
+  s.AddNode(0, Totals(1));
+  s.AddWorker(1, 0);
+  s.AddNode(1, Totals(1));
+  s.AddWorker(2, 1);
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  std::deque<SchedItem> store;
+
+  SECTION("an idle worker on the preferred node is chosen") {
+    auto items = MakeItems(store, 1, cpu1, /*preferred=*/1);
+    s.Enqueue(items[0]);
+    auto out = RunSchedule(s);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].second == 2);
+    CHECK(AvailableCpu(s, 1) == 0);
+    CHECK(AvailableCpu(s, 0) == kUnit);
+  }
+  SECTION("without a preference the first node is used") {
+    auto items = MakeItems(store, 1, cpu1);
+    s.Enqueue(items[0]);
+    auto out = RunSchedule(s);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].second == 1);
+  }
+  SECTION("a busy preferred node falls back to another node") {
+    auto first = MakeItems(store, 1, cpu1, 1);
+    s.Enqueue(first[0]);
+    REQUIRE(RunSchedule(s).size() == 1);
+    auto second = MakeItems(store, 1, cpu1, 1);
+    s.Enqueue(second[0]);
+    auto out = RunSchedule(s);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].second == 1);
+  }
+}
+
+TEST_CASE("A blocked task gives its lease back and re-acquires it when unblocked",
+          "[scheduler]") {
+  Scheduler s(1);
+  s.AddNode(0, Totals(1));
+  s.AddWorker(1, 0);
+  s.AddWorker(2, 0);
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  std::deque<SchedItem> store;
+  auto items = MakeItems(store, 2, cpu1);
+  s.Enqueue(items[0]);
+  s.Enqueue(items[1]);
+
+  auto out = RunSchedule(s);
+  REQUIRE(out.size() == 1);
+  ProcId first_worker = out[0].second;
+  CHECK(AvailableCpu(s, 0) == 0);
+  CHECK(RunSchedule(s).empty());
+
+  s.Blocked(items[0]);  // e.g. the task calls Get on a nested task's result
+  CHECK(items[0]->blocked);
+  CHECK(AvailableCpu(s, 0) == kUnit);
+  out = RunSchedule(s);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].first == items[1]);
+  CHECK(out[0].second != first_worker);
+  CHECK(AvailableCpu(s, 0) == 0);
+
+  s.Unblocked(items[0]);  // takes its share again (briefly oversubscribing, as Ray does)
+  CHECK_FALSE(items[0]->blocked);
+  CHECK(AvailableCpu(s, 0) == -kUnit);
+  s.Finished(items[1]);
+  CHECK(AvailableCpu(s, 0) == 0);
+  s.Finished(items[0]);
+  CHECK(AvailableCpu(s, 0) == kUnit);
+}
+
+TEST_CASE("Dequeue drops a queued item", "[scheduler]") {
+  Scheduler s(4);
+  s.AddNode(0, Totals(4));
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  std::deque<SchedItem> store;
+  auto items = MakeItems(store, 2, cpu1);
+  s.Enqueue(items[0]);
+  s.Enqueue(items[1]);
+  CHECK(s.queued() == 2);
+  CHECK(RunSchedule(s).empty());  // no worker yet
+
+  CHECK(s.Dequeue(items[0]));
+  CHECK_FALSE(items[0]->queued);
+  CHECK(s.queued() == 1);
+  CHECK_FALSE(s.Dequeue(items[0]));  // not queued any more
+  CHECK(s.queued() == 1);
+
+  s.AddWorker(1, 0);
+  auto out = RunSchedule(s);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].first == items[1]);
+  CHECK(items[0]->worker == kNoProc);
+  CHECK(s.queued() == 0);
+  CHECK_FALSE(s.Dequeue(items[1]));  // dispatched, not queued
+}
+
+TEST_CASE("PlaceActor without hold takes no resources and spreads actors", "[scheduler]") {
+  Scheduler s(4);
+  s.AddNode(0, Totals(1));
+  s.AddWorker(1, 0);
+  s.AddWorker(2, 0);
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  ProcId a = s.PlaceActor(cpu1, false);
+  ProcId b = s.PlaceActor(cpu1, false);
+  CHECK(a != kNoProc);
+  CHECK(b != kNoProc);
+  CHECK(a != b);  // fewest actors first
+  CHECK(AvailableCpu(s, 0) == kUnit);
+  // A third one still finds a worker although nothing is free.
+  CHECK(s.PlaceActor(cpu1, false) != kNoProc);
+}
+
+TEST_CASE("PlaceActor with hold acquires resources for the actor's lifetime", "[scheduler]") {
+  Scheduler s(4);
+  s.AddNode(0, Totals(1));
+  s.AddWorker(1, 0);
+  s.AddWorker(2, 0);
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  ProcId a = s.PlaceActor(cpu1, true);
+  REQUIRE(a != kNoProc);
+  CHECK(AvailableCpu(s, 0) == 0);
+  CHECK(s.PlaceActor(cpu1, true) == kNoProc);  // no room right now
+
+  // A normal task cannot get the CPU either.
+  std::deque<SchedItem> store;
+  auto items = MakeItems(store, 1, cpu1);
+  s.Enqueue(items[0]);
+  CHECK(RunSchedule(s).empty());
+
+  s.ReleaseActor(a, cpu1, true);
+  CHECK(AvailableCpu(s, 0) == kUnit);
+  CHECK(RunSchedule(s).size() == 1);
+  CHECK(s.PlaceActor(cpu1, true) == kNoProc);  // the task holds it now
+  s.Finished(items[0]);
+  CHECK(s.PlaceActor(cpu1, true) != kNoProc);
+}
+
+TEST_CASE("PlaceActor finds no worker in an empty cluster", "[scheduler]") {
+  Scheduler s(4);
+  uint32_t none = ShapeOf(s, {});
+  CHECK(s.PlaceActor(none, false) == kNoProc);
+  s.AddNode(0, Totals(1));
+  CHECK(s.PlaceActor(none, false) == kNoProc);
+  s.AddWorker(3, 0);
+  CHECK(s.PlaceActor(none, false) == 3);
+}
+
+TEST_CASE("RemoveWorker releases what the worker held", "[scheduler]") {
+  Scheduler s(4);
+  s.AddNode(0, Totals(1));
+  s.AddWorker(1, 0);
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  std::deque<SchedItem> store;
+  auto items = MakeItems(store, 2, cpu1);
+  s.Enqueue(items[0]);
+  REQUIRE(RunSchedule(s).size() == 1);
+  CHECK(AvailableCpu(s, 0) == 0);
+  CHECK(s.num_workers() == 1);
+
+  s.RemoveWorker(1);
+  CHECK(s.num_workers() == 0);
+  CHECK(AvailableCpu(s, 0) == kUnit);
+  CHECK(NodeOf(s, 0).workers.empty());
+
+  s.AddWorker(2, 0);
+  s.Enqueue(items[1]);
+  auto out = RunSchedule(s);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].first == items[1]);
+  CHECK(out[0].second == 2);
+  // Finishing the dead worker's item later must not release anything twice.
+  s.Finished(items[0]);
+  CHECK(AvailableCpu(s, 0) == 0);
+}
+
+TEST_CASE("AddNode on a known node changes totals but keeps what is in use", "[scheduler]") {
+  Scheduler s(4);
+  s.AddNode(0, Totals(2));
+  s.AddWorker(1, 0);
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  std::deque<SchedItem> store;
+  auto items = MakeItems(store, 1, cpu1);
+  s.Enqueue(items[0]);
+  REQUIRE(RunSchedule(s).size() == 1);
+  CHECK(AvailableCpu(s, 0) == kUnit);
+  s.AddNode(0, Totals(4));
+  CHECK(NodeOf(s, 0).total[0] == 4 * kUnit);
+  CHECK(AvailableCpu(s, 0) == 3 * kUnit);
+}
+
+TEST_CASE("A task unblocked onto another shape's lease holds its own resources", "[scheduler]") {
+  Scheduler s(4);
+  s.AddNode(0, Totals(3));
+  s.AddWorker(1, 0);
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  uint32_t cpu2 = ShapeOf(s, {{"CPU", 2 * kUnit}});
+  std::deque<SchedItem> store;
+  SchedItem* a = MakeItems(store, 1, cpu1)[0];
+  SchedItem* b = MakeItems(store, 1, cpu2)[0];
+
+  s.Enqueue(a);
+  REQUIRE(RunSchedule(s).size() == 1);
+  CHECK(AvailableCpu(s, 0) == 2 * kUnit);
+  s.Blocked(a);
+  CHECK(AvailableCpu(s, 0) == 3 * kUnit);
+  s.Blocked(a);  // a second report changes nothing
+  CHECK(AvailableCpu(s, 0) == 3 * kUnit);
+
+  // The worker only has a blocked task, so it counts as idle and takes another shape.
+  s.Enqueue(b);
+  auto out = RunSchedule(s);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].second == 1);
+  CHECK(AvailableCpu(s, 0) == kUnit);
+
+  s.Unblocked(a);
+  CHECK(a->private_hold);
+  CHECK(AvailableCpu(s, 0) == 0);
+  s.Finished(a);
+  CHECK_FALSE(a->private_hold);
+  CHECK(AvailableCpu(s, 0) == kUnit);
+  s.Finished(b);
+  CHECK(AvailableCpu(s, 0) == 3 * kUnit);
+}
