@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 
 #include "log.h"
 #include "mpiray/core/serialization.h"
@@ -101,12 +102,22 @@ NodeId HeadService::NodeOf(ProcId p) const {
 void HeadService::AddNodeResources(NodeId node) {
   int workers = 0;
   int gpus = 0;
+  uint64_t host_memory = 0;
+  std::string host;
   for (ProcId p : node_procs_[node]) {
     const ProcInfo& info = procs_[p];
     if (!info.alive) continue;
     if (info.worker) ++workers;
     gpus = std::max(gpus, info.peer.gpus);
+    host_memory = std::max(host_memory, info.peer.memory);
+    host = info.peer.host;
   }
+  // Virtual nodes share their host's memory.
+  std::set<NodeId> host_nodes;
+  for (const auto& [id, info] : procs_) {
+    if (info.alive && info.peer.host == host) host_nodes.insert(info.peer.node);
+  }
+  uint64_t memory = static_cast<uint64_t>(host_memory * 0.7) / std::max<size_t>(1, host_nodes.size());
   ResourceVector total(sched_.names().size(), 0);
   auto set = [&](const std::string& name, int64_t v) {
     size_t i = sched_.names().Intern(name);
@@ -117,6 +128,8 @@ void HeadService::AddNodeResources(NodeId node) {
                                    : workers * proto::kResourceUnit);
   set("GPU", config_.num_gpus >= 0 ? std::llround(config_.num_gpus * proto::kResourceUnit)
                                    : gpus * proto::kResourceUnit);
+  // As Ray: 70% of the memory available at start-up, in bytes.
+  set("memory", static_cast<int64_t>(memory) * proto::kResourceUnit);
   for (const auto& [name, amount] : config_.custom) set(name, amount);
   // As Ray's "node:<ip>": lets a task ask for a particular node.
   set("node:" + std::to_string(node), proto::kResourceUnit);
@@ -131,11 +144,18 @@ void HeadService::AddProcess(const proto::PeerInfo& peer, bool is_worker) {
   info.worker = is_worker;
   info.last_seen_ms = now_ms_();
   node_procs_[peer.node].push_back(peer.proc);
-  if (is_worker) {
-    sched_.AddWorker(peer.proc, peer.node);
-    AddNodeResources(peer.node);
-    Dispatch();
+  if (is_worker) sched_.AddWorker(peer.proc, peer.node);
+  // Every node of this host: memory is split among a host's (virtual) nodes.
+  std::set<NodeId> host_nodes;
+  for (const auto& [id, p] : procs_) {
+    if (p.alive && p.peer.host == peer.host) host_nodes.insert(p.peer.node);
   }
+  for (NodeId n : host_nodes) {
+    bool has_worker = false;
+    for (ProcId p : node_procs_[n]) has_worker |= procs_[p].alive && procs_[p].worker;
+    if (has_worker) AddNodeResources(n);
+  }
+  if (is_worker) Dispatch();
 }
 
 std::vector<proto::PeerInfo> HeadService::Peers() const {

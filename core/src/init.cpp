@@ -178,6 +178,7 @@ proto::PeerInfo LocalPeer(const EnvMap& env, const UcxFabric& fabric) {
   p.address = fabric.address();
   p.gpus = DetectGpus(env);
   p.machine = MachineId();
+  p.memory = AvailableMemory();
   return p;
 }
 

@@ -89,7 +89,9 @@ void Configure(const LogOptions& options) {
 
   auto logger = std::make_shared<spdlog::logger>("mpiray", sinks.begin(), sinks.end());
   logger->set_level(std::min(file_level, console_level));
-  logger->flush_on(spdlog::level::warn);
+  // Lines at the configured level are rare (none per task at info): flush each, so the files
+  // can be followed while the job runs.
+  logger->flush_on(file_level);
   std::lock_guard<std::mutex> lk(g_mu);
   g_logger = logger;
   g_forward = options.forward;

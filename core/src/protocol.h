@@ -115,7 +115,8 @@ struct PeerInfo {
   Buffer address;  // UCX worker address
   int32_t gpus = 0;
   std::string machine;  // identifies the physical machine (hostname + boot id)
-  MSGPACK_DEFINE(proc, node, host, pid, address, gpus, machine);
+  uint64_t memory = 0;  // MemAvailable of its host, bytes
+  MSGPACK_DEFINE(proc, node, host, pid, address, gpus, machine, memory);
 };
 
 struct PeerLeft {

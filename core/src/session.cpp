@@ -223,6 +223,17 @@ std::vector<NodeId> AssignNodes(const std::vector<int>& host_of_rank, int ranks_
   return node;
 }
 
+uint64_t AvailableMemory() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  uint64_t kb = 0;
+  std::string unit;
+  while (f >> key >> kb >> unit) {
+    if (key == "MemAvailable:") return kb * 1024;
+  }
+  return 0;
+}
+
 int DetectGpus(const EnvMap& env) {
   if (auto* v = Find(env, "CUDA_VISIBLE_DEVICES")) {
     if (*v == "NoDevFiles" || *v == "-1") return 0;

@@ -66,6 +66,9 @@ Result<proto::Resources> ParseResourceList(const std::string& what, const std::s
 /// `ranks_per_node` ranks when it is > 0. Host indices come from the bootstrap.
 std::vector<NodeId> AssignNodes(const std::vector<int>& host_of_rank, int ranks_per_node);
 
+/// @brief MemAvailable from /proc/meminfo, in bytes (0 if unknown).
+uint64_t AvailableMemory();
+
 /// @brief GPUs visible to this process (CUDA_VISIBLE_DEVICES, else SLURM_GPUS_ON_NODE).
 int DetectGpus(const EnvMap& env);
 

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -385,6 +386,7 @@ void Nested() {
 void Resources() {
   auto total = mpiray::ClusterResources();
   CHECK(total["CPU"] >= 2);
+  CHECK(total["memory"] > 64.0 * (1 << 20));  // bytes, 70% of the available memory
   CHECK(total["slot"] >= 1);  // MPIRAY_RESOURCES=slot=1 in this test: one per node
   // Tasks needing the only "slot" of each node never overlap on a node; with one node per
   // world here, they never overlap at all.
@@ -426,6 +428,38 @@ void WorkerDeath() {
   std::printf("worker death OK (%zu workers left)\n", mpiray::GetClusterSnapshot().nodes.size());
 }
 
+// The session directory: private, with the token, the head's address and one log per process.
+void Session() {
+  namespace fs = std::filesystem;
+  const char* root = std::getenv("MPIRAY_SESSION_ROOT");
+  CHECK(root != nullptr);
+  fs::path dir;
+  for (const auto& e : fs::directory_iterator(root)) {
+    if (e.path().filename().string().rfind("mpiray-", 0) == 0) dir = e.path();
+  }
+  CHECK(!dir.empty());
+  CHECK((fs::status(dir).permissions() & fs::perms::all) == fs::perms::owner_all);
+  CHECK((fs::status(dir / "token").permissions() & fs::perms::all) ==
+        (fs::perms::owner_read | fs::perms::owner_write));
+  CHECK(fs::file_size(dir / "token") > 32);
+  CHECK(fs::exists(dir / "head.addr"));
+  // Make every worker run something so that each has logged, then look for the files.
+  std::vector<mpiray::ObjectRef<int>> refs;
+  for (int i = 0; i < 100; ++i) refs.push_back(mpiray::Task(Square).Remote(i));
+  mpiray::Get(refs);
+  size_t workers = mpiray::GetClusterSnapshot().processes.size() - 1;
+  CHECK(fs::exists(dir / "logs" / "head.log"));
+  size_t worker_logs = 0;
+  for (const auto& e : fs::directory_iterator(dir / "logs")) {
+    worker_logs += e.path().filename().string().rfind("worker-", 0) == 0 ? 1 : 0;
+  }
+  CHECK(worker_logs == workers);
+  std::ifstream head_log(dir / "logs" / "head.log");
+  std::string text((std::istreambuf_iterator<char>(head_log)), std::istreambuf_iterator<char>());
+  CHECK(text.find("listening for joining processes") != std::string::npos);
+  std::printf("session OK (%zu worker logs)\n", worker_logs);
+}
+
 void Sleepy() {
   // For the Ctrl-C test: announce readiness, then run long tasks until killed.
   std::vector<mpiray::ObjectRef<int>> refs;
@@ -455,6 +489,7 @@ int main(int argc, char** argv) {
       {"crossnode", CrossNode}, {"errors", Errors},         {"wait_cancel", WaitAndCancel},
       {"nested", Nested},     {"resources", Resources},     {"worker_death", WorkerDeath},
       {"sleepy", Sleepy},     {"uncaught", Uncaught},       {"no_shutdown", NoShutdown},
+      {"session", Session},
   };
   if (argc < 2 || !scenarios.count(argv[1])) {
     std::fprintf(stderr, "usage: %s <scenario>\n", argv[0]);
