@@ -82,6 +82,9 @@ namespace detail {
 ClusterSnapshot CoreClient::Snapshot() {
   throw Error(StatusCode::kInvalidArgument, "cluster information is not available here");
 }
+bool CoreClient::GetNamedActor(const std::string&, const std::string&, ActorId*, Buffer*) {
+  throw Error(StatusCode::kInvalidArgument, "named actors are not available here");
+}
 double CoreClient::MeasureFabricGbps(ProcId, uint64_t) {
   throw Error(StatusCode::kInvalidArgument, "fabric measurement is not available here");
 }
@@ -96,12 +99,17 @@ const Buffer*& CurrentPayload() {
   return payload;
 }
 
-std::vector<uint8_t> MakeErrorPayload(StatusCode code, const std::string& message) {
+std::vector<uint8_t> MakeErrorPayload(StatusCode code, const std::string& message,
+                                      const std::string& extra) {
   msgpack::sbuffer sb;
   msgpack::packer<msgpack::sbuffer> pk(sb);
-  pk.pack_array(2);
+  pk.pack_array(extra.empty() ? 2 : 3);
   pk.pack(static_cast<int>(code));
   pk.pack(message);
+  if (!extra.empty()) {
+    pk.pack_bin(static_cast<uint32_t>(extra.size()));
+    pk.pack_bin_body(extra.data(), static_cast<uint32_t>(extra.size()));
+  }
   std::vector<uint8_t> out(sizeof(PayloadHeader) + sb.size());
   PayloadHeader h;
   h.format = static_cast<uint8_t>(PayloadFormat::kError);
@@ -126,10 +134,28 @@ Status ErrorFromPayload(const Buffer& payload) {
     msgpack::object_handle oh = msgpack::unpack(
         reinterpret_cast<const char*>(payload.data() + sizeof(PayloadHeader)),
         payload.size() - sizeof(PayloadHeader));
-    auto arr = oh.get().as<std::tuple<int, std::string>>();
-    return Status(static_cast<StatusCode>(std::get<0>(arr)), std::get<1>(arr));
+    const msgpack::object& o = oh.get();
+    if (o.type != msgpack::type::ARRAY || o.via.array.size < 2) return Internal("corrupt error object");
+    return Status(static_cast<StatusCode>(o.via.array.ptr[0].as<int>()),
+                  o.via.array.ptr[1].as<std::string>());
   } catch (const std::exception& e) {
     return Internal(std::string("corrupt error object: ") + e.what());
+  }
+}
+
+std::string ErrorExtraFromPayload(const Buffer& payload) {
+  try {
+    if (CheckPayload(payload) != PayloadFormat::kError) return {};
+    msgpack::object_handle oh = msgpack::unpack(
+        reinterpret_cast<const char*>(payload.data() + sizeof(PayloadHeader)),
+        payload.size() - sizeof(PayloadHeader));
+    const msgpack::object& o = oh.get();
+    if (o.type != msgpack::type::ARRAY || o.via.array.size < 3) return {};
+    const msgpack::object& e = o.via.array.ptr[2];
+    if (e.type != msgpack::type::BIN) return {};
+    return std::string(e.via.bin.ptr, e.via.bin.size);
+  } catch (const std::exception&) {
+    return {};
   }
 }
 

@@ -98,6 +98,9 @@ std::vector<ObjectId> ClientImpl::Submit(detail::TaskRequest&& req) {
   spec.max_retries = req.max_retries;
   spec.name = std::move(req.name);
   spec.max_concurrency = req.max_concurrency;
+  spec.ns = std::move(req.ns);
+  spec.named = req.named;
+  if (!req.handle_meta.empty()) spec.handle_meta = Buffer(std::move(req.handle_meta));
   if (spec.function.empty()) throw InvalidArgumentError("remote call without a function name");
   if (req.kind == detail::TaskKind::kNormal && spec.num_returns == 0) {
     throw InvalidArgumentError("num_returns must be at least 1");
@@ -393,15 +396,47 @@ detail::ClusterSnapshot ClientImpl::Snapshot() {
   return s;
 }
 
+bool ClientImpl::GetNamedActor(const std::string& ns, const std::string& name, ActorId* actor,
+                               Buffer* handle_meta) {
+  if (d_.head) return d_.head->FindNamedActor(ns, name, actor, handle_meta);
+  std::unique_lock<std::mutex> lk(named_mu_);
+  uint64_t req = ++next_named_;
+  named_replies_[req];
+  lk.unlock();
+  SendMsg(*d_.transport, kHeadProc, Msg::kGetNamedActor, proto::GetNamedActor{req, ns, name});
+  lk.lock();
+  bool ok = named_cv_.wait_for(lk, std::chrono::seconds(60),
+                               [&] { return named_replies_[req].has_value() || closed_; });
+  auto reply = std::move(named_replies_[req]);
+  named_replies_.erase(req);
+  if (!ok || !reply) throw Error(StatusCode::kUnavailable, "no answer from the head about actor '" + name + "'");
+  if (!reply->found) return false;
+  *actor = reply->actor;
+  *handle_meta = reply->handle_meta;
+  return true;
+}
+
+void ClientImpl::OnNamedActor(proto::NamedActor&& r) {
+  std::lock_guard<std::mutex> lk(named_mu_);
+  auto it = named_replies_.find(r.req);
+  if (it == named_replies_.end()) return;
+  it->second = std::move(r);
+  named_cv_.notify_all();
+}
+
 double ClientImpl::MeasureFabricGbps(ProcId source, uint64_t bytes) {
   return ValueOrThrow(d_.fetcher->MeasureStream(source, bytes));
 }
 
 void ClientImpl::Close(const std::string& why) {
-  std::lock_guard<std::mutex> lk(get_mu_);
-  closed_ = true;
-  close_reason_ = why;
-  for (auto& [req, pg] : gets_) pg->cv.notify_all();
+  {
+    std::lock_guard<std::mutex> lk(get_mu_);
+    closed_ = true;
+    close_reason_ = why;
+    for (auto& [req, pg] : gets_) pg->cv.notify_all();
+  }
+  std::lock_guard<std::mutex> lk(named_mu_);
+  named_cv_.notify_all();
 }
 
 }  // namespace mpiray

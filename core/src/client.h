@@ -47,6 +47,9 @@ class ClientImpl final : public detail::CoreClient {
   void RemoveLocalRef(const ObjectId& id) override;
   detail::ClusterSnapshot Snapshot() override;
   double MeasureFabricGbps(ProcId source, uint64_t bytes) override;
+  bool GetNamedActor(const std::string& ns, const std::string& name, ActorId* actor,
+                     Buffer* handle_meta) override;
+  void OnNamedActor(proto::NamedActor&& r);
 
   /// @brief Store a value as object `id` (inline or in shared memory).
   Result<proto::NewObject> StoreValue(const ObjectId& id, const detail::SerializedValue& value);
@@ -93,6 +96,11 @@ class ClientImpl final : public detail::CoreClient {
   std::unordered_map<uint64_t, PendingGet*> gets_;
   bool closed_ = false;
   std::string close_reason_;
+
+  std::mutex named_mu_;
+  std::condition_variable named_cv_;
+  uint64_t next_named_ = 0;
+  std::map<uint64_t, std::optional<proto::NamedActor>> named_replies_;
 
   std::mutex actor_mu_;
   std::unordered_map<ActorId, uint64_t> actor_seq_;

@@ -61,6 +61,9 @@ struct HeadService::ActorRec {
   uint32_t shape = 0;
   bool hold = false;
   std::string name;
+  std::string ns;
+  bool named = false;
+  Buffer handle_meta;
   std::string error;
   std::vector<proto::TaskSpec> queued_calls;  // driver calls made before placement
   std::vector<ProcId> location_waiters;
@@ -563,6 +566,15 @@ Status HeadService::SubmitLocked(proto::TaskSpec&& spec, ProcId submitter) {
                                                  a.ref.Hex() + ", which is unknown or freed");
     }
   }
+  if (is_actor && spec.named) {
+    if (spec.name.empty()) return InvalidArgument("an actor name must not be empty");
+    auto it = named_.find({spec.ns, spec.name});
+    if (it != named_.end()) {
+      return Status(StatusCode::kAlreadyExists,
+                    "the actor name '" + spec.name + "' is already taken in namespace '" +
+                        spec.ns + "'");
+    }
+  }
   auto rec = std::make_unique<TaskRec>();
   TaskRec& t = *rec;
   t.submitter = submitter;
@@ -592,6 +604,10 @@ Status HeadService::SubmitLocked(proto::TaskSpec&& spec, ProcId submitter) {
     a->shape = shape;
     a->hold = !spec.resources.empty();
     a->name = spec.name;
+    a->ns = spec.ns;
+    a->named = spec.named;
+    a->handle_meta = spec.handle_meta;
+    if (spec.named) named_[{spec.ns, spec.name}] = tid;
     actors_[tid] = std::move(a);
   }
   t.spec = std::move(spec);
@@ -861,6 +877,10 @@ void HeadService::ActorDied(ActorRec& a, const std::string& why) {
   bool was_placed = a.state == ActorRec::kPlaced;
   a.state = ActorRec::kDead;
   a.error = why;
+  if (a.named) {
+    auto it = named_.find({a.ns, a.name});
+    if (it != named_.end() && it->second == a.id) named_.erase(it);  // the name is free again
+  }
   if (was_placed) sched_.ReleaseActor(a.worker, a.shape, a.hold);
   pending_actors_.erase(std::remove(pending_actors_.begin(), pending_actors_.end(), a.id),
                         pending_actors_.end());
@@ -945,6 +965,17 @@ void HeadService::RouteCall(ActorRec& a, proto::TaskSpec&& spec) {
   } else {
     a.queued_calls.push_back(std::move(spec));
   }
+}
+
+bool HeadService::FindNamedActor(const std::string& ns, const std::string& name, ActorId* actor,
+                                 Buffer* handle_meta) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = named_.find({ns, name});
+  if (it == named_.end()) return false;
+  *actor = it->second;
+  auto a = actors_.find(it->second);
+  if (a != actors_.end()) *handle_meta = a->second->handle_meta;
+  return true;
 }
 
 Status HeadService::KillActor(const ActorId& actor, bool no_restart) {
@@ -1041,6 +1072,20 @@ void HeadService::Handle(ProcId src, Msg type, const char* body, size_t len) {
       } else {
         it->second->location_waiters.push_back(src);
       }
+      break;
+    }
+    case Msg::kGetNamedActor: {
+      auto q = DecodeMsg<proto::GetNamedActor>(body, len);
+      proto::NamedActor r;
+      r.req = q.req;
+      auto it = named_.find({q.ns, q.name});
+      if (it != named_.end()) {
+        r.found = true;
+        r.actor = it->second;
+        auto a = actors_.find(it->second);
+        if (a != actors_.end()) r.handle_meta = a->second->handle_meta;
+      }
+      SendMsg(transport_, src, Msg::kNamedActor, r);
       break;
     }
     case Msg::kTaskBlocked:

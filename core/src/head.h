@@ -82,6 +82,9 @@ class HeadService {
   Status Cancel(const ObjectId& id, bool force, bool recursive);
   Status KillActor(const ActorId& actor, bool no_restart);
   void AddLocation(const ObjectId& id, NodeId node);
+  /// @brief Look up a live named actor.
+  bool FindNamedActor(const std::string& ns, const std::string& name, ActorId* actor,
+                      Buffer* handle_meta);
 
   /// @brief Handle one message from `src` (progress thread).
   void Handle(ProcId src, proto::Msg type, const char* body, size_t len);
@@ -150,6 +153,7 @@ class HeadService {
   std::unordered_map<TaskId, ActorId> call_actor_;  // registered actor calls not yet done
   std::unordered_set<TaskId> early_done_;           // actor calls done before registration
   std::vector<ActorId> pending_actors_;
+  std::map<std::pair<std::string, std::string>, ActorId> named_;  // (namespace, name)
   int64_t last_heartbeat_ms_ = 0;
   size_t running_ = 0;
 };

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "mpiray/core/api.h"
 #include "mpiray/core/bootstrap.h"
+#include "mpiray/core/detail/language.h"
 #include "runtime.h"
 
 namespace mpiray {
@@ -166,7 +167,7 @@ void InstallRuntime(std::unique_ptr<Runtime> rt) {
 }
 
 [[noreturn]] void WorkerFatal(const std::string& what) {
-  fprintf(stderr, "mpiray worker (pid %d): %s\n", getpid(), what.c_str());
+  dprintf(OutputForwarder::OriginalStderr(), "mpiray worker (pid %d): %s\n", getpid(), what.c_str());
   fflush(nullptr);
   _exit(1);
 }
@@ -225,7 +226,6 @@ struct BootstrapResult {
   setup.peers = reply->peers;
   setup.fabric = std::move(fabric).value();
   setup.launcher = "join";
-  // The fabric must know how to tune itself before Create() starts it.
   auto rt = Runtime::Create(std::move(setup));
   if (!rt.ok()) WorkerFatal(rt.status().message());
   Runtime* r = rt->get();
@@ -239,9 +239,59 @@ UcxFabricOptions FabricOptions(const RuntimeConfig& c) {
   return o;
 }
 
+std::mutex g_lang_mu;
+std::map<uint8_t, detail::LanguageRuntime*> g_langs;
+std::mutex g_name_mu;
+std::string g_output_name;
+
+// After start-up, a driver that wants Ctrl-C as an exception (Python) gets SIGINT back on its
+// own thread; every runtime thread keeps it blocked.
+void AfterInit(const InitOptions& options) {
+  if (options.handle_sigint) return;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+}
+
 }  // namespace
 
 namespace detail {
+
+void RegisterLanguage(uint8_t language, LanguageRuntime* rt) {
+  std::lock_guard<std::mutex> lk(g_lang_mu);
+  g_langs[language] = rt;
+}
+
+LanguageRuntime* FindLanguage(uint8_t language) {
+  std::lock_guard<std::mutex> lk(g_lang_mu);
+  auto it = g_langs.find(language);
+  return it == g_langs.end() ? nullptr : it->second;
+}
+
+void SetOutputName(const std::string& name) {
+  std::lock_guard<std::mutex> lk(g_name_mu);
+  g_output_name = name;
+}
+
+std::string OutputName() {
+  std::lock_guard<std::mutex> lk(g_name_mu);
+  return g_output_name;
+}
+
+RuntimeContext CurrentContext() {
+  if (!g_runtime) throw Error(StatusCode::kUnavailable, "mpiray is not initialised");
+  RuntimeContext c;
+  c.job_id = g_runtime->session().name;
+  c.session_dir = g_runtime->session().dir;
+  c.proc = g_runtime->self();
+  c.node = g_runtime->node();
+  c.driver = g_runtime->head() != nullptr;
+  c.task = WorkerService::CurrentTask();
+  c.actor = WorkerService::CurrentActor();
+  c.ns = g_runtime->session().config.ns;
+  return c;
+}
 
 void BlockTerminationSignalsForInit() { SaveMaskAndBlock(); }
 
@@ -314,6 +364,7 @@ void InitStandalone(const InitOptions& options) {
     Shutdown();
     ThrowIfError(st);
   }
+  AfterInit(options);
 }
 
 void InitWithBootstrap(const InitOptions& options, Bootstrap& b) {
@@ -411,6 +462,7 @@ void InitWithBootstrap(const InitOptions& options, Bootstrap& b) {
   r->set_reaper_fd(reaper);
   r->set_finalizer([&b] { b.AtShutdown(); });
   ThrowIfError(r->StartListener(env, cfg.ranks_per_node, result.peers));
+  AfterInit(options);
 }
 
 }  // namespace detail

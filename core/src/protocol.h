@@ -40,6 +40,9 @@ enum class Msg : uint16_t {
   kActorLocation = 34,
   kDestroyActor = 35,
   // process <-> process
+  kGetNamedActor = 23,
+  kNamedActor = 36,
+  kWorkerOutput = 37,
   kActorCall = 40,
   kActorCallDone = 41,
   kFetch = 42,
@@ -76,8 +79,11 @@ struct TaskSpec {
   ProcId caller = 0;  // actor calls: the calling process
   uint64_t seq = 0;   // actor calls: per (caller, actor) order
   int32_t max_concurrency = 1;
+  std::string ns;      // actor creation: the namespace of a named actor
+  Buffer handle_meta;  // actor creation: what a handle needs (language-specific; for get_actor)
+  bool named = false;  // actor creation: `name` registers it for get_actor
   MSGPACK_DEFINE(id, kind, language, function, args, num_returns, resources, max_retries, name,
-                 actor, caller, seq, max_concurrency);
+                 actor, caller, seq, max_concurrency, ns, handle_meta, named);
 
   TaskKind task_kind() const { return static_cast<TaskKind>(kind); }
   ObjectId ReturnId(uint32_t i) const { return ObjectId::ForReturn(id, i); }
@@ -216,6 +222,27 @@ struct FetchFailed {
   std::string message;
   MSGPACK_DEFINE(transfer, message);
 };
+struct GetNamedActor {
+  uint64_t req = 0;
+  std::string ns;
+  std::string name;
+  MSGPACK_DEFINE(req, ns, name);
+};
+struct NamedActor {
+  uint64_t req = 0;
+  bool found = false;
+  ActorId actor;
+  Buffer handle_meta;
+  std::string error;
+  MSGPACK_DEFINE(req, found, actor, handle_meta, error);
+};
+struct WorkerOutput {
+  std::string name;  // what the worker was running
+  int32_t pid = 0;
+  std::vector<std::string> lines;
+  MSGPACK_DEFINE(name, pid, lines);
+};
+
 struct BenchStream {
   uint64_t transfer = 0;
   uint64_t bytes = 0;

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "log.h"
+#include "mpiray/core/detail/language.h"
 
 namespace mpiray {
 
@@ -130,6 +131,24 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(RuntimeSetup&& setup) {
     rt->client_->SetBlockingHook([w](bool blocked) { w->OnBlockChange(blocked); });
   }
   rt->last_head_ms_ = rt->NowMs();
+  if (rt->role_ == Role::kWorker) {
+    // Worker output: kept in logs/worker-N.out and, unless disabled, shown on the driver's
+    // console line by line, prefixed with what the worker runs (as Ray does).
+    UcxFabric* fabric = rt->fabric_.get();
+    int pid = rt->self_.pid;
+    OutputForwarder::Sink sink;
+    if (cfg.log_to_driver) {
+      sink = [fabric, pid](std::vector<std::string>&& lines) {
+        proto::WorkerOutput out;
+        out.name = detail::OutputName();
+        out.pid = pid;
+        out.lines = std::move(lines);
+        SendMsg(*fabric, kHeadProc, Msg::kWorkerOutput, out);
+      };
+    }
+    MPIRAY_RETURN_IF_ERROR(rt->output_.Start(
+        rt->session_.LogDir() + "/worker-" + std::to_string(rt->self_.proc) + ".out", sink));
+  }
   rt->fabric_->set_self(rt->self_.proc);
   rt->fabric_->Start(rt.get());
   for (const auto& p : setup.peers) {
@@ -165,6 +184,7 @@ void Runtime::OnMessage(ProcId src, Msg type, const char* body, size_t len) {
     case Msg::kTaskBlocked:
     case Msg::kTaskUnblocked:
     case Msg::kAddLocation:
+    case Msg::kGetNamedActor:
     case Msg::kTaskDone:
       if (head_) head_->Handle(src, type, body, len);
       break;
@@ -175,6 +195,17 @@ void Runtime::OnMessage(ProcId src, Msg type, const char* body, size_t len) {
       if (head_) {
         auto l = DecodeMsg<proto::LogLine>(body, len);
         logging::PrintForwarded(l.level, l.text);
+      }
+      break;
+    case Msg::kWorkerOutput:
+      if (head_) {
+        auto o = DecodeMsg<proto::WorkerOutput>(body, len);
+        std::string prefix = "(" + (o.name.empty() ? std::string("worker") : o.name) +
+                             " pid=" + std::to_string(o.pid) + ", rank=" + std::to_string(src) + ") ";
+        std::string text;
+        for (const auto& line : o.lines) text += prefix + line + "\n";
+        fwrite(text.data(), 1, text.size(), stdout);
+        fflush(stdout);
       }
       break;
     case Msg::kByeAck: {
@@ -213,6 +244,9 @@ void Runtime::OnMessage(ProcId src, Msg type, const char* body, size_t len) {
       break;
     case Msg::kActorLocation:
       client_->OnActorLocation(DecodeMsg<proto::ActorLocation>(body, len));
+      break;
+    case Msg::kNamedActor:
+      client_->OnNamedActor(DecodeMsg<proto::NamedActor>(body, len));
       break;
     case Msg::kDestroyActor:
       if (worker_) worker_->OnDestroyActor(DecodeMsg<proto::ActorLookup>(body, len).actor);
@@ -455,6 +489,8 @@ void Runtime::EmergencyExit(int sig) {
     for (int pid : children_) kill(pid, SIGKILL);
     RemoveSessionFiles(session_);
   } else {
+    if (worker_) worker_->BeforeExit();
+    output_.Stop();
     CleanupWorkerFiles();
   }
   fflush(nullptr);
@@ -469,6 +505,8 @@ void Runtime::CleanupWorkerFiles() {
 void Runtime::ServeAsWorker() {
   worker_->RunMainExecutor();
   int code = head_lost_ ? 1 : 0;
+  worker_->BeforeExit();
+  output_.Stop();  // the last lines go out before the goodbye
   if (!head_lost_) SendMsg(*fabric_, kHeadProc, Msg::kByeAck, proto::Empty{});
   logging::StopForwarding();
   fabric_->Stop();

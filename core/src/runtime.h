@@ -15,6 +15,7 @@
 #include "fetch.h"
 #include "head.h"
 #include "join.h"
+#include "output.h"
 #include "session.h"
 #include "shm_store.h"
 #include "ucx_fabric.h"
@@ -64,6 +65,7 @@ class Runtime final : public FabricHandler {
   WorkerService* worker() { return worker_.get(); }
   const SessionInfo& session() const { return session_; }
   ProcId self() const { return self_.proc; }
+  NodeId node() const { return self_.node; }
 
   // ---- head ------------------------------------------------------------------------------
   /// @brief Open the join listener and write its address into the session directory.
@@ -108,6 +110,7 @@ class Runtime final : public FabricHandler {
   std::unique_ptr<ClientImpl> client_;
   std::unique_ptr<WorkerService> worker_;
   std::unique_ptr<JoinListener> listener_;
+  OutputForwarder output_;
   std::function<void()> finalizer_;
   int reaper_fd_ = -1;
 

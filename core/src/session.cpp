@@ -204,6 +204,9 @@ Result<RuntimeConfig> ConfigFromEnv(const EnvMap& env, const InitOptions& o) {
   if (auto* v = Find(env, "MPIRAY_KEEP_SESSION")) c.keep_session = Truthy(*v);
   if (o.keep_session) c.keep_session = true;
   c.keep_mpi = o.keep_mpi;
+  c.log_to_driver = o.log_to_driver;
+  if (auto* v = Find(env, "MPIRAY_LOG_TO_DRIVER")) c.log_to_driver = c.log_to_driver && Truthy(*v);
+  c.ns = o.ns;
   return c;
 }
 
@@ -260,6 +263,7 @@ Result<SessionInfo> CreateSession(const EnvMap& env, const InitOptions& options,
   std::string name = RandomHex(4);
   if (auto* job = Find(env, "SLURM_JOB_ID")) name = "j" + *job + "-" + name;
   s.name = name;
+  if (s.config.ns.empty()) s.config.ns = "anonymous-" + name;  // as Ray: one per job
   std::string root = options.session_root;
   if (root.empty()) {
     if (auto* v = Find(env, "MPIRAY_SESSION_ROOT")) root = *v;

@@ -34,9 +34,11 @@ struct RuntimeConfig {
   int32_t num_workers = -1;  // singleton mode
   bool keep_session = false;
   bool keep_mpi = false;
+  bool log_to_driver = true;
+  std::string ns;  // the job's default namespace for named actors
   MSGPACK_DEFINE(inline_threshold, store_capacity, ranks_per_node, log_level,
                  max_inflight_per_worker, spin_us, heartbeat_timeout_ms, num_cpus, num_gpus,
-                 custom, fetch_chunk, num_workers, keep_session, keep_mpi);
+                 custom, fetch_chunk, num_workers, keep_session, keep_mpi, log_to_driver, ns);
 };
 
 /// @brief Identity of one run: its directories and secret.

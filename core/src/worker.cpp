@@ -1,6 +1,9 @@
 #include "worker.h"
 
 #include <cxxabi.h>
+#include <dlfcn.h>
+
+#include <set>
 
 #include <typeinfo>
 
@@ -14,6 +17,7 @@ using proto::TaskKind;
 namespace {
 
 thread_local const proto::TaskSpec* tl_task = nullptr;
+thread_local ActorId tl_actor;
 thread_local bool tl_executor = false;
 // Refs nested in return values, held until the TaskDone that registers them is posted (the
 // task's own handles die first, and the head must not free the objects in between).
@@ -37,6 +41,15 @@ class StoreSink final : public detail::ResultSink {
                                  " values");
     }
     ObjectId id = spec_.ReturnId(static_cast<uint32_t>(out.size()));
+    if (v.format == detail::PayloadFormat::kError) {  // a language runtime reports a failure
+      proto::NewObject err;
+      err.id = id;
+      err.where = static_cast<uint8_t>(proto::Where::kError);
+      err.data = Buffer(v.ToVector());
+      err.size = err.data.size();
+      out.push_back(std::move(err));
+      return;
+    }
     for (const ObjectId& n : v.nested) {
       client_.AddLocalRef(n);
       tl_return_holds.push_back(n);
@@ -75,8 +88,31 @@ Status CurrentExceptionStatus(const std::string& where) {
 
 // ------------------------------------------------------------------ C++ functions
 
-Status CppRuntime::CallFunction(const std::string& name, const detail::ArgList& args,
+// "lib:<path>:<function>": a function registered by a shared library, loaded on first use
+// (a Python driver calling C++ functions uses this form).
+static Status LoadFunctionLibrary(const std::string& spec, std::string* function) {
+  auto colon = spec.rfind(':');
+  if (spec.rfind("lib:", 0) != 0 || colon <= 4) {
+    *function = spec;
+    return Status::OK();
+  }
+  std::string path = spec.substr(4, colon - 4);
+  *function = spec.substr(colon + 1);
+  static std::mutex mu;
+  static std::set<std::string> loaded;
+  std::lock_guard<std::mutex> lk(mu);
+  if (loaded.count(path)) return Status::OK();
+  if (!dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL)) {
+    return Status(StatusCode::kTaskError, std::string("cannot load library ") + path + ": " + dlerror());
+  }
+  loaded.insert(path);
+  return Status::OK();
+}
+
+Status CppRuntime::CallFunction(const std::string& spec, const detail::ArgList& args,
                                 detail::ResultSink& sink) {
+  std::string name;
+  MPIRAY_RETURN_IF_ERROR(LoadFunctionLibrary(spec, &name));
   const detail::TaskFn* fn = detail::FunctionRegistry::Instance().FindTask(name);
   if (!fn) {
     return Status(StatusCode::kTaskError,
@@ -127,6 +163,7 @@ Status CppRuntime::CallMethod(void* self, const std::string& method, const detai
 
 struct WorkerService::Actor {
   ActorId id;
+  std::string name;  // for output lines: the actor's class or given name
   uint8_t language = 0;
   int max_concurrency = 1;
   std::shared_ptr<void> instance;
@@ -142,21 +179,22 @@ struct WorkerService::Actor {
 };
 
 WorkerService::WorkerService(Transport& transport, ClientImpl& client, const WorkerIdentity& id)
-    : transport_(transport), client_(client), id_(id) {
-  langs_[0] = &cpp_;
-}
+    : transport_(transport), client_(client), id_(id) {}
 
 WorkerService::~WorkerService() { Stop(); }
 
-void WorkerService::SetLanguage(uint8_t language, LanguageRuntime* rt) {
-  std::lock_guard<std::mutex> lk(mu_);
-  langs_[language] = rt;
+LanguageRuntime* WorkerService::Lang(uint8_t language) {
+  if (language == detail::kLanguageCpp) return &cpp_;
+  return detail::FindLanguage(language);
 }
 
-LanguageRuntime* WorkerService::Lang(uint8_t language) {
-  std::lock_guard<std::mutex> lk(mu_);
-  auto it = langs_.find(language);
-  return it == langs_.end() ? nullptr : it->second;
+TaskId WorkerService::CurrentTask() { return tl_task ? tl_task->id : TaskId(); }
+ActorId WorkerService::CurrentActor() { return tl_actor; }
+
+void WorkerService::BeforeExit() {
+  for (uint8_t l : {detail::kLanguagePython}) {
+    if (auto* rt = detail::FindLanguage(l)) rt->BeforeExit();
+  }
 }
 
 std::string WorkerService::Where(const proto::TaskSpec& spec) const {
@@ -171,6 +209,7 @@ void WorkerService::OnExecute(proto::Execute&& ex) {
   if (ex.spec.task_kind() == TaskKind::kActorCreate) {
     auto a = std::make_shared<Actor>();
     a->id = ex.spec.id;
+    a->name = ex.spec.name.empty() ? ex.spec.function : ex.spec.name;
     a->language = ex.spec.language;
     a->max_concurrency = std::max(1, ex.spec.max_concurrency);
     a->mailbox.push_back(std::make_unique<proto::Execute>(std::move(ex)));
@@ -415,6 +454,7 @@ void WorkerService::RunTask(proto::Execute& ex) {
     }
   }
   tl_task = &spec;
+  detail::SetOutputName(spec.name.empty() ? spec.function : spec.name);
   std::vector<proto::NewObject> returns;
   auto args = ResolveArgs(ex);
   if (!args.ok()) {
@@ -433,6 +473,7 @@ void WorkerService::RunTask(proto::Execute& ex) {
 }
 
 void WorkerService::RunActorLoop(std::shared_ptr<Actor> a) {
+  tl_actor = a->id;
   while (true) {
     std::unique_lock<std::mutex> lk(a->mu);
     a->cv.wait(lk, [&] { return !a->mailbox.empty() || a->stopping; });
@@ -448,6 +489,11 @@ void WorkerService::RunActorLoop(std::shared_ptr<Actor> a) {
 
 void WorkerService::RunActorItem(Actor& a, proto::Execute& item) {
   const proto::TaskSpec& spec = item.spec;
+  tl_task = &spec;
+  struct Reset {
+    ~Reset() { tl_task = nullptr; }
+  } reset;
+  if (!a.name.empty()) detail::SetOutputName(a.name);
   if (spec.task_kind() == TaskKind::kActorCreate) {
     std::vector<proto::NewObject> returns;
     LanguageRuntime* lang = Lang(spec.language);

@@ -15,22 +15,13 @@
 
 #include "client.h"
 #include "fabric.h"
+#include "mpiray/core/detail/language.h"
 #include "mpiray/core/detail/registry.h"
 #include "protocol.h"
 
 namespace mpiray {
 
-/// @brief Runs functions of one language (C++ built in; Python registers its own).
-class LanguageRuntime {
- public:
-  virtual ~LanguageRuntime() = default;
-  virtual Status CallFunction(const std::string& name, const detail::ArgList& args,
-                              detail::ResultSink& sink) = 0;
-  virtual Result<std::shared_ptr<void>> CreateActor(const std::string& factory,
-                                                    const detail::ArgList& args) = 0;
-  virtual Status CallMethod(void* self, const std::string& method, const detail::ArgList& args,
-                            detail::ResultSink& sink) = 0;
-};
+using detail::LanguageRuntime;
 
 /// @brief Registry-backed C++ language runtime (exceptions become TaskError statuses).
 class CppRuntime final : public LanguageRuntime {
@@ -58,8 +49,11 @@ class WorkerService {
   WorkerService(Transport& transport, ClientImpl& client, const WorkerIdentity& id);
   ~WorkerService();
 
-  /// @brief Use `rt` for tasks of `language` (0 C++, 1 Python).
-  void SetLanguage(uint8_t language, LanguageRuntime* rt);
+  /// @brief The task and actor running on the calling thread (nil if none).
+  static TaskId CurrentTask();
+  static ActorId CurrentActor();
+  /// @brief Flush every language runtime's buffered output (before exit).
+  void BeforeExit();
 
   // Progress-thread entry points.
   void OnExecute(proto::Execute&& ex);
@@ -95,7 +89,6 @@ class WorkerService {
   ClientImpl& client_;
   WorkerIdentity id_;
   CppRuntime cpp_;
-  std::map<uint8_t, LanguageRuntime*> langs_;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -140,6 +140,12 @@ std::pair<int64_t, int64_t> Interval(int ms) {
   return {a, now()};
 }
 
+int PrintLines(int n) {
+  for (int i = 0; i < n; ++i) std::printf("worker line %d\n", i);
+  std::fflush(stdout);
+  return n;
+}
+
 class Counter {
  public:
   explicit Counter(int start) : value_(start) {}
@@ -171,7 +177,7 @@ int BumpFromTask(mpiray::ActorHandle<Counter> c, int n) {
 MPIRAY_REMOTE(Square, Add, Identity, Throw, SleepMs, Pid, Bytes, Checksum, BigBlob, MakeRefs,
               SumRefs, MergeSort, InitAgain, DieOnce, DieAlways, Interval, Counter::Create,
               Counter::CreateFailing, &Counter::Add, &Counter::Value, &Counter::Log, &Counter::Slow,
-              BumpFromTask);
+              BumpFromTask, PrintLines);
 
 int Unregistered(int x) { return x; }
 
@@ -449,15 +455,24 @@ void Session() {
   mpiray::Get(refs);
   size_t workers = mpiray::GetClusterSnapshot().processes.size() - 1;
   CHECK(fs::exists(dir / "logs" / "head.log"));
-  size_t worker_logs = 0;
+  size_t worker_logs = 0, worker_outputs = 0;
   for (const auto& e : fs::directory_iterator(dir / "logs")) {
-    worker_logs += e.path().filename().string().rfind("worker-", 0) == 0 ? 1 : 0;
+    std::string n = e.path().filename().string();
+    if (n.rfind("worker-", 0) != 0) continue;
+    worker_logs += e.path().extension() == ".log" ? 1 : 0;     // the runtime's log
+    worker_outputs += e.path().extension() == ".out" ? 1 : 0;  // the worker's stdout/stderr
   }
   CHECK(worker_logs == workers);
+  CHECK(worker_outputs == workers);
   std::ifstream head_log(dir / "logs" / "head.log");
   std::string text((std::istreambuf_iterator<char>(head_log)), std::istreambuf_iterator<char>());
   CHECK(text.find("listening for joining processes") != std::string::npos);
   std::printf("session OK (%zu worker logs)\n", worker_logs);
+}
+
+void Output() {
+  CHECK(*mpiray::Get(mpiray::Task(PrintLines).Remote(5)) == 5);
+  std::printf("output OK\n");
 }
 
 void Sleepy() {
@@ -489,7 +504,7 @@ int main(int argc, char** argv) {
       {"crossnode", CrossNode}, {"errors", Errors},         {"wait_cancel", WaitAndCancel},
       {"nested", Nested},     {"resources", Resources},     {"worker_death", WorkerDeath},
       {"sleepy", Sleepy},     {"uncaught", Uncaught},       {"no_shutdown", NoShutdown},
-      {"session", Session},
+      {"session", Session},   {"output", Output},
   };
   if (argc < 2 || !scenarios.count(argv[1])) {
     std::fprintf(stderr, "usage: %s <scenario>\n", argv[0]);

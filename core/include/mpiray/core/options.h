@@ -41,6 +41,15 @@ struct InitOptions {
   std::vector<std::string> worker_command;
   /// How long the head waits for started workers to join, in milliseconds.
   int join_timeout_ms = 60000;
+  /// Print the output of workers (stdout and stderr, by line, prefixed with the task name,
+  /// pid and rank) on the driver's console (MPIRAY_LOG_TO_DRIVER=0 turns it off). Worker output
+  /// is also kept per worker in the session's logs directory either way.
+  bool log_to_driver = true;
+  /// Handle SIGINT in the runtime (clean shutdown, exit 130). Off for a Python driver, where
+  /// Ctrl-C must raise KeyboardInterrupt; the runtime still cleans up when it exits.
+  bool handle_sigint = true;
+  /// Default namespace for named actors (Ray's `namespace`); empty: an anonymous one per job.
+  std::string ns;
 };
 
 }  // namespace mpiray

@@ -103,10 +103,14 @@ SerializedValue Serialize(const T& value) {
   return out;
 }
 
-/// @brief An error payload (what Get raises for a failed task).
-std::vector<uint8_t> MakeErrorPayload(StatusCode code, const std::string& message);
+/// @brief An error payload (what Get raises for a failed task). `extra` carries
+/// language-specific detail (Python: the pickled exception, to re-raise its type).
+std::vector<uint8_t> MakeErrorPayload(StatusCode code, const std::string& message,
+                                      const std::string& extra = {});
 /// @brief The status stored in an error payload (kInternal if it is not one).
 Status ErrorFromPayload(const Buffer& payload);
+/// @brief The `extra` bytes of an error payload (empty if none).
+std::string ErrorExtraFromPayload(const Buffer& payload);
 /// @brief Validates the header; returns the format (throws on garbage).
 PayloadFormat CheckPayload(const Buffer& payload);
 

@@ -37,6 +37,9 @@ struct TaskRequest {
   std::string name;
   ActorId actor;  // kActorCall: target
   int max_concurrency = 1;
+  std::string ns;                   // kActorCreate with a name: its namespace
+  bool named = false;               // kActorCreate: register `name` for GetNamedActor
+  std::vector<uint8_t> handle_meta; // kActorCreate: opaque, returned by GetNamedActor
 };
 
 /// @brief A snapshot of the cluster, as the head sees it.
@@ -81,6 +84,9 @@ class CoreClient {
   virtual void RemoveLocalRef(const ObjectId& id) = 0;
   /// @brief The cluster as the head sees it (driver only).
   virtual ClusterSnapshot Snapshot();
+  /// @brief Find a named actor: true and its id and handle metadata, or false.
+  virtual bool GetNamedActor(const std::string& ns, const std::string& name, ActorId* actor,
+                             Buffer* handle_meta);
   /// @brief Raw fabric throughput in GB/s: `bytes` streamed from process `source` to this one
   /// over the same path object fetches use (benchmarks).
   virtual double MeasureFabricGbps(ProcId source, uint64_t bytes);

@@ -1,0 +1,55 @@
+// Hooks for language bindings (Python): how a worker runs functions of another language, and
+// what the current process/task is. C++ functions need none of this.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "mpiray/core/detail/registry.h"
+#include "mpiray/core/ids.h"
+#include "mpiray/core/status.h"
+
+namespace mpiray::detail {
+
+/// @brief Runs functions, actor constructors and methods of one language in a worker.
+class LanguageRuntime {
+ public:
+  virtual ~LanguageRuntime() = default;
+  virtual Status CallFunction(const std::string& name, const ArgList& args, ResultSink& sink) = 0;
+  virtual Result<std::shared_ptr<void>> CreateActor(const std::string& factory,
+                                                    const ArgList& args) = 0;
+  virtual Status CallMethod(void* self, const std::string& method, const ArgList& args,
+                            ResultSink& sink) = 0;
+  /// @brief The process is about to exit: flush buffered output.
+  virtual void BeforeExit() {}
+};
+
+inline constexpr uint8_t kLanguageCpp = 0;
+inline constexpr uint8_t kLanguagePython = 1;
+
+/// @brief Make `rt` run tasks of `language` in this process (not owned; call before Init).
+void RegisterLanguage(uint8_t language, LanguageRuntime* rt);
+/// @brief The runtime registered for `language`, or null.
+LanguageRuntime* FindLanguage(uint8_t language);
+
+/// @brief Where the calling code runs.
+struct RuntimeContext {
+  std::string job_id;       // the session name
+  std::string session_dir;
+  ProcId proc = 0;          // the rank (0: the driver)
+  NodeId node = 0;
+  TaskId task;              // the task or actor call running on this thread (nil on the driver)
+  ActorId actor;            // the actor this thread serves (nil outside actors)
+  bool driver = false;
+  std::string ns;           // the job's default namespace
+};
+/// @brief The current context (throws when not initialised).
+RuntimeContext CurrentContext();
+
+/// @brief Names the current task for worker output lines ("(name pid=..., rank=...)").
+void SetOutputName(const std::string& name);
+/// @brief The name last set by SetOutputName ("" if none).
+std::string OutputName();
+
+}  // namespace mpiray::detail
