@@ -368,10 +368,11 @@ void WorkerService::OnBlockChange(bool blocked) {
 }
 
 std::vector<proto::NewObject> WorkerService::ErrorReturns(const proto::TaskSpec& spec,
-                                                          const Status& st) {
+                                                          const Status& st,
+                                                          const std::string& error_detail) {
   std::vector<proto::NewObject> out;
   uint32_t n = spec.task_kind() == TaskKind::kActorCreate ? 1 : spec.num_returns;
-  Buffer payload(detail::MakeErrorPayload(st.code(), st.message()));
+  Buffer payload(detail::MakeErrorPayload(st.code(), st.message(), error_detail));
   for (uint32_t i = 0; i < n; ++i) {
     proto::NewObject o;
     o.id = spec.ReturnId(i);
@@ -439,7 +440,8 @@ std::vector<proto::NewObject> WorkerService::RunFunction(const proto::TaskSpec& 
     for (const auto& o : sink.out) {
       if (o.where == static_cast<uint8_t>(proto::Where::kShm)) SendMsg(transport_, transport_.self(), Msg::kFreeObjects, proto::IdList{{o.id}});
     }
-    return ErrorReturns(spec, Status(st.code(), Where(spec) + ": " + st.message()));
+    return ErrorReturns(spec, Status(st.code(), Where(spec) + ": " + st.message()),
+                        lang->TakeErrorDetail());
   }
   return std::move(sink.out);
 }
@@ -499,6 +501,7 @@ void WorkerService::RunActorItem(Actor& a, proto::Execute& item) {
     LanguageRuntime* lang = Lang(spec.language);
     auto args = ResolveArgs(item);
     Status st;
+    std::string error_detail;
     if (!args.ok()) {
       st = args.status();
     } else if (!lang) {
@@ -510,6 +513,7 @@ void WorkerService::RunActorItem(Actor& a, proto::Execute& item) {
         a.instance = std::move(obj).value();
       } else {
         st = obj.status();
+        error_detail = lang->TakeErrorDetail();
       }
     }
     if (st.ok()) {
@@ -535,7 +539,8 @@ void WorkerService::RunActorItem(Actor& a, proto::Execute& item) {
       std::lock_guard<std::mutex> lk(a.mu);
       a.dead = true;
       a.error = "its constructor failed: " + st.message();
-      returns = ErrorReturns(spec, Status(st.code(), Where(spec) + ": " + st.message()));
+      returns = ErrorReturns(spec, Status(st.code(), Where(spec) + ": " + st.message()),
+                             error_detail);
     }
     ReportDone(spec, std::move(returns), proto::DoneStatus::kOk);
     return;

@@ -77,7 +77,8 @@ class WorkerService {
   void RunActorItem(Actor& a, proto::Execute& item);
   void ReportDone(const proto::TaskSpec& spec, std::vector<proto::NewObject>&& returns,
                   proto::DoneStatus status);
-  std::vector<proto::NewObject> ErrorReturns(const proto::TaskSpec& spec, const Status& st);
+  std::vector<proto::NewObject> ErrorReturns(const proto::TaskSpec& spec, const Status& st,
+                                             const std::string& error_detail = {});
   std::vector<proto::NewObject> RunFunction(const proto::TaskSpec& spec, const detail::ArgList& args,
                                             void* self);
   Result<detail::ArgList> ResolveArgs(const proto::Execute& ex);

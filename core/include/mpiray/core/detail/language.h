@@ -23,6 +23,9 @@ class LanguageRuntime {
                             ResultSink& sink) = 0;
   /// @brief The process is about to exit: flush buffered output.
   virtual void BeforeExit() {}
+  /// @brief After a failed call on this thread: language-specific error detail to ship with
+  /// the error (Python: the pickled exception), or "".
+  virtual std::string TakeErrorDetail() { return {}; }
 };
 
 inline constexpr uint8_t kLanguageCpp = 0;

@@ -1,0 +1,35 @@
+"""mpiray: Ray's API on an MPI/UCX runtime for supercomputers.
+
+    import mpiray as ray
+
+    @ray.remote
+    def square(x):
+        return x * x
+
+    ray.init()        # under mpirun/srun: rank 0 returns, other ranks serve as workers
+    print(ray.get([square.remote(i) for i in range(10)]))
+"""
+
+import os as _os
+
+# Using the build tree without installing: the extension lives in <build>/python/mpiray.
+_build = _os.environ.get("MPIRAY_BUILD_DIR") or _os.path.join(_os.path.dirname(__file__), "..", "..", "build")
+_ext_dir = _os.path.abspath(_os.path.join(_build, "python", "mpiray"))
+if _os.path.isdir(_ext_dir) and _ext_dir not in __path__:
+    __path__.append(_ext_dir)
+
+from . import exceptions  # noqa: E402
+from ._api import (  # noqa: E402
+    ActorClass, ActorHandle, ActorID, ObjectRef, RemoteFunction, RuntimeContext, available_resources,
+    cancel, cluster_resources, cpp_function, get, get_actor, get_runtime_context, init,
+    is_initialized, kill, method, nodes, put, remote, shutdown, wait,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel", "kill",
+    "get_actor", "method", "nodes", "cluster_resources", "available_resources",
+    "get_runtime_context", "cpp_function", "ObjectRef", "ActorHandle", "ActorClass",
+    "RemoteFunction", "RuntimeContext", "ActorID", "exceptions",
+]

@@ -1,0 +1,637 @@
+"""Ray's core API (init, remote, get, put, wait, ...) over the mpiray runtime."""
+
+import atexit
+import concurrent.futures
+import functools
+import inspect
+import logging
+import os
+import pickle
+import sys
+import threading
+
+import cloudpickle
+
+from . import _core
+from ._core import ObjectRef
+
+# Task kinds and languages, as in the C++ runtime.
+_KIND_TASK, _KIND_ACTOR_CREATE, _KIND_ACTOR_CALL = 0, 1, 2
+_LANG_CPP, _LANG_PY = 0, 1
+
+_lock = threading.RLock()
+_initialized_here = False
+
+# ------------------------------------------------------------------ init / shutdown
+
+# init() arguments: ours, and Ray's that have no meaning here (accepted, ignored) so that
+# ordinary Ray programs run unchanged.
+_INIT_ARGS = {
+    "address", "num_cpus", "num_gpus", "resources", "object_store_memory", "namespace",
+    "logging_level", "log_to_driver", "ignore_reinit_error", "num_workers", "ranks_per_node",
+    "runtime_env", "include_dashboard", "dashboard_host", "dashboard_port", "configure_logging",
+    "logging_format", "local_mode", "job_config", "_temp_dir", "_system_config",
+    "session_root", "keep_session",
+}
+
+_LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",
+           logging.ERROR: "error", logging.CRITICAL: "error"}
+
+
+def _check_options(given, valid, what):
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise ValueError(f"Invalid option keyword(s) {unknown} for {what}. "
+                         f"Valid ones are: {sorted(valid)}")
+
+
+def init(address=None, **kwargs):
+    """Start mpiray (Ray's ``ray.init``).
+
+    Under ``mpirun``/``srun`` rank 0 returns and every other rank becomes a worker that never
+    returns from here. Without a launcher the driver starts local worker processes (one per
+    CPU, or ``num_cpus``/``num_workers``).
+    """
+    global _initialized_here
+    _check_options(kwargs, _INIT_ARGS - {"address"}, "init()")
+    with _lock:
+        if _core.is_initialized():
+            if kwargs.get("ignore_reinit_error"):
+                return get_runtime_context()
+            raise RuntimeError("Maybe you called ray.init twice by accident? This error can be "
+                               "suppressed by passing in 'ignore_reinit_error=True'.")
+        opts = {}
+        level = kwargs.get("logging_level")
+        if level is not None:
+            opts["log_level"] = _LEVELS.get(level, level) if isinstance(level, int) else str(level).lower()
+        for k in ("num_cpus", "num_gpus", "resources", "object_store_memory", "ranks_per_node",
+                  "log_to_driver", "session_root", "keep_session", "num_workers"):
+            if kwargs.get(k) is not None:
+                opts[k] = kwargs[k]
+        if kwargs.get("namespace") is not None:
+            opts["namespace"] = kwargs["namespace"]
+        if "num_workers" not in opts and kwargs.get("num_cpus") is not None:
+            opts["num_workers"] = max(1, int(kwargs["num_cpus"]))
+        # Local workers run this interpreter with the driver's import path.
+        opts["worker_command"] = [sys.executable, "-m", "mpiray._worker"]
+        paths = [p for p in sys.path if p] + os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
+        _core.init(opts)  # worker ranks serve inside and never return
+        _initialized_here = True
+        atexit.register(_shutdown_at_exit)
+        return get_runtime_context()
+
+
+def _shutdown_at_exit():
+    try:
+        shutdown()
+    except Exception:
+        pass
+
+
+def shutdown():
+    """Stop the cluster: workers exit, objects and session files are removed."""
+    with _lock:
+        _core.shutdown()
+
+
+def is_initialized():
+    return _core.is_initialized()
+
+
+# ------------------------------------------------------------------ objects
+
+def put(value):
+    """Store ``value`` in the object store and return its ObjectRef."""
+    return _core.put(value)
+
+
+def _check_refs(refs, what):
+    for r in refs:
+        if not isinstance(r, ObjectRef):
+            raise TypeError(f"{what} expects ObjectRefs, got {type(r).__name__}: {r!r:.100}")
+
+
+def get(object_refs, *, timeout=None):
+    """Values of one ObjectRef or a list of them (raises the task's error)."""
+    if isinstance(object_refs, ObjectRef):
+        return _core.get([object_refs], timeout)[0]
+    if isinstance(object_refs, (list, tuple)):
+        _check_refs(object_refs, "get()")
+        return _core.get(list(object_refs), timeout)
+    raise ValueError("'object_refs' must either be an ObjectRef or a list of ObjectRefs, "
+                     f"got {type(object_refs).__name__}")
+
+
+def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
+    """Return (ready, not_ready): the first ``num_returns`` refs that are ready (in input
+    order) once they are, or whatever is ready when ``timeout`` seconds pass."""
+    del fetch_local  # objects are fetched on get
+    if isinstance(object_refs, ObjectRef):
+        raise TypeError("wait() expected a list of ray.ObjectRef, got a single ray.ObjectRef")
+    if not isinstance(object_refs, (list, tuple)):
+        raise TypeError(f"wait() expected a list of ray.ObjectRef, got {type(object_refs).__name__}")
+    object_refs = list(object_refs)
+    _check_refs(object_refs, "wait()")
+    if len(set(object_refs)) != len(object_refs):
+        raise ValueError("Wait requires a list of unique object refs.")
+    if num_returns <= 0 or num_returns > len(object_refs):
+        raise ValueError("Invalid number of objects to return: num_returns must be between 1 "
+                         f"and the number of refs ({len(object_refs)}), got {num_returns}")
+    flags = _core.wait(object_refs, num_returns, timeout)
+    ready, not_ready = [], []
+    for ref, f in zip(object_refs, flags):
+        (ready if f and len(ready) < num_returns else not_ready).append(ref)
+    return ready, not_ready
+
+
+def cancel(object_ref, *, force=False, recursive=True):
+    """Cancel the task that produces ``object_ref``."""
+    if not isinstance(object_ref, ObjectRef):
+        raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
+    _core.cancel(object_ref, force, recursive)
+
+
+def _ref_future(self):
+    fut = concurrent.futures.Future()
+
+    def resolve():
+        try:
+            fut.set_result(get(self))
+        except BaseException as e:  # delivered through the future
+            fut.set_exception(e)
+
+    threading.Thread(target=resolve, daemon=True).start()
+    return fut
+
+
+def _ref_await(self):
+    import asyncio
+    return asyncio.wrap_future(self.future()).__await__()
+
+
+ObjectRef.future = _ref_future
+ObjectRef.__await__ = _ref_await
+
+
+# ------------------------------------------------------------------ options
+
+_TASK_OPTIONS = {"num_cpus", "num_gpus", "resources", "memory", "num_returns", "max_retries",
+                 "retry_exceptions", "name", "max_calls", "scheduling_strategy", "runtime_env",
+                 "accelerator_type", "_metadata"}
+_ACTOR_OPTIONS = {"num_cpus", "num_gpus", "resources", "memory", "name", "namespace", "lifetime",
+                  "max_concurrency", "max_restarts", "max_task_retries", "get_if_exists",
+                  "scheduling_strategy", "runtime_env", "max_pending_calls", "accelerator_type",
+                  "concurrency_groups", "_metadata"}
+
+
+def _resources(options, default_cpus):
+    """The resource request of a task or actor; None means the runtime's default."""
+    keys = ("num_cpus", "num_gpus", "resources", "memory")
+    if all(options.get(k) is None for k in keys) and default_cpus == 1:
+        return None
+    res = {}
+    cpus = options.get("num_cpus")
+    res["CPU"] = float(default_cpus if cpus is None else cpus)
+    if options.get("num_gpus") is not None:
+        res["GPU"] = float(options["num_gpus"])
+    if options.get("memory") is not None:
+        res["memory"] = float(options["memory"])
+    for k, v in (options.get("resources") or {}).items():
+        if k in ("CPU", "GPU"):
+            raise ValueError(f"Use the '{k.lower().replace('cpu', 'num_cpus').replace('gpu', 'num_gpus')}' "
+                             f"option instead of resources['{k}']")
+        res[k] = float(v)
+    for k, v in res.items():
+        if v < 0:
+            raise ValueError(f"Resource '{k}' must be non-negative, got {v}")
+    return {k: v for k, v in res.items() if v != 0 or k == "CPU"}
+
+
+def _call_args(args, kwargs, meta):
+    """Task arguments: a metadata tuple, the positional values, then the keyword values.
+    Top-level ObjectRefs are resolved by the runtime before the call (as in Ray)."""
+    return [meta, *args, *kwargs.values()]
+
+
+class _Exported:
+    """A function or class shipped by value through the object store (once per process)."""
+
+    def __init__(self, obj):
+        self._obj = obj
+        self._ref = None
+        self._lock = threading.Lock()
+
+    def id(self):
+        with self._lock:
+            if self._ref is None:
+                self._ref = _core.put(cloudpickle.dumps(self._obj))
+            return self._ref.hex()
+
+    def __getstate__(self):
+        self.id()
+        return {"obj": self._obj, "ref": self._ref}
+
+    def __setstate__(self, state):
+        self._obj = state["obj"]
+        self._ref = state["ref"]
+        self._lock = threading.Lock()
+
+
+# ------------------------------------------------------------------ remote functions
+
+class RemoteFunction:
+    """A function decorated with ``@remote``; call it with ``.remote(...)``."""
+
+    def __init__(self, function, options):
+        _check_options(options, _TASK_OPTIONS, "a remote function")
+        self._function = function
+        self._options = dict(options)
+        self._exported = _Exported(function)
+        self._name = getattr(function, "__qualname__", getattr(function, "__name__", "task"))
+        functools.update_wrapper(self, function)
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Remote functions cannot be called directly. Instead of running "
+                        f"'{self._name}()', try '{self._name}.remote()'.")
+
+    def remote(self, *args, **kwargs):
+        return self._remote(args, kwargs, self._options)
+
+    def options(self, **options):
+        _check_options(options, _TASK_OPTIONS, "options()")
+        merged = {**self._options, **options}
+        parent = self
+
+        class _WithOptions:
+            def remote(self, *args, **kwargs):
+                return parent._remote(args, kwargs, merged)
+
+        return _WithOptions()
+
+    def _remote(self, args, kwargs, options):
+        num_returns = options.get("num_returns", 1)
+        if not isinstance(num_returns, int) or num_returns < 0:
+            raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}")
+        max_retries = options.get("max_retries", 3)
+        if max_retries == -1:
+            max_retries = 1 << 30
+        retry = options.get("retry_exceptions", False)
+        if isinstance(retry, (list, tuple)):
+            retry = tuple(retry)
+        name = options.get("name") or self._name
+        meta = (tuple(kwargs), max(num_returns, 1), retry, max_retries, name)
+        refs = _core.submit(_KIND_TASK, _LANG_PY, self._exported.id(), _call_args(args, kwargs, meta),
+                            max(num_returns, 1), _resources(options, 1), max_retries, name, b"", 1,
+                            "", False, b"")
+        if num_returns == 0:
+            return None
+        return refs[0] if num_returns == 1 else refs
+
+
+class CppFunction:
+    """A C++ function registered with MPIRAY_REMOTE, called from Python."""
+
+    def __init__(self, name, library=None, options=None):
+        library = os.path.abspath(library) if library else ""
+        if _core.is_initialized() or library:
+            if not _core.cpp_function_exists(library, name):
+                where = f" in {library}" if library else " in this process"
+                raise ValueError(f"C++ function '{name}' is not registered with MPIRAY_REMOTE{where}")
+        self._name = name
+        self._function = f"lib:{library}:{name}" if library else name
+        self._options = dict(options or {})
+
+    def options(self, **options):
+        _check_options(options, _TASK_OPTIONS, "options()")
+        return CppFunction.__new__(CppFunction)._init_copy(self, {**self._options, **options})
+
+    def _init_copy(self, other, options):
+        self._name, self._function, self._options = other._name, other._function, options
+        return self
+
+    def remote(self, *args):
+        refs = _core.submit(_KIND_TASK, _LANG_CPP, self._function, list(args), 1,
+                            _resources(self._options, 1), self._options.get("max_retries", 3),
+                            self._options.get("name") or self._name, b"", 1, "", False, b"")
+        return refs[0]
+
+
+def cpp_function(name, library=None):
+    """A handle to C++ function ``name`` (registered with MPIRAY_REMOTE, in ``library`` or
+    linked into the workers); ``.remote(args)`` runs it as a task. Arguments and results are
+    converted between Python and msgpack (None, bool, int, float, str, bytes, list, dict,
+    numpy arrays as lists)."""
+    return CppFunction(name, library)
+
+
+# ------------------------------------------------------------------ actors
+
+def method(*args, **kwargs):
+    """``@ray.method(num_returns=2)`` on an actor method."""
+    _check_options(kwargs, {"num_returns", "concurrency_group"}, "method()")
+
+    def deco(m):
+        m.__mpiray_num_returns__ = kwargs.get("num_returns", 1)
+        return m
+
+    if len(args) == 1 and callable(args[0]) and not kwargs:
+        return deco(args[0])
+    return deco
+
+
+def _method_table(cls):
+    table = {}
+    for name, member in inspect.getmembers(cls):
+        if name.startswith("__") and name != "__call__":
+            continue
+        if callable(member):
+            table[name] = getattr(member, "__mpiray_num_returns__", 1)
+    return table
+
+
+class ActorMethod:
+    def __init__(self, handle, name, num_returns):
+        self._handle = handle
+        self._name = name
+        self._num_returns = num_returns
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Actor methods cannot be called directly. Instead of running "
+                        f"'object.{self._name}()', try 'object.{self._name}.remote()'.")
+
+    def remote(self, *args, **kwargs):
+        return self._remote(args, kwargs, self._num_returns)
+
+    def options(self, **options):
+        _check_options(options, {"num_returns", "name", "concurrency_group"}, "actor method options()")
+        n = options.get("num_returns", self._num_returns)
+        parent = self
+
+        class _WithOptions:
+            def remote(self, *args, **kwargs):
+                return parent._remote(args, kwargs, n)
+
+        return _WithOptions()
+
+    def _remote(self, args, kwargs, num_returns):
+        meta = (tuple(kwargs), max(num_returns, 1), False, 0, self._name)
+        refs = _core.submit(_KIND_ACTOR_CALL, _LANG_PY, self._name, _call_args(args, kwargs, meta),
+                            max(num_returns, 1), None, 0, self._handle._class_name, self._handle._id,
+                            1, "", False, b"")
+        if num_returns == 0:
+            return None
+        return refs[0] if num_returns == 1 else refs
+
+
+class ActorID:
+    def __init__(self, raw):
+        self._raw = raw
+
+    def hex(self):
+        return self._raw.hex()
+
+    def binary(self):
+        return self._raw
+
+    def __eq__(self, other):
+        return isinstance(other, ActorID) and other._raw == self._raw
+
+    def __hash__(self):
+        return hash(self._raw)
+
+    def __repr__(self):
+        return f"ActorID({self.hex()})"
+
+
+class ActorHandle:
+    """A handle to an actor; methods are called with ``handle.method.remote(...)``. Handles
+    can be passed to tasks and other actors."""
+
+    def __init__(self, actor_id, meta):
+        self._id = actor_id
+        self._meta = meta
+        self._class_name = meta.get("class_name", "Actor")
+        self._methods = meta.get("methods", {})
+
+    def __getattr__(self, name):
+        methods = self.__dict__.get("_methods", {})
+        if name in methods:
+            return ActorMethod(self, name, methods[name])
+        raise AttributeError(f"'{self.__dict__.get('_class_name', 'Actor')}' actor has no method '{name}'")
+
+    def __reduce__(self):
+        return (ActorHandle, (self._id, self._meta))
+
+    def __eq__(self, other):
+        return isinstance(other, ActorHandle) and other._id == self._id
+
+    def __hash__(self):
+        return hash(self._id)
+
+    def __repr__(self):
+        return f"Actor({self._class_name}, {self._id.hex()})"
+
+    @property
+    def _actor_id(self):
+        return ActorID(self._id)
+
+
+class ActorClass:
+    """A class decorated with ``@remote``; create actors with ``.remote(...)``."""
+
+    def __init__(self, cls, options):
+        _check_options(options, _ACTOR_OPTIONS, "an actor class")
+        self._cls = cls
+        self._options = dict(options)
+        self._exported = _Exported(cls)
+        self._meta = {"class_name": cls.__name__, "methods": _method_table(cls)}
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Actors cannot be instantiated directly. Instead of "
+                        f"'{self._cls.__name__}()', use '{self._cls.__name__}.remote()'.")
+
+    def remote(self, *args, **kwargs):
+        return self._remote(args, kwargs, self._options)
+
+    def options(self, **options):
+        _check_options(options, _ACTOR_OPTIONS, "options()")
+        merged = {**self._options, **options}
+        parent = self
+
+        class _WithOptions:
+            def remote(self, *args, **kwargs):
+                return parent._remote(args, kwargs, merged)
+
+        return _WithOptions()
+
+    def _remote(self, args, kwargs, options):
+        name = options.get("name")
+        ns = options.get("namespace")
+        if ns is None:
+            ns = get_runtime_context().namespace
+        if name is not None and options.get("get_if_exists"):
+            try:
+                return get_actor(name, namespace=ns)
+            except ValueError:
+                pass
+        max_concurrency = options.get("max_concurrency", 1)
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+        meta = (tuple(kwargs), 1, False, 0, self._cls.__name__)
+        refs = _core.submit(_KIND_ACTOR_CREATE, _LANG_PY, self._exported.id(),
+                            _call_args(args, kwargs, meta), 1, _resources(options, 0), 0,
+                            name if name is not None else self._cls.__name__, b"", max_concurrency,
+                            ns if name is not None else "", name is not None, pickle.dumps(self._meta))
+        return ActorHandle(refs[0].binary()[:8], self._meta)
+
+
+def get_actor(name, namespace=None):
+    """The handle of the live actor registered as ``name`` (in ``namespace``, default: this
+    job's)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError("get_actor() needs a non-empty actor name")
+    ns = namespace if namespace is not None else get_runtime_context().namespace
+    found = _core.get_named_actor(ns, name)
+    if found is None:
+        raise ValueError(f"Failed to look up actor with name '{name}' in namespace '{ns}'. This "
+                         "could be because 1. You are trying to look up a named actor you didn't "
+                         "create. 2. The named actor died.")
+    actor_id, meta = found
+    return ActorHandle(actor_id, pickle.loads(meta))
+
+
+def kill(actor, *, no_restart=True):
+    """Terminate an actor: its queued and future calls fail with ActorDiedError."""
+    if not isinstance(actor, ActorHandle):
+        raise ValueError(f"ray.kill() only supported for actors. For tasks, try ray.cancel(). "
+                         f"Got: {type(actor).__name__}.")
+    _core.kill_actor(actor._id, no_restart)
+
+
+def remote(*args, **kwargs):
+    """``@remote`` or ``@remote(num_cpus=..., ...)`` on a function or a class."""
+    def make(obj, options):
+        if inspect.isclass(obj):
+            return ActorClass(obj, options)
+        if callable(obj):
+            return RemoteFunction(obj, options)
+        raise TypeError("The @ray.remote decorator must be applied to either a function or a "
+                        f"class, got {type(obj).__name__}")
+
+    if len(args) == 1 and not kwargs and callable(args[0]):
+        return make(args[0], {})
+    if args:
+        raise TypeError("The @ray.remote decorator must be applied either with no arguments "
+                        "and no parentheses, for example '@ray.remote', or it must be applied "
+                        "using some of the arguments in the list "
+                        f"{sorted(_TASK_OPTIONS | _ACTOR_OPTIONS)}, for example "
+                        "'@ray.remote(num_returns=2, resources={\"CustomResource\": 1})'.")
+    return lambda obj: make(obj, kwargs)
+
+
+# ------------------------------------------------------------------ cluster information
+
+def _snapshot():
+    return _core.snapshot()
+
+
+def nodes():
+    """The cluster's nodes, in Ray's format."""
+    snap = _snapshot()
+    hosts = {}
+    for p in snap["processes"]:
+        hosts.setdefault(p["node"], p["host"])
+    out = []
+    for n in snap["nodes"]:
+        out.append({
+            "NodeID": format(n["id"], "032x"),
+            "Alive": True,
+            "alive": True,
+            "NodeManagerAddress": hosts.get(n["id"], ""),
+            "NodeManagerHostname": hosts.get(n["id"], ""),
+            "Resources": {k: v for k, v in n["total"].items() if v},
+            "Workers": list(n["workers"]),
+        })
+    return out
+
+
+def _sum_resources(key):
+    total = {}
+    for n in _snapshot()["nodes"]:
+        for k, v in n[key].items():
+            if v:
+                total[k] = total.get(k, 0.0) + v
+    return total
+
+
+def cluster_resources():
+    """Total resources of the cluster."""
+    return _sum_resources("total")
+
+
+def available_resources():
+    """Resources not in use right now."""
+    return _sum_resources("available")
+
+
+class RuntimeContext:
+    """What ``get_runtime_context()`` returns (Ray's names)."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def get(self):
+        return dict(self._ctx)
+
+    @property
+    def job_id(self):
+        return self._ctx["job_id"]
+
+    @property
+    def node_id(self):
+        return format(self._ctx["node"], "032x")
+
+    @property
+    def task_id(self):
+        return self._ctx["task_id"]
+
+    @property
+    def actor_id(self):
+        a = self._ctx["actor_id"]
+        return ActorID(a) if a is not None else None
+
+    @property
+    def namespace(self):
+        return self._ctx["namespace"]
+
+    @property
+    def rank(self):
+        """This process's rank (0: the driver)."""
+        return self._ctx["rank"]
+
+    def get_job_id(self):
+        return self.job_id
+
+    def get_node_id(self):
+        return self.node_id
+
+    def get_task_id(self):
+        return self.task_id
+
+    def get_actor_id(self):
+        a = self.actor_id
+        return a.hex() if a is not None else None
+
+    def get_rank(self):
+        return self.rank
+
+    @property
+    def was_current_actor_reconstructed(self):
+        return False
+
+
+def get_runtime_context():
+    """Job, node, task, actor and rank of the calling code."""
+    return RuntimeContext(_core.context())
+

@@ -1,0 +1,130 @@
+"""Exceptions with Ray's names (``ray.exceptions``)."""
+
+import pickle
+
+
+class RayError(Exception):
+    """Base of every mpiray error."""
+
+
+class RaySystemError(RayError):
+    """The runtime itself failed (shutting down, unreachable head, ...)."""
+
+
+class RayTaskError(RayError):
+    """A task or actor method raised. ``cause`` is the original exception (when it could be
+    transported) and ``traceback_str`` the remote traceback, with where it ran."""
+
+    def __init__(self, function_name="", traceback_str="", cause=None):
+        super().__init__(traceback_str)
+        self.function_name = function_name
+        self.traceback_str = traceback_str
+        self.cause = cause
+
+    def __str__(self):
+        return self.traceback_str
+
+    def as_instanceof_cause(self):
+        """An exception that is both a RayTaskError and an instance of the cause's type, so
+        ``except ValueError`` catches a remote ValueError (as in Ray)."""
+        cause = self.cause
+        if cause is None:
+            return self
+        cause_cls = type(cause)
+        if issubclass(RayTaskError, cause_cls) or isinstance(cause, RayTaskError):
+            return self
+        name = f"RayTaskError({cause_cls.__name__})"
+        try:
+            cls = type(name, (RayTaskError, cause_cls), {
+                "__init__": lambda s, *a, **k: None,
+                "__str__": RayTaskError.__str__,
+                "__reduce__": lambda s: (_rebuild_task_error,
+                                         (s.function_name, s.traceback_str, s.cause)),
+            })
+            err = cls.__new__(cls)
+        except TypeError:
+            return self
+        err.args = getattr(cause, "args", ())
+        err.function_name = self.function_name
+        err.traceback_str = self.traceback_str
+        err.cause = cause
+        try:
+            err.__dict__.update({k: v for k, v in vars(cause).items() if k not in err.__dict__})
+        except TypeError:
+            pass
+        return err
+
+
+def _rebuild_task_error(function_name, traceback_str, cause):
+    return RayTaskError(function_name, traceback_str, cause).as_instanceof_cause()
+
+
+class RayActorError(RayError):
+    """An actor method could not run because the actor is dead."""
+
+
+class ActorDiedError(RayActorError):
+    """The actor is dead: killed, its constructor raised, or its worker died."""
+
+
+class ActorUnavailableError(RayActorError):
+    """The actor cannot be reached right now."""
+
+
+class WorkerCrashedError(RayError):
+    """The worker running the task died and the retries are used up."""
+
+
+class ObjectLostError(RayError):
+    """The object is gone (freed, or every copy was on a node that died)."""
+
+
+class ObjectStoreFullError(RayError):
+    """The node's object store cannot hold the object."""
+
+
+class GetTimeoutError(RayError, TimeoutError):
+    """``get`` or ``wait`` did not finish within the timeout."""
+
+
+class TaskCancelledError(RayError):
+    """The task was cancelled."""
+
+
+class InfeasibleError(RayError, ValueError):
+    """No node can ever satisfy the task's resource request."""
+
+
+# Status codes of the C++ runtime (core/include/mpiray/core/status.h).
+_BY_CODE = {
+    3: GetTimeoutError,
+    5: ObjectStoreFullError,
+    6: ObjectLostError,
+    8: TaskCancelledError,
+    9: ActorDiedError,
+    10: WorkerCrashedError,
+    11: InfeasibleError,
+}
+
+
+def _from_error(code, message, extra=b""):
+    """The exception for a runtime error (called by the binding)."""
+    if code == 7:  # a task raised
+        cause = None
+        if extra:
+            try:
+                cause = pickle.loads(extra)
+            except Exception:  # the exception type is not importable here
+                cause = None
+        return RayTaskError("", message, cause).as_instanceof_cause()
+    if code in (1, 14):  # invalid argument, already exists
+        return ValueError(message)
+    cls = _BY_CODE.get(code, RaySystemError)
+    return cls(message)
+
+
+__all__ = [
+    "RayError", "RaySystemError", "RayTaskError", "RayActorError", "ActorDiedError",
+    "ActorUnavailableError", "WorkerCrashedError", "ObjectLostError", "ObjectStoreFullError",
+    "GetTimeoutError", "TaskCancelledError", "InfeasibleError",
+]

@@ -1,0 +1,727 @@
+// mpiray._core: the Python binding of the runtime.
+//
+// Values are pickled with protocol 5; out-of-band buffers (numpy arrays and anything exposing
+// the buffer protocol) are written once into the object payload, 64-byte aligned, and come
+// back as read-only memoryviews into the node's shared memory (zero-copy, as in Ray).
+//
+// Python payload layout (after the 8-byte PayloadHeader):
+//   u32 nbuf | u32 reserved | u64 pickle_len | nbuf x (u64 offset, u64 length) | pickle | buffers
+// Offsets are from the start of the payload.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <cstring>
+#include <dlfcn.h>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "mpiray/core/api.h"
+#include "mpiray/core/detail/language.h"
+#include "mpiray/mpi/init.h"
+
+namespace py = pybind11;
+using mpiray::Buffer;
+using mpiray::ObjectId;
+using mpiray::StatusCode;
+namespace detail = mpiray::detail;
+
+namespace {
+
+constexpr size_t kAlign = 64;
+size_t AlignUp(size_t n) { return (n + kAlign - 1) & ~(kAlign - 1); }
+
+// ------------------------------------------------------------------ module-level helpers
+
+py::object Import(const char* module) { return py::module_::import(module); }
+
+// Cached Python callables (looked up once; the interpreter lives as long as the process).
+struct PyFns {
+  py::object pickle_dumps, pickle_loads, cloudpickle_dumps, pickle_buffer;
+  py::object from_error;  // mpiray.exceptions._from_error(code, message, extra)
+  py::object hooks;       // mpiray._worker_hooks
+  py::object rebuild_ref;
+  bool ready = false;
+};
+PyFns& Fns() {
+  static PyFns* f = new PyFns();  // leaked on purpose: no destruction after finalization
+  if (!f->ready) {
+    py::object pickle = Import("pickle");
+    f->pickle_dumps = pickle.attr("dumps");
+    f->pickle_loads = pickle.attr("loads");
+    f->pickle_buffer = pickle.attr("PickleBuffer");
+    f->cloudpickle_dumps = Import("cloudpickle").attr("dumps");
+    f->ready = true;
+  }
+  return *f;
+}
+py::object& FromError() {
+  auto& f = Fns();
+  if (!f.from_error) f.from_error = Import("mpiray.exceptions").attr("_from_error");
+  return f.from_error;
+}
+py::object& Hooks() {
+  auto& f = Fns();
+  if (!f.hooks) f.hooks = Import("mpiray._worker_hooks");
+  return f.hooks;
+}
+
+// ------------------------------------------------------------------ ObjectRef
+
+struct PyRef {
+  ObjectId id;
+  explicit PyRef(const ObjectId& i) : id(i) {}
+  ~PyRef() {
+    if (!id.nil()) {
+      if (auto* c = detail::ClientOrNull()) c->RemoveLocalRef(id);
+    }
+  }
+  PyRef(const PyRef&) = delete;
+  PyRef& operator=(const PyRef&) = delete;
+};
+
+py::bytes IdBytes(const ObjectId& id) {
+  char raw[16];
+  std::memcpy(raw, &id.task, 8);
+  std::memcpy(raw + 8, &id.index, 4);
+  std::memcpy(raw + 12, &id.kind, 4);
+  return py::bytes(raw, 16);
+}
+
+ObjectId IdFromBytes(const std::string& b) {
+  if (b.size() != 16) throw py::value_error("an ObjectRef id has 16 bytes, got " + std::to_string(b.size()));
+  ObjectId id;
+  std::memcpy(&id.task, b.data(), 8);
+  std::memcpy(&id.index, b.data() + 8, 4);
+  std::memcpy(&id.kind, b.data() + 12, 4);
+  return id;
+}
+
+// A new Python ObjectRef that takes over a reference the runtime already counted.
+py::object AdoptRef(const ObjectId& id) { return py::cast(new PyRef(id), py::return_value_policy::take_ownership); }
+
+// A new Python ObjectRef counting a new reference.
+py::object NewRef(const ObjectId& id) {
+  detail::Client()->AddLocalRef(id);
+  return AdoptRef(id);
+}
+
+// ------------------------------------------------------------------ payload views
+
+// Exposes (part of) a payload through the buffer protocol, read-only, keeping it mapped.
+struct PayloadView {
+  Buffer owner;
+  const uint8_t* data;
+  size_t size;
+};
+
+py::object MemoryView(const Buffer& owner, const uint8_t* data, size_t size) {
+  auto* v = new PayloadView{owner, data, size};
+  py::object holder = py::cast(v, py::return_value_policy::take_ownership);
+  return py::reinterpret_steal<py::object>(PyMemoryView_FromObject(holder.ptr()));
+}
+
+// ------------------------------------------------------------------ msgpack <-> Python
+
+void PackPy(msgpack::packer<msgpack::sbuffer>& pk, py::handle o, int depth = 0) {
+  if (depth > 64) throw py::value_error("value nested too deeply for a C++ argument");
+  if (o.is_none()) {
+    pk.pack_nil();
+  } else if (py::isinstance<py::bool_>(o)) {
+    if (o.cast<bool>()) pk.pack_true(); else pk.pack_false();
+  } else if (py::isinstance<py::int_>(o)) {
+    try {
+      pk.pack(o.cast<int64_t>());
+    } catch (const py::cast_error&) {
+      pk.pack(o.cast<uint64_t>());
+    }
+  } else if (py::isinstance<py::float_>(o)) {
+    pk.pack(o.cast<double>());
+  } else if (py::isinstance<py::str>(o)) {
+    pk.pack(o.cast<std::string>());
+  } else if (py::isinstance<py::bytes>(o) || py::isinstance<py::bytearray>(o)) {
+    std::string b = py::isinstance<py::bytes>(o) ? o.cast<std::string>()
+                                                 : py::bytes(py::reinterpret_borrow<py::object>(o)).cast<std::string>();
+    pk.pack_bin(static_cast<uint32_t>(b.size()));
+    pk.pack_bin_body(b.data(), static_cast<uint32_t>(b.size()));
+  } else if (py::isinstance<py::list>(o) || py::isinstance<py::tuple>(o)) {
+    py::sequence seq = py::reinterpret_borrow<py::sequence>(o);
+    pk.pack_array(static_cast<uint32_t>(seq.size()));
+    for (auto item : seq) PackPy(pk, item, depth + 1);
+  } else if (py::isinstance<py::dict>(o)) {
+    py::dict d = py::reinterpret_borrow<py::dict>(o);
+    pk.pack_map(static_cast<uint32_t>(d.size()));
+    for (auto kv : d) {
+      PackPy(pk, kv.first, depth + 1);
+      PackPy(pk, kv.second, depth + 1);
+    }
+  } else if (py::hasattr(o, "tolist")) {  // numpy arrays and scalars
+    PackPy(pk, o.attr("tolist")(), depth + 1);
+  } else {
+    throw py::type_error("cannot pass a " + std::string(py::str(py::type::of(o).attr("__name__"))) +
+                         " to a C++ function (use None, bool, int, float, str, bytes, list, "
+                         "tuple, dict or numpy arrays)");
+  }
+}
+
+py::object UnpackMsgpack(const msgpack::object& o, const Buffer& owner) {
+  switch (o.type) {
+    case msgpack::type::NIL: return py::none();
+    case msgpack::type::BOOLEAN: return py::bool_(o.via.boolean);
+    case msgpack::type::POSITIVE_INTEGER: return py::int_(o.via.u64);
+    case msgpack::type::NEGATIVE_INTEGER: return py::int_(o.via.i64);
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64: return py::float_(o.via.f64);
+    case msgpack::type::STR: return py::str(o.via.str.ptr, o.via.str.size);
+    case msgpack::type::BIN: {
+      const auto* p = reinterpret_cast<const uint8_t*>(o.via.bin.ptr);
+      if (o.via.bin.size >= (64u << 10) && p >= owner.data() && p < owner.data() + owner.size()) {
+        return MemoryView(owner, p, o.via.bin.size);  // large byte arrays stay in the store
+      }
+      return py::bytes(o.via.bin.ptr, o.via.bin.size);
+    }
+    case msgpack::type::ARRAY: {
+      py::list l(o.via.array.size);
+      for (uint32_t i = 0; i < o.via.array.size; ++i) l[i] = UnpackMsgpack(o.via.array.ptr[i], owner);
+      return l;
+    }
+    case msgpack::type::MAP: {
+      py::dict d;
+      for (uint32_t i = 0; i < o.via.map.size; ++i) {
+        d[UnpackMsgpack(o.via.map.ptr[i].key, owner)] = UnpackMsgpack(o.via.map.ptr[i].val, owner);
+      }
+      return d;
+    }
+    case msgpack::type::EXT:
+      if (o.via.ext.type() == detail::kExtObjectRef && o.via.ext.size == 16) {
+        return NewRef(IdFromBytes(std::string(o.via.ext.data(), 16)));
+      }
+      return py::bytes(o.via.ext.data(), o.via.ext.size);
+  }
+  return py::none();
+}
+
+// ------------------------------------------------------------------ Python values
+
+// Keeps what a pickled value refers to alive until it is written.
+struct Pickled {
+  py::object data;               // the pickle bytes
+  std::vector<Py_buffer> views;  // out-of-band buffers
+  ~Pickled() {
+    py::gil_scoped_acquire gil;
+    for (auto& v : views) PyBuffer_Release(&v);
+    data = py::object();
+  }
+};
+
+std::string Describe(py::handle obj) {
+  std::string r;
+  try {
+    r = py::repr(obj).cast<std::string>();
+  } catch (...) {
+    r = "<unprintable>";
+  }
+  if (r.size() > 200) r = r.substr(0, 200) + "...";
+  return r + " (type " + py::str(py::type::of(obj).attr("__qualname__")).cast<std::string>() + ")";
+}
+
+// Pickle `obj` (protocol 5, out-of-band buffers); refs inside are collected as nested refs.
+detail::SerializedValue SerializePy(py::handle obj, const char* what) {
+  detail::SerializedValue out;
+  out.format = detail::PayloadFormat::kPython;
+  auto held = std::make_shared<Pickled>();
+  py::list buffers;
+  auto* saved = detail::NestedRefCollector();
+  detail::NestedRefCollector() = &out.nested;
+  struct Restore {
+    std::vector<ObjectId>* saved;
+    ~Restore() { detail::NestedRefCollector() = saved; }
+  } restore{saved};
+  auto& f = Fns();
+  try {
+    held->data = f.pickle_dumps(obj, py::arg("protocol") = 5, py::arg("buffer_callback") = buffers.attr("append"));
+  } catch (py::error_already_set&) {
+    // Functions, lambdas, classes defined in __main__ ...: cloudpickle handles them.
+    buffers = py::list();
+    out.nested.clear();
+    try {
+      held->data = f.cloudpickle_dumps(obj, py::arg("protocol") = 5,
+                                       py::arg("buffer_callback") = buffers.attr("append"));
+    } catch (py::error_already_set& e) {
+      std::string msg = std::string("Could not serialize the ") + what + " " + Describe(obj) + ": " + e.what();
+      throw py::type_error(msg);
+    }
+  }
+  for (auto b : buffers) {
+    py::object raw = b.attr("raw")();  // contiguous bytes
+    Py_buffer view;
+    if (PyObject_GetBuffer(raw.ptr(), &view, PyBUF_SIMPLE) != 0) throw py::error_already_set();
+    held->views.push_back(view);
+  }
+  char* pdata = nullptr;
+  Py_ssize_t plen = 0;
+  PyBytes_AsStringAndSize(held->data.ptr(), &pdata, &plen);
+  const size_t nbuf = held->views.size();
+  const size_t table = 16 + nbuf * 16;
+  std::vector<std::pair<uint64_t, uint64_t>> layout;
+  size_t pos = sizeof(detail::PayloadHeader) + table + static_cast<size_t>(plen);
+  for (auto& v : held->views) {
+    pos = AlignUp(pos);
+    layout.emplace_back(pos, static_cast<uint64_t>(v.len));
+    pos += static_cast<size_t>(v.len);
+  }
+  out.body_size = pos - sizeof(detail::PayloadHeader);
+  out.write_body = [held, layout, pdata, plen, table](uint8_t* dst) {
+    uint8_t* base = dst - sizeof(detail::PayloadHeader);
+    uint32_t n = static_cast<uint32_t>(layout.size()), zero = 0;
+    uint64_t pl = static_cast<uint64_t>(plen);
+    std::memcpy(dst, &n, 4);
+    std::memcpy(dst + 4, &zero, 4);
+    std::memcpy(dst + 8, &pl, 8);
+    for (size_t i = 0; i < layout.size(); ++i) {
+      std::memcpy(dst + 16 + i * 16, &layout[i].first, 8);
+      std::memcpy(dst + 24 + i * 16, &layout[i].second, 8);
+    }
+    std::memcpy(dst + table, pdata, static_cast<size_t>(plen));
+    size_t end = table + static_cast<size_t>(plen);
+    for (size_t i = 0; i < layout.size(); ++i) {
+      size_t at = layout[i].first - sizeof(detail::PayloadHeader);
+      if (at > end) std::memset(dst + end, 0, at - end);
+      std::memcpy(base + layout[i].first, held->views[i].buf, layout[i].second);
+      end = at + layout[i].second;
+    }
+  };
+  return out;
+}
+
+[[noreturn]] void RaiseError(const Buffer& payload) {
+  mpiray::Status st = detail::ErrorFromPayload(payload);
+  std::string extra = detail::ErrorExtraFromPayload(payload);
+  py::object exc = FromError()(static_cast<int>(st.code()), st.message(), py::bytes(extra));
+  PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+  throw py::error_already_set();
+}
+
+// A payload back to a Python object (errors raise the matching exception).
+py::object DeserializePy(const Buffer& payload) {
+  detail::PayloadFormat f = detail::CheckPayload(payload);
+  const uint8_t* body = payload.data() + sizeof(detail::PayloadHeader);
+  size_t len = payload.size() - sizeof(detail::PayloadHeader);
+  if (f == detail::PayloadFormat::kError) RaiseError(payload);
+  if (f == detail::PayloadFormat::kMsgpack) {
+    msgpack::object_handle oh = msgpack::unpack(reinterpret_cast<const char*>(body), len, detail::ReferenceBins);
+    return UnpackMsgpack(oh.get(), payload);
+  }
+  if (f != detail::PayloadFormat::kPython) throw py::value_error("unknown object format");
+  uint32_t n;
+  uint64_t plen;
+  std::memcpy(&n, body, 4);
+  std::memcpy(&plen, body + 8, 8);
+  size_t table = 16 + static_cast<size_t>(n) * 16;
+  if (table + plen > len) throw py::value_error("corrupt Python object");
+  py::list buffers;
+  for (uint32_t i = 0; i < n; ++i) {
+    uint64_t off, blen;
+    std::memcpy(&off, body + 16 + i * 16, 8);
+    std::memcpy(&blen, body + 24 + i * 16, 8);
+    if (off + blen > payload.size()) throw py::value_error("corrupt Python object buffer");
+    buffers.append(MemoryView(payload, payload.data() + off, blen));
+  }
+  py::object pickled = MemoryView(payload, body + table, plen);
+  return Fns().pickle_loads(pickled, py::arg("buffers") = buffers);
+}
+
+// ------------------------------------------------------------------ the Python language runtime
+
+// Runs Python tasks in workers by calling mpiray._worker_hooks with the GIL held.
+class PyRuntime final : public detail::LanguageRuntime {
+ public:
+  mpiray::Status CallFunction(const std::string& name, const detail::ArgList& args,
+                              detail::ResultSink& sink) override {
+    py::gil_scoped_acquire gil;
+    return Run(sink, [&] { return Hooks().attr("run_task")(name, Args(args)); });
+  }
+  mpiray::Result<std::shared_ptr<void>> CreateActor(const std::string& factory,
+                                                    const detail::ArgList& args) override {
+    py::gil_scoped_acquire gil;
+    try {
+      py::object inst = Hooks().attr("create_actor")(factory, Args(args));
+      auto* holder = new py::object(std::move(inst));
+      return std::shared_ptr<void>(holder, [](void* p) {
+        py::gil_scoped_acquire g;
+        delete static_cast<py::object*>(p);
+      });
+    } catch (py::error_already_set& e) {
+      return Failure(e);
+    }
+  }
+  mpiray::Status CallMethod(void* self, const std::string& method, const detail::ArgList& args,
+                            detail::ResultSink& sink) override {
+    py::gil_scoped_acquire gil;
+    auto* inst = static_cast<py::object*>(self);
+    return Run(sink, [&] { return Hooks().attr("call_method")(*inst, method, Args(args)); });
+  }
+  void BeforeExit() override {
+    if (!Py_IsInitialized()) return;
+    py::gil_scoped_acquire gil;
+    try {
+      Hooks().attr("flush_output")();
+    } catch (...) {
+    }
+  }
+  std::string TakeErrorDetail() override {
+    std::string d = std::move(detail_);
+    detail_.clear();
+    return d;
+  }
+
+ private:
+  static py::list Args(const detail::ArgList& args) {
+    py::list out;
+    for (const Buffer& b : args) out.append(DeserializePy(b));
+    return out;
+  }
+  template <class F>
+  mpiray::Status Run(detail::ResultSink& sink, F&& call) {
+    try {
+      py::object results = call();
+      for (auto r : results) sink.Emit(SerializePy(r, "return value"));
+      return mpiray::Status::OK();
+    } catch (py::error_already_set& e) {
+      return Failure(e);  // the exception itself travels pickled (TakeErrorDetail)
+    } catch (const std::exception& e) {
+      return mpiray::Status(StatusCode::kTaskError, e.what());
+    }
+  }
+  mpiray::Status Failure(py::error_already_set& e) {
+    py::tuple t = Hooks().attr("format_error")(e.value());
+    std::string message = t[0].cast<std::string>();
+    detail_ = t[1].cast<std::string>();
+    int code = t[2].cast<int>();
+    return mpiray::Status(static_cast<StatusCode>(code), message);
+  }
+  static thread_local std::string detail_;
+};
+thread_local std::string PyRuntime::detail_;
+
+PyRuntime* g_py_runtime = nullptr;
+
+// ------------------------------------------------------------------ API entry points
+
+int64_t TimeoutMs(py::object timeout) {
+  if (timeout.is_none()) return -1;
+  double s = timeout.cast<double>();
+  if (s < 0) throw py::value_error("timeout must be non-negative or None");
+  return static_cast<int64_t>(s * 1000.0);
+}
+
+std::vector<ObjectId> RefIds(py::handle refs) {
+  std::vector<ObjectId> ids;
+  for (auto r : refs) {
+    if (!py::isinstance<PyRef>(r)) {
+      throw py::type_error("expected an ObjectRef, got " + Describe(r));
+    }
+    ids.push_back(r.cast<PyRef&>().id);
+  }
+  return ids;
+}
+
+// Driver waits happen in slices so that Ctrl-C raises KeyboardInterrupt promptly.
+template <class F>
+auto Interruptible(int64_t timeout_ms, F&& call) {
+  bool driver = detail::CurrentContext().driver;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (true) {
+    int64_t slice = timeout_ms;
+    if (driver) {
+      int64_t left = timeout_ms < 0 ? 200 : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  deadline - std::chrono::steady_clock::now()).count();
+      slice = std::max<int64_t>(0, std::min<int64_t>(200, left));
+    }
+    try {
+      py::gil_scoped_release release;
+      return call(slice);
+    } catch (const mpiray::GetTimeoutError&) {
+      bool expired = timeout_ms >= 0 && std::chrono::steady_clock::now() >= deadline;
+      if (!driver || expired) throw;
+    }
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  }
+}
+
+py::list Get(py::object refs, py::object timeout) {
+  std::vector<ObjectId> ids = RefIds(refs);
+  int64_t t = TimeoutMs(timeout);
+  std::vector<Buffer> bufs = Interruptible(t, [&](int64_t slice) { return detail::Client()->Get(ids, slice); });
+  py::list out;
+  for (const Buffer& b : bufs) out.append(DeserializePy(b));
+  return out;
+}
+
+py::list Wait(py::object refs, size_t num_returns, py::object timeout) {
+  std::vector<ObjectId> ids = RefIds(refs);
+  int64_t t = TimeoutMs(timeout);
+  std::vector<bool> ready;
+  if (t < 0 || detail::CurrentContext().driver) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(t);
+    while (true) {
+      int64_t slice = t < 0 ? 200 : std::max<int64_t>(0, std::min<int64_t>(200, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count()));
+      {
+        py::gil_scoped_release release;
+        ready = detail::Client()->Wait(ids, num_returns, slice);
+      }
+      size_t n = 0;
+      for (bool r : ready) n += r;
+      if (n >= num_returns || (t >= 0 && std::chrono::steady_clock::now() >= deadline)) break;
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    }
+  } else {
+    py::gil_scoped_release release;
+    ready = detail::Client()->Wait(ids, num_returns, t);
+  }
+  py::list out;
+  for (bool r : ready) out.append(py::bool_(r));
+  return out;
+}
+
+py::object Put(py::handle value) {
+  if (py::isinstance<PyRef>(value)) {
+    throw py::type_error("Calling 'put' on an ObjectRef is not allowed (put the value instead)");
+  }
+  detail::SerializedValue s = SerializePy(value, "value");
+  ObjectId id;
+  {
+    py::gil_scoped_release release;
+    id = detail::Client()->Put(s);
+  }
+  return AdoptRef(id);
+}
+
+py::list Submit(int kind, int language, const std::string& function, py::list args, uint32_t num_returns,
+                py::object resources, int max_retries, const std::string& name, py::bytes actor,
+                int max_concurrency, const std::string& ns, bool named, py::bytes handle_meta) {
+  detail::TaskRequest req;
+  req.kind = static_cast<detail::TaskKind>(kind);
+  req.language = static_cast<uint8_t>(language);
+  req.function = function;
+  req.num_returns = num_returns;
+  req.max_retries = max_retries;
+  req.name = name;
+  req.max_concurrency = max_concurrency;
+  req.ns = ns;
+  req.named = named;
+  std::string meta = handle_meta;
+  req.handle_meta.assign(meta.begin(), meta.end());
+  std::string aid = actor;
+  if (aid.size() == 8) std::memcpy(&req.actor.value, aid.data(), 8);
+  if (!resources.is_none()) {
+    req.resources_set = true;
+    for (auto kv : resources.cast<py::dict>()) {
+      req.resources.emplace_back(kv.first.cast<std::string>(), kv.second.cast<double>());
+    }
+  }
+  for (auto a : args) {
+    detail::TaskArgument arg;
+    if (py::isinstance<PyRef>(a)) {
+      arg.by_ref = true;
+      arg.ref = a.cast<PyRef&>().id;
+    } else if (language == detail::kLanguageCpp) {
+      msgpack::sbuffer sb;
+      msgpack::packer<msgpack::sbuffer> pk(sb);
+      PackPy(pk, a);
+      detail::PayloadHeader h;
+      h.format = static_cast<uint8_t>(detail::PayloadFormat::kMsgpack);
+      arg.value.resize(sizeof h + sb.size());
+      std::memcpy(arg.value.data(), &h, sizeof h);
+      std::memcpy(arg.value.data() + sizeof h, sb.data(), sb.size());
+    } else {
+      detail::SerializedValue s = SerializePy(a, "argument");
+      arg.value = s.ToVector();
+      arg.nested = std::move(s.nested);
+    }
+    req.args.push_back(std::move(arg));
+  }
+  std::vector<ObjectId> ids;
+  {
+    py::gil_scoped_release release;
+    ids = detail::Client()->Submit(std::move(req));
+  }
+  py::list out;
+  for (const ObjectId& id : ids) out.append(AdoptRef(id));
+  return out;
+}
+
+// Errors from the runtime become the exception types of mpiray.exceptions.
+void TranslateErrors() {
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const mpiray::Error& e) {
+      py::object exc = FromError()(static_cast<int>(e.code()), std::string(e.what()), py::bytes());
+      PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+    }
+  });
+}
+
+py::dict Context() {
+  detail::RuntimeContext c = detail::CurrentContext();
+  py::dict d;
+  d["job_id"] = c.job_id;
+  d["session_dir"] = c.session_dir;
+  d["rank"] = c.proc;
+  d["node"] = c.node;
+  d["task_id"] = c.task.nil() ? py::object(py::none()) : py::object(py::str(c.task.ToString()));
+  d["actor_id"] = c.actor.nil() ? py::object(py::none()) : py::object(py::bytes(reinterpret_cast<const char*>(&c.actor.value), 8));
+  d["driver"] = c.driver;
+  d["namespace"] = c.ns;
+  return d;
+}
+
+py::dict Snapshot() {
+  detail::ClusterSnapshot s;
+  {
+    py::gil_scoped_release release;
+    s = detail::Client()->Snapshot();
+  }
+  py::dict d;
+  py::list nodes;
+  for (const auto& n : s.nodes) {
+    py::dict nd;
+    nd["id"] = n.id;
+    py::dict total, avail;
+    for (const auto& [k, v] : n.total) total[py::str(k)] = v;
+    for (const auto& [k, v] : n.available) avail[py::str(k)] = v;
+    nd["total"] = total;
+    nd["available"] = avail;
+    nd["workers"] = n.workers;
+    nodes.append(nd);
+  }
+  d["nodes"] = nodes;
+  py::list procs;
+  for (const auto& p : s.processes) {
+    py::dict pd;
+    pd["rank"] = p.proc;
+    pd["node"] = p.node;
+    pd["pid"] = p.pid;
+    pd["host"] = p.host;
+    procs.append(pd);
+  }
+  d["processes"] = procs;
+  d["objects"] = s.objects;
+  d["queued_tasks"] = s.queued_tasks;
+  d["running_tasks"] = s.running_tasks;
+  d["actors"] = s.actors;
+  d["store_used"] = s.store_used;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "mpiray runtime binding (use the mpiray package)";
+  TranslateErrors();
+  g_py_runtime = new PyRuntime();
+  detail::RegisterLanguage(detail::kLanguagePython, g_py_runtime);
+
+  py::class_<PayloadView>(m, "_PayloadView", py::buffer_protocol())
+      .def_buffer([](PayloadView& v) {
+        return py::buffer_info(const_cast<uint8_t*>(v.data), 1, py::format_descriptor<uint8_t>::format(), 1,
+                               {static_cast<py::ssize_t>(v.size)}, {1}, /*readonly=*/true);
+      });
+
+  py::class_<PyRef>(m, "ObjectRef")
+      .def(py::init([](py::bytes id) {
+             ObjectId i = IdFromBytes(id);
+             detail::Client()->AddLocalRef(i);
+             return new PyRef(i);
+           }),
+           py::arg("id"))
+      .def("binary", [](const PyRef& r) { return IdBytes(r.id); })
+      .def("hex", [](const PyRef& r) { return r.id.Hex(); })
+      .def("is_nil", [](const PyRef& r) { return r.id.nil(); })
+      .def("__hash__", [](const PyRef& r) { return std::hash<ObjectId>()(r.id); })
+      .def("__eq__", [](const PyRef& a, py::object b) {
+        return py::isinstance<PyRef>(b) && b.cast<PyRef&>().id == a.id;
+      })
+      .def("__repr__", [](const PyRef& r) { return "ObjectRef(" + r.id.Hex() + ")"; })
+      .def("__reduce__", [m](const PyRef& r) {
+        // A ref pickled inside another value is a nested ref of that value.
+        if (auto* c = detail::NestedRefCollector(); c && !r.id.nil()) c->push_back(r.id);
+        return py::make_tuple(m.attr("_rebuild_ref"), py::make_tuple(IdBytes(r.id)));
+      });
+  m.def("_rebuild_ref", [](py::bytes b) { return NewRef(IdFromBytes(b)); });
+  m.def("_ref_from_hex", [](const std::string& hex) {
+    ObjectId id;
+    if (!ObjectId::FromHex(hex, &id)) throw py::value_error("not an object id: " + hex);
+    return NewRef(id);
+  });
+
+  m.def("init", [](py::dict o) {
+    mpiray::InitOptions opts;
+    for (auto kv : o) {
+      std::string k = kv.first.cast<std::string>();
+      py::handle v = kv.second;
+      if (v.is_none()) continue;
+      if (k == "num_workers") opts.num_workers = v.cast<int>();
+      else if (k == "num_cpus") opts.num_cpus = v.cast<double>();
+      else if (k == "num_gpus") opts.num_gpus = v.cast<double>();
+      else if (k == "resources") {
+        for (auto r : v.cast<py::dict>()) opts.resources[r.first.cast<std::string>()] = r.second.cast<double>();
+      } else if (k == "object_store_memory") opts.object_store_memory = v.cast<int64_t>();
+      else if (k == "ranks_per_node") opts.ranks_per_node = v.cast<int>();
+      else if (k == "log_level") opts.log_level = v.cast<std::string>();
+      else if (k == "session_root") opts.session_root = v.cast<std::string>();
+      else if (k == "keep_session") opts.keep_session = v.cast<bool>();
+      else if (k == "worker_command") opts.worker_command = v.cast<std::vector<std::string>>();
+      else if (k == "log_to_driver") opts.log_to_driver = v.cast<bool>();
+      else if (k == "namespace") opts.ns = v.cast<std::string>();
+      else if (k == "join_timeout_ms") opts.join_timeout_ms = v.cast<int>();
+      else throw py::value_error("unknown init option '" + k + "'");
+    }
+    opts.handle_sigint = false;  // Ctrl-C raises KeyboardInterrupt in the driver
+    {
+      py::gil_scoped_release release;
+      mpiray::Init(opts);  // workers serve here and never return
+    }
+  });
+  m.def("shutdown", [] {
+    py::gil_scoped_release release;
+    mpiray::Shutdown();
+  });
+  m.def("is_initialized", [] { return mpiray::IsInitialized(); });
+  m.def("submit", &Submit);
+  m.def("put", &Put);
+  m.def("get", &Get, py::arg("refs"), py::arg("timeout") = py::none());
+  m.def("wait", &Wait);
+  m.def("cancel", [](PyRef& r, bool force, bool recursive) { detail::Client()->Cancel(r.id, force, recursive); });
+  m.def("kill_actor", [](py::bytes actor, bool no_restart) {
+    std::string a = actor;
+    mpiray::ActorId id;
+    std::memcpy(&id.value, a.data(), 8);
+    detail::Client()->KillActor(id, no_restart);
+  });
+  m.def("get_named_actor", [](const std::string& ns, const std::string& name) -> py::object {
+    mpiray::ActorId id;
+    Buffer meta;
+    bool found;
+    {
+      py::gil_scoped_release release;
+      found = detail::Client()->GetNamedActor(ns, name, &id, &meta);
+    }
+    if (!found) return py::none();
+    return py::make_tuple(py::bytes(reinterpret_cast<const char*>(&id.value), 8),
+                          py::bytes(reinterpret_cast<const char*>(meta.data()), meta.size()));
+  });
+  m.def("context", &Context);
+  m.def("snapshot", &Snapshot);
+  m.def("set_output_name", [](const std::string& n) { detail::SetOutputName(n); });
+  m.def("serialized_size", [](py::handle v) { return SerializePy(v, "value").size(); });
+  m.def("cpp_function_exists", [](const std::string& library, const std::string& name) {
+    if (!library.empty() && !dlopen(library.c_str(), RTLD_NOW | RTLD_GLOBAL)) {
+      throw py::value_error("cannot load C++ library " + library + ": " + dlerror());
+    }
+    return detail::FunctionRegistry::Instance().FindTask(name) != nullptr;
+  });
+}
