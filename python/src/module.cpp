@@ -646,10 +646,11 @@ PYBIND11_MODULE(_core, m) {
         return py::isinstance<PyRef>(b) && b.cast<PyRef&>().id == a.id;
       })
       .def("__repr__", [](const PyRef& r) { return "ObjectRef(" + r.id.Hex() + ")"; })
-      .def("__reduce__", [m](const PyRef& r) {
+      .def("__reduce__", [](const PyRef& r) {
         // A ref pickled inside another value is a nested ref of that value.
         if (auto* c = detail::NestedRefCollector(); c && !r.id.nil()) c->push_back(r.id);
-        return py::make_tuple(m.attr("_rebuild_ref"), py::make_tuple(IdBytes(r.id)));
+        static py::object* rebuild = new py::object(Import("mpiray._refs").attr("rebuild"));
+        return py::make_tuple(*rebuild, py::make_tuple(IdBytes(r.id)));
       });
   m.def("_rebuild_ref", [](py::bytes b) { return NewRef(IdFromBytes(b)); });
   m.def("_ref_from_hex", [](const std::string& hex) {

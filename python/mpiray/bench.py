@@ -1,0 +1,206 @@
+"""Microbenchmark with the metric names and workloads of Ray's ``ray microbenchmark``.
+
+    python -m mpiray.bench                 # mpiray only, JSON on stdout
+    python -m mpiray.bench --against-ray   # the same workloads on Ray too, and the ratios
+    python -m mpiray.bench --quick         # shorter measurement windows
+
+Each workload runs for a fixed wall-clock window; the value is operations per second (or
+GB/s for the *_gigabytes metrics), as in Ray's script. Each backend runs in its own process.
+"""
+
+import argparse
+import importlib
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def _workloads(ray, window):
+    """Run every workload on the module ``ray`` (mpiray or Ray); returns {name: value}."""
+    results = {}
+
+    def timeit(name, fn, multiplier=1):
+        fn()  # warm up
+        start = time.perf_counter()
+        count = 0
+        while True:
+            fn()
+            count += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= window:
+                break
+        results[name] = count * multiplier / elapsed
+        print(f"  {name}: {results[name]:.1f}", file=sys.stderr, flush=True)
+
+    @ray.remote(num_cpus=0)
+    class Actor:
+        def small_value(self):
+            return b"ok"
+
+        def small_value_arg(self, x):
+            return b"ok"
+
+        def small_value_batch(self, n):
+            ray.get([small_value.remote() for _ in range(n)])
+
+    @ray.remote(num_cpus=0)
+    class Client:
+        def __init__(self, servers):
+            self.servers = servers if isinstance(servers, list) else [servers]
+
+        def small_value_batch(self, n):
+            refs = []
+            for s in self.servers:
+                refs.extend(s.small_value.remote() for _ in range(n))
+            ray.get(refs)
+
+        def small_value_batch_arg(self, n):
+            x = ray.put(0)
+            refs = []
+            for s in self.servers:
+                refs.extend(s.small_value_arg.remote(x) for _ in range(n))
+            ray.get(refs)
+
+    @ray.remote
+    def small_value():
+        return b"ok"
+
+    @ray.remote
+    def create_object_containing_ref():
+        return [ray.put(1) for _ in range(10000)]
+
+    @ray.remote
+    def do_put_small():
+        for _ in range(100):
+            ray.put(0)
+
+    @ray.remote
+    def do_put():
+        for _ in range(10):
+            ray.put(np.zeros(10 * 1024 * 1024, dtype=np.int64))
+
+    value = ray.put(0)
+    timeit("single_client_get_calls", lambda: ray.get(value))
+    timeit("single_client_put_calls", lambda: ray.put(0))
+    timeit("multi_client_put_calls", lambda: ray.get([do_put_small.remote() for _ in range(10)]), 1000)
+    arr = np.zeros(100 * 1024 * 1024, dtype=np.int64)
+    timeit("single_client_put_gigabytes", lambda: ray.put(arr), 8 * 0.1)
+    del arr
+
+    def tasks_and_get_batch():
+        ray.get([small_value.remote() for _ in range(1000)])
+
+    timeit("single_client_tasks_and_get_batch", tasks_and_get_batch)
+    timeit("multi_client_put_gigabytes", lambda: ray.get([do_put.remote() for _ in range(10)]),
+           10 * 8 * 0.1)
+    containing = create_object_containing_ref.remote()
+    timeit("single_client_get_object_containing_10k_refs", lambda: ray.get(containing))
+
+    def wait_multiple_refs():
+        not_ready = [small_value.remote() for _ in range(1000)]
+        for _ in range(1000):
+            _, not_ready = ray.wait(not_ready)
+
+    timeit("single_client_wait_1k_refs", wait_multiple_refs)
+    timeit("single_client_tasks_sync", lambda: ray.get(small_value.remote()))
+    timeit("single_client_tasks_async", lambda: ray.get([small_value.remote() for _ in range(1000)]), 1000)
+
+    n, m = 10000, 4
+    actors = [Actor.remote() for _ in range(m)]
+    timeit("multi_client_tasks_async", lambda: ray.get([a.small_value_batch.remote(n) for a in actors]), n * m)
+
+    a = Actor.remote()
+    timeit("1_1_actor_calls_sync", lambda: ray.get(a.small_value.remote()))
+    a = Actor.remote()
+    timeit("1_1_actor_calls_async", lambda: ray.get([a.small_value.remote() for _ in range(1000)]), 1000)
+    a = Actor.options(max_concurrency=16).remote()
+    timeit("1_1_actor_calls_concurrent", lambda: ray.get([a.small_value.remote() for _ in range(1000)]), 1000)
+
+    n = 5000
+    n_cpu = max(1, multiprocessing.cpu_count() // 2)
+    servers = [Actor.remote() for _ in range(n_cpu)]
+    client = Client.remote(servers)
+    timeit("1_n_actor_calls_async", lambda: ray.get(client.small_value_batch.remote(n)), n * len(servers))
+
+    targets = [Actor.remote() for _ in range(n_cpu)]
+
+    @ray.remote
+    def work(actors):
+        ray.get([actors[i % n_cpu].small_value.remote() for i in range(n)])
+
+    timeit("n_n_actor_calls_async", lambda: ray.get([work.remote(targets) for _ in range(m)]), m * n)
+
+    n = 1000
+    servers = [Actor.remote() for _ in range(n_cpu)]
+    clients = [Client.remote(s) for s in servers]
+    timeit("n_n_actor_calls_with_arg_async",
+           lambda: ray.get([c.small_value_batch_arg.remote(n) for c in clients]), n * len(clients))
+    return results
+
+
+def run_backend(backend, window):
+    """Measure one backend in this process: start-up, the workloads, shut-down."""
+    ray = importlib.import_module(backend)
+
+    @ray.remote
+    def first():
+        return 1
+
+    t0 = time.perf_counter()
+    ray.init()
+    ray.get(first.remote())
+    init_s = time.perf_counter() - t0
+    results = _workloads(ray, window)
+    t1 = time.perf_counter()
+    ray.shutdown()
+    results["shutdown_s"] = time.perf_counter() - t1
+    results["init_to_first_result_s"] = init_s
+    return results
+
+
+def _child(backend, window):
+    env = dict(os.environ)
+    cmd = [sys.executable, "-m", "mpiray.bench", "--backend", backend, "--window", str(window)]
+    out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, check=True, text=True)
+    return json.loads(out.stdout)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m mpiray.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--against-ray", action="store_true", help="also run the workloads on Ray")
+    p.add_argument("--quick", action="store_true", help="0.5 s windows instead of 2 s")
+    p.add_argument("--window", type=float, default=None, help="seconds per workload")
+    p.add_argument("--backend", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    window = args.window or (0.5 if args.quick else 2.0)
+    if args.backend:  # a child process measuring one backend
+        print(json.dumps(run_backend(args.backend, window)))
+        return 0
+    ours = _child("mpiray", window)
+    if not args.against_ray:
+        print(json.dumps(ours, indent=2))
+        return 0
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        print("--against-ray needs Ray: pip install ray", file=sys.stderr)
+        return 2
+    theirs = _child("ray", window)
+    ratio = {}
+    for k, v in ours.items():
+        if k in theirs and theirs[k]:
+            # Times: smaller is better, so the ratio is theirs / ours; rates: ours / theirs.
+            ratio[k] = theirs[k] / v if k.endswith("_s") else v / theirs[k]
+    print(json.dumps({"mpiray": ours, "ray": theirs, "ratio": ratio, "cores": os.cpu_count()},
+                     indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
