@@ -3,10 +3,13 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= 2
-CMAKE_ARGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+PYTHON     ?= $(shell command -v python3)
+CMAKE_ARGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPython_EXECUTABLE=$(PYTHON)
+# The Python package straight from the build tree (no install needed).
+PYENV      := PYTHONPATH=$(CURDIR)/python MPIRAY_BUILD_DIR=$(CURDIR)/$(BUILD)
 CTEST_ARGS ?= --output-on-failure -j 2
 
-.PHONY: all deps build build-asan demo test test-unit test-asan bench clean
+.PHONY: all deps build build-asan demo test test-unit test-python bench bench-python clean
 
 all: build
 
@@ -26,16 +29,21 @@ $(ASAN_BUILD)/build.ninja:
 build-asan: deps $(ASAN_BUILD)/build.ninja
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
-# A representative job: the C++ quickstart on 4 local MPI ranks (2 virtual nodes of 2 ranks,
-# so objects also cross "nodes" over UCX).
+# A representative job: the C++ and the Python quickstart on 4 local MPI ranks (2 virtual
+# nodes of 2 ranks, so objects also cross "nodes" over UCX).
 demo: build
 	MPIRAY_RANKS_PER_NODE=2 scripts/mpirun -n 4 $(BUILD)/examples/cpp/quickstart
+	$(PYENV) MPIRAY_RANKS_PER_NODE=2 scripts/mpirun -n 4 $(PYTHON) examples/python/quickstart.py
 
-# Every test: unit, integration (mpirun worlds, singleton), then the unit tests again under
-# AddressSanitizer and UndefinedBehaviorSanitizer.
+# Every test: unit, integration (mpirun worlds, singleton), the Python suite, then the unit
+# tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
 test: build build-asan
 	cd $(BUILD) && ctest $(CTEST_ARGS)
+	$(PYENV) $(PYTHON) -m pytest -q tests/python
 	cd $(ASAN_BUILD) && ctest $(CTEST_ARGS)
+
+test-python: build
+	$(PYENV) $(PYTHON) -m pytest -q tests/python
 
 test-unit: build
 	cd $(BUILD) && ctest $(CTEST_ARGS) -L unit
@@ -43,6 +51,10 @@ test-unit: build
 # The core benchmark (JSON) on 4 ranks as 2 virtual nodes, so cross-node gets cross UCX.
 bench: build
 	MPIRAY_RANKS_PER_NODE=2 scripts/mpirun -n 4 $(BUILD)/apps/mpiray bench core
+
+# Ray's microbenchmark workloads on mpiray (add ARGS=--against-ray to compare with Ray).
+bench-python: build
+	$(PYENV) $(PYTHON) -m mpiray.bench $(ARGS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
