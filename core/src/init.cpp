@@ -28,7 +28,8 @@ std::unique_ptr<Runtime> g_runtime;
 std::atomic<ClientImpl*> g_client{nullptr};
 std::atomic<detail::CoreClient*> g_test_client{nullptr};
 
-// Handles SIGINT/SIGTERM/SIGHUP on its own thread (they are blocked everywhere else).
+// Handles SIGINT/SIGTERM/SIGHUP and the checkpoint signal on its own thread (they are blocked
+// everywhere else).
 class SignalWatcher {
  public:
   void Start(std::function<void(int)> on_signal) {
@@ -37,6 +38,7 @@ class SignalWatcher {
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    if (int cs = CheckpointSignal(CurrentEnv())) sigaddset(&set, cs);
     sfd_ = signalfd(-1, &set, SFD_CLOEXEC);
     efd_ = eventfd(0, EFD_CLOEXEC);
     thread_ = std::thread([this, cb = std::move(on_signal)] {
@@ -148,11 +150,42 @@ void OnTerminate() {
   abort();
 }
 
+std::mutex g_checkpoint_mu;
+std::vector<std::function<void()>> g_checkpoint_callbacks;
+
+// The job is about to end (SIGTERM from Slurm at the time limit or on preemption, or the
+// early-warning signal): run the checkpoint callbacks, then stop the cluster cleanly and exit.
+[[noreturn]] void Preempted(int sig) {
+  std::vector<std::function<void()>> callbacks;
+  {
+    std::lock_guard<std::mutex> lk(g_checkpoint_mu);
+    callbacks = g_checkpoint_callbacks;
+  }
+  fprintf(stderr, "mpiray: %s received: running %zu checkpoint callback(s), then stopping\n",
+          strsignal(sig), callbacks.size());
+  for (auto& cb : callbacks) {
+    try {
+      cb();
+    } catch (const std::exception& e) {
+      fprintf(stderr, "mpiray: a checkpoint callback failed: %s\n", e.what());
+    } catch (...) {
+      fprintf(stderr, "mpiray: a checkpoint callback failed\n");
+    }
+  }
+  int code = sig == SIGTERM ? 128 + sig : 0;
+  if (g_runtime) g_runtime->Exit(code, /*graceful=*/true);
+  fflush(nullptr);
+  _exit(code);
+}
+
 void InstallRuntime(std::unique_ptr<Runtime> rt) {
   bool head = rt->head() != nullptr;
   g_client.store(rt->client());
   g_runtime = std::move(rt);
-  g_signals.Start([](int sig) {
+  int checkpoint = CheckpointSignal(CurrentEnv());
+  g_signals.Start([head, checkpoint](int sig) {
+    if (head && (sig == SIGTERM || sig == checkpoint)) Preempted(sig);
+    if (!head && sig == checkpoint) return;  // only the driver checkpoints
     if (g_runtime) g_runtime->EmergencyExit(sig);
     _exit(128 + sig);
   });
@@ -470,6 +503,11 @@ void InitWithBootstrap(const InitOptions& options, Bootstrap& b) {
 bool IsInitialized() { return g_client.load() != nullptr; }
 
 ClusterSnapshot GetClusterSnapshot() { return detail::Client()->Snapshot(); }
+
+void AddCheckpointCallback(std::function<void()> callback) {
+  std::lock_guard<std::mutex> lk(g_checkpoint_mu);
+  g_checkpoint_callbacks.push_back(std::move(callback));
+}
 
 static std::map<std::string, double> SumResources(bool available) {
   std::map<std::string, double> out;

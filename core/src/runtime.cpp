@@ -51,12 +51,28 @@ std::string HostKey(const EnvMap& env) {
   return host;
 }
 
+int CheckpointSignal(const EnvMap& env) {
+  auto it = env.find("MPIRAY_CHECKPOINT_SIGNAL");
+  std::string v = it == env.end() ? "USR1" : it->second;
+  if (v.rfind("SIG", 0) == 0) v = v.substr(3);
+  static const std::pair<const char*, int> kNames[] = {
+      {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"URG", SIGURG}, {"ALRM", SIGALRM}, {"XCPU", SIGXCPU}};
+  for (auto [name, sig] : kNames) {
+    if (v == name) return sig;
+  }
+  if (v == "none" || v == "NONE" || v.empty()) return 0;
+  char* end = nullptr;
+  long n = std::strtol(v.c_str(), &end, 10);
+  return (*end == '\0' && n > 0 && n < 64) ? static_cast<int>(n) : SIGUSR1;
+}
+
 void BlockTerminationSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGHUP);
+  if (int cs = CheckpointSignal(CurrentEnv())) sigaddset(&set, cs);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
@@ -228,6 +244,7 @@ void Runtime::OnMessage(ProcId src, Msg type, const char* body, size_t len) {
                    DecodeMsg<proto::Shutdown>(body, len).reason);
         client_->Close("the cluster is shutting down");
         worker_->Stop();
+        LeaveSoon(0);
       }
       break;
     case Msg::kExecute:
@@ -311,6 +328,31 @@ void Runtime::HeadLost(const std::string& why) {
   client_->Close("the head is gone");
   fetcher_->FailAll("the head is gone");
   worker_->Stop();
+  LeaveSoon(1);
+}
+
+void Runtime::LeaveSoon(int code) {
+  // The main thread leaves its executor loop when its current task ends, which may be never:
+  // give it a moment, then leave from here.
+  std::thread([this, code] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    WorkerExit(code);
+  }).detach();
+}
+
+void Runtime::WorkerExit(int code) {
+  static std::atomic<bool> once{false};
+  if (once.exchange(true)) {
+    while (true) pause();  // another thread is already ending the process
+  }
+  worker_->BeforeExit();
+  output_.Stop();  // the last lines go out before the goodbye
+  if (!head_lost_) SendMsg(*fabric_, kHeadProc, Msg::kByeAck, proto::Empty{});
+  logging::StopForwarding();
+  fabric_->Stop();
+  CleanupWorkerFiles();
+  fflush(nullptr);
+  _exit(code);
 }
 
 // ------------------------------------------------------------------ join path (head)
@@ -479,13 +521,25 @@ void Runtime::Shutdown() {
   if (finalizer_) finalizer_();
 }
 
-void Runtime::EmergencyExit(int sig) {
+void Runtime::Exit(int code, bool graceful) {
+  // The driver's threads are left as they are (blocked calls stay blocked): this thread
+  // stops the workers, removes the files and ends the process.
   if (head_) {
-    fprintf(stderr, "mpiray: %s received, stopping the cluster\n", strsignal(sig));
     shut_ = true;
-    for (ProcId w : head_->Workers()) SendMsg(*fabric_, w, Msg::kShutdown, proto::Shutdown{"signal"});
+    std::vector<ProcId> workers = head_->Workers();
+    for (ProcId w : workers) SendMsg(*fabric_, w, Msg::kShutdown, proto::Shutdown{"the job is ending"});
     fabric_->Wake();
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (graceful) {
+      std::unique_lock<std::mutex> lk(bye_mu_);
+      bye_cv_.wait_for(lk, std::chrono::seconds(5), [&] {
+        for (ProcId w : workers) {
+          if (!gone_.count(w)) return false;
+        }
+        return true;
+      });
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
     for (int pid : children_) kill(pid, SIGKILL);
     RemoveSessionFiles(session_);
   } else {
@@ -494,7 +548,12 @@ void Runtime::EmergencyExit(int sig) {
     CleanupWorkerFiles();
   }
   fflush(nullptr);
-  _exit(128 + sig);
+  _exit(code);
+}
+
+void Runtime::EmergencyExit(int sig) {
+  if (head_) fprintf(stderr, "mpiray: %s received, stopping the cluster\n", strsignal(sig));
+  Exit(128 + sig, false);
 }
 
 void Runtime::CleanupWorkerFiles() {
@@ -504,15 +563,7 @@ void Runtime::CleanupWorkerFiles() {
 
 void Runtime::ServeAsWorker() {
   worker_->RunMainExecutor();
-  int code = head_lost_ ? 1 : 0;
-  worker_->BeforeExit();
-  output_.Stop();  // the last lines go out before the goodbye
-  if (!head_lost_) SendMsg(*fabric_, kHeadProc, Msg::kByeAck, proto::Empty{});
-  logging::StopForwarding();
-  fabric_->Stop();
-  CleanupWorkerFiles();
-  fflush(nullptr);
-  _exit(code);
+  WorkerExit(head_lost_ ? 1 : 0);
 }
 
 }  // namespace mpiray

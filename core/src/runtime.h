@@ -77,6 +77,10 @@ class Runtime final : public FabricHandler {
   void Shutdown();
   /// @brief A fatal signal: stop everything quickly and exit.
   [[noreturn]] void EmergencyExit(int sig);
+  /// @brief End the process with `code` from a runtime thread: the head stops its workers
+  /// (waiting for them when `graceful`) and removes the session's files; a worker removes its
+  /// own. Other threads are not woken.
+  [[noreturn]] void Exit(int code, bool graceful);
   /// @brief Write fd whose closing tells the reaper process the head is gone.
   void set_reaper_fd(int fd) { reaper_fd_ = fd; }
   void set_finalizer(std::function<void()> f) { finalizer_ = std::move(f); }
@@ -96,6 +100,8 @@ class Runtime final : public FabricHandler {
   Runtime() = default;
   JoinReply OnJoin(const JoinRequest& req);
   void HeadLost(const std::string& why);
+  void LeaveSoon(int code);
+  [[noreturn]] void WorkerExit(int code);
   void CleanupWorkerFiles();
   int64_t NowMs() const;
 
@@ -129,6 +135,10 @@ class Runtime final : public FabricHandler {
   std::atomic<bool> head_lost_{false};
   std::atomic<bool> shut_{false};
 };
+
+/// @brief The early-warning signal that asks for checkpoints (MPIRAY_CHECKPOINT_SIGNAL: USR1 by
+/// default, USR2, a number, or "none" -> 0), as sent by `#SBATCH --signal=USR1@120`.
+int CheckpointSignal(const EnvMap& env);
 
 /// @brief Block SIGINT/SIGTERM/SIGHUP in this thread (threads started later inherit it) so that a
 /// dedicated thread handles them; call before MPI or UCX start threads.

@@ -635,3 +635,14 @@ def get_runtime_context():
     """Job, node, task, actor and rank of the calling code."""
     return RuntimeContext(_core.context())
 
+
+
+def register_checkpoint_callback(callback):
+    """Call ``callback()`` on the driver when the job is about to end: on SIGTERM (Slurm's time
+    limit or preemption) and on the early-warning signal (``#SBATCH --signal=USR1@120``;
+    ``MPIRAY_CHECKPOINT_SIGNAL`` picks another). Callbacks run while the cluster still works;
+    then mpiray shuts down cleanly and the process exits (0 after the early warning, 143 after
+    SIGTERM), so a ``--requeue`` job can resume from what they saved."""
+    if not callable(callback):
+        raise TypeError("register_checkpoint_callback() needs a callable")
+    _core.add_checkpoint_callback(callback)

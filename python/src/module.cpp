@@ -717,6 +717,17 @@ PYBIND11_MODULE(_core, m) {
   });
   m.def("context", &Context);
   m.def("snapshot", &Snapshot);
+  m.def("add_checkpoint_callback", [](py::object fn) {
+    auto* held = new py::object(std::move(fn));  // lives until the process exits
+    mpiray::AddCheckpointCallback([held] {
+      py::gil_scoped_acquire gil;
+      try {
+        (*held)();
+      } catch (py::error_already_set& e) {
+        PySys_WriteStderr("mpiray: checkpoint callback raised: %s\n", e.what());
+      }
+    });
+  });
   m.def("set_output_name", [](const std::string& n) { detail::SetOutputName(n); });
   m.def("serialized_size", [](py::handle v) { return SerializePy(v, "value").size(); });
   m.def("cpp_function_exists", [](const std::string& library, const std::string& name) {

@@ -475,6 +475,35 @@ void Output() {
   std::printf("output OK\n");
 }
 
+// Walltime/preemption: save progress when asked, resume from it when the job comes back.
+void Checkpoint() {
+  const char* path = std::getenv("MPIRAY_TEST_CHECKPOINT");
+  CHECK(path != nullptr);
+  std::ifstream saved(path);
+  int progress = 0;
+  if (saved >> progress) {
+    std::printf("resumed from checkpoint %d\n", progress);
+    CHECK(*mpiray::Get(mpiray::Task(Add).Remote(progress, 1)) == progress + 1);
+    std::printf("finished after resume\n");
+    return;
+  }
+  auto step = std::make_shared<std::atomic<int>>(0);
+  std::string file = path;
+  mpiray::AddCheckpointCallback([step, file] {
+    // The cluster still works here: the callback may read remote state.
+    int value = *mpiray::Get(mpiray::Task(Add).Remote(step->load(), 1000));
+    std::ofstream(file) << value;
+    std::printf("checkpoint saved %d\n", value);
+    std::fflush(stdout);
+  });
+  for (int i = 0; i < 5; ++i) *step = *mpiray::Get(mpiray::Task(Add).Remote(step->load(), 1));
+  auto busy = mpiray::Task(SleepMs).Remote(60000);
+  std::printf("READY\n");
+  std::fflush(stdout);
+  (void)mpiray::Get(busy);
+  std::printf("not interrupted\n");
+}
+
 void Sleepy() {
   // For the Ctrl-C test: announce readiness, then run long tasks until killed.
   std::vector<mpiray::ObjectRef<int>> refs;
@@ -504,7 +533,7 @@ int main(int argc, char** argv) {
       {"crossnode", CrossNode}, {"errors", Errors},         {"wait_cancel", WaitAndCancel},
       {"nested", Nested},     {"resources", Resources},     {"worker_death", WorkerDeath},
       {"sleepy", Sleepy},     {"uncaught", Uncaught},       {"no_shutdown", NoShutdown},
-      {"session", Session},   {"output", Output},
+      {"session", Session},   {"output", Output},           {"checkpoint", Checkpoint},
   };
   if (argc < 2 || !scenarios.count(argv[1])) {
     std::fprintf(stderr, "usage: %s <scenario>\n", argv[0]);

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -30,6 +31,14 @@ namespace mpiray {
 bool IsInitialized();
 /// @brief Stop the cluster (head) or leave it; frees every object and removes the session.
 void Shutdown();
+
+/// @brief Run `callback` on the driver when the job is about to end: on SIGTERM (Slurm's time
+/// limit or preemption) and on the early-warning signal (`#SBATCH --signal=USR1@120`;
+/// MPIRAY_CHECKPOINT_SIGNAL picks another). Callbacks run in registration order on a runtime
+/// thread while the cluster still works; then it shuts down cleanly and the process exits
+/// (status 0 after the early warning, 143 after SIGTERM). A `--requeue` job can resume from
+/// what the callbacks saved.
+void AddCheckpointCallback(std::function<void()> callback);
 
 /// @brief The cluster as the head sees it: nodes with total and available resources, object,
 /// task and actor counts (driver only).
