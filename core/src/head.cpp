@@ -727,8 +727,41 @@ void HeadService::SendExecute(TaskRec& t, ProcId worker) {
   });
 }
 
+void HeadService::RecordEvent(ProcId worker, const proto::TaskDone& done, const std::string& name,
+                              bool failed) {
+  ++finished_;
+  if (failed) ++failed_;
+  constexpr size_t kMaxEvents = 100000;
+  TaskEvent e;
+  e.name = name;
+  e.worker = worker;
+  e.node = NodeOf(worker);
+  e.start_us = done.start_us;
+  e.end_us = done.end_us;
+  e.kind = done.kind;
+  e.failed = failed;
+  if (events_.size() < kMaxEvents) {
+    events_.push_back(std::move(e));
+  } else {
+    events_[events_next_] = std::move(e);
+    events_next_ = (events_next_ + 1) % kMaxEvents;
+  }
+}
+
+std::vector<TaskEvent> HeadService::Events() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<TaskEvent> out(events_.begin() + static_cast<std::ptrdiff_t>(events_next_), events_.end());
+  out.insert(out.end(), events_.begin(), events_.begin() + static_cast<std::ptrdiff_t>(events_next_));
+  return out;
+}
+
 void HeadService::OnTaskDone(ProcId src, proto::TaskDone&& done) {
+  bool failed_result = false;
+  for (const auto& r : done.returns) failed_result |= r.where == static_cast<uint8_t>(Where::kError);
   if (static_cast<TaskKind>(done.kind) == TaskKind::kActorCall) {
+    auto t0 = tasks_.find(done.task);
+    RecordEvent(src, done, t0 != tasks_.end() ? t0->second->spec.function : std::string("actor call"),
+                failed_result);
     auto it = call_actor_.find(done.task);
     if (it == call_actor_.end()) {
       // The caller's registration has not arrived yet (it travels on another channel).
@@ -768,6 +801,7 @@ void HeadService::OnTaskDone(ProcId src, proto::TaskDone&& done) {
     return;
   }
   TaskRec& t = *it->second;
+  RecordEvent(src, done, t.spec.name.empty() ? t.spec.function : t.spec.name, failed_result);
   if (creation) {
     t.actor_worker = kNoProc;  // its resources stay with the actor (released when it dies)
   } else {
@@ -1180,6 +1214,16 @@ ClusterStatus HeadService::Status_() const {
   s.queued_tasks = sched_.queued();
   s.running_tasks = running_;
   s.objects = objects_.size();
+  s.tasks_finished = finished_;
+  s.tasks_failed = failed_;
+  for (const auto& [id, e] : objects_) {
+    if (e.state != ObjEntry::kReady) continue;
+    if (e.where == static_cast<uint8_t>(Where::kShm)) {
+      for (NodeId n : e.locations) s.store_bytes[n] += e.size;
+    } else {
+      s.inline_bytes += e.data.size();
+    }
+  }
   for (const auto& [id, a] : actors_) {
     if (a->state != ActorRec::kDead) ++s.actors;
   }

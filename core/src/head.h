@@ -30,6 +30,17 @@ struct ProcInfo {
   int64_t last_seen_ms = 0;
 };
 
+/// @brief One finished task or actor call, for the timeline.
+struct TaskEvent {
+  std::string name;
+  ProcId worker = 0;
+  NodeId node = 0;
+  int64_t start_us = 0;
+  int64_t end_us = 0;
+  uint8_t kind = 0;
+  bool failed = false;
+};
+
 /// @brief Snapshot of the cluster for status displays and tests.
 struct ClusterStatus {
   struct Node {
@@ -43,6 +54,10 @@ struct ClusterStatus {
   size_t running_tasks = 0;
   size_t objects = 0;
   size_t actors = 0;
+  uint64_t tasks_finished = 0;
+  uint64_t tasks_failed = 0;
+  std::map<NodeId, uint64_t> store_bytes;  // shared-memory object bytes per node (directory view)
+  uint64_t inline_bytes = 0;               // small objects kept in the head's memory
 };
 
 class HeadService {
@@ -97,6 +112,8 @@ class HeadService {
   /// @brief Number of live object entries (for tests of reference counting).
   size_t NumObjects() const;
   bool HasObject(const ObjectId& id) const;
+  /// @brief The most recent task events (bounded), oldest first.
+  std::vector<TaskEvent> Events() const;
 
  private:
   struct Waiter;
@@ -156,6 +173,11 @@ class HeadService {
   std::map<std::pair<std::string, std::string>, ActorId> named_;  // (namespace, name)
   int64_t last_heartbeat_ms_ = 0;
   size_t running_ = 0;
+  uint64_t finished_ = 0;
+  uint64_t failed_ = 0;
+  std::vector<TaskEvent> events_;  // ring buffer
+  size_t events_next_ = 0;
+  void RecordEvent(ProcId worker, const proto::TaskDone& done, const std::string& name, bool failed);
 };
 
 }  // namespace mpiray

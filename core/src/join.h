@@ -21,7 +21,8 @@ struct JoinRequest {
   std::string token;
   std::string role;  // "worker" or "client"
   proto::PeerInfo peer;
-  MSGPACK_DEFINE(magic, token, role, peer);
+  std::string command;  // clients: "status", "stop", "timeline"
+  MSGPACK_DEFINE(magic, token, role, peer, command);
 };
 
 struct JoinReply {

@@ -200,7 +200,9 @@ struct TaskDone {
   std::vector<NewObject> returns;
   ActorId actor;
   ProcId caller = 0;
-  MSGPACK_DEFINE(task, kind, status, returns, actor, caller);
+  int64_t start_us = 0;  // when it ran on the worker (system clock, for the timeline)
+  int64_t end_us = 0;
+  MSGPACK_DEFINE(task, kind, status, returns, actor, caller, start_us, end_us);
 };
 struct CancelRunning {
   TaskId task;

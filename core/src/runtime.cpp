@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "log.h"
+#include <nlohmann/json.hpp>
 #include "mpiray/core/detail/language.h"
 
 namespace mpiray {
@@ -147,6 +148,7 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(RuntimeSetup&& setup) {
     rt->client_->SetBlockingHook([w](bool blocked) { w->OnBlockChange(blocked); });
   }
   rt->last_head_ms_ = rt->NowMs();
+  rt->started_ms_ = rt->NowMs();
   if (rt->role_ == Role::kWorker) {
     // Worker output: kept in logs/worker-N.out and, unless disabled, shown on the driver's
     // console line by line, prefixed with what the worker runs (as Ray does).
@@ -384,8 +386,80 @@ Status Runtime::StartListener(const EnvMap& env, int ranks_per_node,
   return Status::OK();
 }
 
+std::string Runtime::StatusJson() const {
+  using nlohmann::json;
+  ClusterStatus st = head_->Status_();
+  json j;
+  j["session"] = session_.name;
+  j["session_dir"] = session_.dir;
+  j["uptime_s"] = static_cast<double>(NowMs() - started_ms_) / 1000.0;
+  std::map<NodeId, std::string> host_of;
+  json procs = json::array();
+  for (const auto& p : head_->Peers()) {
+    host_of.emplace(p.node, p.host);
+    procs.push_back({{"rank", p.proc}, {"node", p.node}, {"host", p.host}, {"pid", p.pid}});
+  }
+  json nodes = json::array();
+  for (const auto& n : st.nodes) {
+    auto sb = st.store_bytes.find(n.id);
+    nodes.push_back({{"id", n.id},
+                     {"host", host_of.count(n.id) ? host_of[n.id] : std::string()},
+                     {"workers", n.workers},
+                     {"total", n.total},
+                     {"available", n.available},
+                     {"store_bytes", sb == st.store_bytes.end() ? 0 : sb->second}});
+  }
+  j["nodes"] = nodes;
+  j["processes"] = procs;
+  j["tasks"] = {{"queued", st.queued_tasks},
+                {"running", st.running_tasks},
+                {"finished", st.tasks_finished},
+                {"failed", st.tasks_failed}};
+  j["actors"] = st.actors;
+  j["objects"] = st.objects;
+  j["inline_bytes"] = st.inline_bytes;
+  j["store_capacity_per_node"] = session_.config.store_capacity;
+  return j.dump();
+}
+
+std::string Runtime::TimelineJson() const {
+  using nlohmann::json;
+  json events = json::array();
+  for (const auto& e : head_->Events()) {
+    events.push_back({{"name", e.name},
+                      {"cat", e.kind == 2 ? "actor_call" : e.kind == 1 ? "actor_creation" : "task"},
+                      {"ph", "X"},
+                      {"ts", e.start_us},
+                      {"dur", std::max<int64_t>(1, e.end_us - e.start_us)},
+                      {"pid", "node " + std::to_string(e.node)},
+                      {"tid", "worker " + std::to_string(e.worker)},
+                      {"args", {{"failed", e.failed}}}});
+  }
+  return json({{"traceEvents", events}, {"displayTimeUnit", "ms"}}).dump();
+}
+
 JoinReply Runtime::OnJoin(const JoinRequest& req) {
   JoinReply reply;
+  if (req.role == "client") {
+    reply.ok = true;
+    if (req.command == "status") {
+      reply.status = StatusJson();
+    } else if (req.command == "timeline") {
+      reply.status = TimelineJson();
+    } else if (req.command == "stop") {
+      MPIRAY_LOG(warn, "stop requested by 'mpiray stop' (pid {})", req.peer.pid);
+      reply.status = "{\"stopping\": true}";
+      // As a walltime signal: checkpoint callbacks, then a clean stop (after this reply).
+      std::thread([] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        kill(getpid(), SIGTERM);
+      }).detach();
+    } else {
+      reply.ok = false;
+      reply.error = "unknown command '" + req.command + "' (status, stop, timeline)";
+    }
+    return reply;
+  }
   if (req.role != "worker") {
     reply.ok = false;
     reply.error = "unsupported role '" + req.role + "'";

@@ -99,6 +99,8 @@ class Runtime final : public FabricHandler {
  private:
   Runtime() = default;
   JoinReply OnJoin(const JoinRequest& req);
+  std::string StatusJson() const;
+  std::string TimelineJson() const;
   void HeadLost(const std::string& why);
   void LeaveSoon(int code);
   [[noreturn]] void WorkerExit(int code);
@@ -131,6 +133,7 @@ class Runtime final : public FabricHandler {
   std::set<ProcId> gone_;
 
   std::atomic<int64_t> last_head_ms_{0};
+  int64_t started_ms_ = 0;
   int64_t last_beat_ms_ = 0;
   std::atomic<bool> head_lost_{false};
   std::atomic<bool> shut_{false};

@@ -5,6 +5,7 @@
 
 #include <set>
 
+#include <chrono>
 #include <typeinfo>
 
 #include "log.h"
@@ -22,6 +23,13 @@ thread_local bool tl_executor = false;
 // Refs nested in return values, held until the TaskDone that registers them is posted (the
 // task's own handles die first, and the head must not free the objects in between).
 thread_local std::vector<ObjectId> tl_return_holds;
+thread_local int64_t tl_started_us = 0;  // when the current task started (timeline)
+
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 std::string Demangle(const char* name) {
   int status = 0;
@@ -456,6 +464,7 @@ void WorkerService::RunTask(proto::Execute& ex) {
     }
   }
   tl_task = &spec;
+  tl_started_us = NowUs();
   detail::SetOutputName(spec.name.empty() ? spec.function : spec.name);
   std::vector<proto::NewObject> returns;
   auto args = ResolveArgs(ex);
@@ -492,6 +501,7 @@ void WorkerService::RunActorLoop(std::shared_ptr<Actor> a) {
 void WorkerService::RunActorItem(Actor& a, proto::Execute& item) {
   const proto::TaskSpec& spec = item.spec;
   tl_task = &spec;
+  tl_started_us = NowUs();
   struct Reset {
     ~Reset() { tl_task = nullptr; }
   } reset;
@@ -569,14 +579,18 @@ void WorkerService::RunActorItem(Actor& a, proto::Execute& item) {
 
 void WorkerService::ReportDone(const proto::TaskSpec& spec, std::vector<proto::NewObject>&& returns,
                                proto::DoneStatus status) {
+  int64_t end = NowUs();
+  int64_t start = tl_started_us ? tl_started_us : end;
   SendWith(transport_, kHeadProc, Msg::kTaskDone, [&](auto& pk) {
-    pk.pack_array(6);
+    pk.pack_array(8);
     pk.pack(spec.id);
     pk.pack(spec.kind);
     pk.pack(static_cast<uint8_t>(status));
     pk.pack(returns);
     pk.pack(spec.actor);
     pk.pack(spec.caller);
+    pk.pack(start);
+    pk.pack(end);
   });
   auto holds = std::move(tl_return_holds);
   tl_return_holds.clear();

@@ -98,3 +98,32 @@ TEST_CASE("ReadAllocation outside a job, in a batch script and with bad values",
   CHECK(ReadAllocation({{"SLURM_JOB_ID", "7"}, {"SLURM_MEM_PER_NODE", "lots"}}).status().message().find(
             "SLURM_MEM_PER_NODE") != std::string::npos);
 }
+
+#include "mpiray/slurm/batch.h"
+
+TEST_CASE("BatchScript writes sbatch options and an srun line", "[slurm]") {
+  BatchOptions o;
+  o.job_name = "sweep";
+  o.nodes = 4;
+  o.ntasks_per_node = 8;
+  o.gpus_per_node = 2;
+  o.time = "02:00:00";
+  o.partition = "gpu";
+  o.account = "phys";
+  o.extra_sbatch = {"--qos=high"};
+  o.env = {{"MPIRAY_LOG_LEVEL", "debug"}};
+  o.command = {"python", "train sweep.py", "--lr=0.1"};
+  std::string s = BatchScript(o);
+  for (const char* want : {"#!/bin/bash\n", "#SBATCH --job-name=sweep\n", "#SBATCH --nodes=4\n",
+                           "#SBATCH --ntasks-per-node=8\n", "#SBATCH --gpus-per-node=2\n",
+                           "#SBATCH --time=02:00:00\n", "#SBATCH --partition=gpu\n",
+                           "#SBATCH --account=phys\n", "#SBATCH --signal=USR1@120\n",
+                           "#SBATCH --qos=high\n", "export MPIRAY_LOG_LEVEL=debug\n",
+                           "srun --mpi=pmix python 'train sweep.py' --lr=0.1\n"}) {
+    INFO(want);
+    CHECK(s.find(want) != std::string::npos);
+  }
+  CHECK(s.find("--requeue") == std::string::npos);
+  CHECK(ShellQuote("it's") == "'it'\\''s'");
+  CHECK(ShellQuote("plain-word_1.py") == "plain-word_1.py");
+}
