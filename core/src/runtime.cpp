@@ -383,6 +383,19 @@ Status Runtime::StartListener(const EnvMap& env, int ranks_per_node,
     return IoError("cannot write " + session_.AddressFile());
   }
   MPIRAY_LOG(info, "listening for joining processes on {}", listener_->address());
+  // Prometheus metrics: loopback by default, MPIRAY_METRICS_ADDR=host:port or "off".
+  auto m = env.find("MPIRAY_METRICS_ADDR");
+  std::string maddr = m == env.end() || m->second.empty() ? "127.0.0.1:0" : m->second;
+  if (maddr != "off") {
+    auto server = MetricsServer::Start(maddr, [this] { return MetricsText(); });
+    if (server.ok()) {
+      metrics_ = std::move(server).value();
+      std::ofstream(session_.dir + "/metrics.addr") << metrics_->address() << "\n";
+      MPIRAY_LOG(info, "metrics at http://{}/metrics", metrics_->address());
+    } else {
+      MPIRAY_LOG(warn, "no metrics endpoint: {}", server.status().message());
+    }
+  }
   return Status::OK();
 }
 
@@ -420,6 +433,57 @@ std::string Runtime::StatusJson() const {
   j["inline_bytes"] = st.inline_bytes;
   j["store_capacity_per_node"] = session_.config.store_capacity;
   return j.dump();
+}
+
+std::string Runtime::MetricsText() const {
+  ClusterStatus st = head_->Status_();
+  std::string out;
+  std::string sess = "session=\"" + session_.name + "\"";
+  auto metric = [&](const char* name, const char* type, const char* help) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  };
+  auto value = [&](const std::string& name, const std::string& labels, double v) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.17g", v);
+    out += name + "{" + sess + (labels.empty() ? "" : "," + labels) + "} " + buf + "\n";
+  };
+  metric("mpiray_tasks_queued", "gauge", "Tasks ready to run and waiting for a worker.");
+  value("mpiray_tasks_queued", "", static_cast<double>(st.queued_tasks));
+  metric("mpiray_tasks_running", "gauge", "Tasks dispatched to workers.");
+  value("mpiray_tasks_running", "", static_cast<double>(st.running_tasks));
+  metric("mpiray_tasks_finished_total", "counter", "Tasks and actor calls finished.");
+  value("mpiray_tasks_finished_total", "", static_cast<double>(st.tasks_finished));
+  metric("mpiray_tasks_failed_total", "counter", "Tasks and actor calls that ended with an error.");
+  value("mpiray_tasks_failed_total", "", static_cast<double>(st.tasks_failed));
+  metric("mpiray_actors_alive", "gauge", "Live actors.");
+  value("mpiray_actors_alive", "", static_cast<double>(st.actors));
+  metric("mpiray_objects", "gauge", "Objects in the head's directory.");
+  value("mpiray_objects", "", static_cast<double>(st.objects));
+  metric("mpiray_object_store_bytes", "gauge", "Shared-memory object bytes per node.");
+  for (const auto& n : st.nodes) {
+    auto it = st.store_bytes.find(n.id);
+    value("mpiray_object_store_bytes", "node=\"" + std::to_string(n.id) + "\"",
+          it == st.store_bytes.end() ? 0.0 : static_cast<double>(it->second));
+  }
+  metric("mpiray_object_store_capacity_bytes", "gauge", "Object store capacity of each node.");
+  value("mpiray_object_store_capacity_bytes", "", static_cast<double>(session_.config.store_capacity));
+  metric("mpiray_workers", "gauge", "Worker processes per node.");
+  for (const auto& n : st.nodes) {
+    value("mpiray_workers", "node=\"" + std::to_string(n.id) + "\"", static_cast<double>(n.workers.size()));
+  }
+  metric("mpiray_resource_total", "gauge", "Resources of each node.");
+  for (const auto& n : st.nodes) {
+    for (const auto& [r, v] : n.total) {
+      value("mpiray_resource_total", "node=\"" + std::to_string(n.id) + "\",resource=\"" + r + "\"", v);
+    }
+  }
+  metric("mpiray_resource_available", "gauge", "Resources not in use on each node.");
+  for (const auto& n : st.nodes) {
+    for (const auto& [r, v] : n.available) {
+      value("mpiray_resource_available", "node=\"" + std::to_string(n.id) + "\",resource=\"" + r + "\"", v);
+    }
+  }
+  return out;
 }
 
 std::string Runtime::TimelineJson() const {
@@ -563,6 +627,7 @@ void Runtime::Shutdown() {
     });
   }
   if (listener_) listener_->Stop();
+  if (metrics_) metrics_->Stop();
   // Local workers: reap them (they exit on their own; kill stragglers).
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   for (int pid : children_) {

@@ -15,6 +15,7 @@
 #include "fetch.h"
 #include "head.h"
 #include "join.h"
+#include "metrics.h"
 #include "output.h"
 #include "session.h"
 #include "shm_store.h"
@@ -101,6 +102,7 @@ class Runtime final : public FabricHandler {
   JoinReply OnJoin(const JoinRequest& req);
   std::string StatusJson() const;
   std::string TimelineJson() const;
+  std::string MetricsText() const;
   void HeadLost(const std::string& why);
   void LeaveSoon(int code);
   [[noreturn]] void WorkerExit(int code);
@@ -118,6 +120,7 @@ class Runtime final : public FabricHandler {
   std::unique_ptr<ClientImpl> client_;
   std::unique_ptr<WorkerService> worker_;
   std::unique_ptr<JoinListener> listener_;
+  std::unique_ptr<MetricsServer> metrics_;
   OutputForwarder output_;
   std::function<void()> finalizer_;
   int reaper_fd_ = -1;

@@ -20,10 +20,16 @@ grep -q '"traceEvents"' "$MPIRAY_SESSION_ROOT/trace.json"
 grep -q '"name":"Add"' "$MPIRAY_SESSION_ROOT/trace.json"
 "$cli" logs --rank 0 | grep -q "listening for joining processes"
 "$cli" logs --rank 1 | grep -q "worker 1 on host"
+# The Prometheus endpoint (loopback, address in the session directory).
+addr=$(cat "$MPIRAY_SESSION_ROOT"/mpiray-*/metrics.addr)
+python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://$addr/metrics').read().decode())" \
+  > "$MPIRAY_SESSION_ROOT/metrics.txt"
+grep -q '^mpiray_tasks_running{session="[0-9a-f]*"} 1$' "$MPIRAY_SESSION_ROOT/metrics.txt"
+grep -q '^mpiray_workers{session="[0-9a-f]*",node="0"} 2$' "$MPIRAY_SESSION_ROOT/metrics.txt"
 "$cli" stop
 wait $job || rc=$?
 echo "job exit: ${rc:-0}"
 [ "${rc:-0}" = 143 ]
 grep -q "checkpoint saved" "$out"
-rm -f "$MPIRAY_SESSION_ROOT"/{job.out,status.txt,trace.json,ckpt}
+rm -f "$MPIRAY_SESSION_ROOT"/{job.out,status.txt,trace.json,ckpt,metrics.txt}
 echo "cli OK"
