@@ -82,6 +82,9 @@ namespace detail {
 ClusterSnapshot CoreClient::Snapshot() {
   throw Error(StatusCode::kInvalidArgument, "cluster information is not available here");
 }
+Status CoreClient::DrainProcesses(const std::vector<ProcId>&) {
+  return InvalidArgument("draining is only possible on the driver");
+}
 bool CoreClient::GetNamedActor(const std::string&, const std::string&, ActorId*, Buffer*) {
   throw Error(StatusCode::kInvalidArgument, "named actors are not available here");
 }

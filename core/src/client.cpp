@@ -1,6 +1,7 @@
 #include "client.h"
 
 #include <chrono>
+#include <set>
 
 #include "log.h"
 #include "resources.h"
@@ -385,11 +386,17 @@ detail::ClusterSnapshot ClientImpl::Snapshot() {
     node.workers = n.workers;
     s.nodes.push_back(std::move(node));
   }
+  std::set<ProcId> workers;
+  for (const auto& n : st.nodes) workers.insert(n.workers.begin(), n.workers.end());
   for (const auto& p : d_.head->Peers()) {
-    s.processes.push_back({p.proc, p.node, p.pid, p.host});
+    auto [running, actors] = d_.head->Load(p.proc);
+    s.processes.push_back({p.proc, p.node, p.pid, p.host, p.job, running, actors,
+                           workers.count(p.proc) > 0});
   }
+  s.pending_actors = d_.head->PendingActors();
   s.objects = st.objects;
   s.queued_tasks = st.queued_tasks;
+  s.pipelined_tasks = st.pipelined_tasks;
   s.running_tasks = st.running_tasks;
   s.actors = st.actors;
   s.store_used = d_.store->used();
@@ -422,6 +429,17 @@ void ClientImpl::OnNamedActor(proto::NamedActor&& r) {
   if (it == named_replies_.end()) return;
   it->second = std::move(r);
   named_cv_.notify_all();
+}
+
+Status ClientImpl::DrainProcesses(const std::vector<ProcId>& procs) {
+  if (!d_.head) return InvalidArgument("draining is only possible on the driver");
+  // Copy objects that would be lost into this (the driver's) node's store.
+  for (const proto::ObjectLoc& loc : d_.head->Drain(procs, d_.node)) {
+    if (loc.where != static_cast<uint8_t>(Where::kShm) || loc.node == d_.node) continue;
+    auto copy = d_.fetcher->Fetch(loc);
+    if (!copy.ok()) return copy.status();
+  }
+  return Status::OK();
 }
 
 double ClientImpl::MeasureFabricGbps(ProcId source, uint64_t bytes) {

@@ -47,6 +47,7 @@ class ClientImpl final : public detail::CoreClient {
   void RemoveLocalRef(const ObjectId& id) override;
   detail::ClusterSnapshot Snapshot() override;
   double MeasureFabricGbps(ProcId source, uint64_t bytes) override;
+  Status DrainProcesses(const std::vector<ProcId>& procs) override;
   bool GetNamedActor(const std::string& ns, const std::string& name, ActorId* actor,
                      Buffer* handle_meta) override;
   void OnNamedActor(proto::NamedActor&& r);

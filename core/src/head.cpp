@@ -153,11 +153,7 @@ void HeadService::AddProcess(const proto::PeerInfo& peer, bool is_worker) {
   for (const auto& [id, p] : procs_) {
     if (p.alive && p.peer.host == peer.host) host_nodes.insert(p.peer.node);
   }
-  for (NodeId n : host_nodes) {
-    bool has_worker = false;
-    for (ProcId p : node_procs_[n]) has_worker |= procs_[p].alive && procs_[p].worker;
-    if (has_worker) AddNodeResources(n);
-  }
+  for (NodeId n : host_nodes) AddNodeResources(n);  // the head's node too (it has no CPUs)
   if (is_worker) Dispatch();
 }
 
@@ -201,10 +197,11 @@ void HeadService::RemoveProcess(ProcId proc, const std::string& why) {
              info.peer.pid, why);
   auto& np = node_procs_[node];
   np.erase(std::remove(np.begin(), np.end(), proc), np.end());
+  if (np.empty()) sched_.RemoveNode(node);  // a node whose processes are all gone is gone
 
   if (info.worker) {
     sched_.RemoveWorker(proc);
-    AddNodeResources(node);
+    if (!np.empty()) AddNodeResources(node);
     std::vector<TaskId> lost;
     for (auto& [tid, t] : tasks_) {
       if (t->item.worker == proc || t->actor_worker == proc) lost.push_back(tid);
@@ -553,10 +550,13 @@ Status HeadService::SubmitLocked(proto::TaskSpec&& spec, ProcId submitter) {
   }
   MPIRAY_ASSIGN_OR_RETURN(uint32_t shape, sched_.Shape(spec.resources));
   bool is_actor = spec.task_kind() == TaskKind::kActorCreate;
-  if (!is_actor || !spec.resources.empty()) {
-    MPIRAY_RETURN_IF_ERROR(sched_.CheckFeasible(shape));
-  } else if (sched_.num_workers() == 0) {
-    return Status(StatusCode::kInfeasible, "there are no worker processes to host the actor");
+  // With an autoscaler, capacity may still come: the request waits instead of failing.
+  if (!config_.autoscale) {
+    if (!is_actor || !spec.resources.empty()) {
+      MPIRAY_RETURN_IF_ERROR(sched_.CheckFeasible(shape));
+    } else if (sched_.num_workers() == 0) {
+      return Status(StatusCode::kInfeasible, "there are no worker processes to host the actor");
+    }
   }
   for (size_t i = 0; i < spec.args.size(); ++i) {
     const proto::Arg& a = spec.args[i];
@@ -806,6 +806,7 @@ void HeadService::OnTaskDone(ProcId src, proto::TaskDone&& done) {
     t.actor_worker = kNoProc;  // its resources stay with the actor (released when it dies)
   } else {
     sched_.Finished(&t.item);
+    if (done.end_us > done.start_us) sched_.RecordDuration(t.item.shape, done.end_us - done.start_us);
   }
   --running_;
   bool cancelled = t.cancelled || done.status == static_cast<uint8_t>(proto::DoneStatus::kCancelled);
@@ -999,6 +1000,39 @@ void HeadService::RouteCall(ActorRec& a, proto::TaskSpec&& spec) {
   } else {
     a.queued_calls.push_back(std::move(spec));
   }
+}
+
+std::vector<proto::ObjectLoc> HeadService::Drain(const std::vector<ProcId>& procs, NodeId keep_node) {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::set<NodeId> leaving;
+  for (ProcId p : procs) {
+    sched_.SetDraining(p, true);
+    leaving.insert(NodeOf(p));
+  }
+  // A node stays if some process on it does not leave.
+  for (auto it = leaving.begin(); it != leaving.end();) {
+    bool others = false;
+    for (ProcId p : node_procs_[*it]) others |= std::find(procs.begin(), procs.end(), p) == procs.end();
+    it = others ? leaving.erase(it) : std::next(it);
+  }
+  std::vector<proto::ObjectLoc> stranded;
+  for (const auto& [id, e] : objects_) {
+    if (e.state != ObjEntry::kReady || e.where != static_cast<uint8_t>(Where::kShm)) continue;
+    bool elsewhere = std::any_of(e.locations.begin(), e.locations.end(),
+                                 [&](NodeId n) { return !leaving.count(n); });
+    if (!elsewhere) stranded.push_back(Locate(id, e, keep_node));
+  }
+  return stranded;
+}
+
+std::pair<int, int> HeadService::Load(ProcId proc) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return sched_.Load(proc);
+}
+
+size_t HeadService::PendingActors() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return pending_actors_.size();
 }
 
 bool HeadService::FindNamedActor(const std::string& ns, const std::string& name, ActorId* actor,
@@ -1212,6 +1246,7 @@ ClusterStatus HeadService::Status_() const {
     s.nodes.push_back(std::move(n));
   }
   s.queued_tasks = sched_.queued();
+  s.pipelined_tasks = sched_.Pipelined();
   s.running_tasks = running_;
   s.objects = objects_.size();
   s.tasks_finished = finished_;

@@ -51,6 +51,7 @@ struct ClusterStatus {
   };
   std::vector<Node> nodes;
   size_t queued_tasks = 0;
+  size_t pipelined_tasks = 0;  // dispatched but waiting behind another task on their worker
   size_t running_tasks = 0;
   size_t objects = 0;
   size_t actors = 0;
@@ -97,6 +98,13 @@ class HeadService {
   Status Cancel(const ObjectId& id, bool force, bool recursive);
   Status KillActor(const ActorId& actor, bool no_restart);
   void AddLocation(const ObjectId& id, NodeId node);
+  /// @brief Stop giving `procs` new work; returns the objects whose every copy is on their
+  /// nodes (to be copied elsewhere before they leave).
+  std::vector<proto::ObjectLoc> Drain(const std::vector<ProcId>& procs, NodeId keep_node);
+  /// @brief (tasks dispatched, actors hosted) of a process.
+  std::pair<int, int> Load(ProcId proc) const;
+  /// @brief Actors waiting for room.
+  size_t PendingActors() const;
   /// @brief Look up a live named actor.
   bool FindNamedActor(const std::string& ns, const std::string& name, ActorId* actor,
                       Buffer* handle_meta);

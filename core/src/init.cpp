@@ -152,6 +152,21 @@ void OnTerminate() {
 
 std::mutex g_checkpoint_mu;
 std::vector<std::function<void()>> g_checkpoint_callbacks;
+std::vector<std::function<void()>> g_shutdown_hooks;
+
+void RunShutdownHooks() {
+  std::vector<std::function<void()>> hooks;
+  {
+    std::lock_guard<std::mutex> lk(g_checkpoint_mu);
+    hooks.swap(g_shutdown_hooks);
+  }
+  for (auto& h : hooks) {
+    try {
+      h();
+    } catch (...) {
+    }
+  }
+}
 
 // The job is about to end (SIGTERM from Slurm at the time limit or on preemption, or the
 // early-warning signal): run the checkpoint callbacks, then stop the cluster cleanly and exit.
@@ -173,6 +188,7 @@ std::vector<std::function<void()>> g_checkpoint_callbacks;
     }
   }
   int code = sig == SIGTERM ? 128 + sig : 0;
+  RunShutdownHooks();
   if (g_runtime) g_runtime->Exit(code, /*graceful=*/true);
   fflush(nullptr);
   _exit(code);
@@ -213,6 +229,8 @@ proto::PeerInfo LocalPeer(const EnvMap& env, const UcxFabric& fabric) {
   p.gpus = DetectGpus(env);
   p.machine = MachineId();
   p.memory = AvailableMemory();
+  auto job = env.find("SLURM_JOB_ID");
+  if (job != env.end()) p.job = job->second;
   return p;
 }
 
@@ -239,7 +257,19 @@ struct BootstrapResult {
 [[noreturn]] void JoinAsWorker(const std::string& dir) {
   EnvMap env = CurrentEnv();
   std::string address;
-  auto s = ReadSessionForJoin(dir, &address);
+  Result<SessionInfo> s = Status(StatusCode::kNotFound, "no session");
+  auto a = env.find("MPIRAY_JOIN_ADDRESS");
+  auto t = env.find("MPIRAY_JOIN_TOKEN");
+  if (a != env.end() && t != env.end() && !a->second.empty() && !t->second.empty()) {
+    // Worker jobs started by the autoscaler: the session directory may not be visible here.
+    SessionInfo info;
+    info.dir = dir;
+    info.token = t->second;
+    address = a->second;
+    s = info;
+  } else {
+    s = ReadSessionForJoin(dir, &address);
+  }
   if (!s.ok()) WorkerFatal(s.status().message());
   auto fabric = UcxFabric::Create(UcxFabricOptions{});
   if (!fabric.ok()) WorkerFatal(fabric.status().message());
@@ -337,6 +367,11 @@ CoreClient* Client() {
   CoreClient* c = ClientOrNull();
   if (!c) throw Error(StatusCode::kUnavailable, "mpiray is not initialised: call mpiray::Init() first");
   return c;
+}
+
+void AddShutdownHook(std::function<void()> hook) {
+  std::lock_guard<std::mutex> lk(g_checkpoint_mu);
+  g_shutdown_hooks.push_back(std::move(hook));
 }
 
 void SetClientForTesting(CoreClient* client) {
@@ -521,6 +556,7 @@ std::map<std::string, double> ClusterResources() { return SumResources(false); }
 std::map<std::string, double> AvailableResources() { return SumResources(true); }
 
 void Shutdown() {
+  RunShutdownHooks();
   std::unique_ptr<Runtime> rt;
   {
     std::lock_guard<std::mutex> lk(g_mu);

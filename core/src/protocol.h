@@ -122,7 +122,8 @@ struct PeerInfo {
   int32_t gpus = 0;
   std::string machine;  // identifies the physical machine (hostname + boot id)
   uint64_t memory = 0;  // MemAvailable of its host, bytes
-  MSGPACK_DEFINE(proc, node, host, pid, address, gpus, machine, memory);
+  std::string job;      // the Slurm job the process runs in (SLURM_JOB_ID), if any
+  MSGPACK_DEFINE(proc, node, host, pid, address, gpus, machine, memory, job);
 };
 
 struct PeerLeft {

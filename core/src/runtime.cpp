@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "log.h"
+#include "mpiray/core/bootstrap.h"
 #include <nlohmann/json.hpp>
 #include "mpiray/core/detail/language.h"
 
@@ -81,6 +82,23 @@ int64_t Runtime::NowMs() const {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+std::vector<std::string> detail::DefaultWorkerCommand() {
+  std::vector<std::string> cmd;
+  std::ifstream f("/proc/self/cmdline", std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  size_t start = 0;
+  while (start < all.size()) {
+    size_t end = all.find('\0', start);
+    if (end == std::string::npos) end = all.size();
+    cmd.push_back(all.substr(start, end - start));
+    start = end + 1;
+  }
+  char exe[4096] = {0};
+  ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (!cmd.empty() && len > 0) cmd[0] = std::string(exe, static_cast<size_t>(len));
+  return cmd;
 }
 
 // ------------------------------------------------------------------ construction
@@ -556,23 +574,8 @@ JoinReply Runtime::OnJoin(const JoinRequest& req) {
 }
 
 Status Runtime::SpawnLocalWorkers(int n, const std::vector<std::string>& command, int timeout_ms) {
-  std::vector<std::string> cmd = command;
-  if (cmd.empty()) {
-    // Run this very program again: its MPIRAY_REMOTE functions are then available.
-    std::ifstream f("/proc/self/cmdline", std::ios::binary);
-    std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    size_t start = 0;
-    while (start < all.size()) {
-      size_t end = all.find('\0', start);
-      if (end == std::string::npos) end = all.size();
-      cmd.push_back(all.substr(start, end - start));
-      start = end + 1;
-    }
-    if (cmd.empty()) return Internal("cannot read /proc/self/cmdline");
-    char exe[4096] = {0};
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len > 0) cmd[0] = std::string(exe, static_cast<size_t>(len));
-  }
+  std::vector<std::string> cmd = command.empty() ? detail::DefaultWorkerCommand() : command;
+  if (cmd.empty()) return Internal("cannot read /proc/self/cmdline");
   pid_t parent = getpid();
   for (int i = 0; i < n; ++i) {
     std::vector<char*> argv;

@@ -29,6 +29,7 @@ Result<uint32_t> Scheduler::Shape(const proto::Resources& request) {
   shapes_.push_back(r);
   shape_ids_.emplace(std::move(r), id);
   queues_.emplace_back();
+  avg_us_.push_back(-1);
   return id;
 }
 
@@ -137,7 +138,7 @@ Scheduler::Worker* Scheduler::FindOnNode(Node& n, uint32_t shape, int limit, boo
   bool node_fits = Fits(n, req);
   for (ProcId wid : n.workers) {
     Worker& w = workers_[wid];
-    if (!w.alive) continue;
+    if (!w.alive || w.draining) continue;
     int active = w.inflight - w.blocked;
     if (idle_only) {
       if (w.lease_count == 0 && active == 0 && node_fits) {
@@ -192,9 +193,10 @@ void Scheduler::Schedule(std::vector<Assignment>* out) {
         q.pop_front();
         continue;
       }
-      // Pipeline no deeper than the fair share of the backlog, so short queues spread out.
+      // Pipeline no deeper than the fair share of the backlog, so short queues spread out, and
+      // no deeper than the shape's task durations warrant.
       int limit = static_cast<int>(std::min<size_t>(
-          max_inflight_, std::max<size_t>(1, (queued_ + alive_workers_ - 1) / alive_workers_)));
+          Depth(s), std::max<size_t>(1, (queued_ + alive_workers_ - 1) / alive_workers_)));
       Worker* w = FindWorker(s, item->preferred, limit);
       if (w == nullptr) break;
       q.pop_front();
@@ -264,7 +266,7 @@ ProcId Scheduler::PlaceActor(uint32_t shape, bool hold) {
     if (hold && !Fits(n, req)) continue;
     for (ProcId wid : n.workers) {
       Worker& w = workers_[wid];
-      if (!w.alive) continue;
+      if (!w.alive || w.draining) continue;
       if (!best || w.actors < best->actors ||
           (w.actors == best->actors && w.inflight < best->inflight)) {
         best = &w;
@@ -282,6 +284,37 @@ void Scheduler::ReleaseActor(ProcId worker, uint32_t shape, bool held) {
   if (it == workers_.end()) return;
   --it->second.actors;
   if (held) Release(nodes_[it->second.node], shapes_[shape]);
+}
+
+void Scheduler::RecordDuration(uint32_t shape, int64_t us) {
+  if (shape >= avg_us_.size() || us < 0) return;
+  double& a = avg_us_[shape];
+  a = a < 0 ? static_cast<double>(us) : 0.8 * a + 0.2 * static_cast<double>(us);
+}
+
+int Scheduler::Depth(uint32_t shape) const {
+  double a = shape < avg_us_.size() ? avg_us_[shape] : -1;
+  if (a < 0) return std::min(2, max_inflight_);  // nothing measured yet: hide one round trip
+  constexpr double kQueuedWorkUs = 2000;
+  int d = 1 + static_cast<int>(kQueuedWorkUs / std::max(1.0, a));
+  return std::clamp(d, 1, max_inflight_);
+}
+
+size_t Scheduler::Pipelined() const {
+  size_t n = 0;
+  for (const auto& [id, w] : workers_) n += static_cast<size_t>(std::max(0, w.inflight - w.blocked - 1));
+  return n;
+}
+
+void Scheduler::SetDraining(ProcId worker, bool draining) {
+  auto it = workers_.find(worker);
+  if (it != workers_.end()) it->second.draining = draining;
+}
+
+std::pair<int, int> Scheduler::Load(ProcId worker) const {
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return {0, 0};
+  return {it->second.inflight, it->second.actors};
 }
 
 std::vector<Scheduler::NodeView> Scheduler::Nodes() const {

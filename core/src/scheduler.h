@@ -76,6 +76,17 @@ class Scheduler {
   /// @brief Give back what PlaceActor took.
   void ReleaseActor(ProcId worker, uint32_t shape, bool held);
 
+  /// @brief A task of `shape` ran for `us` microseconds: tunes how deep tasks of that shape are
+  /// pipelined (about 2 ms of queued work per worker; tiny tasks go deep, long ones one by one,
+  /// so that workers that join later still find work).
+  void RecordDuration(uint32_t shape, int64_t us);
+  /// @brief Tasks dispatched to workers but not yet started (they wait behind another task).
+  size_t Pipelined() const;
+  /// @brief A draining worker gets no new tasks or actors (it is about to leave).
+  void SetDraining(ProcId worker, bool draining);
+  /// @brief Tasks dispatched to `worker` and actors it hosts.
+  std::pair<int, int> Load(ProcId worker) const;
+
   size_t queued() const { return queued_; }
   size_t num_workers() const { return alive_workers_; }
 
@@ -97,6 +108,7 @@ class Scheduler {
     uint32_t lease_shape = 0;
     int actors = 0;
     bool alive = true;
+    bool draining = false;
   };
   struct Node {
     NodeId id = 0;
@@ -117,6 +129,8 @@ class Scheduler {
   std::vector<ResourceRequest> shapes_;
   std::map<ResourceRequest, uint32_t> shape_ids_;
   std::vector<std::deque<SchedItem*>> queues_;  // by shape
+  std::vector<double> avg_us_;                  // by shape: moving average of task durations
+  int Depth(uint32_t shape) const;
   size_t queued_ = 0;
   std::map<NodeId, Node> nodes_;
   std::unordered_map<ProcId, Worker> workers_;

@@ -207,6 +207,7 @@ Result<RuntimeConfig> ConfigFromEnv(const EnvMap& env, const InitOptions& o) {
   c.log_to_driver = o.log_to_driver;
   if (auto* v = Find(env, "MPIRAY_LOG_TO_DRIVER")) c.log_to_driver = c.log_to_driver && Truthy(*v);
   c.ns = o.ns;
+  c.autoscale = !o.autoscale.empty() || Find(env, "MPIRAY_AUTOSCALE") != nullptr;
   return c;
 }
 

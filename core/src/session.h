@@ -36,9 +36,11 @@ struct RuntimeConfig {
   bool keep_mpi = false;
   bool log_to_driver = true;
   std::string ns;  // the job's default namespace for named actors
+  bool autoscale = false;  // capacity can grow: infeasible-now requests wait
   MSGPACK_DEFINE(inline_threshold, store_capacity, ranks_per_node, log_level,
                  max_inflight_per_worker, spin_us, heartbeat_timeout_ms, num_cpus, num_gpus,
-                 custom, fetch_chunk, num_workers, keep_session, keep_mpi, log_to_driver, ns);
+                 custom, fetch_chunk, num_workers, keep_session, keep_mpi, log_to_driver, ns,
+                 autoscale);
 };
 
 /// @brief Identity of one run: its directories and secret.

@@ -6,10 +6,13 @@
 #include "mpiray/core/api.h"
 #include "mpiray/core/bootstrap.h"
 #include "mpiray/mpi/launcher.h"
+#include "mpiray/slurm/autoscaler.h"
 
 extern char** environ;
 
 namespace mpiray {
+
+static void StartWithMpi(const InitOptions& options, const mpi::LaunchInfo& info);
 
 void Init(const InitOptions& options) {
   if (IsInitialized()) {
@@ -26,8 +29,22 @@ void Init(const InitOptions& options) {
   mpi::LaunchInfo info = ValueOrThrow(mpi::DetectLauncher(env));
   if (info.launcher == mpi::Launcher::kNone || info.launcher == mpi::Launcher::kJoin) {
     detail::InitStandalone(options);
-    return;
+  } else {
+    StartWithMpi(options, info);
   }
+  // Elastic allocation (the driver only; workers never return from the calls above).
+  std::string autoscale = options.autoscale;
+  if (autoscale.empty() && env.count("MPIRAY_AUTOSCALE")) autoscale = env["MPIRAY_AUTOSCALE"];
+  if (!autoscale.empty()) {
+    Status st = slurm::StartDriverAutoscaler(autoscale, options.worker_command);
+    if (!st.ok()) {
+      Shutdown();
+      ThrowIfError(st);
+    }
+  }
+}
+
+static void StartWithMpi(const InitOptions& options, const mpi::LaunchInfo& info) {
   // Signals must be blocked before MPI starts its own threads.
   detail::BlockTerminationSignalsForInit();
   static std::unique_ptr<mpi::MpiBootstrap> boot;  // kept for FinalizeKept at shutdown

@@ -31,7 +31,7 @@ _INIT_ARGS = {
     "logging_level", "log_to_driver", "ignore_reinit_error", "num_workers", "ranks_per_node",
     "runtime_env", "include_dashboard", "dashboard_host", "dashboard_port", "configure_logging",
     "logging_format", "local_mode", "job_config", "_temp_dir", "_system_config",
-    "session_root", "keep_session",
+    "session_root", "keep_session", "autoscale",
 }
 
 _LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",
@@ -70,6 +70,12 @@ def init(address=None, **kwargs):
                 opts[k] = kwargs[k]
         if kwargs.get("namespace") is not None:
             opts["namespace"] = kwargs["namespace"]
+        autoscale = kwargs.get("autoscale")
+        if autoscale:
+            # {"max": 3, "nodes": 1, "idle": 60, ...} or "max=3,nodes=1,idle=60"
+            if isinstance(autoscale, dict):
+                autoscale = ",".join(f"{k}={v}" for k, v in autoscale.items())
+            opts["autoscale"] = str(autoscale)
         if "num_workers" not in opts and kwargs.get("num_cpus") is not None:
             opts["num_workers"] = max(1, int(kwargs["num_cpus"]))
         # Local workers run this interpreter with the driver's import path.

@@ -679,6 +679,7 @@ PYBIND11_MODULE(_core, m) {
       else if (k == "log_to_driver") opts.log_to_driver = v.cast<bool>();
       else if (k == "namespace") opts.ns = v.cast<std::string>();
       else if (k == "join_timeout_ms") opts.join_timeout_ms = v.cast<int>();
+      else if (k == "autoscale") opts.autoscale = v.cast<std::string>();
       else throw py::value_error("unknown init option '" + k + "'");
     }
     opts.handle_sigint = false;  // Ctrl-C raises KeyboardInterrupt in the driver

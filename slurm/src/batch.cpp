@@ -38,7 +38,8 @@ std::string BatchScript(const BatchOptions& o) {
   for (const auto& e : o.extra_sbatch) line(e);
   s += "\nset -eo pipefail\n";
   for (const auto& [k, v] : o.env) s += "export " + k + "=" + ShellQuote(v) + "\n";
-  s += "srun --mpi=pmix";
+  s += "srun";
+  if (!o.srun_args.empty()) s += " " + o.srun_args;
   for (const auto& w : o.command) s += " " + ShellQuote(w);
   s += "\n";
   return s;

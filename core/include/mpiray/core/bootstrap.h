@@ -2,6 +2,7 @@
 // mpi component (MPI collectives); the core never calls MPI itself.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,12 @@ void InitStandalone(const InitOptions& options);
 void BlockTerminationSignalsForInit();
 /// @brief True when this process was started to join an existing session (MPIRAY_JOIN).
 bool IsJoinLaunch();
+/// @brief The command that starts a worker running this program: this executable with this
+/// process's arguments (its MPIRAY_REMOTE functions are then there).
+std::vector<std::string> DefaultWorkerCommand();
+/// @brief Run `hook` when the driver shuts down (before the cluster stops), also when a
+/// signal ends the job.
+void AddShutdownHook(std::function<void()> hook);
 }  // namespace detail
 
 }  // namespace mpiray

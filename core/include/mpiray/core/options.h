@@ -50,6 +50,11 @@ struct InitOptions {
   bool handle_sigint = true;
   /// Default namespace for named actors (Ray's `namespace`); empty: an anonymous one per job.
   std::string ns;
+  /// Elastic allocation under Slurm (MPIRAY_AUTOSCALE), e.g. "max=3,nodes=1,tasks_per_node=2,
+  /// idle=60,time=01:00:00,partition=batch": the driver submits worker jobs while work waits
+  /// and cancels them when idle. Keys: min, max, nodes, tasks_per_node, partition, account,
+  /// time, idle (s), delay (s), sbatch (an extra option, repeatable). Empty: off.
+  std::string autoscale;
 };
 
 }  // namespace mpiray

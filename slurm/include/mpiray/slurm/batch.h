@@ -24,6 +24,7 @@ struct BatchOptions {
   std::vector<std::string> extra_sbatch;  // more "#SBATCH ..." option lines, e.g. "--qos=debug"
   std::vector<std::pair<std::string, std::string>> env;  // exported before srun
   std::vector<std::string> command;      // what srun runs on every task
+  std::string srun_args = "--mpi=pmix";  // --mpi=none for worker jobs (they join without MPI)
 };
 
 /// @brief Quote one word for a POSIX shell.

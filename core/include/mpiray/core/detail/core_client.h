@@ -9,6 +9,7 @@
 
 #include "mpiray/core/buffer.h"
 #include "mpiray/core/ids.h"
+#include "mpiray/core/status.h"
 
 namespace mpiray::detail {
 
@@ -56,12 +57,18 @@ struct ClusterSnapshot {
     NodeId node = 0;
     int pid = 0;
     std::string host;
+    std::string job;   // Slurm job id of the process ("" outside Slurm)
+    int running = 0;   // tasks dispatched to it
+    int actors = 0;    // actors it hosts
+    bool worker = false;
   };
   std::vector<Process> processes;  // live processes, the head included
   size_t objects = 0;        // live entries in the object directory
   size_t queued_tasks = 0;   // ready, waiting for a worker
+  size_t pipelined_tasks = 0;  // sent to a worker, waiting behind another task there
   size_t running_tasks = 0;  // dispatched to a worker
   size_t actors = 0;         // alive
+  size_t pending_actors = 0; // waiting for a worker with room
   uint64_t store_used = 0;   // bytes in the head node's object store
 };
 
@@ -84,6 +91,9 @@ class CoreClient {
   virtual void RemoveLocalRef(const ObjectId& id) = 0;
   /// @brief The cluster as the head sees it (driver only).
   virtual ClusterSnapshot Snapshot();
+  /// @brief Prepare processes to leave (driver only): they get no new work, and objects whose
+  /// only copies are on their nodes are copied to the driver's node. Returns when done.
+  virtual Status DrainProcesses(const std::vector<ProcId>& procs);
   /// @brief Find a named actor: true and its id and handle metadata, or false.
   virtual bool GetNamedActor(const std::string& ns, const std::string& name, ActorId* actor,
                              Buffer* handle_meta);
