@@ -13,7 +13,11 @@ using proto::Where;
 
 ClientImpl::ClientImpl(const ClientDeps& deps) : d_(deps) {}
 
-TaskId ClientImpl::NextTaskId() { return TaskId::Make(d_.self, ++next_task_); }
+TaskId ClientImpl::NextTaskId() {
+  // Process-wide, so that ids never repeat across sessions of one process.
+  static std::atomic<uint64_t> next{0};
+  return TaskId::Make(d_.self, ++next);
+}
 
 // ------------------------------------------------------------------ references
 

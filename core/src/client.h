@@ -86,7 +86,6 @@ class ClientImpl final : public detail::CoreClient {
   void RouteActorCall(proto::TaskSpec&& spec);
 
   ClientDeps d_;
-  std::atomic<uint64_t> next_task_{0};
   std::function<void(bool)> blocking_hook_;
 
   mutable std::mutex ref_mu_;

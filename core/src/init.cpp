@@ -27,15 +27,16 @@ std::mutex g_mu;
 std::unique_ptr<Runtime> g_runtime;
 std::atomic<ClientImpl*> g_client{nullptr};
 std::atomic<detail::CoreClient*> g_test_client{nullptr};
+std::atomic<uint32_t> g_epoch{0};
 
 // Handles SIGINT/SIGTERM/SIGHUP and the checkpoint signal on its own thread (they are blocked
 // everywhere else).
 class SignalWatcher {
  public:
-  void Start(std::function<void(int)> on_signal) {
+  void Start(std::function<void(int)> on_signal, bool with_sigint) {
     sigset_t set;
     sigemptyset(&set);
-    sigaddset(&set, SIGINT);
+    if (with_sigint) sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
     if (int cs = CheckpointSignal(CurrentEnv())) sigaddset(&set, cs);
@@ -126,7 +127,9 @@ int StartReaper(const SessionInfo& session) {
     while (read(fds[0], &c, 1) != 0) {
       if (errno != EINTR) break;
     }
-    RemoveSessionFiles(session);
+    SessionInfo doomed = session;
+    if (session.config.keep_session) doomed.dir.clear();  // logs stay; shared memory goes
+    RemoveSessionFiles(doomed);
     _exit(0);
   }
   close(fds[0]);
@@ -194,8 +197,9 @@ void RunShutdownHooks() {
   _exit(code);
 }
 
-void InstallRuntime(std::unique_ptr<Runtime> rt) {
+void InstallRuntime(std::unique_ptr<Runtime> rt, bool handle_sigint = true) {
   bool head = rt->head() != nullptr;
+  g_epoch.fetch_add(1);
   g_client.store(rt->client());
   g_runtime = std::move(rt);
   int checkpoint = CheckpointSignal(CurrentEnv());
@@ -204,7 +208,7 @@ void InstallRuntime(std::unique_ptr<Runtime> rt) {
     if (!head && sig == checkpoint) return;  // only the driver checkpoints
     if (g_runtime) g_runtime->EmergencyExit(sig);
     _exit(128 + sig);
-  });
+  }, handle_sigint || !head);  // a Python driver keeps SIGINT for KeyboardInterrupt
   if (head) {
     static bool registered = false;
     if (!registered) {
@@ -358,6 +362,8 @@ RuntimeContext CurrentContext() {
 
 void BlockTerminationSignalsForInit() { SaveMaskAndBlock(); }
 
+uint32_t ClientEpoch() noexcept { return g_epoch.load(); }
+
 CoreClient* ClientOrNull() noexcept {
   CoreClient* c = g_client.load();
   return c ? c : g_test_client.load();
@@ -424,7 +430,7 @@ void InitStandalone(const InitOptions& options) {
   }
   Runtime* r = rt->get();
   r->set_reaper_fd(reaper);
-  InstallRuntime(std::move(rt).value());
+  InstallRuntime(std::move(rt).value(), options.handle_sigint);
   Status st = r->StartListener(env, cfg.ranks_per_node, {});
   if (st.ok() && workers > 0) st = r->SpawnLocalWorkers(workers, options.worker_command, options.join_timeout_ms);
   if (!st.ok()) {
@@ -522,7 +528,7 @@ void InitWithBootstrap(const InitOptions& options, Bootstrap& b) {
     ThrowIfError(rt.status());
   }
   Runtime* r = rt->get();
-  InstallRuntime(std::move(rt).value());
+  InstallRuntime(std::move(rt).value(), options.handle_sigint);
   if (rank != 0) {
     lk.unlock();
     r->ServeAsWorker();

@@ -42,7 +42,6 @@ void OutputForwarder::Loop(int fd, int file_fd) {
     ssize_t n = read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
-    if (file_fd >= 0) (void)!write(file_fd, buf, static_cast<size_t>(n));
     pending.append(buf, static_cast<size_t>(n));
     std::vector<std::string> lines;
     size_t start = 0;
@@ -50,6 +49,19 @@ void OutputForwarder::Loop(int fd, int file_fd) {
       lines.emplace_back(pending, start, nl - start);
     }
     pending.erase(0, start);
+    if (file_fd >= 0) {  // the log file gets the text without the name tags
+      std::string text;
+      for (const auto& l : lines) {
+        size_t from = 0;
+        if (!l.empty() && l[0] == '\x01') {
+          auto end = l.find('\x02');
+          if (end != std::string::npos) from = end + 1;
+        }
+        text.append(l, from, std::string::npos);
+        text += '\n';
+      }
+      (void)!write(file_fd, text.data(), text.size());
+    }
     if (!lines.empty() && sink_) sink_(std::move(lines));
   }
   if (!pending.empty() && sink_) sink_({pending});

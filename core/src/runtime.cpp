@@ -175,11 +175,31 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(RuntimeSetup&& setup) {
     OutputForwarder::Sink sink;
     if (cfg.log_to_driver) {
       sink = [fabric, pid](std::vector<std::string>&& lines) {
+        // A line may start with "\x01<name>\x02" (Python tags each line with its task);
+        // untagged lines get the name of what the process started last.
+        std::string fallback = detail::OutputName();
         proto::WorkerOutput out;
-        out.name = detail::OutputName();
         out.pid = pid;
-        out.lines = std::move(lines);
-        SendMsg(*fabric, kHeadProc, Msg::kWorkerOutput, out);
+        auto flush = [&] {
+          if (!out.lines.empty()) SendMsg(*fabric, kHeadProc, Msg::kWorkerOutput, out);
+          out.lines.clear();
+        };
+        for (auto& line : lines) {
+          std::string name = fallback;
+          if (!line.empty() && line[0] == '\x01') {
+            auto end = line.find('\x02');
+            if (end != std::string::npos) {
+              if (end > 1) name = line.substr(1, end - 1);
+              line.erase(0, end + 1);
+            }
+          }
+          if (name != out.name) {
+            flush();
+            out.name = name;
+          }
+          out.lines.push_back(std::move(line));
+        }
+        flush();
       };
     }
     MPIRAY_RETURN_IF_ERROR(rt->output_.Start(

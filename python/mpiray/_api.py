@@ -21,6 +21,7 @@ _LANG_CPP, _LANG_PY = 0, 1
 
 _lock = threading.RLock()
 _initialized_here = False
+_session = 0  # bumped by every init(): exports of an earlier session are stale
 
 # ------------------------------------------------------------------ init / shutdown
 
@@ -83,6 +84,8 @@ def init(address=None, **kwargs):
         paths = [p for p in sys.path if p] + os.environ.get("PYTHONPATH", "").split(os.pathsep)
         os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
         _core.init(opts)  # worker ranks serve inside and never return
+        global _session
+        _session += 1
         _initialized_here = True
         atexit.register(_shutdown_at_exit)
         return get_runtime_context()
@@ -221,26 +224,30 @@ def _call_args(args, kwargs, meta):
 
 
 class _Exported:
-    """A function or class shipped by value through the object store (once per process)."""
+    """A function or class shipped by value through the object store (once per session).
+    Tasks carry the ObjectRef of the export inside their metadata, so it stays alive while any
+    task that needs it is pending, even if the RemoteFunction itself is gone."""
 
     def __init__(self, obj):
         self._obj = obj
         self._ref = None
+        self._session = -1
         self._lock = threading.Lock()
 
-    def id(self):
+    def ref(self):
         with self._lock:
-            if self._ref is None:
+            if self._ref is None or self._session != _session:
                 self._ref = _core.put(cloudpickle.dumps(self._obj))
-            return self._ref.hex()
+                self._session = _session
+            return self._ref
 
     def __getstate__(self):
-        self.id()
-        return {"obj": self._obj, "ref": self._ref}
+        return {"obj": self._obj, "ref": self.ref()}
 
     def __setstate__(self, state):
         self._obj = state["obj"]
         self._ref = state["ref"]
+        self._session = _session
         self._lock = threading.Lock()
 
 
@@ -286,8 +293,9 @@ class RemoteFunction:
         if isinstance(retry, (list, tuple)):
             retry = tuple(retry)
         name = options.get("name") or self._name
-        meta = (tuple(kwargs), max(num_returns, 1), retry, max_retries, name)
-        refs = _core.submit(_KIND_TASK, _LANG_PY, self._exported.id(), _call_args(args, kwargs, meta),
+        export = self._exported.ref()
+        meta = (tuple(kwargs), max(num_returns, 1), retry, max_retries, name, export)
+        refs = _core.submit(_KIND_TASK, _LANG_PY, export.hex(), _call_args(args, kwargs, meta),
                             max(num_returns, 1), _resources(options, 1), max_retries, name, b"", 1,
                             "", False, b"")
         if num_returns == 0:
@@ -381,7 +389,7 @@ class ActorMethod:
         return _WithOptions()
 
     def _remote(self, args, kwargs, num_returns):
-        meta = (tuple(kwargs), max(num_returns, 1), False, 0, self._name)
+        meta = (tuple(kwargs), max(num_returns, 1), False, 0, self._name, None)
         refs = _core.submit(_KIND_ACTOR_CALL, _LANG_PY, self._name, _call_args(args, kwargs, meta),
                             max(num_returns, 1), None, 0, self._handle._class_name, self._handle._id,
                             1, "", False, b"")
@@ -484,8 +492,10 @@ class ActorClass:
         max_concurrency = options.get("max_concurrency", 1)
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
-        meta = (tuple(kwargs), 1, False, 0, self._cls.__name__)
-        refs = _core.submit(_KIND_ACTOR_CREATE, _LANG_PY, self._exported.id(),
+        export = self._exported.ref()
+        display = name if name is not None else self._cls.__name__  # output lines show this
+        meta = (tuple(kwargs), 1, False, 0, display, export)
+        refs = _core.submit(_KIND_ACTOR_CREATE, _LANG_PY, export.hex(),
                             _call_args(args, kwargs, meta), 1, _resources(options, 0), 0,
                             name if name is not None else self._cls.__name__, b"", max_concurrency,
                             ns if name is not None else "", name is not None, pickle.dumps(self._meta))

@@ -2,8 +2,10 @@
 
 import asyncio
 import inspect
+import os
 import pickle
 import sys
+import threading
 import traceback
 
 import cloudpickle
@@ -11,12 +13,60 @@ import cloudpickle
 from . import _core
 
 _loaded = {}  # exported function/class id -> object
+_names = threading.local()  # what the calling thread runs, for its output lines
+_actor_names = {}
 
 
-def _load(exported_id):
+class _TaggedStream:
+    """sys.stdout/sys.stderr of a worker: each complete line is written to the file descriptor
+    in one write, tagged with the name of the task or actor of the writing thread, so lines
+    reach the driver as "(name pid=..., rank=...) text" with the right name even when tasks
+    and actors of one process print at the same time."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._fd = stream.fileno()
+        self._local = threading.local()
+
+    def write(self, text):
+        buf = getattr(self._local, "buf", "") + text
+        lines = buf.split("\n")
+        self._local.buf = lines.pop()
+        if lines:
+            name = getattr(_names, "current", "") or ""
+            out = "".join(f"\x01{name}\x02{line}\n" for line in lines)
+            os.write(self._fd, out.encode("utf-8", "replace"))
+        return len(text)
+
+    def flush(self):
+        rest = getattr(self._local, "buf", "")
+        if rest:
+            self._local.buf = ""
+            self.write(rest + "\n")
+
+    def fileno(self):
+        return self._fd
+
+    def isatty(self):
+        return False
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _install_streams():
+    if not isinstance(sys.stdout, _TaggedStream):
+        sys.stdout = _TaggedStream(sys.__stdout__)
+        sys.stderr = _TaggedStream(sys.__stderr__)
+
+
+_install_streams()
+
+
+def _load(exported_id, ref):
     obj = _loaded.get(exported_id)
     if obj is None:
-        blob = _core.get([_core._ref_from_hex(exported_id)], None)[0]
+        blob = _core.get([ref], None)[0]
         obj = pickle.loads(blob)
         _loaded[exported_id] = obj
     return obj
@@ -24,10 +74,10 @@ def _load(exported_id):
 
 def _unpack(args):
     """Positional and keyword arguments from the task's argument list (see _api._call_args)."""
-    kwnames, num_returns, retry, max_retries, name = args[0]
+    kwnames, num_returns, retry, max_retries, name, export = args[0]
     values = args[1:]
     npos = len(values) - len(kwnames)
-    return values[:npos], dict(zip(kwnames, values[npos:])), num_returns, retry, max_retries, name
+    return values[:npos], dict(zip(kwnames, values[npos:])), num_returns, retry, max_retries, name, export
 
 
 def _split(result, num_returns, name):
@@ -46,8 +96,9 @@ def _resolve(result):
 
 
 def run_task(function_id, args):
-    fn = _load(function_id)
-    pos, kw, num_returns, retry, max_retries, name = _unpack(args)
+    pos, kw, num_returns, retry, max_retries, name, export = _unpack(args)
+    fn = _load(function_id, export)
+    _names.current = name
     attempt = 0
     while True:
         try:
@@ -60,13 +111,17 @@ def run_task(function_id, args):
 
 
 def create_actor(class_id, args):
-    cls = _load(class_id)
-    pos, kw, _, _, _, _ = _unpack(args)
-    return cls(*pos, **kw)
+    pos, kw, _, _, _, name, export = _unpack(args)
+    cls = _load(class_id, export)
+    _names.current = name
+    instance = cls(*pos, **kw)
+    _actor_names[id(instance)] = name
+    return instance
 
 
 def call_method(instance, method_name, args):
-    pos, kw, num_returns, _, _, _ = _unpack(args)
+    pos, kw, num_returns, _, _, _, _ = _unpack(args)
+    _names.current = _actor_names.get(id(instance), type(instance).__name__)
     m = getattr(instance, method_name)
     return _split(_resolve(m(*pos, **kw)), num_returns, method_name)
 

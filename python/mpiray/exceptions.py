@@ -28,7 +28,10 @@ class RayTaskError(RayError):
         """An exception that is both a RayTaskError and an instance of the cause's type, so
         ``except ValueError`` catches a remote ValueError (as in Ray)."""
         cause = self.cause
-        if cause is None:
+        # A task that re-raised another task's error: the original exception is the cause.
+        while isinstance(cause, RayTaskError) and cause.cause is not None:
+            cause = cause.cause
+        if cause is None or isinstance(cause, RayTaskError):
             return self
         cause_cls = type(cause)
         if issubclass(RayTaskError, cause_cls) or isinstance(cause, RayTaskError):

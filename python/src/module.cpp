@@ -72,11 +72,19 @@ py::object& Hooks() {
 
 struct PyRef {
   ObjectId id;
-  explicit PyRef(const ObjectId& i) : id(i) {}
+  uint32_t epoch;  // the session it was counted in (see detail::ClientEpoch)
+  explicit PyRef(const ObjectId& i) : id(i), epoch(detail::ClientEpoch()) {}
   ~PyRef() {
-    if (!id.nil()) {
+    if (!id.nil() && epoch == detail::ClientEpoch()) {
       if (auto* c = detail::ClientOrNull()) c->RemoveLocalRef(id);
     }
+  }
+  // The id, for use in this session only.
+  const ObjectId& Use() const {
+    if (epoch != detail::ClientEpoch()) {
+      throw py::value_error("this ObjectRef belongs to an earlier session (" + id.Hex() + ")");
+    }
+    return id;
   }
   PyRef(const PyRef&) = delete;
   PyRef& operator=(const PyRef&) = delete;
@@ -396,6 +404,8 @@ class PyRuntime final : public detail::LanguageRuntime {
     }
   }
   mpiray::Status Failure(py::error_already_set& e) {
+    // pybind11 keeps the traceback apart from the exception: attach it before formatting.
+    if (e.trace() && !e.trace().is_none()) PyException_SetTraceback(e.value().ptr(), e.trace().ptr());
     py::tuple t = Hooks().attr("format_error")(e.value());
     std::string message = t[0].cast<std::string>();
     detail_ = t[1].cast<std::string>();
@@ -423,7 +433,7 @@ std::vector<ObjectId> RefIds(py::handle refs) {
     if (!py::isinstance<PyRef>(r)) {
       throw py::type_error("expected an ObjectRef, got " + Describe(r));
     }
-    ids.push_back(r.cast<PyRef&>().id);
+    ids.push_back(r.cast<PyRef&>().Use());
   }
   return ids;
 }
@@ -443,9 +453,16 @@ auto Interruptible(int64_t timeout_ms, F&& call) {
     try {
       py::gil_scoped_release release;
       return call(slice);
-    } catch (const mpiray::GetTimeoutError&) {
+    } catch (const mpiray::GetTimeoutError& e) {
       bool expired = timeout_ms >= 0 && std::chrono::steady_clock::now() >= deadline;
-      if (!driver || expired) throw;
+      if (!driver) throw;
+      if (expired) {
+        // Report the caller's timeout, not the last slice's.
+        std::string what = e.what();
+        auto colon = what.find(" ms");
+        throw mpiray::GetTimeoutError("Get timed out after " + std::to_string(timeout_ms) + " ms" +
+                                      (colon == std::string::npos ? "" : what.substr(colon + 3)));
+      }
     }
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
   }
@@ -526,7 +543,7 @@ py::list Submit(int kind, int language, const std::string& function, py::list ar
     detail::TaskArgument arg;
     if (py::isinstance<PyRef>(a)) {
       arg.by_ref = true;
-      arg.ref = a.cast<PyRef&>().id;
+      arg.ref = a.cast<PyRef&>().Use();
     } else if (language == detail::kLanguageCpp) {
       msgpack::sbuffer sb;
       msgpack::packer<msgpack::sbuffer> pk(sb);
@@ -648,7 +665,7 @@ PYBIND11_MODULE(_core, m) {
       .def("__repr__", [](const PyRef& r) { return "ObjectRef(" + r.id.Hex() + ")"; })
       .def("__reduce__", [](const PyRef& r) {
         // A ref pickled inside another value is a nested ref of that value.
-        if (auto* c = detail::NestedRefCollector(); c && !r.id.nil()) c->push_back(r.id);
+        if (auto* c = detail::NestedRefCollector(); c && !r.id.nil()) c->push_back(r.Use());
         static py::object* rebuild = new py::object(Import("mpiray._refs").attr("rebuild"));
         return py::make_tuple(*rebuild, py::make_tuple(IdBytes(r.id)));
       });
@@ -697,7 +714,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("put", &Put);
   m.def("get", &Get, py::arg("refs"), py::arg("timeout") = py::none());
   m.def("wait", &Wait);
-  m.def("cancel", [](PyRef& r, bool force, bool recursive) { detail::Client()->Cancel(r.id, force, recursive); });
+  m.def("cancel", [](PyRef& r, bool force, bool recursive) { detail::Client()->Cancel(r.Use(), force, recursive); });
   m.def("kill_actor", [](py::bytes actor, bool no_restart) {
     std::string a = actor;
     mpiray::ActorId id;

@@ -121,10 +121,6 @@ def test_error_raised_inside_nested_task_reaches_driver_as_task_error():
     assert "nuts: 3 missing" in text
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an error re-raised from a nested ray.get inside a "
-                   "task loses its type: exceptions.RayTaskError.as_instanceof_cause returns a "
-                   "plain RayTaskError when the cause is itself a RayTaskError, so 'except "
-                   "ValueError' / 'except InventoryError' no longer catch it (Ray keeps the type)")
 @pytest.mark.parametrize("which,exc", [("builtin", ValueError), ("custom", InventoryError)])
 def test_error_type_survives_nested_get(which, exc):
     with pytest.raises(exc):
@@ -179,10 +175,6 @@ class Faulty:
         return a / b  # the failing actor line
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: actor method (and constructor) errors lose the "
-                   "remote traceback: module.cpp PyRuntime::Failure passes only e.value() to "
-                   "format_error and the exception's __traceback__ is None there (the traceback "
-                   "is in the error_already_set), so the message is just 'ZeroDivisionError: ...'")
 def test_actor_method_error_carries_remote_traceback():
     f = Faulty.remote()
     with pytest.raises(ZeroDivisionError) as info:

@@ -75,9 +75,6 @@ def _module_level_square(x):
     return x * x
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a remote function exported in a previous session "
-                   "keeps its stale export ref (_api._Exported caches _ref across shutdown); "
-                   "after re-init its tasks fail with ObjectLostError")
 def test_remote_function_survives_reinit(private_dirs):
     ray.init(num_cpus=1)
     assert ray.get(_module_level_square.remote(3)) == 9
@@ -264,9 +261,6 @@ def test_worker_output_kept_in_session_logs(private_dirs):
     assert [f"logged line {i}" for i in range(20)] == [l for l in text.splitlines() if l.startswith("logged line")]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: keep_session=True does not keep the session "
-                   "directory: the reaper (core/src/init.cpp StartReaper) removes it when "
-                   "Runtime::Shutdown closes the reaper pipe")
 def test_keep_session_keeps_logs(private_dirs):
     ctx = ray.init(num_cpus=1, keep_session=True)
     session_dir = ctx.get()["session_dir"]

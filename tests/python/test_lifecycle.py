@@ -100,10 +100,6 @@ ray.shutdown()
     assert f"(printer pid={pid}, rank={rank}) to stderr" in world.stdout + world.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: worker output is labelled with the process-wide "
-                   "'last started' task/actor name (core detail::SetOutputName/OutputName, read "
-                   "when the forwarder sends the lines), so lines printed by a task are "
-                   "attributed to an actor that ran a method on the same worker meanwhile")
 def test_output_attributed_to_the_task_that_printed_it(run_script):
     world = run_script(PRELUDE + """
 ray.init(num_cpus=1)   # one worker: the actor and the task share it
@@ -322,13 +318,6 @@ def test_ctrl_c_stops_driver_and_cleans_up(spawn_script):
     assert_nothing_left(tag, session_root, shm_dir)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (racy, ~70% of presses): Ctrl-C in a Python driver "
-                   "often does not raise KeyboardInterrupt (docs/python.md says it does): "
-                   "core/src/init.cpp InstallRuntime always starts the SignalWatcher with SIGINT "
-                   "in its signalfd set, even with InitOptions::handle_sigint=false (set by the "
-                   "binding); the watcher thread and the driver thread race for the signal and "
-                   "when the watcher wins it EmergencyExit()s with code 130, so 'except "
-                   "KeyboardInterrupt' never runs")
 def test_ctrl_c_raises_keyboard_interrupt(spawn_script):
     for attempt in range(5):  # every press must raise it; one in ~3 does today
         proc, out, err, elapsed, tag, session_root, shm_dir = _interrupt(spawn_script)

@@ -203,9 +203,6 @@ def test_log_to_driver_false_suppresses_worker_output(run_mpi):
     assert "LINE" not in console and "from the" not in console
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: MPIRAY_KEEP_SESSION=1 does not keep the session "
-                   "directory: the reaper (core/src/init.cpp StartReaper) removes it when the "
-                   "head closes the reaper pipe at shutdown")
 def test_keep_session_keeps_worker_logs(run_mpi):
     world = run_mpi(OUTPUT, n=3, args=["1"], env={"MPIRAY_KEEP_SESSION": "1"}, check_clean=False)
     try:

@@ -48,11 +48,6 @@ def test_lambda_and_closure():
     assert ray.get(apply.remote(closure, 1)) == 107
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the function of a temporary RemoteFunction is "
-                   "freed before the task runs: _api.RemoteFunction._remote passes the export "
-                   "as a hex id, not a ref the task holds, so when the RemoteFunction (and its "
-                   "_Exported._ref) is garbage-collected right after .remote() the worker gets "
-                   "ObjectLostError")
 @pytest.mark.parametrize("kind", ["function", "actor_class"])
 def test_temporary_remote_function(kind):
     # The argument becomes ready only later, so the task/actor creation starts after the

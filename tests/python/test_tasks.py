@@ -247,9 +247,6 @@ def test_get_timeout(gate):
     assert ray.get(r, timeout=30) == "late"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: GetTimeoutError's message reports the length of "
-                   "the last 200 ms polling slice (module.cpp Interruptible), e.g. 'Get timed "
-                   "out after 0 ms', not the timeout the caller asked for")
 def test_get_timeout_message_reports_requested_timeout(gate):
     r = wait_file.remote(gate.path, "late")
     with pytest.raises(rex.GetTimeoutError) as info:

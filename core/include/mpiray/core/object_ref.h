@@ -23,18 +23,19 @@ class ObjectRef {
  public:
   ObjectRef() = default;
   /// @brief A new handle to `id` (counts a reference).
-  explicit ObjectRef(const ObjectId& id) : id_(id) {
+  explicit ObjectRef(const ObjectId& id) : id_(id), epoch_(detail::ClientEpoch()) {
     if (!id_.nil()) detail::Client()->AddLocalRef(id_);
   }
-  ObjectRef(const ObjectId& id, detail::AdoptRef) : id_(id) {}
-  ObjectRef(const ObjectRef& o) : id_(o.id_) {
-    if (!id_.nil()) detail::Client()->AddLocalRef(id_);
+  ObjectRef(const ObjectId& id, detail::AdoptRef) : id_(id), epoch_(detail::ClientEpoch()) {}
+  ObjectRef(const ObjectRef& o) : id_(o.id_), epoch_(o.epoch_) {
+    if (!id_.nil() && Current()) detail::Client()->AddLocalRef(id_);
   }
-  ObjectRef(ObjectRef&& o) noexcept : id_(o.id_) { o.id_ = ObjectId(); }
+  ObjectRef(ObjectRef&& o) noexcept : id_(o.id_), epoch_(o.epoch_) { o.id_ = ObjectId(); }
   ObjectRef& operator=(const ObjectRef& o) {
     if (this != &o) {
       ObjectRef tmp(o);
       std::swap(id_, tmp.id_);
+      std::swap(epoch_, tmp.epoch_);
     }
     return *this;
   }
@@ -42,28 +43,38 @@ class ObjectRef {
     if (this != &o) {
       Reset();
       id_ = o.id_;
+      epoch_ = o.epoch_;
       o.id_ = ObjectId();
     }
     return *this;
   }
   ~ObjectRef() { Reset(); }
 
-  /// @brief The object's id.
-  const ObjectId& ID() const { return id_; }
+  /// @brief The object's id (throws if the handle belongs to an earlier Init).
+  const ObjectId& ID() const {
+    if (!id_.nil() && !Current()) {
+      throw Error(StatusCode::kObjectLost, "this ObjectRef belongs to an earlier mpiray session");
+    }
+    return id_;
+  }
   bool IsNil() const { return id_.nil(); }
-  friend bool operator==(const ObjectRef& a, const ObjectRef& b) { return a.id_ == b.id_; }
+  friend bool operator==(const ObjectRef& a, const ObjectRef& b) {
+    return a.id_ == b.id_ && a.epoch_ == b.epoch_;
+  }
 
   /// @brief Same as mpiray::Get(*this, timeout_ms).
   auto Get(int64_t timeout_ms = -1) const;
 
  private:
+  bool Current() const { return epoch_ == detail::ClientEpoch(); }
   void Reset() {
     if (!id_.nil()) {
-      if (auto* c = detail::ClientOrNull()) c->RemoveLocalRef(id_);
+      if (auto* c = detail::ClientOrNull(); c && Current()) c->RemoveLocalRef(id_);
       id_ = ObjectId();
     }
   }
   ObjectId id_;
+  uint32_t epoch_ = 0;
 };
 
 }  // namespace mpiray
@@ -76,7 +87,7 @@ MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
   struct pack<mpiray::ObjectRef<T>> {
     template <class Stream>
     packer<Stream>& operator()(packer<Stream>& o, const mpiray::ObjectRef<T>& v) const {
-      const mpiray::ObjectId& id = v.ID();
+      const mpiray::ObjectId id = v.IsNil() ? mpiray::ObjectId() : v.ID();
       char raw[16];
       std::memcpy(raw, &id.task, 8);
       std::memcpy(raw + 8, &id.index, 4);

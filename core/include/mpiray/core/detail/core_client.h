@@ -106,6 +106,9 @@ class CoreClient {
 CoreClient* Client();
 /// @brief The process's runtime or null (used by destructors).
 CoreClient* ClientOrNull() noexcept;
+/// @brief Which Init this process is in (0 before the first): handles remember it, so that a
+/// handle from an earlier session neither touches nor reads the objects of a later one.
+uint32_t ClientEpoch() noexcept;
 /// @brief Unit tests only: make `client` the process's runtime (null to clear).
 void SetClientForTesting(CoreClient* client);
 
