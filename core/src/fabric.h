@@ -45,9 +45,8 @@ class Transport {
   /// `done(ok)` runs on the progress thread.
   virtual void SendBulk(ProcId dest, const proto::BulkHeader& h, const void* data, size_t len,
                         std::shared_ptr<const void> keepalive, std::function<void(bool)> done) = 0;
-  /// @brief Learn how to reach `proc` (`same_machine`: it shares this machine's memory, so
-  /// shared-memory transports apply). Messages queued for it are then sent.
-  virtual void AddPeer(ProcId proc, const Buffer& address, bool same_machine) = 0;
+  /// @brief Learn how to reach `proc`. Messages queued for it are then sent.
+  virtual void AddPeer(ProcId proc, const Buffer& address) = 0;
   /// @brief Forget `proc`: drop its connection and anything queued for it.
   virtual void RemovePeer(ProcId proc) = 0;
   /// @brief Ask the progress thread to flush the outboxes soon.

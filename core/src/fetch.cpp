@@ -8,8 +8,13 @@
 namespace mpiray {
 
 Fetcher::Fetcher(Transport& transport, ShmStore& store, uint64_t chunk,
-                 std::function<void(const ObjectId&)> on_fetched)
-    : transport_(transport), store_(store), chunk_(chunk), on_fetched_(std::move(on_fetched)) {}
+                 std::function<void(const ObjectId&)> on_fetched,
+                 std::function<bool(ProcId)> same_machine)
+    : transport_(transport),
+      store_(store),
+      chunk_(chunk),
+      on_fetched_(std::move(on_fetched)),
+      same_machine_(std::move(same_machine)) {}
 
 uint64_t Fetcher::Begin(uint8_t* dst, uint64_t size, ProcId source) {
   std::lock_guard<std::mutex> lk(mu_);
@@ -64,9 +69,17 @@ Result<Buffer> Fetcher::Fetch(const proto::ObjectLoc& loc) {
     return w.status();
   }
   WritableObject obj = std::move(w).value();
-  uint64_t id = Begin(obj.data, obj.size, loc.source);
-  SendMsg(transport_, loc.source, proto::Msg::kFetch, proto::Fetch{loc.id, id, loc.size});
-  Status st = Await(id);
+  Status st;
+  Result<Buffer> local = Status(StatusCode::kNotFound, "");
+  if (same_machine_ && same_machine_(loc.source)) local = store_.MapFrom(loc.node, loc.id);
+  if (local.ok() && local->size() == obj.size) {
+    // Another node of this machine: its file is right here (pinned while we copy).
+    std::memcpy(obj.data, local->data(), obj.size);
+  } else {
+    uint64_t id = Begin(obj.data, obj.size, loc.source);
+    SendMsg(transport_, loc.source, proto::Msg::kFetch, proto::Fetch{loc.id, id, loc.size});
+    st = Await(id);
+  }
   if (!st.ok()) {
     store_.Abort(obj);
     finish();

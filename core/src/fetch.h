@@ -21,8 +21,11 @@ namespace mpiray {
 class Fetcher {
  public:
   /// @param on_fetched called after a fetched copy is published (to tell the head).
+  /// @param same_machine whether a process shares this machine's memory: objects of its node
+  /// are then copied straight from their shared-memory file instead of over the fabric.
   Fetcher(Transport& transport, ShmStore& store, uint64_t chunk,
-          std::function<void(const ObjectId&)> on_fetched);
+          std::function<void(const ObjectId&)> on_fetched,
+          std::function<bool(ProcId)> same_machine = nullptr);
 
   /// @brief Copy the object described by `loc` (a shared-memory object on another node) into
   /// this node's store and map it. Blocks; fails if the source dies or refuses.
@@ -59,6 +62,7 @@ class Fetcher {
   ShmStore& store_;
   uint64_t chunk_;
   std::function<void(const ObjectId&)> on_fetched_;
+  std::function<bool(ProcId)> same_machine_;
   std::mutex mu_;
   std::condition_variable cv_;
   uint64_t next_ = 0;

@@ -140,6 +140,15 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(RuntimeSetup&& setup) {
   MPIRAY_ASSIGN_OR_RETURN(rt->store_, ShmStore::Open(so));
 
   Runtime* self = rt.get();
+  for (const auto& p : setup.peers) rt->machines_[p.proc] = p.machine;
+  std::function<bool(ProcId)> same_machine;
+  if (cfg.same_machine_copy) {
+    same_machine = [self](ProcId p) {
+      std::lock_guard<std::mutex> lk(self->machines_mu_);
+      auto it = self->machines_.find(p);
+      return it != self->machines_.end() && it->second == self->self_.machine;
+    };
+  }
   rt->fetcher_ = std::make_unique<Fetcher>(*rt->fabric_, *rt->store_, cfg.fetch_chunk,
                                            [self](const ObjectId& id) {
                                              if (self->head_) {
@@ -148,7 +157,8 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(RuntimeSetup&& setup) {
                                                SendMsg(*self->fabric_, kHeadProc, Msg::kAddLocation,
                                                        proto::AddLocation{id, self->self_.node});
                                              }
-                                           });
+                                           },
+                                           same_machine);
   if (rt->role_ == Role::kHead) rt->head_ = std::make_unique<HeadService>(*rt->fabric_, cfg);
   ClientDeps deps;
   deps.transport = rt->fabric_.get();
@@ -208,7 +218,7 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(RuntimeSetup&& setup) {
   rt->fabric_->set_self(rt->self_.proc);
   rt->fabric_->Start(rt.get());
   for (const auto& p : setup.peers) {
-    if (p.proc != rt->self_.proc) rt->fabric_->AddPeer(p.proc, p.address, p.machine == rt->self_.machine);
+    if (p.proc != rt->self_.proc) rt->fabric_->AddPeer(p.proc, p.address);
   }
   if (rt->head_) {
     rt->head_->AddProcess(rt->self_, false);
@@ -272,7 +282,11 @@ void Runtime::OnMessage(ProcId src, Msg type, const char* body, size_t len) {
     }
     case Msg::kPeerJoined: {
       auto p = DecodeMsg<proto::PeerInfo>(body, len);
-      fabric_->AddPeer(p.proc, p.address, p.machine == self_.machine);
+      {
+        std::lock_guard<std::mutex> lk(machines_mu_);
+        machines_[p.proc] = p.machine;
+      }
+      fabric_->AddPeer(p.proc, p.address);
       break;
     }
     case Msg::kPeerLeft:
@@ -582,7 +596,11 @@ JoinReply Runtime::OnJoin(const JoinRequest& req) {
   reply.node = peer.node;
   reply.session = session_;
   reply.peers = head_->Peers();
-  fabric_->AddPeer(peer.proc, peer.address, peer.machine == self_.machine);
+  {
+    std::lock_guard<std::mutex> lk(machines_mu_);
+    machines_[peer.proc] = peer.machine;
+  }
+  fabric_->AddPeer(peer.proc, peer.address);
   for (const auto& p : reply.peers) {
     if (p.proc != self_.proc) SendMsg(*fabric_, p.proc, Msg::kPeerJoined, peer);
   }

@@ -125,6 +125,8 @@ class Runtime final : public FabricHandler {
   std::function<void()> finalizer_;
   int reaper_fd_ = -1;
 
+  std::mutex machines_mu_;
+  std::map<ProcId, std::string> machines_;  // which machine each process runs on
   std::mutex join_mu_;
   std::condition_variable join_cv_;
   std::unique_ptr<NodeAssigner> assigner_;

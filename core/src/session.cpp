@@ -208,6 +208,7 @@ Result<RuntimeConfig> ConfigFromEnv(const EnvMap& env, const InitOptions& o) {
   if (auto* v = Find(env, "MPIRAY_LOG_TO_DRIVER")) c.log_to_driver = c.log_to_driver && Truthy(*v);
   c.ns = o.ns;
   c.autoscale = !o.autoscale.empty() || Find(env, "MPIRAY_AUTOSCALE") != nullptr;
+  if (auto* v = Find(env, "MPIRAY_SAME_MACHINE_COPY")) c.same_machine_copy = Truthy(*v);
   return c;
 }
 

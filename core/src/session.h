@@ -37,7 +37,8 @@ struct RuntimeConfig {
   bool log_to_driver = true;
   std::string ns;  // the job's default namespace for named actors
   bool autoscale = false;  // capacity can grow: infeasible-now requests wait
-  MSGPACK_DEFINE(inline_threshold, store_capacity, ranks_per_node, log_level,
+  bool same_machine_copy = true;  // copy objects between nodes of one machine through memory
+  MSGPACK_DEFINE(same_machine_copy, inline_threshold, store_capacity, ranks_per_node, log_level,
                  max_inflight_per_worker, spin_us, heartbeat_timeout_ms, num_cpus, num_gpus,
                  custom, fetch_chunk, num_workers, keep_session, keep_mpi, log_to_driver, ns,
                  autoscale);

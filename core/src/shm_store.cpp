@@ -80,6 +80,7 @@ std::string ShmStore::NodeDir(const std::string& root, NodeId node) {
 Result<std::unique_ptr<ShmStore>> ShmStore::Open(const StoreOptions& options) {
   std::unique_ptr<ShmStore> s(new ShmStore());
   s->node_ = options.node;
+  s->root_ = options.root;
   s->dir_ = NodeDir(options.root, options.node);
   s->pool_dir_ = s->dir_ + "/.pool";
   if (mkdir(s->dir_.c_str(), 0700) != 0 && errno != EEXIST) {
@@ -332,11 +333,17 @@ Result<Buffer> ShmStore::Map(const ObjectId& id) {
       maps_.erase(it);
     }
   }
+  return MapPath(PathOf(id), id, true);
+}
+
+Result<Buffer> ShmStore::MapFrom(NodeId node, const ObjectId& id) {
+  return MapPath(NodeDir(root_, node) + "/" + id.Hex(), id, false);
+}
+
+Result<Buffer> ShmStore::MapPath(const std::string& path, const ObjectId& id, bool cache) {
   auto lost = [&] {
-    return Status(StatusCode::kObjectLost,
-                  "object " + id.Hex() + " is not in the store of node " + std::to_string(node_));
+    return Status(StatusCode::kObjectLost, "object " + id.Hex() + " is not in " + path);
   };
-  std::string path = PathOf(id);
   int fd = open(path.c_str(), O_RDWR);
   if (fd < 0) return lost();
   auto m = std::make_shared<Mapping>();
@@ -367,6 +374,7 @@ Result<Buffer> ShmStore::Map(const ObjectId& id) {
   m->payload = static_cast<uint8_t*>(p);
   m->len = size;
   Buffer view(m->payload, m->len, m);
+  if (!cache) return view;
   std::lock_guard<std::mutex> lk(mu_);
   if (maps_.size() > 4096) {  // prune dead entries now and then
     for (auto it = maps_.begin(); it != maps_.end();) {

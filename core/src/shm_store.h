@@ -53,8 +53,10 @@ class ShmStore {
   Result<Buffer> Seal(WritableObject& obj);
   /// @brief Drop an unpublished object and its reservation.
   void Abort(WritableObject& obj);
-  /// @brief Map a published object of this node (NotFound if absent).
+  /// @brief Map a published object of this node (ObjectLost if absent).
   Result<Buffer> Map(const ObjectId& id);
+  /// @brief Map a published object of another node of this machine (read-only, pinned).
+  Result<Buffer> MapFrom(NodeId node, const ObjectId& id);
   /// @brief True if the object's file exists in this node's store.
   bool Contains(const ObjectId& id) const;
   /// @brief Unlink an object and release its bytes (readers that mapped it keep their view).
@@ -80,8 +82,10 @@ class ShmStore {
   bool EvictPool(uint64_t need);
   int ClaimFromPool(uint64_t file_size, const std::string& tmp_path);
   std::string PathOf(const ObjectId& id) const;
+  Result<Buffer> MapPath(const std::string& path, const ObjectId& id, bool cache);
 
   NodeId node_ = 0;
+  std::string root_;
   std::string dir_;
   std::string pool_dir_;
   Ctl* ctl_ = nullptr;

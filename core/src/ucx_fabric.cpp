@@ -45,9 +45,7 @@ struct UcxFabric::Impl {
   struct Peer {
     ProcId id = 0;
     Buffer address;
-    bool local = false;        // same machine: data over shared memory
-    ucp_ep_h ep = nullptr;     // all traffic
-    ucp_ep_h watch = nullptr;  // local peers only: error-handling endpoint that detects death
+    ucp_ep_h ep = nullptr;
     bool failed = false;
     bool failure_reported = false;
     uint64_t next_send_seq = 0;
@@ -118,20 +116,18 @@ struct UcxFabric::Impl {
     }
   }
 
-  // UCX 1.13 offers its shared-memory transports only to endpoints without peer-failure
-  // handling. A local peer therefore gets two endpoints: a fast one (no error handling) for
-  // traffic, and a watch endpoint with error handling (over TCP) that only reports its death.
-  // Remote peers get one endpoint with error handling.
-  ucp_ep_h CreateEp(Peer& p, bool handle_errors) {
+  // Every endpoint handles peer failure. UCX 1.13 therefore never uses its shared-memory FIFOs
+  // here (they are only offered without it): a process that dies halfway through writing into
+  // a receiver's FIFO leaves a slot that is never completed and wedges every later message to
+  // that receiver. Same-machine object bytes are copied through the object store instead.
+  ucp_ep_h CreateEp(Peer& p) {
     ucp_ep_params_t ep{};
-    ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+    ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                    UCP_EP_PARAM_FIELD_ERR_HANDLER;
     ep.address = reinterpret_cast<const ucp_address_t*>(p.address.data());
-    ep.err_mode = handle_errors ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
-    if (handle_errors) {
-      ep.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
-      ep.err_handler.cb = &Impl::OnEpError;
-      ep.err_handler.arg = &p;
-    }
+    ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    ep.err_handler.cb = &Impl::OnEpError;
+    ep.err_handler.arg = &p;
     ucp_ep_h h = nullptr;
     ucs_status_t st = ucp_ep_create(worker, &ep, &h);
     if (st != UCS_OK) {
@@ -143,9 +139,8 @@ struct UcxFabric::Impl {
 
   bool EnsureEp(Peer& p) {
     if (p.ep || p.failed) return p.ep != nullptr && !p.failed;
-    p.ep = CreateEp(p, !p.local);
-    if (p.ep && p.local) p.watch = CreateEp(p, true);
-    if (!p.ep || (p.local && !p.watch)) {
+    p.ep = CreateEp(p);
+    if (!p.ep) {
       p.failed = true;
       return false;
     }
@@ -360,7 +355,6 @@ struct UcxFabric::Impl {
         failed_to_report.push_back(id);
         // Sends still queued on the endpoints complete (with an error) when they close.
         CloseEp(p->ep);
-        CloseEp(p->watch);
       }
     }
     if (failed_to_report.empty()) return;
@@ -414,10 +408,7 @@ struct UcxFabric::Impl {
     while (inflight > 0 && Clock::now() < deadline) {
       ucp_worker_progress(worker);
     }
-    for (auto& [id, p] : peers) {
-      CloseEp(p->ep);
-      CloseEp(p->watch);
-    }
+    for (auto& [id, p] : peers) CloseEp(p->ep);
     peers.clear();
   }
 };
@@ -526,16 +517,15 @@ void UcxFabric::SendBulk(ProcId dest, const proto::BulkHeader& h, const void* da
   });
 }
 
-void UcxFabric::AddPeer(ProcId proc, const Buffer& address, bool same_machine) {
+void UcxFabric::AddPeer(ProcId proc, const Buffer& address) {
   Impl* impl = impl_.get();
-  RunOnProgressThread([impl, proc, address, same_machine] {
+  RunOnProgressThread([impl, proc, address] {
     auto& slot = impl->peers[proc];
     if (!slot) {
       slot = std::make_unique<Impl::Peer>();
       slot->id = proc;
     }
     slot->address = address;
-    slot->local = same_machine;
     auto it = impl->deferred.find(proc);
     if (it != impl->deferred.end()) {
       std::string batch = std::move(it->second);
@@ -552,7 +542,6 @@ void UcxFabric::RemovePeer(ProcId proc) {
     auto it = impl->peers.find(proc);
     if (it == impl->peers.end()) return;
     impl->CloseEp(it->second->ep);
-    impl->CloseEp(it->second->watch);
     // Keep the record (marked failed) so late messages from it are not mistaken for a new peer.
     it->second->failed = true;
     it->second->failure_reported = true;

@@ -48,7 +48,7 @@ class UcxFabric final : public Transport {
   void Post(ProcId dest, proto::Msg type, const char* body, size_t len) override;
   void SendBulk(ProcId dest, const proto::BulkHeader& h, const void* data, size_t len,
                 std::shared_ptr<const void> keepalive, std::function<void(bool)> done) override;
-  void AddPeer(ProcId proc, const Buffer& address, bool same_machine) override;
+  void AddPeer(ProcId proc, const Buffer& address) override;
   void RemovePeer(ProcId proc) override;
   void Wake() override;
 

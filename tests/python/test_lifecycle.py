@@ -238,11 +238,6 @@ ray.shutdown()
 """
 
 
-@pytest.mark.xfail(strict=False, reason="BUG (intermittent: ~5% of fresh drivers run from a shell, "
-                   "rarely under pytest): after a "
-                   "local worker segfaults, tasks of a function that had not run before stay "
-                   "'running' forever (snapshot: 3 running, 3 queued) while the surviving "
-                   "worker idles in WorkerService::ExecLoop")
 def test_new_function_after_worker_crash_runs(run_script):
     for _ in range(30):  # ~0.2 s each; the hang shows up in a few percent of fresh drivers
         world = run_script(COLD_AFTER_CRASH, timeout=60)

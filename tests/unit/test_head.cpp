@@ -48,7 +48,7 @@ class FakeTransport : public mpiray::Transport {
     std::lock_guard<std::mutex> lk(mu_);
     ++bulk_;
   }
-  void AddPeer(ProcId, const Buffer&, bool) override {}
+  void AddPeer(ProcId, const Buffer&) override {}
   void RemovePeer(ProcId) override {}
   void Wake() override {}
 
