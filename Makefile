@@ -39,11 +39,11 @@ demo: build
 # tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
 test: build build-asan
 	cd $(BUILD) && ctest $(CTEST_ARGS)
-	$(PYENV) $(PYTHON) -m pytest -q tests/python
+	$(PYENV) $(PYTHON) -m pytest -q tests/python tests/spack
 	cd $(ASAN_BUILD) && ctest $(CTEST_ARGS)
 
 test-python: build
-	$(PYENV) $(PYTHON) -m pytest -q tests/python
+	$(PYENV) $(PYTHON) -m pytest -q tests/python tests/spack
 
 test-unit: build
 	cd $(BUILD) && ctest $(CTEST_ARGS) -L unit
