@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <set>
+#include <thread>
 
 #include "log.h"
 #include "resources.h"
@@ -101,6 +102,8 @@ std::vector<ObjectId> ClientImpl::Submit(detail::TaskRequest&& req) {
   spec.function = std::move(req.function);
   spec.num_returns = req.kind == detail::TaskKind::kActorCreate ? 1 : req.num_returns;
   spec.max_retries = req.max_retries;
+  spec.max_restarts = req.max_restarts;
+  spec.max_task_retries = req.max_task_retries;
   spec.name = std::move(req.name);
   spec.max_concurrency = req.max_concurrency;
   spec.ns = std::move(req.ns);
@@ -114,15 +117,24 @@ std::vector<ObjectId> ClientImpl::Submit(detail::TaskRequest&& req) {
     throw InvalidArgumentError("max_concurrency must be at least 1, got " +
                                std::to_string(req.max_concurrency));
   }
-  if (req.max_retries < 0) {
-    throw InvalidArgumentError("max_retries must be >= 0, got " + std::to_string(req.max_retries));
+  bool actor_default = req.kind == detail::TaskKind::kActorCall &&
+                       req.max_retries == detail::kActorDefaultRetries;
+  if (req.max_retries < -1 && !actor_default) {
+    throw InvalidArgumentError("max_retries must be >= 0 (or -1: retry forever), got " +
+                               std::to_string(req.max_retries));
+  }
+  if (req.max_restarts < -1) {
+    throw InvalidArgumentError("max_restarts must be >= 0 (or -1: restart forever), got " +
+                               std::to_string(req.max_restarts));
+  }
+  if (req.max_task_retries < -1) {
+    throw InvalidArgumentError("max_task_retries must be >= 0 (or -1: retry forever), got " +
+                               std::to_string(req.max_task_retries));
   }
   if (req.kind == detail::TaskKind::kActorCreate) spec.actor = spec.id;
   if (req.kind == detail::TaskKind::kActorCall) {
     spec.actor = req.actor;
-    spec.caller = d_.self;
-    std::lock_guard<std::mutex> lk(actor_mu_);
-    spec.seq = ++actor_seq_[req.actor];
+    spec.caller = d_.self;  // seq and incarnation are set when the call is sent
   }
   if (req.kind != detail::TaskKind::kActorCall) {
     if (!req.resources_set) {
@@ -190,24 +202,35 @@ std::vector<ObjectId> ClientImpl::Submit(detail::TaskRequest&& req) {
   } else {
     bool call = spec.task_kind() == proto::TaskKind::kActorCall;
     if (call) {
-      // Register with the head (it tracks the returns), then send straight to the actor.
+      // Register with the head (it tracks the returns), then send straight to the actor. Both
+      // under actor_mu_, so that the registration says truly where the call went.
+      std::lock_guard<std::mutex> lk(actor_mu_);
+      Route& r = routes_[spec.actor];
+      bool send_now = r.known && !r.dead;
+      // A restartable actor's calls that may be retried travel whole to the head too: it
+      // re-sends them to the next instance if this one dies with them.
       proto::TaskSpec reg;
-      reg.id = spec.id;
-      reg.kind = spec.kind;
-      reg.function = spec.function;
-      reg.num_returns = spec.num_returns;
-      reg.actor = spec.actor;
-      reg.caller = spec.caller;
-      reg.seq = spec.seq;
-      for (const proto::Arg& a : spec.args) {
-        proto::Arg slim;
-        slim.by_ref = a.by_ref;
-        slim.ref = a.ref;
-        slim.nested = a.nested;
-        reg.args.push_back(std::move(slim));
+      if (send_now && WholeCall(r, spec)) {
+        reg = spec;
+      } else {
+        reg.id = spec.id;
+        reg.kind = spec.kind;
+        reg.function = spec.function;
+        reg.num_returns = spec.num_returns;
+        reg.actor = spec.actor;
+        reg.caller = spec.caller;
+        reg.max_retries = spec.max_retries;
+        for (const proto::Arg& a : spec.args) {
+          proto::Arg slim;
+          slim.by_ref = a.by_ref;
+          slim.ref = a.ref;
+          slim.nested = a.nested;
+          reg.args.push_back(std::move(slim));
+        }
       }
+      reg.incarnation = send_now ? r.incarnation : 0;
       SendMsg(*d_.transport, kHeadProc, Msg::kSubmit, reg);
-      RouteActorCall(std::move(spec));
+      RouteActorCallLocked(r, std::move(spec));
     } else {
       SendMsg(*d_.transport, kHeadProc, Msg::kSubmit, spec);
     }
@@ -216,12 +239,13 @@ std::vector<ObjectId> ClientImpl::Submit(detail::TaskRequest&& req) {
   return returns;
 }
 
-void ClientImpl::RouteActorCall(proto::TaskSpec&& spec) {
-  std::lock_guard<std::mutex> lk(actor_mu_);
-  Route& r = routes_[spec.actor];
+void ClientImpl::RouteActorCallLocked(Route& r, proto::TaskSpec&& spec) {
   if (r.known) {
-    if (!r.dead) SendMsg(*d_.transport, r.proc, Msg::kActorCall, spec);
-    return;  // dead: the head fails the returns when the registration arrives
+    if (r.dead) return;  // the head fails the returns when the registration arrives
+    spec.incarnation = r.incarnation;
+    spec.seq = ++r.next_seq;
+    SendMsg(*d_.transport, r.proc, Msg::kActorCall, spec);
+    return;
   }
   r.buffered.push_back(std::move(spec));
   if (!r.asked) {
@@ -233,14 +257,41 @@ void ClientImpl::RouteActorCall(proto::TaskSpec&& spec) {
 void ClientImpl::OnActorLocation(const proto::ActorLocation& loc) {
   std::lock_guard<std::mutex> lk(actor_mu_);
   Route& r = routes_[loc.actor];
+  if (loc.incarnation < r.incarnation) return;  // older news
+  if (loc.incarnation != r.incarnation) {
+    r.incarnation = loc.incarnation;
+    r.next_seq = 0;  // a new instance counts calls from 1
+  }
+  r.restartable = loc.restartable;
+  r.retriable = loc.retriable_calls;
+  auto state = static_cast<proto::ActorState>(loc.state);
+  if (state == proto::ActorState::kPending) {
+    // Restarting: hold calls until the head says where the new instance is (it will).
+    r.known = false;
+    r.asked = true;
+    return;
+  }
   r.known = true;
-  r.dead = loc.state == static_cast<uint8_t>(proto::ActorState::kDead);
+  r.dead = state == proto::ActorState::kDead;
   r.proc = loc.proc;
   auto buffered = std::move(r.buffered);
   r.buffered.clear();
-  if (!r.dead) {
-    for (auto& s : buffered) SendMsg(*d_.transport, r.proc, Msg::kActorCall, s);
+  if (r.dead) return;
+  for (auto& s : buffered) {
+    if (r.restartable) {
+      // The registration went before we knew where: tell the head (with the arguments, if the
+      // call may be retried).
+      proto::CallRouted routed{s.id, loc.actor, r.incarnation, {}};
+      if (WholeCall(r, s)) routed.args = s.args;
+      SendMsg(*d_.transport, kHeadProc, Msg::kCallRouted, routed);
+    }
+    RouteActorCallLocked(r, std::move(s));
   }
+}
+
+bool ClientImpl::WholeCall(const Route& r, const proto::TaskSpec& spec) {
+  if (!r.restartable) return false;
+  return spec.max_retries == detail::kActorDefaultRetries ? r.retriable : spec.max_retries != 0;
 }
 
 void ClientImpl::Cancel(const ObjectId& id, bool force, bool recursive) {
@@ -328,23 +379,44 @@ void ClientImpl::OnObjectsReady(proto::ObjectsReady&& r) {
   pg.cv.notify_all();
 }
 
-Buffer ClientImpl::Materialize(const proto::ObjectLoc& loc) {
-  auto lost = [&](const Status& st) {
-    return Buffer(detail::MakeErrorPayload(StatusCode::kObjectLost, st.message()));
-  };
+Result<Buffer> ClientImpl::TryMaterialize(const proto::ObjectLoc& loc) {
   if (loc.where != static_cast<uint8_t>(Where::kShm)) return loc.data;
-  if (loc.node == d_.node) {
-    auto m = d_.store->Map(loc.id);
-    return m.ok() ? *m : lost(m.status());
+  if (loc.node == d_.node) return d_.store->Map(loc.id);
+  return d_.fetcher->Fetch(loc);
+}
+
+Buffer ClientImpl::Materialize(const proto::ObjectLoc& loc) {
+  auto r = TryMaterialize(loc);
+  if (r.ok()) return *r;
+  StatusCode code = r.status().code() == StatusCode::kObjectStoreFull ? StatusCode::kObjectStoreFull
+                                                                        : StatusCode::kObjectLost;
+  return Buffer(detail::MakeErrorPayload(code, r.status().message()));
+}
+
+Buffer ClientImpl::MaterializeOrRelocate(const proto::ObjectLoc& first) {
+  auto r = TryMaterialize(first);
+  if (r.ok() || r.status().code() == StatusCode::kObjectStoreFull) return Materialize(first);
+  // The copy we were pointed at is gone (its node died, or it was evicted). Ask the head
+  // again: by now it knows, and either points at another copy, rebuilds the object (we wait),
+  // or says it is lost. Until it has noticed the death it may repeat itself: back off.
+  Status last = r.status();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  int64_t pause_ms = 10;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::vector<bool> ready;
+    auto locs = Locate({first.id}, 1, -1, &ready);
+    const proto::ObjectLoc& loc = locs[0];
+    if (loc.where != static_cast<uint8_t>(Where::kShm)) return loc.data;  // inline or an error
+    auto again = TryMaterialize(loc);
+    if (again.ok()) return *again;
+    last = again.status();
+    if (last.code() == StatusCode::kObjectStoreFull) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+    pause_ms = std::min<int64_t>(pause_ms * 2, 500);
   }
-  auto f = d_.fetcher->Fetch(loc);
-  if (!f.ok()) {
-    if (f.status().code() == StatusCode::kObjectStoreFull) {
-      return Buffer(detail::MakeErrorPayload(StatusCode::kObjectStoreFull, f.status().message()));
-    }
-    return lost(f.status());
-  }
-  return *f;
+  StatusCode code = last.code() == StatusCode::kObjectStoreFull ? StatusCode::kObjectStoreFull
+                                                                : StatusCode::kObjectLost;
+  return Buffer(detail::MakeErrorPayload(code, last.message()));
 }
 
 std::vector<Buffer> ClientImpl::Get(const std::vector<ObjectId>& ids, int64_t timeout_ms) {
@@ -362,7 +434,7 @@ std::vector<Buffer> ClientImpl::Get(const std::vector<ObjectId>& ids, int64_t ti
   }
   std::vector<Buffer> out;
   out.reserve(ids.size());
-  for (const auto& loc : locs) out.push_back(Materialize(loc));
+  for (const auto& loc : locs) out.push_back(MaterializeOrRelocate(loc));
   return out;
 }
 
@@ -404,6 +476,9 @@ detail::ClusterSnapshot ClientImpl::Snapshot() {
   s.running_tasks = st.running_tasks;
   s.actors = st.actors;
   s.store_used = d_.store->used();
+  s.actor_restarts = st.actor_restarts;
+  s.reconstructions = st.reconstructions;
+  s.lineage_tasks = st.lineage_tasks;
   return s;
 }
 

@@ -54,8 +54,12 @@ class ClientImpl final : public detail::CoreClient {
 
   /// @brief Store a value as object `id` (inline or in shared memory).
   Result<proto::NewObject> StoreValue(const ObjectId& id, const detail::SerializedValue& value);
-  /// @brief The payload described by `loc` (maps or fetches shared-memory objects).
+  /// @brief The payload described by `loc` (maps or fetches shared-memory objects); an error
+  /// payload if that copy cannot be read.
   Buffer Materialize(const proto::ObjectLoc& loc);
+  /// @brief As Materialize, but if that copy is gone, asks the head where the object is now
+  /// (another copy, or rebuilt from lineage) and tries again.
+  Buffer MaterializeOrRelocate(const proto::ObjectLoc& loc);
   /// @brief Called around a wait that may take long (a worker tells the head it is blocked).
   void SetBlockingHook(std::function<void(bool blocked)> hook) { blocking_hook_ = std::move(hook); }
   /// @brief Fail every wait in progress (the head is gone or we are shutting down).
@@ -77,13 +81,20 @@ class ClientImpl final : public detail::CoreClient {
     bool known = false;
     bool dead = false;
     bool asked = false;
+    bool restartable = false;  // the actor may restart (calls then report where they went)
+    bool retriable = false;    // its calls are retried by default
     ProcId proc = kNoProc;
+    uint32_t incarnation = 0;
+    uint64_t next_seq = 0;  // calls sent to this incarnation
     std::vector<proto::TaskSpec> buffered;
   };
   TaskId NextTaskId();
+  Result<Buffer> TryMaterialize(const proto::ObjectLoc& loc);
   std::vector<proto::ObjectLoc> Locate(const std::vector<ObjectId>& ids, size_t num_ready,
                                        int64_t timeout_ms, std::vector<bool>* ready);
-  void RouteActorCall(proto::TaskSpec&& spec);
+  void RouteActorCallLocked(Route& r, proto::TaskSpec&& spec);
+  /// @brief The head gets the whole call (arguments too): it may have to re-send it.
+  static bool WholeCall(const Route& r, const proto::TaskSpec& spec);
 
   ClientDeps d_;
   std::function<void(bool)> blocking_hook_;
@@ -103,7 +114,6 @@ class ClientImpl final : public detail::CoreClient {
   std::map<uint64_t, std::optional<proto::NamedActor>> named_replies_;
 
   std::mutex actor_mu_;
-  std::unordered_map<ActorId, uint64_t> actor_seq_;
   std::unordered_map<ActorId, Route> routes_;
 };
 

@@ -26,6 +26,9 @@ uint64_t Fetcher::Begin(uint8_t* dst, uint64_t size, ProcId source) {
   if (size == 0) {
     t.done = true;
     t.ok = true;
+  } else if (dead_.count(source)) {
+    t.done = true;
+    t.error = "process " + std::to_string(source) + " serving the object is gone";
   }
   return id;
 }
@@ -174,6 +177,7 @@ void Fetcher::OnBulkEnd(ProcId, const proto::BulkHeader& h, size_t len, bool ok)
 
 void Fetcher::OnPeerFailed(ProcId proc) {
   std::lock_guard<std::mutex> lk(mu_);
+  dead_.insert(proc);
   for (auto& [id, t] : transfers_) {
     if (t.source == proc && !t.done) {
       t.done = true;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <unordered_set>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -67,6 +68,7 @@ class Fetcher {
   std::condition_variable cv_;
   uint64_t next_ = 0;
   std::map<uint64_t, Transfer> transfers_;
+  std::unordered_set<ProcId> dead_;  // peers known to be gone: fetches from them fail at once
   std::map<ObjectId, std::shared_ptr<std::condition_variable>> inflight_;  // dedupe per object
   std::shared_ptr<std::vector<uint8_t>> bench_buf_;
 };

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "log.h"
+#include "mpiray/core/detail/core_client.h"
 #include "mpiray/core/serialization.h"
 
 namespace mpiray {
@@ -24,6 +25,7 @@ struct HeadService::ObjEntry {
   uint8_t state = kPending;
   uint8_t where = 0;
   bool registered = true;  // false: made by an actor result that beat its registration
+  bool lineage = false;    // holds a reference on its task's lineage (it can be rebuilt)
   int32_t pins = 0;        // pending tasks using it (argument or nested in an argument)
   int32_t containers = 0;  // live objects whose value holds this ref
   uint64_t size = 0;
@@ -49,8 +51,19 @@ struct HeadService::TaskRec {
   ProcId actor_worker = kNoProc;  // actor creations: placed by PlaceActor, not the scheduler
   ProcId submitter = 0;
   int32_t deps = 0;
-  int32_t retries_left = 0;
+  int32_t retries_left = 0;  // -1: forever
   bool cancelled = false;
+  bool whole = false;   // actor calls: the spec has the arguments (the call can be re-sent)
+  bool resent = false;  // actor calls: re-sent after a restart (may report twice)
+};
+
+// How to make a task's returns again: kept while any of them, or any lineage that needs them
+// as arguments, is alive.
+struct HeadService::Lineage {
+  proto::TaskSpec spec;
+  int32_t refs = 0;
+  int32_t retries_left = 0;
+  uint32_t shape = 0;
 };
 
 struct HeadService::ActorRec {
@@ -66,14 +79,37 @@ struct HeadService::ActorRec {
   Buffer handle_meta;
   std::string error;
   std::vector<proto::TaskSpec> queued_calls;  // driver calls made before placement
+  std::vector<proto::TaskSpec> retry_calls;   // calls re-sent to the next instance
   std::vector<ProcId> location_waiters;
   std::unordered_set<TaskId> calls;  // registered, not done
+  // Restarts: the creation spec is kept (its arguments pinned) while the actor may restart.
+  bool restartable = false;
+  int32_t restarts_left = 0;  // -1: forever
+  int32_t max_task_retries = 0;
+  uint32_t incarnation = 1;
+  uint64_t next_seq = 0;  // the head process's own calls sent to this incarnation
+  std::unique_ptr<proto::TaskSpec> creation;
+  std::unordered_set<ProcId> subscribers;  // processes that asked where it is
 };
 
 namespace {
 
 Buffer ErrorPayload(StatusCode code, const std::string& message) {
   return Buffer(detail::MakeErrorPayload(code, message));
+}
+
+// One more try if any are left (-1: forever).
+bool TakeRetry(int32_t& left) {
+  if (left == 0) return false;
+  if (left > 0) --left;
+  return true;
+}
+
+void PinArgs(const proto::TaskSpec& spec, const std::function<void(const ObjectId&)>& pin) {
+  for (const proto::Arg& a : spec.args) {
+    if (a.by_ref) pin(a.ref);
+    for (const ObjectId& n : a.nested) pin(n);
+  }
 }
 
 int64_t SteadyMs() {
@@ -195,6 +231,10 @@ void HeadService::RemoveProcess(ProcId proc, const std::string& why) {
   NodeId node = info.peer.node;
   MPIRAY_LOG(warn, "process {} (host {}, pid {}) left the cluster: {}", proc, info.peer.host,
              info.peer.pid, why);
+  // Everyone else stops talking to it (fetches from it fail at once instead of waiting).
+  for (const auto& [id, p] : procs_) {
+    if (p.alive && id != transport_.self()) SendMsg(transport_, id, Msg::kPeerLeft, proto::PeerLeft{proc});
+  }
   auto& np = node_procs_[node];
   np.erase(std::remove(np.begin(), np.end(), proc), np.end());
   if (np.empty()) sched_.RemoveNode(node);  // a node whose processes are all gone is gone
@@ -210,17 +250,21 @@ void HeadService::RemoveProcess(ProcId proc, const std::string& why) {
       auto it = tasks_.find(tid);
       if (it == tasks_.end()) continue;
       TaskRec& t = *it->second;
+      if (t.spec.task_kind() == TaskKind::kActorCreate) {
+        auto a = actors_.find(tid);
+        if (a != actors_.end()) {
+          ActorLost(*a->second, "the worker creating the actor died (" + why + ")");
+        } else {
+          FailTask(t, ErrorPayload(StatusCode::kActorDied, "the worker creating the actor died"));
+        }
+        continue;
+      }
       --running_;
       t.item.worker = kNoProc;
       t.actor_worker = kNoProc;
       t.item.blocked = false;
       t.item.private_hold = false;
-      if (t.spec.task_kind() == TaskKind::kActorCreate) {
-        auto a = actors_.find(tid);
-        if (a != actors_.end()) ActorDied(*a->second, "the worker creating the actor died");
-        FailTask(t, ErrorPayload(StatusCode::kActorDied, "the worker creating the actor died"));
-      } else if (!t.cancelled && t.retries_left > 0) {
-        --t.retries_left;
+      if (!t.cancelled && TakeRetry(t.retries_left)) {
         MPIRAY_LOG(info, "retrying task {} ({}) after worker {} died", tid.ToString(),
                    t.spec.function, proc);
         sched_.Enqueue(&t.item);
@@ -232,14 +276,18 @@ void HeadService::RemoveProcess(ProcId proc, const std::string& why) {
                                      (t.spec.max_retries > 0 ? "; retries exhausted" : "")));
       }
     }
+    std::vector<ActorId> hosted;
     for (auto& [aid, a] : actors_) {
-      if (a->worker == proc && a->state != ActorRec::kDead) {
-        ActorDied(*a, "the worker process hosting the actor died (" + why + ")");
-      }
+      if (a->worker == proc && a->state == ActorRec::kPlaced) hosted.push_back(aid);
     }
+    for (const ActorId& aid : hosted) {
+      ActorLost(*actors_[aid], "the worker process hosting the actor died (" + why + ")");
+    }
+    for (auto& [aid, a] : actors_) a->subscribers.erase(proc);
   }
   // Handles held by the dead process are gone.
   std::vector<ObjectId> held;
+  std::vector<ObjectId> lost;
   bool node_gone = np.empty();
   for (auto& [oid, e] : objects_) {
     auto h = std::find(e.holders.begin(), e.holders.end(), proc);
@@ -250,11 +298,19 @@ void HeadService::RemoveProcess(ProcId proc, const std::string& why) {
     if (node_gone && e.where == static_cast<uint8_t>(Where::kShm) && e.state == ObjEntry::kReady) {
       e.locations.erase(std::remove(e.locations.begin(), e.locations.end(), node),
                         e.locations.end());
-      if (e.locations.empty()) {
-        e.where = static_cast<uint8_t>(Where::kError);
-        e.data = ErrorPayload(StatusCode::kObjectLost,
-                              "object " + oid.Hex() + " was lost: every node holding a copy died");
-      }
+      if (e.locations.empty()) lost.push_back(oid);
+    }
+  }
+  // Every copy is gone: make it again from its lineage, or report it lost.
+  for (const ObjectId& oid : lost) {
+    ObjEntry* e = FindEntry(oid);
+    if (!e || e->state != ObjEntry::kReady || !e->locations.empty()) continue;
+    std::string why = Reconstruct(oid, *e);
+    if (!why.empty()) {
+      e->where = static_cast<uint8_t>(Where::kError);
+      e->data = ErrorPayload(StatusCode::kObjectLost, "object " + oid.Hex() +
+                                                          " was lost (every node holding a copy "
+                                                          "died) and cannot be rebuilt: " + why);
     }
   }
   for (const ObjectId& id : held) MaybeFree(id);
@@ -297,7 +353,9 @@ void HeadService::FreeEntry(const ObjectId& id, ObjEntry& e) {
   }
   std::vector<ObjectId> contains;
   if (e.extra) contains = std::move(e.extra->contains);
+  bool lineage = e.lineage;
   objects_.erase(id);
+  if (lineage) ReleaseLineage(id.task_id(), /*drop_ref=*/true);
   for (const ObjectId& c : contains) {
     if (ObjEntry* ce = FindEntry(c)) {
       --ce->containers;
@@ -397,6 +455,10 @@ proto::ObjectLoc HeadService::Locate(const ObjectId& id, const ObjEntry& e, Node
   l.id = id;
   l.where = e.where;
   l.size = e.size;
+  if (e.state != ObjEntry::kReady) {
+    l.where = static_cast<uint8_t>(Where::kPending);  // being rebuilt
+    return l;
+  }
   if (e.where != static_cast<uint8_t>(Where::kShm)) {
     l.data = e.data;
     return l;
@@ -528,6 +590,11 @@ bool HeadService::HasObject(const ObjectId& id) const {
   return objects_.count(id) != 0;
 }
 
+size_t HeadService::NumLineage() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return lineage_.size();
+}
+
 size_t HeadService::NumObjects() const {
   std::lock_guard<std::mutex> lk(mu_);
   return objects_.size();
@@ -580,7 +647,7 @@ Status HeadService::SubmitLocked(proto::TaskSpec&& spec, ProcId submitter) {
   t.submitter = submitter;
   t.item.shape = shape;
   t.item.owner = &t;
-  t.retries_left = std::max(0, spec.max_retries);
+  t.retries_left = spec.max_retries;
   TaskId tid = spec.id;
   uint32_t nret = is_actor ? 1 : spec.num_returns;
   for (uint32_t i = 0; i < nret; ++i) {
@@ -607,6 +674,15 @@ Status HeadService::SubmitLocked(proto::TaskSpec&& spec, ProcId submitter) {
     a->ns = spec.ns;
     a->named = spec.named;
     a->handle_meta = spec.handle_meta;
+    a->max_task_retries = spec.max_task_retries;
+    spec.incarnation = 1;
+    if (spec.max_restarts != 0) {
+      // Its arguments must outlive the constructor: a restart runs it again.
+      a->restartable = true;
+      a->restarts_left = spec.max_restarts;
+      a->creation = std::make_unique<proto::TaskSpec>(spec);
+      PinArgs(spec, [this](const ObjectId& id) { Pin(id); });
+    }
     if (spec.named) named_[{spec.ns, spec.name}] = tid;
     actors_[tid] = std::move(a);
   }
@@ -764,6 +840,24 @@ void HeadService::OnTaskDone(ProcId src, proto::TaskDone&& done) {
                 failed_result);
     auto it = call_actor_.find(done.task);
     if (it == call_actor_.end()) {
+      bool duplicate = resent_done_.erase(done.task) > 0;
+      for (const proto::NewObject& r : done.returns) {
+        const ObjEntry* e = FindEntry(r.id);
+        duplicate |= e && e->registered && e->state == ObjEntry::kReady;
+      }
+      if (duplicate) {
+        // A call that ran twice (re-sent after a restart, or its instance was killed while it
+        // ran): the first result stands.
+        for (proto::NewObject& r : done.returns) {
+          ObjEntry* e = FindEntry(r.id);
+          bool same = e && !e->locations.empty() && e->locations[0] == r.node;
+          ProcId p = ProcOnNode(r.node);
+          if (r.where == static_cast<uint8_t>(Where::kShm) && !same && p != kNoProc) {
+            SendMsg(transport_, p, Msg::kFreeObjects, proto::IdList{{r.id}});
+          }
+        }
+        return;
+      }
       // The caller's registration has not arrived yet (it travels on another channel).
       early_done_.insert(done.task);
       for (proto::NewObject& r : done.returns) {
@@ -778,6 +872,9 @@ void HeadService::OnTaskDone(ProcId src, proto::TaskDone&& done) {
     auto a = actors_.find(actor);
     if (a != actors_.end()) a->second->calls.erase(done.task);
     auto t = tasks_.find(done.task);  // actor calls keep a slim spec in tasks_ for the pins
+    if (t != tasks_.end() && t->second->resent) {
+      resent_done_.insert(done.task);  // another run of it may still report
+    }
     for (proto::NewObject& r : done.returns) {
       ObjectId id = r.id;
       SetReady(id, std::move(r));
@@ -832,6 +929,13 @@ void HeadService::OnTaskDone(ProcId src, proto::TaskDone&& done) {
     if (is_actor) {
       auto a = actors_.find(t.spec.id);
       if (a != actors_.end() && failed) ActorDied(*a->second, "the actor's constructor failed: " + error);
+    } else if (!failed && t.retries_left != 0) {
+      // Keep how to make the returns again, in case a node holding them dies.
+      auto rec = std::move(it->second);
+      tasks_.erase(it);
+      KeepLineage(std::move(rec));  // unpins the arguments (after taking their lineage)
+      Dispatch();
+      return;
     }
   }
   FinishTask(done.task);
@@ -862,6 +966,134 @@ Status HeadService::CancelLocked(const ObjectId& id, bool force) {
   return Status::OK();
 }
 
+// ------------------------------------------------------------------ lineage
+
+void HeadService::KeepLineage(std::unique_ptr<TaskRec> rec) {
+  TaskId tid = rec->spec.id;
+  auto [it, fresh] = lineage_.try_emplace(tid);
+  Lineage& l = it->second;
+  l.retries_left = rec->retries_left;
+  if (fresh) {
+    l.shape = rec->item.shape;
+    // Its arguments may have to be made again too.
+    for (const proto::Arg& a : rec->spec.args) {
+      if (!a.by_ref) continue;
+      auto up = lineage_.find(a.ref.task_id());
+      if (up != lineage_.end()) ++up->second.refs;
+    }
+    l.spec = std::move(rec->spec);
+  }
+  for (uint32_t i = 0; i < l.spec.num_returns; ++i) {
+    ObjEntry* e = FindEntry(l.spec.ReturnId(i));
+    if (e && !e->lineage) {
+      e->lineage = true;
+      ++l.refs;
+    }
+  }
+  // Only now may the arguments go (their lineage is held above). Unpinning frees objects,
+  // which only releases other tasks' lineage: `l` stays valid.
+  UnpinArgs(fresh ? l.spec : rec->spec);
+  if (l.refs == 0) ReleaseLineage(tid, /*drop_ref=*/false);
+}
+
+void HeadService::ReleaseLineage(TaskId tid, bool drop_ref) {
+  std::vector<TaskId> work{tid};
+  bool first = true;
+  while (!work.empty()) {
+    TaskId id = work.back();
+    work.pop_back();
+    auto it = lineage_.find(id);
+    if (it == lineage_.end()) continue;
+    if (!first || drop_ref) --it->second.refs;
+    first = false;
+    if (it->second.refs > 0) continue;
+    for (const proto::Arg& a : it->second.spec.args) {
+      if (a.by_ref && lineage_.count(a.ref.task_id())) work.push_back(a.ref.task_id());
+    }
+    lineage_.erase(it);
+  }
+}
+
+std::string HeadService::Reconstruct(const ObjectId& id, ObjEntry& e) {
+  if (closed_) return "the runtime is shutting down";
+  TaskId tid = id.task_id();
+  auto reset = [&] {
+    e.state = ObjEntry::kPending;
+    e.where = 0;
+    e.data = Buffer();
+    e.locations.clear();
+  };
+  if (tasks_.count(tid) && lineage_.count(tid)) {  // being made again already
+    reset();
+    return "";
+  }
+  if (!e.lineage) {
+    return id.is_put() ? "it was stored with put(), so only the copy that died existed"
+                       : "it was not made by a task that may be retried (an actor call, or "
+                         "max_retries=0)";
+  }
+  auto it = lineage_.find(tid);
+  if (it == lineage_.end()) return "its lineage is gone";
+  Lineage& l = it->second;
+  if (!TakeRetry(l.retries_left)) return "task " + l.spec.function + " has no retries left";
+  MPIRAY_LOG(info, "rebuilding object {} by running task {} ({}) again", id.Hex(), tid.ToString(),
+             l.spec.function);
+  ++reconstructions_;
+  reset();
+  auto rec = std::make_unique<TaskRec>();
+  TaskRec& t = *rec;
+  t.spec = l.spec;
+  t.retries_left = l.retries_left;
+  t.submitter = transport_.self();
+  t.item.shape = l.shape;
+  t.item.owner = &t;
+  tasks_[tid] = std::move(rec);
+  PrepareRerun(t);
+  return "";
+}
+
+void HeadService::PrepareRerun(TaskRec& t) {
+  TaskId tid = t.spec.id;
+  std::string missing;
+  // Arguments freed since the first run are made again (their lineage is still held).
+  for (const proto::Arg& a : t.spec.args) {
+    if (!a.by_ref || FindEntry(a.ref) != nullptr) continue;
+    auto up = lineage_.find(a.ref.task_id());
+    if (up == lineage_.end()) {
+      missing = a.ref.Hex();
+      break;
+    }
+    ObjEntry& ne = NewEntry(a.ref);
+    ne.state = ObjEntry::kReady;  // Reconstruct resets it to pending
+    ne.where = static_cast<uint8_t>(Where::kShm);
+    ne.lineage = true;
+    ++up->second.refs;
+    std::string why = Reconstruct(a.ref, ne);
+    if (!why.empty()) {
+      objects_.erase(a.ref);
+      ReleaseLineage(a.ref.task_id(), /*drop_ref=*/true);
+      missing = a.ref.Hex() + " (" + why + ")";
+      break;
+    }
+  }
+  PinArgs(t.spec, [this](const ObjectId& id) { Pin(id); });
+  if (!missing.empty()) {
+    FailTask(t, ErrorPayload(StatusCode::kObjectLost, "argument object " + missing + " of " +
+                                                          t.spec.function +
+                                                          " is gone and cannot be rebuilt"));
+    return;
+  }
+  for (const proto::Arg& a : t.spec.args) {
+    if (!a.by_ref) continue;
+    ObjEntry* e = FindEntry(a.ref);
+    if (e->state != ObjEntry::kReady) {
+      ++t.deps;
+      e->X().dependents.push_back(tid);
+    }
+  }
+  if (t.deps == 0) TaskDepsReady(t);
+}
+
 // ------------------------------------------------------------------ actors
 
 void HeadService::PlaceActor(ActorRec& a) {
@@ -877,15 +1109,29 @@ void HeadService::PlaceActor(ActorRec& a) {
   auto t = tasks_.find(a.id);
   if (t != tasks_.end()) {
     t->second->actor_worker = w;
+    t->second->spec.incarnation = a.incarnation;
     ++running_;
     SendExecute(*t->second, w);
   }
+  // Calls re-sent after a restart go first (they are older), unordered (seq 0).
+  auto retries = std::move(a.retry_calls);
+  a.retry_calls.clear();
+  for (auto& c : retries) SendCall(a, std::move(c), /*ordered=*/false);
   auto calls = std::move(a.queued_calls);
   a.queued_calls.clear();
-  for (auto& c : calls) SendMsg(transport_, w, Msg::kActorCall, c);
+  for (auto& c : calls) SendCall(a, std::move(c), /*ordered=*/true);
   auto waiters = std::move(a.location_waiters);
   a.location_waiters.clear();
-  for (ProcId p : waiters) ReplyLocation(a, p);
+  for (ProcId p : waiters) a.subscribers.insert(p);
+  for (ProcId p : a.subscribers) ReplyLocation(a, p);
+}
+
+void HeadService::SendCall(ActorRec& a, proto::TaskSpec&& spec, bool ordered) {
+  spec.incarnation = a.incarnation;
+  spec.seq = ordered ? ++a.next_seq : 0;
+  auto t = tasks_.find(spec.id);
+  if (t != tasks_.end()) t->second->spec.incarnation = a.incarnation;
+  SendMsg(transport_, a.worker, Msg::kActorCall, spec);
 }
 
 void HeadService::PlacePendingActors() {
@@ -901,10 +1147,99 @@ void HeadService::ReplyLocation(ActorRec& a, ProcId to) {
   proto::ActorLocation loc;
   loc.actor = a.id;
   loc.proc = a.worker;
-  loc.state = static_cast<uint8_t>(a.state == ActorRec::kDead ? proto::ActorState::kDead
-                                                               : proto::ActorState::kAlive);
+  loc.state = static_cast<uint8_t>(a.state == ActorRec::kDead     ? proto::ActorState::kDead
+                                   : a.state == ActorRec::kPlaced ? proto::ActorState::kAlive
+                                                                  : proto::ActorState::kPending);
   loc.error = a.error;
+  loc.incarnation = a.incarnation;
+  loc.restartable = a.restartable;
+  loc.retriable_calls = a.max_task_retries != 0;
   SendMsg(transport_, to, Msg::kActorLocation, loc);
+}
+
+void HeadService::ActorLost(ActorRec& a, const std::string& why) {
+  if (a.state == ActorRec::kDead) return;
+  if (a.restarts_left != 0 && !closed_) {
+    RestartActor(a, why);
+  } else {
+    auto t = tasks_.find(a.id);  // a constructor that was running
+    if (t != tasks_.end()) {
+      ActorDied(a, why);
+      FailTask(*t->second, ErrorPayload(StatusCode::kActorDied, "actor " + a.id.ToString() +
+                                                                    " is dead: " + why));
+      return;
+    }
+    ActorDied(a, why + (a.restartable ? "; no restarts left" : ""));
+  }
+}
+
+void HeadService::RestartActor(ActorRec& a, const std::string& why) {
+  auto ct = tasks_.find(a.id);
+  if (ct != tasks_.end()) {
+    TaskRec& c = *ct->second;
+    if (c.actor_worker == kNoProc && a.state != ActorRec::kPlaced) return;  // not started yet
+    if (c.actor_worker != kNoProc) {
+      c.actor_worker = kNoProc;
+      --running_;
+    }
+    FinishTask(a.id);  // the constructor run that was lost
+  }
+  if (a.state == ActorRec::kPlaced) sched_.ReleaseActor(a.worker, a.shape, a.hold);
+  pending_actors_.erase(std::remove(pending_actors_.begin(), pending_actors_.end(), a.id),
+                        pending_actors_.end());
+  TakeRetry(a.restarts_left);
+  ++a.incarnation;
+  a.next_seq = 0;
+  a.worker = kNoProc;
+  a.state = ActorRec::kWaitingDeps;
+  ++actor_restarts_;
+  MPIRAY_LOG(warn, "restarting actor {}{} (instance {}): {}", a.id.ToString(),
+             a.name.empty() ? "" : " (" + a.name + ")", a.incarnation, why);
+  for (ProcId p : a.subscribers) ReplyLocation(a, p);  // they hold calls until it is back
+  // Calls that went to the lost instance and did not finish: re-sent or failed.
+  std::vector<TaskId> calls(a.calls.begin(), a.calls.end());
+  // Submission order per caller (task ids count up per submitting process).
+  std::sort(calls.begin(), calls.end(), [](TaskId x, TaskId y) { return x.value < y.value; });
+  for (TaskId tid : calls) {
+    auto t = tasks_.find(tid);
+    if (t != tasks_.end() && t->second->spec.incarnation != 0 &&
+        t->second->spec.incarnation < a.incarnation) {
+      CallLost(a, *t->second);
+    }
+  }
+  // Run the constructor again.
+  auto rec = std::make_unique<TaskRec>();
+  TaskRec& t = *rec;
+  t.spec = *a.creation;
+  t.spec.incarnation = a.incarnation;
+  t.submitter = transport_.self();
+  t.item.shape = a.shape;
+  t.item.owner = &t;
+  tasks_[a.id] = std::move(rec);
+  PrepareRerun(t);
+}
+
+void HeadService::CallLost(ActorRec& a, TaskRec& t) {
+  TaskId tid = t.spec.id;
+  if (t.whole && TakeRetry(t.retries_left)) {
+    t.resent = true;
+    proto::TaskSpec spec = t.spec;
+    if (a.state == ActorRec::kPlaced) {
+      SendCall(a, std::move(spec), /*ordered=*/false);
+    } else {
+      t.spec.incarnation = 0;  // held here until the next instance is placed
+      a.retry_calls.push_back(std::move(spec));
+    }
+    return;
+  }
+  std::string msg = "actor " + a.id.ToString() + (a.name.empty() ? "" : " (" + a.name + ")") +
+                    " died while call " + t.spec.function + " was in flight" +
+                    (t.whole ? "; retries exhausted" : " (set max_task_retries to retry it)");
+  Buffer err = ErrorPayload(StatusCode::kActorDied, msg);
+  for (uint32_t i = 0; i < t.spec.num_returns; ++i) SetErrorPayload(t.spec.ReturnId(i), err);
+  call_actor_.erase(tid);
+  a.calls.erase(tid);
+  FinishTask(tid);
 }
 
 void HeadService::ActorDied(ActorRec& a, const std::string& why) {
@@ -922,10 +1257,12 @@ void HeadService::ActorDied(ActorRec& a, const std::string& why) {
   std::string msg = "actor " + a.id.ToString() + (a.name.empty() ? "" : " (" + a.name + ")") +
                     " is dead: " + why;
   Buffer err = ErrorPayload(StatusCode::kActorDied, msg);
-  for (auto& c : a.queued_calls) {
-    for (uint32_t i = 0; i < c.num_returns; ++i) SetErrorPayload(c.ReturnId(i), err);
+  for (auto* queue : {&a.queued_calls, &a.retry_calls}) {
+    for (auto& c : *queue) {
+      for (uint32_t i = 0; i < c.num_returns; ++i) SetErrorPayload(c.ReturnId(i), err);
+    }
+    queue->clear();
   }
-  a.queued_calls.clear();
   auto calls = std::move(a.calls);
   a.calls.clear();
   for (TaskId tid : calls) {
@@ -937,9 +1274,15 @@ void HeadService::ActorDied(ActorRec& a, const std::string& why) {
     }
     FinishTask(tid);
   }
+  if (a.creation) {
+    UnpinArgs(*a.creation);
+    a.creation.reset();
+  }
+  a.restarts_left = 0;
   auto waiters = std::move(a.location_waiters);
   a.location_waiters.clear();
-  for (ProcId p : waiters) ReplyLocation(a, p);
+  for (ProcId p : waiters) a.subscribers.insert(p);
+  for (ProcId p : a.subscribers) ReplyLocation(a, p);
 }
 
 Status HeadService::SubmitActorCall(proto::TaskSpec&& spec, ProcId submitter) {
@@ -969,34 +1312,61 @@ Status HeadService::SubmitActorCall(proto::TaskSpec&& spec, ProcId submitter) {
     }
     return Status::OK();
   }
-  for (const proto::Arg& arg : spec.args) {
-    if (arg.by_ref) Pin(arg.ref);
-    for (const ObjectId& n : arg.nested) Pin(n);
-  }
+  PinArgs(spec, [this](const ObjectId& id) { Pin(id); });
   a.calls.insert(tid);
   call_actor_[tid] = a.id;
-  // Keep the spec (arguments only matter for unpinning) so completion can release the pins.
+  bool own = submitter == transport_.self();
   auto rec = std::make_unique<TaskRec>();
-  rec->submitter = submitter;
-  rec->spec.id = tid;
-  rec->spec.kind = spec.kind;
-  rec->spec.num_returns = spec.num_returns;
-  rec->spec.function = spec.function;
-  for (const proto::Arg& arg : spec.args) {
-    proto::Arg slim;
-    slim.by_ref = arg.by_ref;
-    slim.ref = arg.ref;
-    slim.nested = arg.nested;
-    rec->spec.args.push_back(std::move(slim));
+  TaskRec& t = *rec;
+  t.submitter = submitter;
+  t.retries_left =
+      spec.max_retries == detail::kActorDefaultRetries ? a.max_task_retries : spec.max_retries;
+  // The caller sends the whole call when it knew the actor may restart and the call may be
+  // retried (see ClientImpl::WholeCall); our own calls are always whole.
+  t.whole = a.restartable && t.retries_left != 0 && (own || spec.incarnation != 0);
+  if (t.whole) {
+    t.spec = spec;
+  } else {
+    // Only what completion needs (the argument refs, for the pins).
+    t.spec.id = tid;
+    t.spec.kind = spec.kind;
+    t.spec.num_returns = spec.num_returns;
+    t.spec.function = spec.function;
+    t.spec.actor = spec.actor;
+    t.spec.incarnation = spec.incarnation;
+    for (const proto::Arg& arg : spec.args) {
+      proto::Arg slim;
+      slim.by_ref = arg.by_ref;
+      slim.ref = arg.ref;
+      slim.nested = arg.nested;
+      t.spec.args.push_back(std::move(slim));
+    }
   }
   tasks_[tid] = std::move(rec);
-  if (submitter == transport_.self()) RouteCall(a, std::move(spec));
+  if (own) {
+    RouteCall(a, std::move(spec));
+  } else if (spec.incarnation != 0 &&
+             (spec.incarnation != a.incarnation || a.state != ActorRec::kPlaced)) {
+    CallLost(a, t);  // it went to an instance that is gone
+  }
   return Status::OK();
+}
+
+void HeadService::OnCallRouted(proto::CallRouted&& r) {
+  auto it = tasks_.find(r.task);
+  auto ait = actors_.find(r.actor);
+  if (it == tasks_.end() || ait == actors_.end()) return;  // done already
+  TaskRec& t = *it->second;
+  ActorRec& a = *ait->second;
+  if (!r.args.empty()) t.spec.args = std::move(r.args);
+  t.whole = a.restartable && t.retries_left != 0;
+  t.spec.incarnation = r.incarnation;
+  if (r.incarnation != a.incarnation || a.state != ActorRec::kPlaced) CallLost(a, t);
 }
 
 void HeadService::RouteCall(ActorRec& a, proto::TaskSpec&& spec) {
   if (a.state == ActorRec::kPlaced) {
-    SendMsg(transport_, a.worker, Msg::kActorCall, spec);
+    SendCall(a, std::move(spec), /*ordered=*/true);
   } else {
     a.queued_calls.push_back(std::move(spec));
   }
@@ -1047,19 +1417,22 @@ bool HeadService::FindNamedActor(const std::string& ns, const std::string& name,
 }
 
 Status HeadService::KillActor(const ActorId& actor, bool no_restart) {
-  (void)no_restart;  // restarts arrive with fault tolerance
   std::lock_guard<std::mutex> lk(mu_);
-  return KillActorLocked(actor);
+  return KillActorLocked(actor, no_restart);
 }
 
-Status HeadService::KillActorLocked(const ActorId& actor) {
+Status HeadService::KillActorLocked(const ActorId& actor, bool no_restart) {
   auto it = actors_.find(actor);
   if (it == actors_.end()) return InvalidArgument("unknown actor " + actor.ToString());
   ActorRec& a = *it->second;
   ProcId w = a.worker;
   bool placed = a.state == ActorRec::kPlaced;
-  ActorDied(a, "killed by Kill()");
-  if (placed) SendMsg(transport_, w, Msg::kDestroyActor, proto::ActorLookup{actor});
+  if (placed) SendMsg(transport_, w, Msg::kDestroyActor, proto::KillActor{actor, no_restart});
+  if (!no_restart && a.restarts_left != 0) {
+    if (placed) RestartActor(a, "killed with no_restart=False");
+  } else {
+    ActorDied(a, "killed by Kill()");
+  }
   Dispatch();
   return Status::OK();
 }
@@ -1123,8 +1496,13 @@ void HeadService::Handle(ProcId src, Msg type, const char* body, size_t len) {
       (void)CancelLocked(c.id, c.force);
       break;
     }
-    case Msg::kKillActor:
-      (void)KillActorLocked(DecodeMsg<proto::KillActor>(body, len).actor);
+    case Msg::kKillActor: {
+      auto k = DecodeMsg<proto::KillActor>(body, len);
+      (void)KillActorLocked(k.actor, k.no_restart);
+      break;
+    }
+    case Msg::kCallRouted:
+      OnCallRouted(DecodeMsg<proto::CallRouted>(body, len));
       break;
     case Msg::kActorLookup: {
       auto l = DecodeMsg<proto::ActorLookup>(body, len);
@@ -1136,6 +1514,7 @@ void HeadService::Handle(ProcId src, Msg type, const char* body, size_t len) {
         loc.error = "actor " + l.actor.ToString() + " does not exist";
         SendMsg(transport_, src, Msg::kActorLocation, loc);
       } else if (it->second->state == ActorRec::kPlaced || it->second->state == ActorRec::kDead) {
+        it->second->subscribers.insert(src);  // told again if it restarts
         ReplyLocation(*it->second, src);
       } else {
         it->second->location_waiters.push_back(src);
@@ -1251,6 +1630,9 @@ ClusterStatus HeadService::Status_() const {
   s.objects = objects_.size();
   s.tasks_finished = finished_;
   s.tasks_failed = failed_;
+  s.actor_restarts = actor_restarts_;
+  s.reconstructions = reconstructions_;
+  s.lineage_tasks = lineage_.size();
   for (const auto& [id, e] : objects_) {
     if (e.state != ObjEntry::kReady) continue;
     if (e.where == static_cast<uint8_t>(Where::kShm)) {

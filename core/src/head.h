@@ -57,6 +57,9 @@ struct ClusterStatus {
   size_t actors = 0;
   uint64_t tasks_finished = 0;
   uint64_t tasks_failed = 0;
+  uint64_t actor_restarts = 0;   // actor instances started again after a loss
+  uint64_t reconstructions = 0;  // tasks run again to rebuild lost objects
+  size_t lineage_tasks = 0;      // finished tasks whose spec is kept to rebuild their returns
   std::map<NodeId, uint64_t> store_bytes;  // shared-memory object bytes per node (directory view)
   uint64_t inline_bytes = 0;               // small objects kept in the head's memory
 };
@@ -120,6 +123,8 @@ class HeadService {
   /// @brief Number of live object entries (for tests of reference counting).
   size_t NumObjects() const;
   bool HasObject(const ObjectId& id) const;
+  /// @brief Tasks whose lineage is kept (for tests of bounded lineage).
+  size_t NumLineage() const;
   /// @brief The most recent task events (bounded), oldest first.
   std::vector<TaskEvent> Events() const;
 
@@ -128,12 +133,13 @@ class HeadService {
   struct ObjEntry;
   struct TaskRec;
   struct ActorRec;
+  struct Lineage;
 
   // All private helpers run with mu_ held.
   Status SubmitLocked(proto::TaskSpec&& spec, ProcId submitter);
   Status SubmitActorCall(proto::TaskSpec&& spec, ProcId submitter);
   Status CancelLocked(const ObjectId& id, bool force);
-  Status KillActorLocked(const ActorId& actor);
+  Status KillActorLocked(const ActorId& actor, bool no_restart);
   ObjEntry& NewEntry(const ObjectId& id);
   ObjEntry* FindEntry(const ObjectId& id);
   void Pin(const ObjectId& id);
@@ -156,6 +162,23 @@ class HeadService {
   void PlacePendingActors();
   void RouteCall(ActorRec& a, proto::TaskSpec&& spec);
   void ActorDied(ActorRec& a, const std::string& why);
+  /// @brief The actor's instance is gone (worker died, or killed to restart): restart or die.
+  void ActorLost(ActorRec& a, const std::string& why);
+  void RestartActor(ActorRec& a, const std::string& why);
+  /// @brief A call went to an instance that is gone: re-send it (retries left) or fail it.
+  void CallLost(ActorRec& a, TaskRec& t);
+  void SendCall(ActorRec& a, proto::TaskSpec&& spec, bool ordered);
+  void OnCallRouted(proto::CallRouted&& r);
+  /// @brief Pin the arguments of a task run again (restart, lineage), wait for those not
+  /// ready, rebuild lost ones from their lineage, then queue it.
+  void PrepareRerun(TaskRec& t);
+  /// @brief A task finished: keep its spec while its returns may have to be made again.
+  void KeepLineage(std::unique_ptr<TaskRec> rec);
+  /// @brief Drop one reference to a task's lineage (`drop_ref`), freeing it (and, in turn,
+  /// its arguments' lineage) when none is left.
+  void ReleaseLineage(TaskId tid, bool drop_ref);
+  /// @brief Every copy of `id` is gone: run its task again. Returns why it cannot ("" if it can).
+  std::string Reconstruct(const ObjectId& id, ObjEntry& e);
   void ReplyLocation(ActorRec& a, ProcId to);
   void HandleGet(ProcId src, proto::GetObjects&& req);
   NodeId NodeOf(ProcId p) const;
@@ -177,6 +200,10 @@ class HeadService {
   std::unordered_map<ActorId, std::unique_ptr<ActorRec>> actors_;
   std::unordered_map<TaskId, ActorId> call_actor_;  // registered actor calls not yet done
   std::unordered_set<TaskId> early_done_;           // actor calls done before registration
+  std::unordered_set<TaskId> resent_done_;          // re-sent calls done (a 2nd report may come)
+  std::unordered_map<TaskId, Lineage> lineage_;
+  uint64_t actor_restarts_ = 0;
+  uint64_t reconstructions_ = 0;
   std::vector<ActorId> pending_actors_;
   std::map<std::pair<std::string, std::string>, ActorId> named_;  // (namespace, name)
   int64_t last_heartbeat_ms_ = 0;

@@ -48,6 +48,7 @@ enum class Msg : uint16_t {
   kFetch = 42,
   kFetchFailed = 43,
   kBenchStream = 44,
+  kCallRouted = 45,
 };
 
 /// Resource amounts travel as fixed point (1/10000 units) so that sums never drift.
@@ -82,14 +83,22 @@ struct TaskSpec {
   std::string ns;      // actor creation: the namespace of a named actor
   Buffer handle_meta;  // actor creation: what a handle needs (language-specific; for get_actor)
   bool named = false;  // actor creation: `name` registers it for get_actor
+  // Actor creation: restarts after its worker dies (-1: forever). Actor calls: the actor's
+  // incarnation the call was sent to (0: not sent yet, the caller holds it until it knows).
+  int32_t max_restarts = 0;
+  uint32_t incarnation = 0;
+  // Actor creation: the default for its calls' max_retries (-1: forever).
+  int32_t max_task_retries = 0;
   MSGPACK_DEFINE(id, kind, language, function, args, num_returns, resources, max_retries, name,
-                 actor, caller, seq, max_concurrency, ns, handle_meta, named);
+                 actor, caller, seq, max_concurrency, ns, handle_meta, named, max_restarts,
+                 incarnation, max_task_retries);
 
   TaskKind task_kind() const { return static_cast<TaskKind>(kind); }
   ObjectId ReturnId(uint32_t i) const { return ObjectId::ForReturn(id, i); }
 };
 
-enum class Where : uint8_t { kInline = 0, kShm = 1, kError = 2 };
+// kPending (in an Execute only): the argument is being rebuilt; the worker asks for it.
+enum class Where : uint8_t { kInline = 0, kShm = 1, kError = 2, kPending = 3 };
 
 /// Where an object is and how to read it.
 struct ObjectLoc {
@@ -175,9 +184,20 @@ enum class ActorState : uint8_t { kPending = 0, kAlive = 1, kDead = 2 };
 struct ActorLocation {
   ActorId actor;
   ProcId proc = 0;
-  uint8_t state = 0;  // ActorState
+  uint8_t state = 0;  // ActorState (kPending: restarting; calls wait for the next location)
   std::string error;
-  MSGPACK_DEFINE(actor, proc, state, error);
+  uint32_t incarnation = 0;      // 1 for the first instance, +1 per restart
+  bool restartable = false;      // max_restarts != 0
+  bool retriable_calls = false;  // its calls are retried by default (max_task_retries != 0)
+  MSGPACK_DEFINE(actor, proc, state, error, incarnation, restartable, retriable_calls);
+};
+/// A call the caller held back (actor location unknown) was sent to incarnation `incarnation`.
+struct CallRouted {
+  TaskId task;
+  ActorId actor;
+  uint32_t incarnation = 0;
+  std::vector<Arg> args;  // the call's arguments when it may be retried (else empty)
+  MSGPACK_DEFINE(task, actor, incarnation, args);
 };
 struct TaskRef {
   TaskId task;

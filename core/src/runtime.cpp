@@ -252,6 +252,7 @@ void Runtime::OnMessage(ProcId src, Msg type, const char* body, size_t len) {
     case Msg::kAddLocation:
     case Msg::kGetNamedActor:
     case Msg::kTaskDone:
+    case Msg::kCallRouted:
       if (head_) head_->Handle(src, type, body, len);
       break;
     case Msg::kHeartbeat:
@@ -289,9 +290,12 @@ void Runtime::OnMessage(ProcId src, Msg type, const char* body, size_t len) {
       fabric_->AddPeer(p.proc, p.address);
       break;
     }
-    case Msg::kPeerLeft:
-      fabric_->RemovePeer(DecodeMsg<proto::PeerLeft>(body, len).proc);
+    case Msg::kPeerLeft: {
+      ProcId gone = DecodeMsg<proto::PeerLeft>(body, len).proc;
+      fetcher_->OnPeerFailed(gone);
+      fabric_->RemovePeer(gone);
       break;
+    }
     case Msg::kShutdown:
       if (worker_) {
         MPIRAY_LOG(info, "shutdown requested by the head: {}",
@@ -320,7 +324,7 @@ void Runtime::OnMessage(ProcId src, Msg type, const char* body, size_t len) {
       client_->OnNamedActor(DecodeMsg<proto::NamedActor>(body, len));
       break;
     case Msg::kDestroyActor:
-      if (worker_) worker_->OnDestroyActor(DecodeMsg<proto::ActorLookup>(body, len).actor);
+      if (worker_) worker_->OnDestroyActor(DecodeMsg<proto::KillActor>(body, len).actor);
       break;
     case Msg::kActorCall:
       if (worker_) worker_->OnActorCall(DecodeMsg<proto::TaskSpec>(body, len));
@@ -507,6 +511,13 @@ std::string Runtime::MetricsText() const {
   value("mpiray_tasks_finished_total", "", static_cast<double>(st.tasks_finished));
   metric("mpiray_tasks_failed_total", "counter", "Tasks and actor calls that ended with an error.");
   value("mpiray_tasks_failed_total", "", static_cast<double>(st.tasks_failed));
+  metric("mpiray_actor_restarts_total", "counter", "Actor instances started again after a loss.");
+  value("mpiray_actor_restarts_total", "", static_cast<double>(st.actor_restarts));
+  metric("mpiray_object_reconstructions_total", "counter",
+         "Tasks run again to rebuild objects whose every copy was lost.");
+  value("mpiray_object_reconstructions_total", "", static_cast<double>(st.reconstructions));
+  metric("mpiray_lineage_tasks", "gauge", "Finished tasks whose specs are kept to rebuild their returns.");
+  value("mpiray_lineage_tasks", "", static_cast<double>(st.lineage_tasks));
   metric("mpiray_actors_alive", "gauge", "Live actors.");
   value("mpiray_actors_alive", "", static_cast<double>(st.actors));
   metric("mpiray_objects", "gauge", "Objects in the head's directory.");

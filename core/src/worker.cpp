@@ -174,6 +174,7 @@ struct WorkerService::Actor {
   std::string name;  // for output lines: the actor's class or given name
   uint8_t language = 0;
   int max_concurrency = 1;
+  uint32_t incarnation = 0;  // which instance of a restartable actor this is
   std::shared_ptr<void> instance;
   bool dead = false;
   std::string error;
@@ -220,11 +221,13 @@ void WorkerService::OnExecute(proto::Execute&& ex) {
     a->name = ex.spec.name.empty() ? ex.spec.function : ex.spec.name;
     a->language = ex.spec.language;
     a->max_concurrency = std::max(1, ex.spec.max_concurrency);
+    a->incarnation = ex.spec.incarnation;
     a->mailbox.push_back(std::make_unique<proto::Execute>(std::move(ex)));
     a->threads = 1;
     std::vector<proto::TaskSpec> orphans;
     {
       std::lock_guard<std::mutex> lk(actors_mu_);
+      destroyed_.erase(a->id);  // a restart may bring it back here
       actors_[a->id] = a;
       auto it = orphan_calls_.find(a->id);
       if (it != orphan_calls_.end()) {
@@ -243,6 +246,19 @@ void WorkerService::OnExecute(proto::Execute&& ex) {
 
 void WorkerService::EnqueueCall(Actor& a, proto::TaskSpec&& spec) {
   std::lock_guard<std::mutex> lk(a.mu);
+  if (spec.incarnation != a.incarnation) {
+    // Meant for an earlier instance of this actor: the head re-sends or fails it.
+    MPIRAY_LOG(debug, "dropping call {} for instance {} of actor {} (this is instance {})",
+               spec.id.ToString(), spec.incarnation, a.id.ToString(), a.incarnation);
+    return;
+  }
+  if (spec.seq == 0) {  // re-sent by the head after a restart: no order to keep
+    auto item = std::make_unique<proto::Execute>();
+    item->spec = std::move(spec);
+    a.mailbox.push_back(std::move(item));
+    a.cv.notify_one();
+    return;
+  }
   uint64_t& next = a.next_seq.try_emplace(spec.caller, 1).first->second;
   if (spec.seq > next) {  // an earlier call from this caller is still on its way
     a.early[spec.caller].emplace(spec.seq, std::move(spec));
@@ -271,9 +287,7 @@ void WorkerService::OnActorCall(proto::TaskSpec&& spec) {
     auto it = actors_.find(spec.actor);
     if (it == actors_.end()) {
       if (destroyed_.count(spec.actor)) {
-        ReportDone(spec, ErrorReturns(spec, Status(StatusCode::kActorDied,
-                                                   "actor " + spec.actor.ToString() + " is dead")),
-                   proto::DoneStatus::kOk);
+        return;  // the head has failed (or re-sent) every call to it
       } else {
         orphan_calls_[spec.actor].push_back(std::move(spec));  // its creation is on the way
       }
@@ -298,6 +312,9 @@ void WorkerService::OnDestroyActor(const ActorId& actor) {
   a->dead = true;
   if (a->error.empty()) a->error = "killed by Kill()";
   a->stopping = true;
+  // Calls not started are the head's to fail or re-send (it has done so already).
+  a->mailbox.clear();
+  a->early.clear();
   a->cv.notify_all();
 }
 
@@ -400,9 +417,12 @@ Result<detail::ArgList> WorkerService::ResolveArgs(const proto::Execute& ex) {
   for (const proto::Arg& a : ex.spec.args) {
     if (!a.by_ref) {
       args.push_back(a.value);
-    } else if (k < ex.resolved.size()) {
-      args.push_back(client_.Materialize(ex.resolved[k++]));
+    } else if (k < ex.resolved.size() &&
+               ex.resolved[k].where != static_cast<uint8_t>(proto::Where::kPending)) {
+      // A copy that vanished meanwhile (its node died) is asked for again through the head.
+      args.push_back(client_.MaterializeOrRelocate(ex.resolved[k++]));
     } else {
+      if (k < ex.resolved.size()) ++k;  // being rebuilt: wait for it below
       unresolved.push_back(a.ref);
       args.emplace_back();
     }

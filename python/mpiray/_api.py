@@ -194,6 +194,14 @@ _ACTOR_OPTIONS = {"num_cpus", "num_gpus", "resources", "memory", "name", "namesp
                   "concurrency_groups", "_metadata"}
 
 
+_ACTOR_DEFAULT_RETRIES = -2  # an actor call's retries: the actor's max_task_retries
+
+
+def _check_retry_count(value, what):
+    if not isinstance(value, int) or isinstance(value, bool) or value < -1:
+        raise ValueError(f"{what} must be an integer >= 0, or -1 for unlimited; got {value!r}")
+
+
 def _resources(options, default_cpus):
     """The resource request of a task or actor; None means the runtime's default."""
     keys = ("num_cpus", "num_gpus", "resources", "memory")
@@ -378,21 +386,27 @@ class ActorMethod:
         return self._remote(args, kwargs, self._num_returns)
 
     def options(self, **options):
-        _check_options(options, {"num_returns", "name", "concurrency_group"}, "actor method options()")
+        _check_options(options, {"num_returns", "name", "concurrency_group", "max_task_retries"},
+                       "actor method options()")
         n = options.get("num_returns", self._num_returns)
+        retries = options.get("max_task_retries", _ACTOR_DEFAULT_RETRIES)
+        if retries != _ACTOR_DEFAULT_RETRIES:
+            _check_retry_count(retries, "max_task_retries")
         parent = self
 
         class _WithOptions:
             def remote(self, *args, **kwargs):
-                return parent._remote(args, kwargs, n)
+                return parent._remote(args, kwargs, n, retries)
 
         return _WithOptions()
 
-    def _remote(self, args, kwargs, num_returns):
+    def _remote(self, args, kwargs, num_returns, max_task_retries=None):
+        if max_task_retries is None:
+            max_task_retries = _ACTOR_DEFAULT_RETRIES
         meta = (tuple(kwargs), max(num_returns, 1), False, 0, self._name, None)
         refs = _core.submit(_KIND_ACTOR_CALL, _LANG_PY, self._name, _call_args(args, kwargs, meta),
-                            max(num_returns, 1), None, 0, self._handle._class_name, self._handle._id,
-                            1, "", False, b"")
+                            max(num_returns, 1), None, max_task_retries, self._handle._class_name,
+                            self._handle._id, 1, "", False, b"")
         if num_returns == 0:
             return None
         return refs[0] if num_returns == 1 else refs
@@ -492,13 +506,18 @@ class ActorClass:
         max_concurrency = options.get("max_concurrency", 1)
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+        max_restarts = options.get("max_restarts", 0)
+        _check_retry_count(max_restarts, "max_restarts")
+        max_task_retries = options.get("max_task_retries", 0)
+        _check_retry_count(max_task_retries, "max_task_retries")
         export = self._exported.ref()
         display = name if name is not None else self._cls.__name__  # output lines show this
         meta = (tuple(kwargs), 1, False, 0, display, export)
         refs = _core.submit(_KIND_ACTOR_CREATE, _LANG_PY, export.hex(),
                             _call_args(args, kwargs, meta), 1, _resources(options, 0), 0,
                             name if name is not None else self._cls.__name__, b"", max_concurrency,
-                            ns if name is not None else "", name is not None, pickle.dumps(self._meta))
+                            ns if name is not None else "", name is not None, pickle.dumps(self._meta),
+                            max_restarts, max_task_retries)
         return ActorHandle(refs[0].binary()[:8], self._meta)
 
 
@@ -518,7 +537,9 @@ def get_actor(name, namespace=None):
 
 
 def kill(actor, *, no_restart=True):
-    """Terminate an actor: its queued and future calls fail with ActorDiedError."""
+    """Terminate an actor: its queued and future calls fail with ActorDiedError. With
+    ``no_restart=False``, an actor created with ``max_restarts`` left is restarted instead
+    (its constructor runs again; handles keep working)."""
     if not isinstance(actor, ActorHandle):
         raise ValueError(f"ray.kill() only supported for actors. For tasks, try ray.cancel(). "
                          f"Got: {type(actor).__name__}.")

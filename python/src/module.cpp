@@ -518,8 +518,11 @@ py::object Put(py::handle value) {
 
 py::list Submit(int kind, int language, const std::string& function, py::list args, uint32_t num_returns,
                 py::object resources, int max_retries, const std::string& name, py::bytes actor,
-                int max_concurrency, const std::string& ns, bool named, py::bytes handle_meta) {
+                int max_concurrency, const std::string& ns, bool named, py::bytes handle_meta,
+                int max_restarts, int max_task_retries) {
   detail::TaskRequest req;
+  req.max_restarts = max_restarts;
+  req.max_task_retries = max_task_retries;
   req.kind = static_cast<detail::TaskKind>(kind);
   req.language = static_cast<uint8_t>(language);
   req.function = function;
@@ -710,7 +713,10 @@ PYBIND11_MODULE(_core, m) {
     mpiray::Shutdown();
   });
   m.def("is_initialized", [] { return mpiray::IsInitialized(); });
-  m.def("submit", &Submit);
+  m.def("submit", &Submit, py::arg("kind"), py::arg("language"), py::arg("function"), py::arg("args"),
+        py::arg("num_returns"), py::arg("resources"), py::arg("max_retries"), py::arg("name"),
+        py::arg("actor"), py::arg("max_concurrency"), py::arg("ns"), py::arg("named"),
+        py::arg("handle_meta"), py::arg("max_restarts") = 0, py::arg("max_task_retries") = 0);
   m.def("put", &Put);
   m.def("get", &Get, py::arg("refs"), py::arg("timeout") = py::none());
   m.def("wait", &Wait);

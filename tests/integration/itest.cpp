@@ -20,33 +20,7 @@
 #include <thread>
 #include <vector>
 
-#define CHECK(cond)                                                                  \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
-      std::fprintf(stderr, "CHECK FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond);   \
-      std::exit(1);                                                                  \
-    }                                                                                \
-  } while (0)
-
-// CHECK_THROWS(Type, expr, "substring"): expr throws Type whose message contains substring.
-#define CHECK_THROWS(Type, expr, substr)                                                     \
-  do {                                                                                       \
-    bool thrown = false;                                                                     \
-    try {                                                                                    \
-      (void)(expr);                                                                          \
-    } catch (const Type& e) {                                                                \
-      thrown = true;                                                                         \
-      if (std::string(e.what()).find(substr) == std::string::npos) {                         \
-        std::fprintf(stderr, "%s:%d: message '%s' lacks '%s'\n", __FILE__, __LINE__,         \
-                     e.what(), substr);                                                      \
-        std::exit(1);                                                                        \
-      }                                                                                      \
-    }                                                                                        \
-    if (!thrown) {                                                                           \
-      std::fprintf(stderr, "%s:%d: %s did not throw %s\n", __FILE__, __LINE__, #expr, #Type); \
-      std::exit(1);                                                                          \
-    }                                                                                        \
-  } while (0)
+#include "itest_check.h"
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -527,8 +501,13 @@ void NoShutdown() {
   std::exit(0);  // atexit must still stop the cluster
 }
 
+// Fault-tolerance scenarios (itest_ft.cpp).
+void ActorRestart();
+void Lineage();
+
 int main(int argc, char** argv) {
   std::map<std::string, std::function<void()>> scenarios = {
+      {"actor_restart", ActorRestart}, {"lineage", Lineage},
       {"tasks", Tasks},       {"actors", Actors},           {"objects", Objects},
       {"crossnode", CrossNode}, {"errors", Errors},         {"wait_cancel", WaitAndCancel},
       {"nested", Nested},     {"resources", Resources},     {"worker_death", WorkerDeath},

@@ -171,7 +171,13 @@ class ActorTaskCaller<T, R (C::*)(P...)>
     this->req_.kind = detail::TaskKind::kActorCall;
     this->req_.actor = actor;
     this->req_.function = std::move(name);
-    this->req_.max_retries = 0;
+    this->req_.max_retries = detail::kActorDefaultRetries;
+  }
+  /// @brief Re-send this call up to `n` times if the actor dies with it (its instance is
+  /// restarted); -1: forever. Default: the actor's SetMaxTaskRetries.
+  ActorTaskCaller& SetMaxRetries(int n) {
+    this->req_.max_retries = n;
+    return *this;
   }
   template <class... A>
   ObjectRef<R> Remote(A&&... args) {
@@ -200,7 +206,8 @@ class ActorHandle {
     static_assert(std::is_base_of_v<C, T>, "method does not belong to this actor's class");
     return ActorTaskCaller<T, R (C::*)(P...)>(id_, MethodName(method));
   }
-  /// @brief Terminate the actor; pending and later calls fail with ActorDiedError.
+  /// @brief Terminate the actor; pending and later calls fail with ActorDiedError. With
+  /// no_restart=false an actor with restarts left is restarted instead.
   void Kill(bool no_restart = true) const { detail::Client()->KillActor(id_, no_restart); }
   const ActorId& ID() const { return id_; }
 
@@ -234,6 +241,18 @@ class ActorCreator<R (*)(P...)> : public detail::CallerOptions<ActorCreator<R (*
   /// @brief Run up to `n` method calls of this actor at once (default 1: strictly sequential).
   ActorCreator& SetMaxConcurrency(int n) {
     this->req_.max_concurrency = n;
+    return *this;
+  }
+  /// @brief Restart the actor (run its constructor again on a live worker) up to `n` times
+  /// when its worker dies; -1: forever. Default 0. Handles keep working across restarts.
+  ActorCreator& SetMaxRestarts(int n) {
+    this->req_.max_restarts = n;
+    return *this;
+  }
+  /// @brief Calls in flight when the actor dies are re-sent to the restarted actor up to `n`
+  /// times (-1: forever) instead of failing with ActorDiedError. Default 0.
+  ActorCreator& SetMaxTaskRetries(int n) {
+    this->req_.max_task_retries = n;
     return *this;
   }
   template <class... A>

@@ -17,6 +17,9 @@ struct SerializedValue;
 
 enum class TaskKind : uint8_t { kNormal = 0, kActorCreate = 1, kActorCall = 2 };
 
+/// An actor call's max_retries that means "the actor's max_task_retries".
+inline constexpr int kActorDefaultRetries = -2;
+
 /// @brief One argument of a task: a value (payload bytes) or a reference resolved before the call.
 struct TaskArgument {
   bool by_ref = false;
@@ -34,7 +37,11 @@ struct TaskRequest {
   uint32_t num_returns = 1;
   std::vector<std::pair<std::string, double>> resources;
   bool resources_set = false;  // false: the default ({CPU: 1} for tasks, nothing for actors)
+  /// Retries after a system failure; -1: forever. Actor calls: kActorDefaultRetries takes the
+  /// actor's max_task_retries.
   int max_retries = 3;
+  int max_restarts = 0;      // kActorCreate: restarts after its worker dies (-1: forever)
+  int max_task_retries = 0;  // kActorCreate: default max_retries of its calls (-1: forever)
   std::string name;
   ActorId actor;  // kActorCall: target
   int max_concurrency = 1;
@@ -70,6 +77,9 @@ struct ClusterSnapshot {
   size_t actors = 0;         // alive
   size_t pending_actors = 0; // waiting for a worker with room
   uint64_t store_used = 0;   // bytes in the head node's object store
+  uint64_t actor_restarts = 0;   // actor instances started again after their worker died
+  uint64_t reconstructions = 0;  // tasks run again to rebuild lost objects
+  size_t lineage_tasks = 0;      // finished tasks kept to rebuild their returns
 };
 
 /// @brief The runtime as seen from the API (one per process).
