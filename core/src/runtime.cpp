@@ -360,6 +360,7 @@ void Runtime::OnPeerFailed(ProcId proc, const std::string& why) {
       bye_cv_.notify_all();
     }
     if (!shut_) head_->RemoveProcess(proc, why);  // logs a warning
+    ReplaceLocalWorker(proc);
   } else if (proc == kHeadProc) {
     HeadLost("the connection to the head failed (" + why + ")");
   }
@@ -615,6 +616,14 @@ JoinReply Runtime::OnJoin(const JoinRequest& req) {
   for (const auto& p : reply.peers) {
     if (p.proc != self_.proc) SendMsg(*fabric_, p.proc, Msg::kPeerJoined, peer);
   }
+  {
+    // One of our own local workers (it can be replaced if it dies)?
+    std::lock_guard<std::mutex> lk(children_mu_);
+    if (std::find(children_.begin(), children_.end(), peer.pid) != children_.end() &&
+        peer.machine == self_.machine) {
+      local_workers_[peer.proc] = peer.pid;
+    }
+  }
   head_->AddProcess(peer, true);
   MPIRAY_LOG(info, "worker {} joined from host {} (pid {}) as node {}", peer.proc, peer.host,
              peer.pid, peer.node);
@@ -622,29 +631,71 @@ JoinReply Runtime::OnJoin(const JoinRequest& req) {
   return reply;
 }
 
-Status Runtime::SpawnLocalWorkers(int n, const std::vector<std::string>& command, int timeout_ms) {
-  std::vector<std::string> cmd = command.empty() ? detail::DefaultWorkerCommand() : command;
-  if (cmd.empty()) return Internal("cannot read /proc/self/cmdline");
+Status Runtime::SpawnOneWorker(int index) {
+  std::vector<char*> argv;
+  for (auto& s : worker_command_) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  std::string join = session_.dir;
+  std::string index_text = std::to_string(index);
   pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) return IoError(std::string("fork failed: ") + std::strerror(errno));
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the head
+    if (getppid() != parent) _exit(1);
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, nullptr);
+    setenv("MPIRAY_JOIN", join.c_str(), 1);
+    setenv("MPIRAY_WORKER_INDEX", index_text.c_str(), 1);
+    execv(argv[0], argv.data());
+    fprintf(stderr, "mpiray: cannot start worker %s: %s\n", argv[0], std::strerror(errno));
+    _exit(127);
+  }
+  std::lock_guard<std::mutex> lk(children_mu_);
+  children_.push_back(pid);
+  return Status::OK();
+}
+
+void Runtime::ReplaceLocalWorker(ProcId proc) {
+  int pid = 0;
+  {
+    std::lock_guard<std::mutex> lk(children_mu_);
+    auto it = local_workers_.find(proc);
+    if (it == local_workers_.end()) return;
+    pid = it->second;
+    local_workers_.erase(it);  // (it stays in children_: Shutdown reaps it)
+  }
+  if (shut_ || !session_.config.replace_workers) return;
+  int index = ++spawned_;
+  MPIRAY_LOG(warn, "starting local worker #{} to replace worker {} (pid {})", index, proc, pid);
+  // Not on the progress thread (fork copies the process: keep that off the hot path), and not
+  // on a short-lived thread either: PR_SET_PDEATHSIG fires when the forking *thread* exits.
+  std::lock_guard<std::mutex> lk(children_mu_);
+  spawn_queue_.push_back(index);
+  if (!spawner_.joinable()) {
+    spawner_ = std::thread([this] {
+      std::unique_lock<std::mutex> lk(children_mu_);
+      while (true) {
+        spawn_cv_.wait(lk, [&] { return spawner_stop_ || !spawn_queue_.empty(); });
+        if (spawner_stop_) return;
+        int next = spawn_queue_.front();
+        spawn_queue_.pop_front();
+        lk.unlock();
+        Status s = shut_ ? Status::OK() : SpawnOneWorker(next);
+        if (!s.ok()) MPIRAY_LOG(error, "could not start a replacement worker: {}", s.message());
+        lk.lock();
+      }
+    });
+  }
+  spawn_cv_.notify_all();
+}
+
+Status Runtime::SpawnLocalWorkers(int n, const std::vector<std::string>& command, int timeout_ms) {
+  worker_command_ = command.empty() ? detail::DefaultWorkerCommand() : command;
+  if (worker_command_.empty()) return Internal("cannot read /proc/self/cmdline");
   for (int i = 0; i < n; ++i) {
-    std::vector<char*> argv;
-    for (auto& s : cmd) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    pid_t pid = fork();
-    if (pid < 0) return IoError(std::string("fork failed: ") + std::strerror(errno));
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the head
-      if (getppid() != parent) _exit(1);
-      sigset_t none;
-      sigemptyset(&none);
-      pthread_sigmask(SIG_SETMASK, &none, nullptr);
-      setenv("MPIRAY_JOIN", session_.dir.c_str(), 1);
-      setenv("MPIRAY_WORKER_INDEX", std::to_string(i + 1).c_str(), 1);
-      execv(argv[0], argv.data());
-      fprintf(stderr, "mpiray: cannot start worker %s: %s\n", argv[0], std::strerror(errno));
-      _exit(127);
-    }
-    children_.push_back(pid);
+    MPIRAY_RETURN_IF_ERROR(SpawnOneWorker(++spawned_));
   }
   std::unique_lock<std::mutex> lk(join_mu_);
   bool ok = join_cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] {
@@ -682,7 +733,18 @@ void Runtime::Shutdown() {
   if (metrics_) metrics_->Stop();
   // Local workers: reap them (they exit on their own; kill stragglers).
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  for (int pid : children_) {
+  {
+    std::lock_guard<std::mutex> lk(children_mu_);
+    spawner_stop_ = true;
+    spawn_cv_.notify_all();
+  }
+  if (spawner_.joinable()) spawner_.join();  // a replacement being started finishes first
+  std::vector<int> children;
+  {
+    std::lock_guard<std::mutex> lk(children_mu_);
+    children = children_;
+  }
+  for (int pid : children) {
     while (true) {
       int st = 0;
       pid_t r = waitpid(pid, &st, WNOHANG);
@@ -695,7 +757,10 @@ void Runtime::Shutdown() {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
   }
-  children_.clear();
+  {
+    std::lock_guard<std::mutex> lk(children_mu_);
+    children_.clear();
+  }
   fabric_->Stop();
   logging::StopForwarding();
   if (session_.config.keep_session) {

@@ -5,10 +5,13 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "client.h"
@@ -74,6 +77,9 @@ class Runtime final : public FabricHandler {
                        const std::vector<proto::PeerInfo>& bootstrap_peers);
   /// @brief Start `n` local worker processes that join through the listener; wait for them.
   Status SpawnLocalWorkers(int n, const std::vector<std::string>& command, int timeout_ms);
+  /// @brief A local worker died: start another in its place (unless shutting down, or
+  /// MPIRAY_REPLACE_WORKERS=0).
+  void ReplaceLocalWorker(ProcId proc);
   /// @brief Stop the cluster: workers exit, objects and session files are removed.
   void Shutdown();
   /// @brief A fatal signal: stop everything quickly and exit.
@@ -98,6 +104,7 @@ class Runtime final : public FabricHandler {
   void OnTick() override;
 
  private:
+  Status SpawnOneWorker(int index);
   Runtime() = default;
   JoinReply OnJoin(const JoinRequest& req);
   std::string StatusJson() const;
@@ -131,7 +138,15 @@ class Runtime final : public FabricHandler {
   std::condition_variable join_cv_;
   std::unique_ptr<NodeAssigner> assigner_;
   ProcId next_proc_ = 1;
-  std::vector<int> children_;
+  std::mutex children_mu_;
+  std::vector<int> children_;                      // local worker processes we started
+  std::unordered_map<ProcId, int> local_workers_;  // which of them joined as which process
+  std::vector<std::string> worker_command_;
+  std::atomic<int> spawned_{0};
+  std::thread spawner_;  // starts replacement workers (lives as long as they may)
+  std::condition_variable spawn_cv_;
+  std::deque<int> spawn_queue_;  // worker indexes to start
+  bool spawner_stop_ = false;
 
   std::mutex bye_mu_;
   std::condition_variable bye_cv_;

@@ -202,6 +202,7 @@ Result<RuntimeConfig> ConfigFromEnv(const EnvMap& env, const InitOptions& o) {
     if (c.fetch_chunk < 4096) return InvalidArgument("MPIRAY_FETCH_CHUNK must be >= 4K");
   }
   if (auto* v = Find(env, "MPIRAY_KEEP_SESSION")) c.keep_session = Truthy(*v);
+  if (auto* v = Find(env, "MPIRAY_REPLACE_WORKERS")) c.replace_workers = Truthy(*v);
   if (o.keep_session) c.keep_session = true;
   c.keep_mpi = o.keep_mpi;
   c.log_to_driver = o.log_to_driver;

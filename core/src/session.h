@@ -38,10 +38,11 @@ struct RuntimeConfig {
   std::string ns;  // the job's default namespace for named actors
   bool autoscale = false;  // capacity can grow: infeasible-now requests wait
   bool same_machine_copy = true;  // copy objects between nodes of one machine through memory
+  bool replace_workers = true;    // singleton mode: start a new local worker when one dies
   MSGPACK_DEFINE(same_machine_copy, inline_threshold, store_capacity, ranks_per_node, log_level,
                  max_inflight_per_worker, spin_us, heartbeat_timeout_ms, num_cpus, num_gpus,
                  custom, fetch_chunk, num_workers, keep_session, keep_mpi, log_to_driver, ns,
-                 autoscale);
+                 autoscale, replace_workers);
 };
 
 /// @brief Identity of one run: its directories and secret.

@@ -634,6 +634,9 @@ py::dict Snapshot() {
   d["running_tasks"] = s.running_tasks;
   d["actors"] = s.actors;
   d["store_used"] = s.store_used;
+  d["actor_restarts"] = s.actor_restarts;
+  d["reconstructions"] = s.reconstructions;
+  d["lineage_tasks"] = s.lineage_tasks;
   return d;
 }
 

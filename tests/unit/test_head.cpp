@@ -860,3 +860,186 @@ TEST_CASE("Head marks an object lost when every node holding it is gone", "[head
     CHECK(loc.node == 0);
   }
 }
+
+TEST_CASE("Head rebuilds a lost task result from its lineage, arguments first", "[head][lineage]") {
+  FakeTransport t;
+  HeadService head(t, Config());
+  head.AddProcess(Peer(0, 0), false);
+  head.AddProcess(Peer(1, 1), true);  // node 1: will die
+  head.AddProcess(Peer(2, 2), true);
+
+  // a = f() on node 1; b = g(a) on node 1; the driver keeps only b.
+  auto fa = NormalTask(1, "f", 3);
+  ObjectId a = fa.ReturnId(0);
+  REQUIRE(head.Submit(std::move(fa), 0).ok());
+  auto ran_a = t.ExecutedOn(TaskId::Make(0, 1));
+  REQUIRE(ran_a.size() == 1);
+  Deliver(head, ran_a[0], Done(TaskId::Make(0, 1), {ShmObject(a, 1, 1 << 20)}));
+  auto gb = NormalTask(2, "g", 3);
+  gb.args.push_back(ByRef(a));
+  ObjectId b = gb.ReturnId(0);
+  REQUIRE(head.Submit(std::move(gb), 0).ok());
+  auto ran_b = t.ExecutedOn(TaskId::Make(0, 2));
+  REQUIRE(ran_b.size() == 1);
+  Deliver(head, ran_b[0], Done(TaskId::Make(0, 2), {ShmObject(b, 1, 1 << 20)}));
+  head.RemoveHolder(a, 0);
+  CHECK_FALSE(head.HasObject(a));  // freed, but its lineage is held by b's
+  CHECK(head.NumLineage() == 2);
+
+  t.Clear();
+  head.RemoveProcess(1, "test: node 1 lost");
+  CHECK_FALSE(IsReady(head, b));  // being rebuilt, not lost
+  // f runs again first (on the surviving worker), then g.
+  REQUIRE(t.ExecutedOn(TaskId::Make(0, 1)) == std::vector<ProcId>{2});
+  CHECK(t.ExecutedOn(TaskId::Make(0, 2)).empty());
+  Deliver(head, 2, Done(TaskId::Make(0, 1), {ShmObject(a, 2, 1 << 20)}));
+  REQUIRE(t.ExecutedOn(TaskId::Make(0, 2)) == std::vector<ProcId>{2});
+  Deliver(head, 2, Done(TaskId::Make(0, 2), {ShmObject(b, 2, 1 << 20)}));
+  auto loc = ReadyLoc(head, b);
+  CHECK(loc.where == static_cast<uint8_t>(proto::Where::kShm));
+  CHECK(loc.node == 2);
+  CHECK_FALSE(head.HasObject(a));  // the rebuilt argument went again
+  CHECK(head.Status_().reconstructions == 2);
+
+  // Releasing b releases the whole lineage.
+  head.RemoveHolder(b, 0);
+  CHECK_FALSE(head.HasObject(b));
+  CHECK(head.NumLineage() == 0);
+}
+
+TEST_CASE("Head reports a lost object that cannot be rebuilt", "[head][lineage]") {
+  FakeTransport t;
+  HeadService head(t, Config());
+  head.AddProcess(Peer(0, 0), false);
+  head.AddProcess(Peer(1, 1), true);
+  head.AddProcess(Peer(2, 2), true);
+  auto f = NormalTask(1, "f", /*max_retries=*/0);
+  ObjectId r = f.ReturnId(0);
+  REQUIRE(head.Submit(std::move(f), 0).ok());
+  ProcId w = t.ExecutedOn(TaskId::Make(0, 1)).at(0);
+  Deliver(head, w, Done(TaskId::Make(0, 1), {ShmObject(r, w, 1 << 20)}));
+  CHECK(head.NumLineage() == 0);  // no retries: nothing to keep
+  head.RemoveProcess(w, "test: node lost");
+  auto st = ErrorOf(ReadyLoc(head, r));
+  CHECK(st.code() == StatusCode::kObjectLost);
+  CHECK_THAT(st.message(), Catch::Contains("cannot be rebuilt"));
+}
+
+TEST_CASE("Head keeps lineage bounded: released with the last object needing it",
+          "[head][lineage]") {
+  FakeTransport t;
+  HeadService head(t, Config());
+  AddCluster(head, 1);
+  for (uint64_t i = 1; i <= 200; ++i) {
+    auto s = NormalTask(i, "f", 3);
+    ObjectId r = s.ReturnId(0);
+    REQUIRE(head.Submit(std::move(s), 0).ok());
+    Deliver(head, 1, Done(TaskId::Make(0, i), {Inline(r, Payload(static_cast<int>(i)))}));
+  }
+  CHECK(head.NumLineage() == 200);
+  for (uint64_t i = 1; i <= 200; ++i) head.RemoveHolder(ObjectId::ForReturn(TaskId::Make(0, i), 0), 0);
+  CHECK(head.NumLineage() == 0);
+  CHECK(head.NumObjects() == 0);
+}
+
+namespace {
+
+proto::TaskSpec RestartableActor(uint64_t seq, int max_restarts, int max_task_retries) {
+  auto s = ActorCreate(seq);
+  s.max_restarts = max_restarts;
+  s.max_task_retries = max_task_retries;
+  return s;
+}
+
+std::vector<proto::TaskSpec> CallsTo(const FakeTransport& t, ProcId dest) {
+  std::vector<proto::TaskSpec> out;
+  for (auto& p : t.OfType(Msg::kActorCall)) {
+    if (p.dest == dest) out.push_back(mpiray::DecodeMsg<proto::TaskSpec>(p.body.data(), p.body.size()));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("Head restarts an actor on another worker and re-sends its lost calls",
+          "[head][actor-restart]") {
+  FakeTransport t;
+  HeadService head(t, Config());
+  AddCluster(head, 2);
+  auto create = RestartableActor(1, 1, -1);
+  mpiray::ActorId actor = create.id;
+  REQUIRE(head.Submit(std::move(create), 0).ok());
+  ProcId first = t.ExecutedOn(actor).at(0);
+  Deliver(head, first, Done(actor, {Inline(ObjectId::ForReturn(actor, 0), Payload(msgpack::type::nil_t()))},
+                            proto::TaskKind::kActorCreate));
+  auto c1 = ActorCall(TaskId::Make(0, 2), actor, 0, 0);
+  c1.max_retries = -2;  // the actor's default (-1: forever)
+  ObjectId r1 = c1.ReturnId(0);
+  REQUIRE(head.Submit(std::move(c1), 0).ok());
+  auto c2 = ActorCall(TaskId::Make(0, 3), actor, 0, 0);
+  c2.max_retries = 0;  // may not be retried
+  ObjectId r2 = c2.ReturnId(0);
+  REQUIRE(head.Submit(std::move(c2), 0).ok());
+  auto sent = CallsTo(t, first);
+  REQUIRE(sent.size() == 2);
+  CHECK(sent[0].incarnation == 1);
+  CHECK(sent[0].seq == 1);
+  CHECK(sent[1].seq == 2);
+
+  t.Clear();
+  head.RemoveProcess(first, "test: worker died");
+  ProcId second = first == 1 ? 2 : 1;
+  auto again = t.Executes();
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].first == second);
+  CHECK(again[0].second.spec.id == actor);
+  CHECK(again[0].second.spec.incarnation == 2);
+  auto resent = CallsTo(t, second);
+  REQUIRE(resent.size() == 1);  // only the retriable call
+  CHECK(resent[0].id == TaskId::Make(0, 2));
+  CHECK(resent[0].incarnation == 2);
+  CHECK(resent[0].seq == 0);  // re-sent calls are not ordered against new ones
+  CHECK(ErrorOf(ReadyLoc(head, r2)).code() == StatusCode::kActorDied);
+  CHECK(head.Status_().actor_restarts == 1);
+
+  // The re-sent call completes; a duplicate report of it is ignored.
+  Deliver(head, second, Done(TaskId::Make(0, 2), {Inline(r1, Payload(7))}, proto::TaskKind::kActorCall));
+  CHECK(detail::Deserialize<int>(ReadyLoc(head, r1).data) == 7);
+  Deliver(head, second, Done(TaskId::Make(0, 2), {Inline(r1, Payload(8))}, proto::TaskKind::kActorCall));
+  CHECK(detail::Deserialize<int>(ReadyLoc(head, r1).data) == 7);
+
+  // New calls go to the new instance, counted from 1 again.
+  t.Clear();
+  REQUIRE(head.Submit(ActorCall(TaskId::Make(0, 4), actor, 0, 0), 0).ok());
+  auto next = CallsTo(t, second);
+  REQUIRE(next.size() == 1);
+  CHECK(next[0].seq == 1);
+  CHECK(next[0].incarnation == 2);
+
+  // No restarts left: the next death is final.
+  head.RemoveProcess(second, "test: worker died again");
+  CHECK(head.Status_().actors == 0);
+}
+
+TEST_CASE("Head fails a call registered after its instance died, unless it may be retried",
+          "[head][actor-restart]") {
+  FakeTransport t;
+  HeadService head(t, Config());
+  AddCluster(head, 2);
+  auto create = RestartableActor(1, -1, 0);
+  mpiray::ActorId actor = create.id;
+  REQUIRE(head.Submit(std::move(create), 0).ok());
+  ProcId first = t.ExecutedOn(actor).at(0);
+  head.RemoveProcess(first, "test: worker died");
+  // A caller sent a call to instance 1 before it heard of the restart.
+  auto late = ActorCall(TaskId::Make(5, 1), actor, 5, 1);
+  late.incarnation = 1;
+  late.max_retries = -2;
+  ObjectId r = late.ReturnId(0);
+  msgpack::sbuffer sb;
+  msgpack::pack(sb, late);
+  head.Handle(5, Msg::kSubmit, sb.data(), sb.size());
+  auto st = ErrorOf(ReadyLoc(head, r));
+  CHECK(st.code() == StatusCode::kActorDied);
+  CHECK_THAT(st.message(), Catch::Contains("max_task_retries"));
+}
