@@ -151,6 +151,7 @@ Result<std::unique_ptr<ShmStore>> ShmStore::Open(const StoreOptions& options) {
   s->dir_ = NodeDir(options.root, options.node);
   s->pool_dir_ = s->dir_ + "/.pool";
   s->spill_root_ = options.spill_root;
+  s->full_wait_ms_ = options.full_wait_ms;
   if (!options.spill_root.empty()) s->spill_dir_ = NodeDir(options.spill_root, options.node);
   if (mkdir(s->dir_.c_str(), 0700) != 0 && errno != EEXIST) {
     return IoError(Errno("cannot create object store directory " + s->dir_));
@@ -291,7 +292,7 @@ bool ShmStore::EvictPool(uint64_t need) {
   return freed;
 }
 
-Status ShmStore::Reserve(uint64_t size) {
+Status ShmStore::Reserve(uint64_t size, bool wait) {
   const uint64_t cap = ctl_->capacity;
   if (size > cap) {
     return Status(StatusCode::kObjectStoreFull,
@@ -300,8 +301,10 @@ Status ShmStore::Reserve(uint64_t size) {
                       "; raise it with object_store_memory or MPIRAY_OBJECT_STORE_MEMORY)");
   }
   // Bytes in transit (an object another process is spilling, or one reserved but not yet on
-  // its file) change hands in a moment: wait for them rather than fail.
+  // its file) change hands in a moment, and objects in use are usually released soon: wait
+  // for them (polling, with backoff) rather than fail.
   const auto start = std::chrono::steady_clock::now();
+  auto pause = std::chrono::microseconds(200);
   while (true) {
     uint64_t cur = ctl_->used.load();
     while (cur + size <= cap) {
@@ -317,10 +320,13 @@ Status ShmStore::Reserve(uint64_t size) {
     if (ctl_->used.load() < cur) continue;  // another process released bytes meanwhile
     const auto waited = std::chrono::steady_clock::now() - start;
     const bool in_transit = scan.seen < cur;
+    const bool in_use = scan.pinned > 0 || scan.writing > 0;
     if (!spill_dir_.empty() && why.empty() &&
         ((scan.busy > 0 && waited < std::chrono::seconds(30)) ||
-         (in_transit && waited < std::chrono::seconds(5)))) {
-      std::this_thread::sleep_for(std::chrono::microseconds(500));
+         (in_transit && waited < std::chrono::seconds(5)) ||
+         (in_use && wait && waited < std::chrono::milliseconds(full_wait_ms_)))) {
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::microseconds(10000));
       continue;
     }
     std::string msg = "object store of node " + std::to_string(node_) + " is full: " +
@@ -384,9 +390,9 @@ int ShmStore::ClaimFromPool(uint64_t file_size, const std::string& tmp_path) {
   return -1;
 }
 
-Result<WritableObject> ShmStore::Create(const ObjectId& id, uint64_t size) {
+Result<WritableObject> ShmStore::Create(const ObjectId& id, uint64_t size, bool wait) {
   const uint64_t file_size = kHeaderSize + size;
-  MPIRAY_RETURN_IF_ERROR(Reserve(file_size));
+  MPIRAY_RETURN_IF_ERROR(Reserve(file_size, wait));
   WritableObject obj;
   obj.id = id;
   obj.size = size;
@@ -622,7 +628,7 @@ Result<Buffer> ShmStore::Restore(int fd, const std::string& spill_path, const Ob
     return size.status();
   }
   const auto t0 = std::chrono::steady_clock::now();
-  auto w = Create(id, *size);
+  auto w = Create(id, *size, /*wait=*/false);
   if (!w.ok()) {
     // Memory is full of objects in use: read this one from disk where it is.
     MPIRAY_LOG(debug, "object {} ({}) stays on disk and is mapped from {}: {}", id.Hex(),

@@ -39,6 +39,10 @@ struct StoreOptions {
   /// Spill directories are <spill_root>-n<node> (created on first use); empty: no spilling,
   /// a full store reports ObjectStoreFull at once.
   std::string spill_root;
+  /// With spilling on, how long Create keeps trying while the store is full of objects in use
+  /// (pinned by readers or being written) before it reports ObjectStoreFull: such pins are
+  /// usually short (a transfer, a restore, a task reading its argument).
+  int64_t full_wait_ms = 2000;
 };
 
 /// @brief Spilling counters of one node's store (shared by its processes).
@@ -67,8 +71,10 @@ class ShmStore {
   static Result<std::unique_ptr<ShmStore>> Open(const StoreOptions& options);
   ~ShmStore();
 
-  /// @brief Reserve `size` bytes and create a writable object (ObjectStoreFull if it can't fit).
-  Result<WritableObject> Create(const ObjectId& id, uint64_t size);
+  /// @brief Reserve `size` bytes and create a writable object, spilling others if needed
+  /// (ObjectStoreFull if it can't fit). `wait`: when the store is full of objects in use, keep
+  /// trying for StoreOptions::full_wait_ms first (callers with another way out pass false).
+  Result<WritableObject> Create(const ObjectId& id, uint64_t size, bool wait = true);
   /// @brief Publish a written object; returns a read view of it.
   Result<Buffer> Seal(WritableObject& obj);
   /// @brief Drop an unpublished object and its reservation.
@@ -116,7 +122,7 @@ class ShmStore {
   struct SpillScan;
   enum class Found { kMapped, kAbsent, kBusy, kError };
   ShmStore() = default;
-  Status Reserve(uint64_t size);
+  Status Reserve(uint64_t size, bool wait);
   void Release(uint64_t size);
   bool EvictPool(uint64_t need);
   int ClaimFromPool(uint64_t file_size, const std::string& tmp_path);
@@ -140,6 +146,7 @@ class ShmStore {
   std::string spill_root_;
   std::string spill_dir_;
   std::atomic<bool> spill_dir_ready_{false};
+  int64_t full_wait_ms_ = 0;
   Ctl* ctl_ = nullptr;
   std::mutex mu_;
   std::unordered_map<ObjectId, std::weak_ptr<const void>> maps_;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -57,12 +58,14 @@ struct Roots {
 };
 
 std::unique_ptr<ShmStore> Open(const std::string& root, const std::string& spill_root,
-                               uint64_t capacity, mpiray::NodeId node = 0) {
+                               uint64_t capacity, mpiray::NodeId node = 0,
+                               int64_t full_wait_ms = 50) {
   StoreOptions o;
   o.root = root;
   o.node = node;
   o.capacity = capacity;
   o.spill_root = spill_root;
+  o.full_wait_ms = full_wait_ms;  // how long a full store waits for readers to let go
   auto s = ShmStore::Open(o);
   INFO(s.status().ToString());
   REQUIRE(s.ok());
@@ -288,6 +291,32 @@ TEST_CASE("Spill: pinned objects stay in memory; a store full of them is ObjectS
   REQUIRE(w2.ok());
   s->Abort(*w2);
   CHECK(s->IsSpilled(Id(1)));
+}
+
+TEST_CASE("Spill: a store full of objects in use waits for a reader to let go", "[spill]") {
+  Roots r;
+  const uint64_t size = 64 * 1024;
+  auto s = Open(r.store(), r.spill(), 2 * (size + kPage), 0, 10000);
+  Put(*s, 1, size);
+  Put(*s, 2, size);
+  auto pin1 = s->Map(Id(1));
+  auto pin2 = s->Map(Id(2));
+  REQUIRE(pin1.ok());
+  REQUIRE(pin2.ok());
+  std::atomic<bool> released{false};
+  std::thread reader([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    released = true;
+    pin2 = Buffer();
+  });
+  auto w = s->Create(Id(3), size);  // waits, then spills object 2
+  reader.join();
+  INFO(w.status().ToString());
+  REQUIRE(w.ok());
+  CHECK(released.load());
+  CHECK(s->IsSpilled(Id(2)));
+  CHECK_FALSE(s->IsSpilled(Id(1)));
+  s->Abort(*w);
 }
 
 TEST_CASE("Spill: an unusable spill directory gives ObjectStoreFull naming the cause",
