@@ -119,7 +119,8 @@ Result<Buffer> Fetcher::FetchUncached(const proto::ObjectLoc& loc) {
   Status st = Await(id);
   if (!st.ok()) {
     return Status(StatusCode::kObjectLost, "fetching object " + loc.id.Hex() + " from node " +
-                                               std::to_string(loc.node) + " failed: " + st.message());
+                                               std::to_string(loc.node) +
+                                               " failed: " + st.message());
   }
   return Buffer(mem.get(), loc.size, std::shared_ptr<const void>(mem, mem.get()));
 }

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -108,6 +109,32 @@ int ReadAll(int fd, uint8_t* p, size_t n, off_t off) {
     p += r;
     n -= static_cast<size_t>(r);
     off += r;
+  }
+  return 0;
+}
+
+// Copies n bytes between files in the kernel (sendfile: no mapping, one copy), or through a
+// buffer where that is not supported. 0 or an errno.
+int CopyFile(int in, off_t in_off, int out, off_t out_off, size_t n) {
+  if (lseek(out, out_off, SEEK_SET) == out_off) {
+    while (n > 0) {
+      ssize_t c = sendfile(out, in, &in_off, std::min<size_t>(n, 1u << 30));
+      if (c < 0 && errno == EINTR) continue;
+      if (c < 0 && (errno == EINVAL || errno == ENOSYS) && n > 0) break;  // use the buffer
+      if (c <= 0) return c < 0 ? errno : EIO;
+      n -= static_cast<size_t>(c);
+      out_off += c;
+    }
+    if (n == 0) return 0;
+  }
+  std::vector<uint8_t> buf(std::min<size_t>(n, 1u << 20));
+  while (n > 0) {
+    size_t chunk = std::min(n, buf.size());
+    if (int err = ReadAll(in, buf.data(), chunk, in_off)) return err;
+    if (int err = WriteAll(out, buf.data(), chunk, out_off)) return err;
+    in_off += static_cast<off_t>(chunk);
+    out_off += static_cast<off_t>(chunk);
+    n -= chunk;
   }
   return 0;
 }
@@ -391,6 +418,11 @@ int ShmStore::ClaimFromPool(uint64_t file_size, const std::string& tmp_path) {
 }
 
 Result<WritableObject> ShmStore::Create(const ObjectId& id, uint64_t size, bool wait) {
+  return CreateFile(id, size, wait, true);
+}
+
+Result<WritableObject> ShmStore::CreateFile(const ObjectId& id, uint64_t size, bool wait,
+                                            bool populate) {
   const uint64_t file_size = kHeaderSize + size;
   MPIRAY_RETURN_IF_ERROR(Reserve(file_size, wait));
   WritableObject obj;
@@ -430,8 +462,9 @@ Result<WritableObject> ShmStore::Create(const ObjectId& id, uint64_t size, bool 
   m->header->id = id;
   m->header->last_use.store(NowNs(), std::memory_order_relaxed);
   m->header->pins.store(1, std::memory_order_release);  // this mapping
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
-                 static_cast<off_t>(kHeaderSize));
+  // A writer writes every page through the mapping: map them all at once.
+  const int flags = MAP_SHARED | (populate ? MAP_POPULATE : 0);
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, fd, static_cast<off_t>(kHeaderSize));
   close(fd);
   if (p == MAP_FAILED) {
     m.reset();
@@ -628,7 +661,7 @@ Result<Buffer> ShmStore::Restore(int fd, const std::string& spill_path, const Ob
     return size.status();
   }
   const auto t0 = std::chrono::steady_clock::now();
-  auto w = Create(id, *size, /*wait=*/false);
+  auto w = CreateFile(id, *size, /*wait=*/false, /*populate=*/false);
   if (!w.ok()) {
     // Memory is full of objects in use: read this one from disk where it is.
     MPIRAY_LOG(debug, "object {} ({}) stays on disk and is mapped from {}: {}", id.Hex(),
@@ -642,7 +675,14 @@ Result<Buffer> ShmStore::Restore(int fd, const std::string& spill_path, const Ob
     }
     return v;
   }
-  if (int err = ReadAll(fd, w->data, *size, static_cast<off_t>(kHeaderSize))) {
+  // Copied in the kernel (the new file's pages need not be mapped to be filled).
+  int err = 0;
+  int out = open(w->tmp_path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (out < 0) err = errno;
+  const auto at = static_cast<off_t>(kHeaderSize);
+  if (!err) err = CopyFile(fd, at, out, at, *size);
+  if (out >= 0) close(out);
+  if (err) {
     Abort(*w);
     close(fd);
     return IoError("cannot read spill file " + spill_path + ": " + std::strerror(err));
@@ -830,14 +870,6 @@ Result<uint64_t> ShmStore::SpillFile(const std::string& name, SpillScan* scan) {
     if (EnsureSpillDir().ok()) sfd = open(tmp.c_str(), flags, 0600);
   }
   if (sfd < 0) err = errno;
-  void* src = nullptr;
-  if (!err && size > 0) {
-    src = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(kHeaderSize));
-    if (src == MAP_FAILED) {
-      err = errno;
-      src = nullptr;
-    }
-  }
   if (!err) {
     std::vector<uint8_t> page(kHeaderSize, 0);
     SpillHeader sh{kSpillMagic, size, id};
@@ -845,9 +877,9 @@ Result<uint64_t> ShmStore::SpillFile(const std::string& name, SpillScan* scan) {
     err = WriteAll(sfd, page.data(), page.size(), 0);
   }
   if (!err && size > 0) {
-    err = WriteAll(sfd, static_cast<const uint8_t*>(src), size, static_cast<off_t>(kHeaderSize));
+    const auto at = static_cast<off_t>(kHeaderSize);
+    err = CopyFile(fd, at, sfd, at, size);
   }
-  if (src) munmap(src, size);
   if (sfd >= 0 && close(sfd) != 0 && !err) err = errno;
   if (!err && rename(tmp.c_str(), spill_path.c_str()) != 0) err = errno;
   if (err) {

@@ -122,6 +122,7 @@ class ShmStore {
   struct SpillScan;
   enum class Found { kMapped, kAbsent, kBusy, kError };
   ShmStore() = default;
+  Result<WritableObject> CreateFile(const ObjectId& id, uint64_t size, bool wait, bool populate);
   Status Reserve(uint64_t size, bool wait);
   void Release(uint64_t size);
   bool EvictPool(uint64_t need);

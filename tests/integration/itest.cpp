@@ -410,7 +410,8 @@ void Spill() {
   std::vector<mpiray::ObjectRef<uint64_t>> sums;
   for (auto& h : held) {
     int other = (h.node + 1) % nodes;
-    sums.push_back(mpiray::Task(Checksum).SetResource("node:" + std::to_string(other), 0.001).Remote(h.ref));
+    sums.push_back(
+        mpiray::Task(Checksum).SetResource("node:" + std::to_string(other), 0.001).Remote(h.ref));
   }
   for (size_t i = 0; i < held.size(); ++i) CHECK(*mpiray::Get(sums[i], 120000) == held[i].sum);
   // Read by the driver, oldest first (the most likely to be on disk), twice.
@@ -422,10 +423,11 @@ void Spill() {
   all.clear();
   sums.clear();
   auto deadline = Clock::now() + 30s;
-  while (Clock::now() < deadline && (mpiray::GetClusterSnapshot().objects > 0 ||
-                                     mpiray::GetClusterSnapshot().store_used > 0 || spill_files() > 0)) {
-    std::this_thread::sleep_for(10ms);
-  }
+  auto settled = [&] {
+    auto s = mpiray::GetClusterSnapshot();
+    return s.objects == 0 && s.store_used == 0 && spill_files() == 0;
+  };
+  while (Clock::now() < deadline && !settled()) std::this_thread::sleep_for(10ms);
   CHECK(mpiray::GetClusterSnapshot().objects == 0);
   CHECK(mpiray::GetClusterSnapshot().store_used == 0);
   CHECK(spill_files() == 0);
