@@ -328,6 +328,7 @@ int Bench(const std::vector<std::string>& args) {
     o.tasks = 20000;
     o.rtt_iters = 500;
     o.big_bytes = 64ull << 20;
+    o.spill_bytes = 256ull << 20;
     o.queue_tasks = 100000;
     o.idle_ms = 500;
   }

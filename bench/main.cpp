@@ -8,6 +8,7 @@ int main() {
   if (const char* q = std::getenv("MPIRAY_BENCH_QUICK"); q && *q == '1') {
     o.tasks = 20000;
     o.big_bytes = 64ull << 20;
+    o.spill_bytes = 256ull << 20;
     o.queue_tasks = 100000;
     o.idle_ms = 500;
   }

@@ -1,6 +1,8 @@
 #include "fetch.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 
 #include "log.h"
@@ -66,10 +68,15 @@ Result<Buffer> Fetcher::Fetch(const proto::ObjectLoc& loc) {
       inflight_.erase(it);
     }
   };
-  auto w = store_.Create(loc.id, loc.size);
+  auto w = store_.Create(loc.id, loc.size, /*wait=*/false);
   if (!w.ok()) {
     finish();
-    return w.status();
+    if (w.status().code() != StatusCode::kObjectStoreFull) return w.status();
+    // No room for a copy here (this node's memory is full of objects in use): read it
+    // anyway, without keeping a copy.
+    MPIRAY_LOG(debug, "reading object {} ({} bytes) without a local copy: {}", loc.id.Hex(),
+               loc.size, w.status().message());
+    return FetchUncached(loc);
   }
   WritableObject obj = std::move(w).value();
   Status st;
@@ -93,6 +100,32 @@ Result<Buffer> Fetcher::Fetch(const proto::ObjectLoc& loc) {
   finish();
   if (view.ok() && on_fetched_) on_fetched_(loc.id);
   return view;
+}
+
+Result<Buffer> Fetcher::FetchUncached(const proto::ObjectLoc& loc) {
+  if (same_machine_ && same_machine_(loc.source)) {
+    // The holder's file (or spill file) is on this machine: read it in place.
+    auto local = store_.MapFrom(loc.node, loc.id);
+    if (local.ok() && local->size() == loc.size) return local;
+  }
+  // Page-aligned private memory, so the payload's aligned buffers stay aligned.
+  const size_t bytes = std::max<size_t>(4096, (loc.size + 4095) / 4096 * 4096);
+  void* raw = std::aligned_alloc(4096, bytes);
+  if (!raw) {
+    return Status(StatusCode::kObjectStoreFull,
+                  "no memory for object " + loc.id.Hex() + " (" + std::to_string(loc.size) +
+                      " bytes): the object store and the heap are full");
+  }
+  std::shared_ptr<uint8_t> mem(static_cast<uint8_t*>(raw), [](uint8_t* p) { std::free(p); });
+  uint64_t id = Begin(mem.get(), loc.size, loc.source);
+  SendMsg(transport_, loc.source, proto::Msg::kFetch, proto::Fetch{loc.id, id, loc.size});
+  Status st = Await(id);
+  if (!st.ok()) {
+    return Status(StatusCode::kObjectLost, "fetching object " + loc.id.Hex() + " from node " +
+                                               std::to_string(loc.node) +
+                                               " failed: " + st.message());
+  }
+  return Buffer(mem.get(), loc.size, std::shared_ptr<const void>(mem, mem.get()));
 }
 
 Result<double> Fetcher::MeasureStream(ProcId source, uint64_t bytes) {

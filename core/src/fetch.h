@@ -29,7 +29,9 @@ class Fetcher {
           std::function<bool(ProcId)> same_machine = nullptr);
 
   /// @brief Copy the object described by `loc` (a shared-memory object on another node) into
-  /// this node's store and map it. Blocks; fails if the source dies or refuses.
+  /// this node's store and map it. Blocks; fails if the source dies or refuses. When this
+  /// node's store has no room even after spilling, the object is read without a local copy
+  /// (mapped in place on the same machine, else received into private memory).
   Result<Buffer> Fetch(const proto::ObjectLoc& loc);
 
   /// @brief Raw fabric throughput: receive `bytes` from `source` into memory (benchmark).
@@ -58,6 +60,7 @@ class Fetcher {
   uint64_t Begin(uint8_t* dst, uint64_t size, ProcId source);
   Status Await(uint64_t id);
   void Stream(ProcId dest, uint64_t transfer, const Buffer& data);
+  Result<Buffer> FetchUncached(const proto::ObjectLoc& loc);
 
   Transport& transport_;
   ShmStore& store_;

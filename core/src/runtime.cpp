@@ -137,6 +137,7 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(RuntimeSetup&& setup) {
   so.root = rt->session_.shm_root;
   so.node = rt->self_.node;
   so.capacity = cfg.store_capacity;
+  so.spill_root = rt->session_.spill_root;
   MPIRAY_ASSIGN_OR_RETURN(rt->store_, ShmStore::Open(so));
 
   Runtime* self = rt.get();

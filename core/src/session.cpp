@@ -279,6 +279,12 @@ Result<SessionInfo> CreateSession(const EnvMap& env, const InitOptions& options,
   std::string shm = "/dev/shm";
   if (auto* v = Find(env, "MPIRAY_SHM_DIR")) shm = *v;
   s.shm_root = shm + "/mpiray-" + name;
+  // Spill directories are made on first use, by the node that spills, on its own host.
+  std::string spill = options.spill_dir;
+  if (spill.empty()) {
+    if (auto* v = Find(env, "MPIRAY_SPILL_DIR")) spill = *v;
+  }
+  s.spill_root = spill.empty() ? s.dir + "/spill" : spill + "/mpiray-" + name;
   s.token = RandomHex(32);
   if (mkdir(s.dir.c_str(), 0700) != 0) {
     return IoError("cannot create session directory " + s.dir + ": " + std::strerror(errno));
@@ -323,10 +329,22 @@ void RemoveSessionFiles(const SessionInfo& s) {
   if (s.shm_root.empty()) return;
   std::filesystem::path root(s.shm_root);
   std::string prefix = root.filename().string() + "-n";
+  std::vector<std::filesystem::path> stores;
   for (auto it = std::filesystem::directory_iterator(root.parent_path(), ec);
        !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
     std::string n = it->path().filename().string();
-    if (n.rfind(prefix, 0) == 0) std::filesystem::remove_all(it->path(), ec);
+    if (n.rfind(prefix, 0) == 0) stores.push_back(it->path());
+  }
+  for (const auto& store : stores) {
+    // The spill directory of each node whose store lives on this host: only those, so a
+    // spill directory on a shared file system keeps the other hosts' files.
+    if (!s.spill_root.empty()) {
+      std::string node = store.filename().string().substr(prefix.size());
+      std::error_code spill_ec;
+      std::filesystem::remove_all(s.spill_root + "-n" + node, spill_ec);
+    }
+    std::error_code store_ec;
+    std::filesystem::remove_all(store, store_ec);
   }
 }
 

@@ -52,7 +52,10 @@ struct SessionInfo {
   std::string shm_root;  // object store root; node stores are <shm_root>-n<node>
   std::string token;     // the secret a joining process must present
   RuntimeConfig config;
-  MSGPACK_DEFINE(name, dir, shm_root, token, config);
+  // Spill root; node spill directories are <spill_root>-n<node>, on each node's own host:
+  // <MPIRAY_SPILL_DIR>/mpiray-<name>-n<node> or <dir>/spill-n<node>.
+  std::string spill_root;
+  MSGPACK_DEFINE(name, dir, shm_root, token, config, spill_root);
 
   std::string LogDir() const { return dir + "/logs"; }
   std::string TokenFile() const { return dir + "/token"; }
@@ -85,7 +88,8 @@ Result<SessionInfo> CreateSession(const EnvMap& env, const InitOptions& options,
 Status EnsureSessionDirs(const SessionInfo& session);
 /// @brief Read the session a joining process was pointed at (token and head address).
 Result<SessionInfo> ReadSessionForJoin(const std::string& dir, std::string* head_address);
-/// @brief Remove the session directory and every object store directory of this host.
+/// @brief Remove the session directory, every object store directory of this host and the
+/// spill directories of those nodes.
 void RemoveSessionFiles(const SessionInfo& session);
 /// @brief Default per-node store capacity: 30% of /dev/shm split among `nodes_on_host`.
 uint64_t DefaultStoreCapacity(const std::string& shm_dir, int nodes_on_host);

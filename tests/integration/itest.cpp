@@ -328,6 +328,86 @@ void Errors() {
   std::printf("errors OK\n");
 }
 
+// Spilling: several hundred MB of objects through 64 MB stores (MPIRAY_OBJECT_STORE_MEMORY),
+// on two virtual nodes. Everything reads back, on the node that holds it and from the other
+// one, and freeing the objects removes their spill files.
+void Spill() {
+  namespace fs = std::filesystem;
+  const char* spill_dir = std::getenv("MPIRAY_SPILL_DIR");
+  CHECK(spill_dir != nullptr);
+  auto spill_files = [&] {
+    size_t n = 0;
+    for (const auto& node_dir : fs::directory_iterator(spill_dir)) {
+      for (const auto& f : fs::directory_iterator(node_dir.path())) {
+        n += f.path().filename().string()[0] == '.' ? 0 : 1;
+      }
+    }
+    return n;
+  };
+  auto snap = mpiray::GetClusterSnapshot();
+  CHECK(snap.nodes.size() >= 2);
+  const int nodes = static_cast<int>(snap.nodes.size());
+  struct Held {
+    mpiray::ObjectRef<std::vector<uint8_t>> ref;
+    uint64_t sum;
+    int node;
+  };
+  std::vector<Held> held;
+  uint64_t total = 0;
+  auto size_of = [](int i) { return (8 + 4 * (i % 7)) << 20; };  // 8 to 32 MB
+  // Puts by the driver (node 0) ...
+  for (int i = 0; i < 10; ++i) {
+    auto v = Bytes(size_of(i), i);
+    held.push_back({mpiray::Put(v), Checksum(v), 0});
+    total += v.size();
+  }
+  // ... and task returns made on every node.
+  for (int i = 0; i < 16; ++i) {
+    int node = i % nodes;
+    auto ref = mpiray::Task(Bytes)
+                   .SetResource("node:" + std::to_string(node), 0.001)
+                   .Remote(size_of(i + 3), 100 + i);
+    held.push_back({ref, Checksum(Bytes(size_of(i + 3), 100 + i)), node});
+    total += static_cast<uint64_t>(size_of(i + 3));
+  }
+  std::vector<mpiray::ObjectRef<std::vector<uint8_t>>> all;
+  for (auto& h : held) all.push_back(h.ref);
+  CHECK(mpiray::Wait(all, static_cast<int>(all.size()), 120000).unready.empty());
+  size_t on_disk = spill_files();
+  std::printf("%.0f MB in %zu objects, %zu spilled\n", static_cast<double>(total) / 1e6,
+              held.size(), on_disk);
+  CHECK(total > 400u << 20);
+  CHECK(on_disk >= held.size() / 2);  // 64 MB per node hold a few objects each
+
+  // Read on another node than the holder (a task there): fetched from the holder's memory or
+  // its spill file.
+  std::vector<mpiray::ObjectRef<uint64_t>> sums;
+  for (auto& h : held) {
+    int other = (h.node + 1) % nodes;
+    sums.push_back(
+        mpiray::Task(Checksum).SetResource("node:" + std::to_string(other), 0.001).Remote(h.ref));
+  }
+  for (size_t i = 0; i < held.size(); ++i) CHECK(*mpiray::Get(sums[i], 120000) == held[i].sum);
+  // Read by the driver, oldest first (the most likely to be on disk), twice.
+  for (int round = 0; round < 2; ++round) {
+    for (auto& h : held) CHECK(Checksum(*mpiray::Get(h.ref, 120000)) == h.sum);
+  }
+  // Freeing the objects removes them from memory and disk.
+  held.clear();
+  all.clear();
+  sums.clear();
+  auto deadline = Clock::now() + 30s;
+  auto settled = [&] {
+    auto s = mpiray::GetClusterSnapshot();
+    return s.objects == 0 && s.store_used == 0 && spill_files() == 0;
+  };
+  while (Clock::now() < deadline && !settled()) std::this_thread::sleep_for(10ms);
+  CHECK(mpiray::GetClusterSnapshot().objects == 0);
+  CHECK(mpiray::GetClusterSnapshot().store_used == 0);
+  CHECK(spill_files() == 0);
+  std::printf("spill OK (%zu nodes)\n", static_cast<size_t>(nodes));
+}
+
 void WaitAndCancel() {
   std::vector<mpiray::ObjectRef<int>> refs;
   refs.push_back(mpiray::Task(SleepMs).Remote(10));
@@ -513,6 +593,7 @@ int main(int argc, char** argv) {
       {"nested", Nested},     {"resources", Resources},     {"worker_death", WorkerDeath},
       {"sleepy", Sleepy},     {"uncaught", Uncaught},       {"no_shutdown", NoShutdown},
       {"session", Session},   {"output", Output},           {"checkpoint", Checkpoint},
+      {"spill", Spill},
   };
   if (argc < 2 || !scenarios.count(argv[1])) {
     std::fprintf(stderr, "usage: %s <scenario>\n", argv[0]);

@@ -2,8 +2,9 @@
 # run-checked.sh [--expect-exit N] [--signal SIG --after-line TEXT] [--expect-output TEXT] -- cmd...
 #
 # Runs one integration scenario in a private session root and shared-memory directory, then
-# fails if anything is left behind: a process of this run, a file under /dev/shm, or a session
-# directory. Optionally interrupts the launcher with a signal once it printed a given line.
+# fails if anything is left behind: a process of this run, a file under /dev/shm, a session
+# directory, or a spill file (MPIRAY_SPILL_DIR points at a private directory too). Optionally
+# interrupts the launcher with a signal once it printed a given line.
 set -uo pipefail
 expect_exit=0
 signal=""
@@ -22,8 +23,10 @@ done
 tag="itest-$$-$RANDOM$RANDOM"
 root=$(mktemp -d "/tmp/mpiray-itest.XXXXXX")
 shm=$(mktemp -d "/dev/shm/mpiray-itest.XXXXXX")
+spill=$(mktemp -d "/tmp/mpiray-itest-spill.XXXXXX")
 out="$root.out"
-export MPIRAY_SESSION_ROOT="$root" MPIRAY_SHM_DIR="$shm" MPIRAY_TEST_TAG="$tag"
+export MPIRAY_SESSION_ROOT="$root" MPIRAY_SHM_DIR="$shm" MPIRAY_SPILL_DIR="$spill" \
+  MPIRAY_TEST_TAG="$tag"
 
 if [ -n "$signal" ]; then
   "$@" > >(tee "$out") 2>&1 &
@@ -65,6 +68,7 @@ leftovers() {
   done
   [ -n "$(ls -A "$shm" 2>/dev/null)" ] && found="$found shared memory: $(ls -A "$shm")\n"
   [ -n "$(ls -A "$root" 2>/dev/null)" ] && found="$found session files: $(ls -A "$root")\n"
+  [ -n "$(ls -A "$spill" 2>/dev/null)" ] && found="$found spill files: $(ls -AR "$spill")\n"
   printf "%b" "$found"
 }
 left=""
@@ -80,5 +84,5 @@ if [ -n "$left" ]; then
     tr '\0' '\n' 2>/dev/null < "$e" | grep -qx "MPIRAY_TEST_TAG=$tag" && kill -9 "$p" 2>/dev/null
   done
 fi
-rm -rf "$root" "$shm" "$out"
+rm -rf "$root" "$shm" "$spill" "$out"
 exit $fail

@@ -150,6 +150,7 @@ def base_env(tag, session_root, shm_dir, extra=None):
     env = dict(os.environ)
     env.pop("MPIRAY_RANKS_PER_NODE", None)
     env.pop("MPIRAY_KEEP_SESSION", None)
+    env.pop("MPIRAY_SPILL_DIR", None)  # spill into the private session directory
     env.update({
         "MPIRAY_BUILD_DIR": str(BUILD_DIR),
         "PYTHONPATH": os.pathsep.join([str(PYTHON_DIR)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
@@ -283,7 +284,8 @@ class PrivateDirs:
                      ("MPIRAY_SHM_DIR", str(self.shm_dir)), ("MPIRAY_TEST_TAG", self.tag)):
             self._saved[k] = os.environ.get(k)
             os.environ[k] = v
-        for k in ("MPIRAY_RANKS_PER_NODE", "MPIRAY_KEEP_SESSION", "MPIRAY_NUM_WORKERS"):
+        for k in ("MPIRAY_RANKS_PER_NODE", "MPIRAY_KEEP_SESSION", "MPIRAY_NUM_WORKERS",
+                  "MPIRAY_SPILL_DIR"):
             self._saved.setdefault(k, os.environ.get(k))
             os.environ.pop(k, None)
         return self

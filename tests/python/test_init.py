@@ -124,13 +124,19 @@ def test_object_store_memory(private_dirs):
 
     with pytest.raises(rex.ObjectStoreFullError):
         ray.get(too_big.remote())
-    # Filling the store: ObjectStoreFullError, and room again once refs are dropped.
-    refs = []
-    with pytest.raises(rex.ObjectStoreFullError):
+    # Beyond the capacity, objects nobody is reading spill to disk instead of failing ...
+    spilled = [ray.put(np.full(8 << 20, i, dtype=np.uint8)) for i in range(8)]
+    assert [int(ray.get(r)[12345]) for r in spilled] == list(range(8))
+    del spilled
+    # ... but a store full of objects in use (arrays read in place pin their memory) raises
+    # ObjectStoreFullError, and has room again once they are dropped.
+    refs, views = [], []
+    with pytest.raises(rex.ObjectStoreFullError, match="pinned by readers"):
         for _ in range(8):
             refs.append(ray.put(np.ones(8 << 20, dtype=np.uint8)))
+            views.append(ray.get(refs[-1]))
     assert 1 <= len(refs) < 8
-    del refs
+    del refs, views
     # Freeing is asynchronous (the head tells the node to delete the copies): retry briefly.
     again = []
 

@@ -323,6 +323,27 @@ TEST_CASE("CreateSession makes a private directory and token file", "[session]")
         StatusCode::kUnauthenticated);
 }
 
+TEST_CASE("CreateSession picks the spill root: MPIRAY_SPILL_DIR, the option, or the session",
+          "[session][spill]") {
+  TempDir root;
+  InitOptions o;
+  o.session_root = root.str();
+  auto plain = mpiray::CreateSession({}, o, RuntimeConfig{});
+  REQUIRE(plain.ok());
+  CHECK(plain->spill_root == plain->dir + "/spill");  // node n spills to <dir>/spill-n<n>
+
+  auto env = mpiray::CreateSession({{"MPIRAY_SPILL_DIR", "/scratch/me"}}, o, RuntimeConfig{});
+  REQUIRE(env.ok());
+  CHECK(env->spill_root == "/scratch/me/mpiray-" + env->name);
+
+  o.spill_dir = "/local/nvme";  // the option wins
+  auto opt = mpiray::CreateSession({{"MPIRAY_SPILL_DIR", "/scratch/me"}}, o, RuntimeConfig{});
+  REQUIRE(opt.ok());
+  CHECK(opt->spill_root == "/local/nvme/mpiray-" + opt->name);
+  // Nothing is created until a node spills.
+  CHECK_FALSE(fs::exists("/local/nvme"));
+}
+
 TEST_CASE("CreateSession fails in a missing root", "[session]") {
   TempDir root;
   InitOptions o;
@@ -352,6 +373,46 @@ TEST_CASE("RemoveSessionFiles removes the session and its node stores only", "[s
   CHECK_FALSE(fs::exists(s->shm_root + "-n12"));
   CHECK(fs::exists(other));
   CHECK(fs::exists(root.path));
+}
+
+TEST_CASE("RemoveSessionFiles removes the spill directories of this host's nodes",
+          "[session][spill]") {
+  TempDir root;
+  TempDir spill;
+  InitOptions o;
+  o.session_root = root.str();
+  o.spill_dir = spill.str();
+  auto s = mpiray::CreateSession({{"MPIRAY_SHM_DIR", root.str()}}, o, RuntimeConfig{});
+  REQUIRE(s.ok());
+  // Nodes 0 and 3 have their stores on this host; node 5's spill directory belongs to another
+  // host sharing the spill file system and must survive.
+  for (int n : {0, 3}) {
+    fs::create_directories(s->shm_root + "-n" + std::to_string(n));
+    fs::create_directories(s->spill_root + "-n" + std::to_string(n));
+    std::ofstream(s->spill_root + "-n" + std::to_string(n) + "/object") << "bytes";
+  }
+  fs::create_directories(s->spill_root + "-n5");
+  mpiray::RemoveSessionFiles(*s);
+  CHECK_FALSE(fs::exists(s->spill_root + "-n0"));
+  CHECK_FALSE(fs::exists(s->spill_root + "-n3"));
+  CHECK(fs::exists(s->spill_root + "-n5"));
+  CHECK(fs::exists(spill.path));
+
+  // The default spill directories live in the session directory, and go with it (also when
+  // the session directory is kept for its logs).
+  InitOptions d;
+  d.session_root = root.str();
+  auto k = mpiray::CreateSession({{"MPIRAY_SHM_DIR", root.str()}}, d, RuntimeConfig{});
+  REQUIRE(k.ok());
+  fs::create_directories(k->shm_root + "-n0");
+  fs::create_directories(k->spill_root + "-n0");
+  mpiray::SessionInfo keep = *k;
+  keep.dir.clear();
+  mpiray::RemoveSessionFiles(keep);
+  CHECK_FALSE(fs::exists(k->spill_root + "-n0"));
+  CHECK(fs::exists(k->LogDir()));
+  mpiray::RemoveSessionFiles(*k);
+  CHECK_FALSE(fs::exists(k->dir));
 }
 
 TEST_CASE("NodeAssigner numbers hosts and virtual nodes", "[session]") {

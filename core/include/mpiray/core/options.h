@@ -30,6 +30,10 @@ struct InitOptions {
   std::string log_level;
   /// Where session directories go (MPIRAY_SESSION_ROOT, then TMPDIR, then /tmp).
   std::string session_root;
+  /// Where a full object store spills objects to (MPIRAY_SPILL_DIR; default: the session
+  /// directory). Each node uses <dir>/mpiray-<session>-n<node>/ on its own host, so this should
+  /// be node-local storage (local disk or NVMe), like /dev/shm.
+  std::string spill_dir;
   /// Keep the session directory (logs) after shutdown (MPIRAY_KEEP_SESSION=1).
   bool keep_session = false;
   /// Keep MPI initialised after the bootstrap so the program may use MPI itself. Off by
