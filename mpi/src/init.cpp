@@ -6,13 +6,15 @@
 #include "mpiray/core/api.h"
 #include "mpiray/core/bootstrap.h"
 #include "mpiray/mpi/launcher.h"
+#include "mpiray/mpi/survival.h"
 #include "mpiray/slurm/autoscaler.h"
 
 extern char** environ;
 
 namespace mpiray {
 
-static void StartWithMpi(const InitOptions& options, const mpi::LaunchInfo& info);
+static void StartWithMpi(const InitOptions& options, const mpi::LaunchInfo& info,
+                         const std::map<std::string, std::string>& env);
 
 void Init(const InitOptions& options) {
   if (IsInitialized()) {
@@ -30,7 +32,7 @@ void Init(const InitOptions& options) {
   if (info.launcher == mpi::Launcher::kNone || info.launcher == mpi::Launcher::kJoin) {
     detail::InitStandalone(options);
   } else {
-    StartWithMpi(options, info);
+    StartWithMpi(options, info, env);
   }
   // Elastic allocation (the driver only; workers never return from the calls above).
   std::string autoscale = options.autoscale;
@@ -44,7 +46,8 @@ void Init(const InitOptions& options) {
   }
 }
 
-static void StartWithMpi(const InitOptions& options, const mpi::LaunchInfo& info) {
+static void StartWithMpi(const InitOptions& options, const mpi::LaunchInfo& info,
+                         const std::map<std::string, std::string>& env) {
   // Signals must be blocked before MPI starts its own threads.
   detail::BlockTerminationSignalsForInit();
   static std::unique_ptr<mpi::MpiBootstrap> boot;  // kept for FinalizeKept at shutdown
@@ -52,6 +55,12 @@ static void StartWithMpi(const InitOptions& options, const mpi::LaunchInfo& info
   boot->set_description(info.description);
   ThrowIfError(boot->Init());
   ThrowIfError(mpi::CheckWorld(info, boot->rank(), boot->size()));
+  if (boot->rank() == 0) {
+    // Warn (on the head, once the runtime logs) when a worker death would end the job.
+    mpi::LauncherSettings settings = mpi::ReadLauncherSettings(info, env);
+    settings.mpi_kept = options.keep_mpi || !boot->we_initialized();
+    boot->set_launch_warning(mpi::CheckWorkerDeathSurvivable(info, env, settings).warning);
+  }
   detail::InitWithBootstrap(options, *boot);
 }
 

@@ -25,6 +25,10 @@ class MpiBootstrap final : public Bootstrap {
   void set_description(std::string d) { description_ = std::move(d); }
   /// @brief MPI_Finalize if Init started MPI and Finish kept it.
   void AtShutdown() override;
+  std::string LaunchWarning() const override { return warning_; }
+  void set_launch_warning(std::string w) { warning_ = std::move(w); }
+  /// @brief False when the program had initialised MPI before mpiray (it then stays up).
+  bool we_initialized() const { return we_initialized_; }
 
  private:
   int rank_ = 0;
@@ -32,6 +36,7 @@ class MpiBootstrap final : public Bootstrap {
   bool we_initialized_ = false;
   bool kept_ = false;
   std::string description_ = "MPI";
+  std::string warning_;
 };
 
 }  // namespace mpiray::mpi
