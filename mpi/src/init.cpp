@@ -1,5 +1,10 @@
 #include "mpiray/mpi/init.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
 #include <memory>
 
 #include "mpi_bootstrap.h"
@@ -15,6 +20,29 @@ namespace mpiray {
 
 static void StartWithMpi(const InitOptions& options, const mpi::LaunchInfo& info,
                          const std::map<std::string, std::string>& env);
+
+// Under mpirun --enable-recovery a rank that died before the bootstrap leaves every other rank
+// waiting inside MPI, and the launcher never ends the job: give up with a clear message. Rank 0
+// records the status for a wrapper that returns the driver's (see core/src/init.cpp).
+[[noreturn]] static void BootstrapTimedOut(int rank, int seconds) {
+  if (rank == 0) {
+    fprintf(stderr,
+            "mpiray: start-up did not complete within %d s: some rank never reached "
+            "mpiray::Init (it may have died before it), and mpirun --enable-recovery does not "
+            "end the job; giving up (MPIRAY_BOOTSTRAP_TIMEOUT sets the limit)\n",
+            seconds);
+    const char* path = getenv("MPIRAY_EXIT_STATUS_FILE");
+    if (path && *path) {
+      int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd >= 0) {
+        (void)!write(fd, "1\n", 2);
+        close(fd);
+      }
+    }
+  }
+  fflush(nullptr);
+  _exit(1);
+}
 
 void Init(const InitOptions& options) {
   if (IsInitialized()) {
@@ -53,15 +81,25 @@ static void StartWithMpi(const InitOptions& options, const mpi::LaunchInfo& info
   static std::unique_ptr<mpi::MpiBootstrap> boot;  // kept for FinalizeKept at shutdown
   boot = std::make_unique<mpi::MpiBootstrap>();
   boot->set_description(info.description);
-  ThrowIfError(boot->Init());
-  ThrowIfError(mpi::CheckWorld(info, boot->rank(), boot->size()));
-  if (boot->rank() == 0) {
-    // Warn (on the head, once the runtime logs) when a worker death would end the job.
-    mpi::LauncherSettings settings = mpi::ReadLauncherSettings(info, env);
-    settings.mpi_kept = options.keep_mpi || !boot->we_initialized();
-    boot->set_launch_warning(mpi::CheckWorkerDeathSurvivable(info, env, settings).warning);
+  mpi::LauncherSettings settings = mpi::ReadLauncherSettings(info, env);
+  int timeout = mpi::BootstrapTimeoutSeconds(env);
+  if (info.launcher == mpi::Launcher::kMpirun && timeout > 0 &&
+      mpi::CheckWorkerDeathSurvivable(info, env, settings).survivable) {
+    boot->ArmWatchdog(timeout, [rank = info.rank, timeout] { BootstrapTimedOut(rank, timeout); });
   }
-  detail::InitWithBootstrap(options, *boot);
+  try {
+    ThrowIfError(boot->Init());
+    ThrowIfError(mpi::CheckWorld(info, boot->rank(), boot->size()));
+    if (boot->rank() == 0) {
+      // Warn (on the head, once the runtime logs) when a worker death would end the job.
+      settings.mpi_kept = options.keep_mpi || !boot->we_initialized();
+      boot->set_launch_warning(mpi::CheckWorkerDeathSurvivable(info, env, settings).warning);
+    }
+    detail::InitWithBootstrap(options, *boot);
+  } catch (...) {
+    boot->DisarmWatchdog();
+    throw;
+  }
 }
 
 }  // namespace mpiray

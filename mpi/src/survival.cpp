@@ -120,6 +120,11 @@ WorkerDeathCheck CheckWorkerDeathSurvivable(const LaunchInfo& info, const EnvMap
   return {};
 }
 
+int BootstrapTimeoutSeconds(const EnvMap& env) {
+  long s = Seconds(Find(env, "MPIRAY_BOOTSTRAP_TIMEOUT"));
+  return s < 0 ? 120 : static_cast<int>(std::min<long>(s, 1000000));
+}
+
 EnvMap ParseMcaParamFile(const std::string& text) {
   EnvMap out;
   std::istringstream in(text);

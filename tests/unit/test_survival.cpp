@@ -10,6 +10,7 @@
 #include "mpiray/mpi/launcher.h"
 #include "mpiray/mpi/survival.h"
 
+using mpiray::mpi::BootstrapTimeoutSeconds;
 using mpiray::mpi::CheckWorkerDeathSurvivable;
 using mpiray::mpi::DetectLauncher;
 using mpiray::mpi::LauncherSettings;
@@ -162,4 +163,12 @@ TEST_CASE("ParseSlurmConf reads the cluster's settings, not node lines", "[survi
   CHECK(c["waittime"] == "0");
   CHECK(c.count("nodes") == 0);
   CHECK(c.count("cpus") == 0);
+}
+
+TEST_CASE("BootstrapTimeoutSeconds reads MPIRAY_BOOTSTRAP_TIMEOUT", "[survival]") {
+  CHECK(BootstrapTimeoutSeconds({}) == 120);
+  CHECK(BootstrapTimeoutSeconds({{"MPIRAY_BOOTSTRAP_TIMEOUT", "30"}}) == 30);
+  CHECK(BootstrapTimeoutSeconds({{"MPIRAY_BOOTSTRAP_TIMEOUT", "0"}}) == 0);  // forever
+  CHECK(BootstrapTimeoutSeconds({{"MPIRAY_BOOTSTRAP_TIMEOUT", "soon"}}) == 120);
+  CHECK(BootstrapTimeoutSeconds({{"MPIRAY_BOOTSTRAP_TIMEOUT", "-5"}}) == 120);
 }

@@ -41,6 +41,11 @@ WorkerDeathCheck CheckWorkerDeathSurvivable(const LaunchInfo& info,
                                             const std::map<std::string, std::string>& env,
                                             const LauncherSettings& settings);
 
+/// @brief How long a rank waits for every other rank to reach the bootstrap before it gives up,
+/// in seconds (MPIRAY_BOOTSTRAP_TIMEOUT, default 120; 0: forever). Only launches that survive a
+/// process death need it: there nothing else ends a job whose rank died before the bootstrap.
+int BootstrapTimeoutSeconds(const std::map<std::string, std::string>& env);
+
 /// @brief Parse an OpenMPI MCA parameter file (`name = value` lines, `#` comments).
 std::map<std::string, std::string> ParseMcaParamFile(const std::string& text);
 
