@@ -21,15 +21,16 @@ namespace mpiray {
 static void StartWithMpi(const InitOptions& options, const mpi::LaunchInfo& info,
                          const std::map<std::string, std::string>& env);
 
-// Under mpirun --enable-recovery a rank that died before the bootstrap leaves every other rank
-// waiting inside MPI, and the launcher never ends the job: give up with a clear message. Rank 0
-// records the status for a wrapper that returns the driver's (see core/src/init.cpp).
+// Under a launch that survives process deaths (mpirun --enable-recovery, srun), a rank that died
+// before the bootstrap leaves every other rank waiting inside MPI and the launcher never ends
+// the job: give up with a clear message. Rank 0 records the status for a wrapper that returns
+// the driver's (see core/src/init.cpp).
 [[noreturn]] static void BootstrapTimedOut(int rank, int seconds) {
   if (rank == 0) {
     fprintf(stderr,
             "mpiray: start-up did not complete within %d s: some rank never reached "
-            "mpiray::Init (it may have died before it), and mpirun --enable-recovery does not "
-            "end the job; giving up (MPIRAY_BOOTSTRAP_TIMEOUT sets the limit)\n",
+            "mpiray::Init (it may have died before it), and this launcher does not end the job "
+            "then; giving up (MPIRAY_BOOTSTRAP_TIMEOUT sets the limit)\n",
             seconds);
     const char* path = getenv("MPIRAY_EXIT_STATUS_FILE");
     if (path && *path) {
@@ -83,8 +84,8 @@ static void StartWithMpi(const InitOptions& options, const mpi::LaunchInfo& info
   boot->set_description(info.description);
   mpi::LauncherSettings settings = mpi::ReadLauncherSettings(info, env);
   int timeout = mpi::BootstrapTimeoutSeconds(env);
-  if (info.launcher == mpi::Launcher::kMpirun && timeout > 0 &&
-      mpi::CheckWorkerDeathSurvivable(info, env, settings).survivable) {
+  if ((info.launcher == mpi::Launcher::kMpirun || info.launcher == mpi::Launcher::kSrun) &&
+      timeout > 0 && mpi::CheckWorkerDeathSurvivable(info, env, settings).survivable) {
     boot->ArmWatchdog(timeout, [rank = info.rank, timeout] { BootstrapTimedOut(rank, timeout); });
   }
   try {

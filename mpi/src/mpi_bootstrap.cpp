@@ -66,9 +66,8 @@ void MpiBootstrap::ArmWatchdog(int seconds, std::function<void()> on_expiry) {
   watchdog_done_ = false;
   watchdog_ = std::thread([this, seconds, cb = std::move(on_expiry)] {
     std::unique_lock<std::mutex> lk(watchdog_mu_);
-    if (!watchdog_cv_.wait_for(lk, std::chrono::seconds(seconds), [this] { return watchdog_done_; })) {
-      cb();
-    }
+    auto done = [this] { return watchdog_done_; };
+    if (!watchdog_cv_.wait_for(lk, std::chrono::seconds(seconds), done)) cb();
   });
 }
 

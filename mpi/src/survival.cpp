@@ -33,7 +33,8 @@ std::string Lower(std::string s) {
 int Bool(const std::string* v) {
   if (!v) return -1;
   std::string s = Lower(Trim(*v));
-  if (s == "1" || s == "true" || s == "yes" || s == "on" || s == "enabled" || s == "t" || s == "y") {
+  if (s == "1" || s == "true" || s == "yes" || s == "on" || s == "enabled" || s == "t" ||
+      s == "y") {
     return 1;
   }
   if (s == "0" || s == "false" || s == "no" || s == "off" || s == "disabled" || s == "f" ||
@@ -175,7 +176,9 @@ LauncherSettings ReadLauncherSettings(const LaunchInfo& info, const EnvMap& env)
       std::string f;
       while (std::getline(in, f, ',')) files.push_back(Trim(f));
     } else {
-      if (const std::string* home = Find(env, "HOME")) files.push_back(*home + "/.openmpi/mca-params.conf");
+      if (const std::string* home = Find(env, "HOME")) {
+        files.push_back(*home + "/.openmpi/mca-params.conf");
+      }
       if (const std::string* prefix = Find(env, "OPAL_PREFIX")) {
         files.push_back(*prefix + "/etc/openmpi-mca-params.conf");
       }

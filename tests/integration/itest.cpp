@@ -568,6 +568,7 @@ int main(int argc, char** argv) {
   // a clear message instead of waiting inside MPI forever.
   if (argc >= 2 && std::string(argv[1]) == "rank1_dies_before_init") {
     const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
+    if (!rank) rank = std::getenv("SLURM_PROCID");
     if (rank && std::string(rank) == "1") std::_Exit(1);
     mpiray::Init();
     std::printf("start-up completed without rank 1\n");
