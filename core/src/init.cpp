@@ -94,10 +94,12 @@ void RestoreMask() {
 }
 
 // A small process that outlives the head only to remove the session's files if the head dies
-// without cleaning up (SIGKILL, crash). It learns of the head's death when a pipe closes.
+// without cleaning up (SIGKILL, crash). It learns of the head's death when a pipe closes; a
+// head that ends normally writes kReaperClean first, so only a death is reported.
 int StartReaper(const SessionInfo& session) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+  pid_t head = getpid();
   pid_t pid = fork();
   if (pid < 0) {
     close(fds[0]);
@@ -109,6 +111,8 @@ int StartReaper(const SessionInfo& session) {
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
+    // The driver's stderr stays open for the one line that reports its death.
+    int err = fcntl(2, F_DUPFD_CLOEXEC, 3);
     int devnull = open("/dev/null", O_RDWR);
     dup2(devnull, 0);
     dup2(devnull, 1);
@@ -118,15 +122,23 @@ int StartReaper(const SessionInfo& session) {
       std::vector<int> close_list;
       while (dirent* e = readdir(d)) {
         int fd = atoi(e->d_name);
-        if (fd > 2 && fd != fds[0] && fd != dirfd(d)) close_list.push_back(fd);
+        if (fd > 2 && fd != fds[0] && fd != err && fd != dirfd(d)) close_list.push_back(fd);
       }
       closedir(d);
       for (int fd : close_list) close(fd);
     }
-    char c;
-    while (read(fds[0], &c, 1) != 0) {
-      if (errno != EINTR) break;
+    char c = 0;
+    ssize_t n;
+    do {
+      n = read(fds[0], &c, 1);
+    } while (n < 0 && errno == EINTR);
+    if (!(n == 1 && c == kReaperClean) && err >= 0) {
+      dprintf(err,
+              "mpiray: the driver (pid %d) died without shutting down; its workers stop and "
+              "the session's files are removed\n",
+              static_cast<int>(head));
     }
+    if (err >= 0) close(err);
     SessionInfo doomed = session;
     if (session.config.keep_session) doomed.dir.clear();  // logs stay; shared memory goes
     RemoveSessionFiles(doomed);
@@ -134,6 +146,41 @@ int StartReaper(const SessionInfo& session) {
   }
   close(fds[0]);
   return fds[1];
+}
+
+// The driver's exit status for launchers that lose it (mpirun --enable-recovery reports 0
+// whatever rank 0 returns; srun reports the worst status of any task): when
+// MPIRAY_EXIT_STATUS_FILE names a file, the head writes "running" there at start-up and its
+// exit status when the process ends, for a wrapper (scripts/mpirun) to return.
+std::string g_status_path;
+std::string g_status_tmp;
+
+void WriteStatusFile(const char* text) {
+  if (g_status_path.empty()) return;
+  int fd = open(g_status_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  (void)!write(fd, text, strlen(text));
+  close(fd);
+  rename(g_status_tmp.c_str(), g_status_path.c_str());
+}
+
+void RecordExitStatus(int status) {
+  char text[16];
+  snprintf(text, sizeof text, "%d\n", status & 0xff);
+  WriteStatusFile(text);
+}
+
+void StartStatusFile() {
+  const char* path = getenv("MPIRAY_EXIT_STATUS_FILE");
+  if (!path || !*path) return;
+  g_status_path = path;
+  g_status_tmp = g_status_path + ".tmp";
+  WriteStatusFile("running\n");
+  static bool registered = false;
+  if (!registered) {
+    registered = true;
+    on_exit([](int status, void*) { RecordExitStatus(status); }, nullptr);  // exit()'s status
+  }
 }
 
 void AtExitShutdown() { Shutdown(); }
@@ -149,6 +196,7 @@ void OnTerminate() {
       fprintf(stderr, "mpiray: uncaught exception in the driver\n");
     }
   }
+  RecordExitStatus(128 + SIGABRT);
   if (g_runtime) g_runtime->EmergencyExit(SIGABRT);
   abort();
 }
@@ -192,6 +240,7 @@ void RunShutdownHooks() {
   }
   int code = sig == SIGTERM ? 128 + sig : 0;
   RunShutdownHooks();
+  RecordExitStatus(code);
   if (g_runtime) g_runtime->Exit(code, /*graceful=*/true);
   fflush(nullptr);
   _exit(code);
@@ -206,10 +255,12 @@ void InstallRuntime(std::unique_ptr<Runtime> rt, bool handle_sigint = true) {
   g_signals.Start([head, checkpoint](int sig) {
     if (head && (sig == SIGTERM || sig == checkpoint)) Preempted(sig);
     if (!head && sig == checkpoint) return;  // only the driver checkpoints
+    if (head) RecordExitStatus(128 + sig);
     if (g_runtime) g_runtime->EmergencyExit(sig);
     _exit(128 + sig);
   }, handle_sigint || !head);  // a Python driver keeps SIGINT for KeyboardInterrupt
   if (head) {
+    StartStatusFile();
     static bool registered = false;
     if (!registered) {
       registered = true;
@@ -535,6 +586,7 @@ void InitWithBootstrap(const InitOptions& options, Bootstrap& b) {
   }
   r->set_reaper_fd(reaper);
   r->set_finalizer([&b] { b.AtShutdown(); });
+  if (std::string warning = b.LaunchWarning(); !warning.empty()) MPIRAY_LOG(warn, "{}", warning);
   ThrowIfError(r->StartListener(env, cfg.ranks_per_node, result.peers));
   AfterInit(options);
 }

@@ -385,6 +385,11 @@ void Runtime::OnTick() {
 void Runtime::HeadLost(const std::string& why) {
   if (head_lost_.exchange(true)) return;
   MPIRAY_LOG(error, "the head (rank 0) is gone: {}; this worker exits", why);
+  // The log line above goes to the head, which is gone: say it on this process's own stderr
+  // (the launcher's console) too.
+  dprintf(OutputForwarder::OriginalStderr(),
+          "mpiray worker %d (pid %d): the head (rank 0) is gone (%s); this worker exits\n",
+          static_cast<int>(self_.proc), static_cast<int>(self_.pid), why.c_str());
   client_->Close("the head is gone");
   fetcher_->FailAll("the head is gone");
   worker_->Stop();
@@ -771,11 +776,15 @@ void Runtime::Shutdown() {
   } else {
     RemoveSessionFiles(session_);
   }
-  if (reaper_fd_ >= 0) {
-    close(reaper_fd_);
-    reaper_fd_ = -1;
-  }
+  ReleaseReaper();
   if (finalizer_) finalizer_();
+}
+
+void Runtime::ReleaseReaper() {
+  if (reaper_fd_ < 0) return;
+  (void)!write(reaper_fd_, &kReaperClean, 1);
+  close(reaper_fd_);
+  reaper_fd_ = -1;
 }
 
 void Runtime::Exit(int code, bool graceful) {
@@ -799,6 +808,7 @@ void Runtime::Exit(int code, bool graceful) {
     }
     for (int pid : children_) kill(pid, SIGKILL);
     RemoveSessionFiles(session_);
+    ReleaseReaper();
   } else {
     if (worker_) worker_->BeforeExit();
     output_.Stop();

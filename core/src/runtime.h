@@ -29,6 +29,9 @@ namespace mpiray {
 
 enum class Role { kHead, kWorker };
 
+/// The byte a head writes to its reaper's pipe when it ends normally (not a death).
+inline constexpr char kReaperClean = 'c';
+
 /// @brief Everything a process knows once its bootstrap or join is done.
 struct RuntimeSetup {
   Role role = Role::kWorker;
@@ -90,6 +93,8 @@ class Runtime final : public FabricHandler {
   [[noreturn]] void Exit(int code, bool graceful);
   /// @brief Write fd whose closing tells the reaper process the head is gone.
   void set_reaper_fd(int fd) { reaper_fd_ = fd; }
+  /// @brief Tell the reaper this is a normal end (no death to report).
+  void ReleaseReaper();
   void set_finalizer(std::function<void()> f) { finalizer_ = std::move(f); }
 
   // ---- worker ----------------------------------------------------------------------------

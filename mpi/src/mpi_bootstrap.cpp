@@ -2,6 +2,8 @@
 
 #include <mpi.h>
 
+#include <chrono>
+
 namespace mpiray::mpi {
 
 Status MpiStatus(int code, const std::string& call) {
@@ -59,7 +61,28 @@ Result<std::vector<std::string>> MpiBootstrap::AllGather(const std::string& mine
   return out;
 }
 
+void MpiBootstrap::ArmWatchdog(int seconds, std::function<void()> on_expiry) {
+  DisarmWatchdog();
+  watchdog_done_ = false;
+  watchdog_ = std::thread([this, seconds, cb = std::move(on_expiry)] {
+    std::unique_lock<std::mutex> lk(watchdog_mu_);
+    auto done = [this] { return watchdog_done_; };
+    if (!watchdog_cv_.wait_for(lk, std::chrono::seconds(seconds), done)) cb();
+  });
+}
+
+void MpiBootstrap::DisarmWatchdog() {
+  if (!watchdog_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lk(watchdog_mu_);
+    watchdog_done_ = true;
+  }
+  watchdog_cv_.notify_all();
+  watchdog_.join();
+}
+
 Status MpiBootstrap::Finish(bool keep) {
+  DisarmWatchdog();
   // Leaving MPI right away means a dead worker is an event the runtime handles, not a reason
   // for the launcher to tear the job down (see docs/architecture.md).
   if (keep || !we_initialized_) {

@@ -574,6 +574,34 @@ void Uncaught() {
   throw std::runtime_error("the driver fails on purpose");
 }
 
+// For the head-death tests: busy and idle workers, objects in shared memory (on the workers'
+// nodes too), then wait for the test to SIGKILL this process.
+void HeadKilled() {
+  std::vector<mpiray::ObjectRef<int>> warm;
+  for (int i = 0; i < 40; ++i) warm.push_back(mpiray::Task(Square).Remote(i));
+  for (int i = 0; i < 40; ++i) CHECK(*mpiray::Get(warm[static_cast<size_t>(i)]) == i * i);
+  auto big = mpiray::Put(Bytes(8 << 20, 1));
+  std::vector<mpiray::ObjectRef<mpiray::Blob>> blobs;
+  for (int i = 0; i < 3; ++i) blobs.push_back(mpiray::Task(BigBlob).Remote(4 << 20));
+  for (auto& b : blobs) CHECK(mpiray::Get(b)->size() == (4u << 20));
+  std::vector<mpiray::ObjectRef<int>> busy;
+  for (int i = 0; i < 2; ++i) busy.push_back(mpiray::Task(SleepMs).Remote(120000));
+  std::this_thread::sleep_for(200ms);  // the sleeps have started
+  std::printf("READY head_pid=%d\n", static_cast<int>(getpid()));
+  std::fflush(stdout);
+  (void)mpiray::Get(busy);
+  std::printf("the head was never killed\n");
+  std::exit(1);
+}
+
+// The driver's exit status: std::exit after Init (atexit stops the cluster).
+void Exit3() {
+  CHECK(*mpiray::Get(mpiray::Task(Square).Remote(3)) == 9);
+  auto big = mpiray::Put(Bytes(8 << 20, 1));
+  std::printf("exiting with 3\n");
+  std::exit(3);
+}
+
 void NoShutdown() {
   auto big = mpiray::Put(Bytes(8 << 20, 1));
   CHECK(*mpiray::Get(mpiray::Task(Square).Remote(3)) == 9);
@@ -593,8 +621,26 @@ int main(int argc, char** argv) {
       {"nested", Nested},     {"resources", Resources},     {"worker_death", WorkerDeath},
       {"sleepy", Sleepy},     {"uncaught", Uncaught},       {"no_shutdown", NoShutdown},
       {"session", Session},   {"output", Output},           {"checkpoint", Checkpoint},
-      {"spill", Spill},
+      {"spill", Spill},       {"head_killed", HeadKilled},  {"exit3", Exit3},
   };
+  // Rank 1 dies before start-up: under mpirun --enable-recovery the others must give up with
+  // a clear message instead of waiting inside MPI forever.
+  if (argc >= 2 && std::string(argv[1]) == "rank1_dies_before_init") {
+    const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
+    if (!rank) rank = std::getenv("SLURM_PROCID");
+    if (rank && std::string(rank) == "1") std::_Exit(1);
+    mpiray::Init();
+    std::printf("start-up completed without rank 1\n");
+    return 0;
+  }
+  // The driver's exit status: main returns 3 without Shutdown (atexit stops the cluster).
+  if (argc >= 2 && std::string(argv[1]) == "return3") {
+    mpiray::Init();
+    CHECK(*mpiray::Get(mpiray::Task(Square).Remote(4)) == 16);
+    auto big = mpiray::Put(Bytes(8 << 20, 1));
+    std::printf("returning 3 from main\n");
+    return 3;
+  }
   if (argc < 2 || !scenarios.count(argv[1])) {
     std::fprintf(stderr, "usage: %s <scenario>\n", argv[0]);
     return 2;

@@ -27,6 +27,9 @@ class Bootstrap {
   virtual std::string Describe() const = 0;
   /// @brief Called by mpiray::Shutdown on rank 0 (e.g. MPI_Finalize when MPI was kept).
   virtual void AtShutdown() {}
+  /// @brief A line the head logs as a warning at start-up, e.g. that this launch cannot
+  /// survive a worker death; empty for none.
+  virtual std::string LaunchWarning() const { return {}; }
 };
 
 namespace detail {
