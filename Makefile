@@ -9,7 +9,7 @@ CMAKE_ARGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPython_EXECUTABLE=$(PYTHON)
 PYENV      := PYTHONPATH=$(CURDIR)/python MPIRAY_BUILD_DIR=$(CURDIR)/$(BUILD)
 CTEST_ARGS ?= --output-on-failure -j 2
 
-.PHONY: all deps build build-asan demo test test-unit test-python bench bench-python clean
+.PHONY: all deps build build-asan demo test test-unit test-chaos test-python bench bench-python clean
 
 all: build
 
@@ -47,6 +47,10 @@ test-python: build
 
 test-unit: build
 	cd $(BUILD) && ctest $(CTEST_ARGS) -L unit
+
+# Workers SIGKILLed at random (tests/chaos/README.md); MPIRAY_CHAOS_SEED=n tries another seed.
+test-chaos: build
+	cd $(BUILD) && ctest $(CTEST_ARGS) -L chaos
 
 # The core benchmark (JSON) on 4 ranks as 2 virtual nodes, so cross-node gets cross UCX.
 bench: build
