@@ -105,6 +105,17 @@ bool TakeRetry(int32_t& left) {
   return true;
 }
 
+// The arguments a task's lineage keeps pinned: what cannot be made again by running a task --
+// put objects (a large by-value argument is one, stored for the call and let go by its
+// submitter at once) and refs nested in arguments (a Python function's export is one).
+template <class F>
+void ForLineagePins(const proto::TaskSpec& spec, F&& f) {
+  for (const proto::Arg& a : spec.args) {
+    if (a.by_ref && a.ref.is_put()) f(a.ref);
+    for (const ObjectId& n : a.nested) f(n);
+  }
+}
+
 void PinArgs(const proto::TaskSpec& spec, const std::function<void(const ObjectId&)>& pin) {
   for (const proto::Arg& a : spec.args) {
     if (a.by_ref) pin(a.ref);
@@ -990,9 +1001,16 @@ void HeadService::KeepLineage(std::unique_ptr<TaskRec> rec) {
       ++l.refs;
     }
   }
-  // Only now may the arguments go (their lineage is held above). Unpinning frees objects,
-  // which only releases other tasks' lineage: `l` stays valid.
-  UnpinArgs(fresh ? l.spec : rec->spec);
+  // Only now may the arguments go (their lineage is held above), but for those the lineage
+  // keeps pinned itself (a rerun's own pins all go). Unpinning frees objects, which only
+  // releases other tasks' lineage: `l` stays valid.
+  if (fresh) {
+    for (const proto::Arg& a : l.spec.args) {
+      if (a.by_ref && !a.ref.is_put()) Unpin(a.ref);
+    }
+  } else {
+    UnpinArgs(rec->spec);
+  }
   if (l.refs == 0) ReleaseLineage(tid, /*drop_ref=*/false);
 }
 
@@ -1010,7 +1028,10 @@ void HeadService::ReleaseLineage(TaskId tid, bool drop_ref) {
     for (const proto::Arg& a : it->second.spec.args) {
       if (a.by_ref && lineage_.count(a.ref.task_id())) work.push_back(a.ref.task_id());
     }
+    std::vector<ObjectId> pinned;
+    ForLineagePins(it->second.spec, [&](const ObjectId& p) { pinned.push_back(p); });
     lineage_.erase(it);
+    for (const ObjectId& p : pinned) Unpin(p);  // may free objects (and release lineage)
   }
 }
 

@@ -133,6 +133,19 @@ wait_gone(pids(root + "-b")[0])
 expect = np.random.default_rng(2).integers(0, 1 << 30, size=1 << 18) * 2
 out["b_equal"] = bool((ray.get(b, timeout=60) == expect).all())
 out["b_runs"] = len(pids(root + "-b"))
+# A large argument passed by value (stored for the call, let go by the driver) is kept by the
+# lineage: the task can run again.
+@ray.remote
+def scaled(a, log):
+    with open(log, "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    return a * 3
+
+c = scaled.remote(np.arange(1 << 20), root + "-c")     # an 8 MiB argument
+ray.wait([c], timeout=60)
+wait_gone(pids(root + "-c")[0])
+out["c_equal"] = bool((ray.get(c, timeout=60) == np.arange(1 << 20) * 3).all())
+out["c_runs"] = len(pids(root + "-c"))
 # A put object has no lineage: an error, not a hang.
 inner, pid = ray.get(put_inside.remote())
 ray.wait([inner], timeout=60)
@@ -142,7 +155,7 @@ try:
     out["put"] = "no error"
 except ray.exceptions.ObjectLostError as e:
     out["put"] = "ObjectLostError" if "put()" in str(e) else str(e)
-for suffix in ("-a", "-b"):
+for suffix in ("-a", "-b", "-c"):
     os.remove(root + suffix)
 # Dead local workers are replaced: the cluster gets its 4 workers back.
 def workers():
@@ -163,6 +176,7 @@ def test_lineage_rebuilds_lost_objects(run_script):
     r = last_json(world.stdout)
     assert r["a_equal"] and r["a_runs"] == 2
     assert r["b_equal"] and r["b_runs"] == 2
+    assert r["c_equal"] and r["c_runs"] == 2
     assert r["put"] == "ObjectLostError"
     assert r["workers"] == 4
 

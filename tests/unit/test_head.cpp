@@ -925,6 +925,51 @@ TEST_CASE("Head reports a lost object that cannot be rebuilt", "[head][lineage]"
   CHECK_THAT(st.message(), Catch::Contains("cannot be rebuilt"));
 }
 
+TEST_CASE("Head's lineage keeps put and nested arguments until the result goes",
+          "[head][lineage]") {
+  // A large by-value argument is stored as a put object that its submitter lets go as soon as
+  // the task was submitted; a ref nested in an argument (a Python function's export) likewise.
+  // Neither can be made again, so the lineage of the task keeps them.
+  FakeTransport t;
+  HeadService head(t, Config());
+  head.AddProcess(Peer(0, 0), false);
+  head.AddProcess(Peer(1, 1), true);  // node 1: will die
+  head.AddProcess(Peer(2, 2), true);
+  ObjectId big = ObjectId::ForPut(TaskId::Make(0, 50));
+  ObjectId fn = ObjectId::ForPut(TaskId::Make(0, 51));
+  REQUIRE(head.Put(ShmObject(big, 0, 1 << 20), 0).ok());
+  REQUIRE(head.Put(Inline(fn, Payload(7)), 0).ok());
+  auto f = NormalTask(1, "f", 3);
+  f.args.push_back(ByRef(big));
+  proto::Arg with_nested;
+  with_nested.value = Buffer(Payload(1));
+  with_nested.nested.push_back(fn);
+  f.args.push_back(with_nested);
+  ObjectId r = f.ReturnId(0);
+  REQUIRE(head.Submit(std::move(f), 0).ok());
+  head.RemoveHolder(big, 0);  // what the submitter does with its temporary put
+  head.RemoveHolder(fn, 0);
+  auto ran = t.ExecutedOn(TaskId::Make(0, 1));
+  REQUIRE(ran.size() == 1);
+  Deliver(head, ran[0], Done(TaskId::Make(0, 1), {ShmObject(r, ran[0], 1 << 20)}));
+  CHECK(head.NumLineage() == 1);
+  CHECK(head.HasObject(big));
+  CHECK(head.HasObject(fn));
+
+  t.Clear();
+  head.RemoveProcess(ran[0], "test: node lost");
+  ProcId other = ran[0] == 1 ? 2 : 1;
+  REQUIRE(t.ExecutedOn(TaskId::Make(0, 1)) == std::vector<ProcId>{other});  // rebuilt, not lost
+  Deliver(head, other, Done(TaskId::Make(0, 1), {ShmObject(r, other, 1 << 20)}));
+  CHECK(ReadyLoc(head, r).node == other);
+  CHECK(head.HasObject(big));
+
+  head.RemoveHolder(r, 0);  // the result goes: so do its lineage and the arguments it kept
+  CHECK(head.NumLineage() == 0);
+  CHECK_FALSE(head.HasObject(big));
+  CHECK_FALSE(head.HasObject(fn));
+}
+
 TEST_CASE("Head keeps lineage bounded: released with the last object needing it",
           "[head][lineage]") {
   FakeTransport t;
