@@ -61,6 +61,11 @@ struct HeadService::TaskRec {
 // as arguments, is alive.
 struct HeadService::Lineage {
   proto::TaskSpec spec;
+  // Arguments it keeps pinned because running a task cannot make them again: put objects (a
+  // large by-value argument is one, stored for the call and let go by its submitter at once),
+  // small results of tasks kept without lineage, refs nested in arguments (a Python function's
+  // export is one).
+  std::vector<ObjectId> pinned;
   int32_t refs = 0;
   int32_t retries_left = 0;
   uint32_t shape = 0;
@@ -103,17 +108,6 @@ bool TakeRetry(int32_t& left) {
   if (left == 0) return false;
   if (left > 0) --left;
   return true;
-}
-
-// The arguments a task's lineage keeps pinned: what cannot be made again by running a task --
-// put objects (a large by-value argument is one, stored for the call and let go by its
-// submitter at once) and refs nested in arguments (a Python function's export is one).
-template <class F>
-void ForLineagePins(const proto::TaskSpec& spec, F&& f) {
-  for (const proto::Arg& a : spec.args) {
-    if (a.by_ref && a.ref.is_put()) f(a.ref);
-    for (const ObjectId& n : a.nested) f(n);
-  }
 }
 
 void PinArgs(const proto::TaskSpec& spec, const std::function<void(const ObjectId&)>& pin) {
@@ -928,8 +922,10 @@ void HeadService::OnTaskDone(ProcId src, proto::TaskDone&& done) {
     }
   } else {
     bool failed = false;
+    bool stored = false;  // a return in a node's store
     std::string error;
     for (proto::NewObject& r : done.returns) {
+      stored = stored || r.where == static_cast<uint8_t>(Where::kShm);
       if (r.where == static_cast<uint8_t>(Where::kError)) {
         failed = true;
         error = detail::ErrorFromPayload(r.data).message();
@@ -940,8 +936,9 @@ void HeadService::OnTaskDone(ProcId src, proto::TaskDone&& done) {
     if (is_actor) {
       auto a = actors_.find(t.spec.id);
       if (a != actors_.end() && failed) ActorDied(*a->second, "the actor's constructor failed: " + error);
-    } else if (!failed && t.retries_left != 0) {
-      // Keep how to make the returns again, in case a node holding them dies.
+    } else if (!failed && t.retries_left != 0 && stored) {
+      // Keep how to make the returns again, in case a node holding them dies (small returns
+      // live in the head's directory: nothing to make again).
       auto rec = std::move(it->second);
       tasks_.erase(it);
       KeepLineage(std::move(rec));  // unpins the arguments (after taking their lineage)
@@ -984,13 +981,25 @@ void HeadService::KeepLineage(std::unique_ptr<TaskRec> rec) {
   auto [it, fresh] = lineage_.try_emplace(tid);
   Lineage& l = it->second;
   l.retries_left = rec->retries_left;
+  std::vector<bool> keep_pin;  // per argument: its pin now belongs to the lineage
   if (fresh) {
     l.shape = rec->item.shape;
-    // Its arguments may have to be made again too.
-    for (const proto::Arg& a : rec->spec.args) {
+    // Its arguments may have to be made again too: hold their lineage, or the arguments.
+    keep_pin.resize(rec->spec.args.size());
+    for (size_t i = 0; i < rec->spec.args.size(); ++i) {
+      const proto::Arg& a = rec->spec.args[i];
+      for (const ObjectId& n : a.nested) l.pinned.push_back(n);
       if (!a.by_ref) continue;
       auto up = lineage_.find(a.ref.task_id());
-      if (up != lineage_.end()) ++up->second.refs;
+      if (up != lineage_.end()) {
+        ++up->second.refs;
+        continue;
+      }
+      const ObjEntry* e = FindEntry(a.ref);
+      if (a.ref.is_put() || (e && e->where == static_cast<uint8_t>(Where::kInline))) {
+        l.pinned.push_back(a.ref);
+        keep_pin[i] = true;
+      }
     }
     l.spec = std::move(rec->spec);
   }
@@ -1002,11 +1011,11 @@ void HeadService::KeepLineage(std::unique_ptr<TaskRec> rec) {
     }
   }
   // Only now may the arguments go (their lineage is held above), but for those the lineage
-  // keeps pinned itself (a rerun's own pins all go). Unpinning frees objects, which only
-  // releases other tasks' lineage: `l` stays valid.
+  // pins itself (a rerun's own pins all go). Unpinning frees objects, which only releases
+  // other tasks' lineage: `l` stays valid.
   if (fresh) {
-    for (const proto::Arg& a : l.spec.args) {
-      if (a.by_ref && !a.ref.is_put()) Unpin(a.ref);
+    for (size_t i = 0; i < l.spec.args.size(); ++i) {
+      if (l.spec.args[i].by_ref && !keep_pin[i]) Unpin(l.spec.args[i].ref);
     }
   } else {
     UnpinArgs(rec->spec);
@@ -1028,8 +1037,7 @@ void HeadService::ReleaseLineage(TaskId tid, bool drop_ref) {
     for (const proto::Arg& a : it->second.spec.args) {
       if (a.by_ref && lineage_.count(a.ref.task_id())) work.push_back(a.ref.task_id());
     }
-    std::vector<ObjectId> pinned;
-    ForLineagePins(it->second.spec, [&](const ObjectId& p) { pinned.push_back(p); });
+    std::vector<ObjectId> pinned = std::move(it->second.pinned);
     lineage_.erase(it);
     for (const ObjectId& p : pinned) Unpin(p);  // may free objects (and release lineage)
   }

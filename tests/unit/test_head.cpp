@@ -975,14 +975,49 @@ TEST_CASE("Head keeps lineage bounded: released with the last object needing it"
   FakeTransport t;
   HeadService head(t, Config());
   AddCluster(head, 1);
+  // Only tasks with a return in a node's store keep lineage (small returns live in the head).
   for (uint64_t i = 1; i <= 200; ++i) {
     auto s = NormalTask(i, "f", 3);
     ObjectId r = s.ReturnId(0);
     REQUIRE(head.Submit(std::move(s), 0).ok());
-    Deliver(head, 1, Done(TaskId::Make(0, i), {Inline(r, Payload(static_cast<int>(i)))}));
+    Deliver(head, 1, Done(TaskId::Make(0, i), {i % 2 ? ShmObject(r, 1, 1 << 20)
+                                                       : Inline(r, Payload(static_cast<int>(i)))}));
   }
-  CHECK(head.NumLineage() == 200);
+  CHECK(head.NumLineage() == 100);
   for (uint64_t i = 1; i <= 200; ++i) head.RemoveHolder(ObjectId::ForReturn(TaskId::Make(0, i), 0), 0);
+  CHECK(head.NumLineage() == 0);
+  CHECK(head.NumObjects() == 0);
+}
+
+TEST_CASE("Head reruns a task whose small argument was freed: its lineage kept the value",
+          "[head][lineage]") {
+  FakeTransport t;
+  HeadService head(t, Config());
+  head.AddProcess(Peer(0, 0), false);
+  head.AddProcess(Peer(1, 1), true);
+  head.AddProcess(Peer(2, 2), true);
+  auto f = NormalTask(1, "f", 3);
+  ObjectId small = f.ReturnId(0);
+  REQUIRE(head.Submit(std::move(f), 0).ok());
+  Deliver(head, t.ExecutedOn(TaskId::Make(0, 1)).at(0),
+          Done(TaskId::Make(0, 1), {Inline(small, Payload(42))}));
+  CHECK(head.NumLineage() == 0);
+  auto g = NormalTask(2, "g", 3);
+  g.args.push_back(ByRef(small));
+  ObjectId big = g.ReturnId(0);
+  REQUIRE(head.Submit(std::move(g), 0).ok());
+  head.RemoveHolder(small, 0);
+  ProcId w = t.ExecutedOn(TaskId::Make(0, 2)).at(0);
+  Deliver(head, w, Done(TaskId::Make(0, 2), {ShmObject(big, w, 1 << 20)}));
+  CHECK(head.NumLineage() == 1);
+  CHECK(IsReady(head, small));  // kept for g's lineage
+  t.Clear();
+  head.RemoveProcess(w, "test: node lost");
+  ProcId other = w == 1 ? 2 : 1;
+  REQUIRE(t.ExecutedOn(TaskId::Make(0, 2)) == std::vector<ProcId>{other});
+  CHECK(t.ExecutedOn(TaskId::Make(0, 1)).empty());  // its argument needed no rerun
+  Deliver(head, other, Done(TaskId::Make(0, 2), {ShmObject(big, other, 1 << 20)}));
+  head.RemoveHolder(big, 0);
   CHECK(head.NumLineage() == 0);
   CHECK(head.NumObjects() == 0);
 }
