@@ -88,6 +88,17 @@ Status CoreClient::DrainProcesses(const std::vector<ProcId>&) {
 bool CoreClient::GetNamedActor(const std::string&, const std::string&, ActorId*, Buffer*) {
   throw Error(StatusCode::kInvalidArgument, "named actors are not available here");
 }
+ObjectId CoreClient::CreatePlacementGroup(const std::string&, uint8_t,
+                                          const std::vector<std::vector<std::pair<std::string, double>>>&,
+                                          TaskId*) {
+  throw Error(StatusCode::kInvalidArgument, "placement groups are not available here");
+}
+void CoreClient::RemovePlacementGroup(TaskId) {
+  throw Error(StatusCode::kInvalidArgument, "placement groups are not available here");
+}
+std::vector<PlacementGroupEntry> CoreClient::PlacementGroups() {
+  throw Error(StatusCode::kInvalidArgument, "placement groups are not available here");
+}
 double CoreClient::MeasureFabricGbps(ProcId, uint64_t) {
   throw Error(StatusCode::kInvalidArgument, "fabric measurement is not available here");
 }

@@ -145,7 +145,24 @@ std::vector<ObjectId> ClientImpl::Submit(detail::TaskRequest&& req) {
         spec.resources.emplace_back(name, ValueOrThrow(ToFixed(name, amount)));
       }
     }
+    if (!req.placement_group.nil()) {
+      // Into a placement group: the bundle's own resources instead of the node's (as Ray).
+      if (req.bundle_index < -1) {
+        throw InvalidArgumentError("placement group bundle index must be >= -1, got " +
+                                   std::to_string(req.bundle_index));
+      }
+      for (auto& [name, amount] : spec.resources) {
+        name = proto::PgResourceName(name, req.bundle_index, req.placement_group);
+      }
+      spec.resources.emplace_back(proto::PgResourceName("bundle", req.bundle_index, req.placement_group),
+                                  proto::kPgBundleShare);
+    }
   }
+  if (req.strategy > static_cast<uint8_t>(proto::Strategy::kNodeAffinitySoft)) {
+    throw InvalidArgumentError("unknown scheduling strategy " + std::to_string(req.strategy));
+  }
+  spec.strategy = req.strategy;
+  spec.node = req.node;
   // Large by-value arguments go through the object store, as in Ray.
   std::vector<ObjectId> temp;
   for (auto& a : req.args) {
@@ -446,6 +463,66 @@ std::vector<bool> ClientImpl::Wait(const std::vector<ObjectId>& ids, size_t num_
   std::vector<bool> ready;
   (void)Locate(ids, num_returns, timeout_ms, &ready);
   return ready;
+}
+
+ObjectId ClientImpl::CreatePlacementGroup(
+    const std::string& name, uint8_t strategy,
+    const std::vector<std::vector<std::pair<std::string, double>>>& bundles, TaskId* id) {
+  proto::PlacementGroupSpec spec;
+  spec.id = NextTaskId();
+  spec.name = name;
+  spec.strategy = strategy;
+  for (const auto& b : bundles) {
+    proto::Resources r;
+    for (const auto& [n, amount] : b) r.emplace_back(n, ValueOrThrow(ToFixed(n, amount)));
+    spec.bundles.push_back(std::move(r));
+  }
+  const ObjectId ready = ObjectId::ForReturn(spec.id, 0);
+  *id = spec.id;
+  {
+    std::lock_guard<std::mutex> lk(ref_mu_);
+    ++refs_[ready];
+  }
+  if (d_.head) {
+    Status st = d_.head->CreatePlacementGroup(std::move(spec), d_.self);
+    if (!st.ok()) {
+      std::lock_guard<std::mutex> lk(ref_mu_);
+      refs_.erase(ready);
+      ThrowIfError(st);
+    }
+  } else {
+    SendMsg(*d_.transport, kHeadProc, Msg::kCreatePlacementGroup, spec);
+  }
+  return ready;
+}
+
+void ClientImpl::RemovePlacementGroup(TaskId id) {
+  if (d_.head) {
+    ThrowIfError(d_.head->RemovePlacementGroup(id));
+  } else {
+    SendMsg(*d_.transport, kHeadProc, Msg::kRemovePlacementGroup, proto::RemovePlacementGroup{id});
+  }
+}
+
+std::vector<detail::PlacementGroupEntry> ClientImpl::PlacementGroups() {
+  if (!d_.head) {
+    throw Error(StatusCode::kInvalidArgument,
+                "the placement group table is only available on the driver (rank 0)");
+  }
+  static const char* strategies[] = {"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"};
+  std::vector<detail::PlacementGroupEntry> out;
+  for (auto& g : d_.head->PlacementGroups()) {
+    detail::PlacementGroupEntry e;
+    e.id = g.id;
+    e.name = g.name;
+    e.strategy = g.strategy < 4 ? strategies[g.strategy] : "UNKNOWN";
+    e.state = g.state;
+    e.error = g.error;
+    for (auto& b : g.bundles) e.bundles.emplace_back(b.begin(), b.end());
+    e.nodes = g.nodes;
+    out.push_back(std::move(e));
+  }
+  return out;
 }
 
 detail::ClusterSnapshot ClientImpl::Snapshot() {

@@ -46,6 +46,11 @@ class ClientImpl final : public detail::CoreClient {
   void AddLocalRef(const ObjectId& id) override;
   void RemoveLocalRef(const ObjectId& id) override;
   detail::ClusterSnapshot Snapshot() override;
+  ObjectId CreatePlacementGroup(const std::string& name, uint8_t strategy,
+                                const std::vector<std::vector<std::pair<std::string, double>>>& bundles,
+                                TaskId* id) override;
+  void RemovePlacementGroup(TaskId id) override;
+  std::vector<detail::PlacementGroupEntry> PlacementGroups() override;
   double MeasureFabricGbps(ProcId source, uint64_t bytes) override;
   Status DrainProcesses(const std::vector<ProcId>& procs) override;
   bool GetNamedActor(const std::string& ns, const std::string& name, ActorId* actor,

@@ -71,6 +71,18 @@ struct HeadService::Lineage {
   uint32_t shape = 0;
 };
 
+struct HeadService::PgRec {
+  enum State : uint8_t { kPending = 0, kCreated = 1, kRemoved = 2, kInfeasible = 3 };
+  proto::PlacementGroupSpec spec;
+  State state = kPending;
+  std::vector<ResourceRequest> base;   // per bundle: taken from its node
+  std::vector<ResourceRequest> group;  // per bundle: the resources named after the group
+  std::vector<NodeId> nodes;           // per bundle (kNoNode: not placed)
+  std::vector<uint32_t> indices;       // every resource index named after the group
+  std::string error;
+  bool ready_set = false;
+};
+
 struct HeadService::ActorRec {
   enum State : uint8_t { kWaitingDeps = 0, kPending = 1, kPlaced = 2, kDead = 3 };
   ActorId id;
@@ -108,6 +120,11 @@ bool TakeRetry(int32_t& left) {
   if (left == 0) return false;
   if (left > 0) --left;
   return true;
+}
+
+const char* PgStrategyName(uint8_t s) {
+  static const char* names[] = {"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"};
+  return s < 4 ? names[s] : "UNKNOWN";
 }
 
 void PinArgs(const proto::TaskSpec& spec, const std::function<void(const ObjectId&)>& pin) {
@@ -242,7 +259,25 @@ void HeadService::RemoveProcess(ProcId proc, const std::string& why) {
   }
   auto& np = node_procs_[node];
   np.erase(std::remove(np.begin(), np.end(), proc), np.end());
-  if (np.empty()) sched_.RemoveNode(node);  // a node whose processes are all gone is gone
+  if (np.empty()) {
+    sched_.RemoveNode(node);  // a node whose processes are all gone is gone
+    // Bundles reserved there are placed again (elsewhere) when there is room.
+    for (auto& [gid, g] : groups_) {
+      bool lost = false;
+      for (NodeId& n : g->nodes) {
+        if (n == node) {
+          n = kNoNode;
+          lost = true;
+        }
+      }
+      if (lost && g->state == PgRec::kCreated) {
+        g->state = PgRec::kPending;
+        ++pending_groups_;
+        MPIRAY_LOG(warn, "placement group {} lost bundles with node {}; placing them again",
+                   gid.ToString(), node);
+      }
+    }
+  }
 
   if (info.worker) {
     sched_.RemoveWorker(proc);
@@ -623,7 +658,12 @@ Status HeadService::SubmitLocked(proto::TaskSpec&& spec, ProcId submitter) {
   MPIRAY_ASSIGN_OR_RETURN(uint32_t shape, sched_.Shape(spec.resources));
   bool is_actor = spec.task_kind() == TaskKind::kActorCreate;
   // With an autoscaler, capacity may still come: the request waits instead of failing.
-  if (!config_.autoscale) {
+  // A request for a placement group's resources waits for the group (it may be pending).
+  bool in_group = false;
+  if (!groups_.empty()) {
+    for (const auto& [g, rec] : groups_) in_group = in_group || UsesGroup(shape, *rec);
+  }
+  if (!config_.autoscale && !in_group) {
     if (!is_actor || !spec.resources.empty()) {
       MPIRAY_RETURN_IF_ERROR(sched_.CheckFeasible(shape));
     } else if (sched_.num_workers() == 0) {
@@ -733,6 +773,11 @@ void HeadService::TaskDepsReady(TaskRec& t) {
       t.item.preferred = n;
     }
   }
+  const auto strategy = static_cast<proto::Strategy>(t.spec.strategy);
+  t.item.spread = strategy == proto::Strategy::kSpread;
+  if (strategy == proto::Strategy::kNodeAffinitySoft && sched_.HasNode(t.spec.node)) {
+    t.item.preferred = t.spec.node;  // else anywhere, as Ray's soft affinity
+  }
   sched_.Enqueue(&t.item);
 }
 
@@ -776,6 +821,7 @@ void HeadService::FinishTask(TaskId id) {
 
 void HeadService::Dispatch() {
   if (closed_) return;
+  if (pending_groups_ > 0) PlacePendingGroups();
   if (!pending_actors_.empty()) PlacePendingActors();
   std::vector<Scheduler::Assignment> out;
   sched_.Schedule(&out);
@@ -1466,6 +1512,198 @@ Status HeadService::KillActorLocked(const ActorId& actor, bool no_restart) {
   return Status::OK();
 }
 
+// ------------------------------------------------------------------ placement groups
+
+namespace {
+
+const char* PgStateName(uint8_t s) {
+  static const char* names[] = {"PENDING", "CREATED", "REMOVED", "INFEASIBLE"};
+  return s < 4 ? names[s] : "UNKNOWN";
+}
+
+}  // namespace
+
+bool HeadService::UsesGroup(uint32_t shape, const PgRec& g) const {
+  if (g.state == PgRec::kRemoved || g.state == PgRec::kInfeasible) return false;
+  for (const auto& [i, amount] : sched_.ShapeRequest(shape)) {
+    if (std::binary_search(g.indices.begin(), g.indices.end(), i)) return true;
+  }
+  return false;
+}
+
+Status HeadService::CreatePlacementGroup(proto::PlacementGroupSpec&& spec, ProcId submitter) {
+  std::lock_guard<std::mutex> lk(mu_);
+  return CreatePlacementGroupLocked(std::move(spec), submitter);
+}
+
+Status HeadService::CreatePlacementGroupLocked(proto::PlacementGroupSpec&& spec, ProcId submitter) {
+  if (spec.bundles.empty()) return InvalidArgument("a placement group needs at least one bundle");
+  if (spec.strategy > static_cast<uint8_t>(proto::PgStrategy::kStrictSpread)) {
+    return InvalidArgument("unknown placement group strategy " + std::to_string(spec.strategy));
+  }
+  if (groups_.count(spec.id)) return Status(StatusCode::kAlreadyExists, "placement group exists");
+  auto g = std::make_unique<PgRec>();
+  auto& names = sched_.names();
+  for (size_t i = 0; i < spec.bundles.size(); ++i) {
+    ResourceRequest base, group;
+    for (const auto& [name, amount] : spec.bundles[i]) {
+      if (name.empty()) return InvalidArgument("resource names must not be empty");
+      if (amount < 0) {
+        return InvalidArgument("bundle " + std::to_string(i) + ": resource '" + name +
+                               "' must be non-negative");
+      }
+      if (amount == 0) continue;
+      base.emplace_back(static_cast<uint32_t>(names.Intern(name)), amount);
+      for (int b : {static_cast<int>(i), -1}) {
+        group.emplace_back(static_cast<uint32_t>(names.Intern(proto::PgResourceName(name, b, spec.id))),
+                           amount);
+      }
+    }
+    if (base.empty()) {
+      return InvalidArgument("bundle " + std::to_string(i) +
+                             " is empty: each bundle needs a positive amount of some resource");
+    }
+    for (int b : {static_cast<int>(i), -1}) {
+      group.emplace_back(static_cast<uint32_t>(names.Intern(proto::PgResourceName("bundle", b, spec.id))),
+                         proto::kPgBundleAmount);
+    }
+    std::sort(base.begin(), base.end());
+    std::sort(group.begin(), group.end());
+    for (const auto& [r, a] : group) g->indices.push_back(r);
+    g->base.push_back(std::move(base));
+    g->group.push_back(std::move(group));
+  }
+  std::sort(g->indices.begin(), g->indices.end());
+  g->indices.erase(std::unique(g->indices.begin(), g->indices.end()), g->indices.end());
+  g->nodes.assign(spec.bundles.size(), kNoNode);
+  const ObjectId ready = ObjectId::ForReturn(spec.id, 0);
+  NewEntry(ready).holders.assign(1, submitter);
+  TaskId id = spec.id;
+  g->spec = std::move(spec);
+  PgRec& rec = *g;
+  groups_[id] = std::move(g);
+  std::vector<NodeId> where;
+  const auto strategy = static_cast<proto::PgStrategy>(rec.spec.strategy);
+  if (!config_.autoscale && !sched_.PlaceBundles(rec.base, strategy, rec.nodes, true, &where)) {
+    rec.state = PgRec::kInfeasible;
+    std::string msg = "placement group " + (rec.spec.name.empty() ? id.ToString() : "'" + rec.spec.name + "'") +
+                      " can never be placed: the cluster's nodes cannot hold its bundles with strategy " +
+                      std::string(PgStrategyName(rec.spec.strategy)) + " (";
+    for (size_t i = 0; i < rec.base.size(); ++i) {
+      msg += (i ? ", " : "") + DescribeRequest(names, rec.base[i]);
+    }
+    msg += "); the nodes have";
+    for (const auto& n : sched_.Nodes()) {
+      msg += " node " + std::to_string(n.node) + " " + DescribeVector(names, n.total) + ";";
+    }
+    rec.error = msg;
+    rec.ready_set = true;
+    MPIRAY_LOG(warn, "{}", msg);
+    SetError(ready, StatusCode::kInfeasible, msg);
+    return Status::OK();
+  }
+  ++pending_groups_;
+  Dispatch();
+  return Status::OK();
+}
+
+void HeadService::PlacePendingGroups() {
+  for (auto& [id, gp] : groups_) {
+    PgRec& g = *gp;
+    if (g.state != PgRec::kPending) continue;
+    std::vector<NodeId> where;
+    if (!sched_.PlaceBundles(g.base, static_cast<proto::PgStrategy>(g.spec.strategy), g.nodes,
+                             false, &where)) {
+      continue;  // all or nothing: wait for room
+    }
+    for (size_t i = 0; i < where.size(); ++i) {
+      if (g.nodes[i] == kNoNode) sched_.ReserveBundle(where[i], g.base[i], g.group[i]);
+    }
+    g.nodes = std::move(where);
+    g.state = PgRec::kCreated;
+    --pending_groups_;
+    if (!g.ready_set) {
+      g.ready_set = true;
+      proto::NewObject obj;
+      obj.id = ObjectId::ForReturn(id, 0);
+      obj.where = static_cast<uint8_t>(Where::kInline);
+      obj.data = Buffer(detail::Serialize(true).ToVector());
+      obj.size = obj.data.size();
+      SetReady(obj.id, std::move(obj));
+    }
+  }
+}
+
+Status HeadService::RemovePlacementGroup(TaskId id) {
+  std::lock_guard<std::mutex> lk(mu_);
+  return RemovePlacementGroupLocked(id);
+}
+
+Status HeadService::RemovePlacementGroupLocked(TaskId id) {
+  auto it = groups_.find(id);
+  if (it == groups_.end()) return InvalidArgument("unknown placement group " + id.ToString());
+  PgRec& g = *it->second;
+  if (g.state == PgRec::kRemoved) return Status::OK();
+  if (g.state == PgRec::kPending) --pending_groups_;
+  // Its actors die and its tasks that have not started fail (before its resources go).
+  std::vector<ActorId> actors;
+  for (const auto& [aid, a] : actors_) {
+    if (a->state != ActorRec::kDead && UsesGroup(a->shape, g)) actors.push_back(aid);
+  }
+  std::vector<TaskId> waiting;
+  for (const auto& [tid, t] : tasks_) {
+    if (t->spec.task_kind() == TaskKind::kNormal && t->item.worker == kNoProc &&
+        UsesGroup(t->item.shape, g)) {
+      waiting.push_back(tid);
+    }
+  }
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (g.nodes[i] != kNoNode) sched_.ReleaseBundle(g.nodes[i], g.base[i], g.group[i]);
+  }
+  g.state = PgRec::kRemoved;  // after the scans above (UsesGroup ignores removed groups)
+  const std::string why = "its placement group " + id.ToString() + " was removed";
+  for (const ActorId& aid : actors) {
+    auto a = actors_.find(aid);
+    if (a == actors_.end()) continue;
+    if (a->second->state == ActorRec::kPlaced) {
+      SendMsg(transport_, a->second->worker, Msg::kDestroyActor, proto::KillActor{aid, true});
+    }
+    ActorDied(*a->second, why);
+  }
+  for (TaskId tid : waiting) {
+    auto t = tasks_.find(tid);
+    if (t != tasks_.end()) FailTask(*t->second, ErrorPayload(StatusCode::kCancelled, "task " + t->second->spec.function + " cannot run: " + why));
+  }
+  if (!g.ready_set) {
+    g.ready_set = true;
+    SetError(ObjectId::ForReturn(id, 0), StatusCode::kCancelled,
+             "placement group " + id.ToString() + " was removed before it was ready");
+  }
+  Dispatch();
+  return Status::OK();
+}
+
+std::vector<PlacementGroupInfo> HeadService::PlacementGroups() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<PlacementGroupInfo> out;
+  for (const auto& [id, g] : groups_) {
+    PlacementGroupInfo info;
+    info.id = id;
+    info.name = g->spec.name;
+    info.strategy = g->spec.strategy;
+    info.state = PgStateName(g->state);
+    info.error = g->error;
+    for (const auto& b : g->spec.bundles) {
+      std::map<std::string, double> m;
+      for (const auto& [name, amount] : b) m[name] = static_cast<double>(amount) / proto::kResourceUnit;
+      info.bundles.push_back(std::move(m));
+    }
+    info.nodes = g->nodes;
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
 // ------------------------------------------------------------------ messages
 
 void HeadService::Handle(ProcId src, Msg type, const char* body, size_t len) {
@@ -1523,6 +1761,21 @@ void HeadService::Handle(ProcId src, Msg type, const char* body, size_t len) {
     case Msg::kCancel: {
       auto c = DecodeMsg<proto::Cancel>(body, len);
       (void)CancelLocked(c.id, c.force);
+      break;
+    }
+    case Msg::kCreatePlacementGroup: {
+      auto spec = DecodeMsg<proto::PlacementGroupSpec>(body, len);
+      ObjectId ready = ObjectId::ForReturn(spec.id, 0);
+      Status st = CreatePlacementGroupLocked(std::move(spec), src);
+      if (!st.ok()) {
+        if (!FindEntry(ready)) NewEntry(ready).holders.assign(1, src);
+        SetError(ready, st.code(), st.message());
+      }
+      break;
+    }
+    case Msg::kRemovePlacementGroup: {
+      auto r = DecodeMsg<proto::RemovePlacementGroup>(body, len);
+      (void)RemovePlacementGroupLocked(r.id);
       break;
     }
     case Msg::kKillActor: {

@@ -64,6 +64,17 @@ struct ClusterStatus {
   uint64_t inline_bytes = 0;               // small objects kept in the head's memory
 };
 
+/// @brief A placement group as placement_group_table() shows it.
+struct PlacementGroupInfo {
+  TaskId id;
+  std::string name;
+  uint8_t strategy = 0;  // proto::PgStrategy
+  std::string state;     // PENDING, CREATED, REMOVED, INFEASIBLE
+  std::string error;     // why it is infeasible
+  std::vector<std::map<std::string, double>> bundles;
+  std::vector<NodeId> nodes;  // per bundle (kNoNode while not placed)
+};
+
 class HeadService {
  public:
   /// @param transport where messages go (the fabric, or a fake in tests).
@@ -108,6 +119,12 @@ class HeadService {
   std::pair<int, int> Load(ProcId proc) const;
   /// @brief Actors waiting for room.
   size_t PendingActors() const;
+  /// @brief Reserve a placement group for `submitter` (who holds its ready object), at once or
+  /// as soon as resources allow; an impossible group gets an error in its ready object.
+  Status CreatePlacementGroup(proto::PlacementGroupSpec&& spec, ProcId submitter);
+  /// @brief Give a group's resources back; its actors die, its queued tasks fail.
+  Status RemovePlacementGroup(TaskId id);
+  std::vector<PlacementGroupInfo> PlacementGroups() const;
   /// @brief Look up a live named actor.
   bool FindNamedActor(const std::string& ns, const std::string& name, ActorId* actor,
                       Buffer* handle_meta);
@@ -134,6 +151,11 @@ class HeadService {
   struct TaskRec;
   struct ActorRec;
   struct Lineage;
+  struct PgRec;
+  Status CreatePlacementGroupLocked(proto::PlacementGroupSpec&& spec, ProcId submitter);
+  Status RemovePlacementGroupLocked(TaskId id);
+  void PlacePendingGroups();
+  bool UsesGroup(uint32_t shape, const PgRec& g) const;
 
   // All private helpers run with mu_ held.
   Status SubmitLocked(proto::TaskSpec&& spec, ProcId submitter);
@@ -202,6 +224,8 @@ class HeadService {
   std::unordered_set<TaskId> early_done_;           // actor calls done before registration
   std::unordered_set<TaskId> resent_done_;          // re-sent calls done (a 2nd report may come)
   std::unordered_map<TaskId, Lineage> lineage_;
+  std::map<TaskId, std::unique_ptr<PgRec>> groups_;
+  size_t pending_groups_ = 0;
   uint64_t actor_restarts_ = 0;
   uint64_t reconstructions_ = 0;
   std::vector<ActorId> pending_actors_;

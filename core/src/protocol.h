@@ -49,6 +49,8 @@ enum class Msg : uint16_t {
   kFetchFailed = 43,
   kBenchStream = 44,
   kCallRouted = 45,
+  kCreatePlacementGroup = 46,  // process -> head
+  kRemovePlacementGroup = 47,  // process -> head
 };
 
 /// Resource amounts travel as fixed point (1/10000 units) so that sums never drift.
@@ -56,6 +58,10 @@ inline constexpr int64_t kResourceUnit = 10000;
 using Resources = std::vector<std::pair<std::string, int64_t>>;
 
 enum class TaskKind : uint8_t { kNormal = 0, kActorCreate = 1, kActorCall = 2 };
+/// Scheduling strategies besides resources: spread over nodes, or prefer one node (a hard node
+/// affinity is a "node:<id>" resource, a placement group its bundles' resources).
+enum class Strategy : uint8_t { kDefault = 0, kSpread = 1, kNodeAffinitySoft = 2 };
+enum class PgStrategy : uint8_t { kPack = 0, kSpread = 1, kStrictPack = 2, kStrictSpread = 3 };
 enum class Language : uint8_t { kCpp = 0, kPython = 1 };
 
 struct Arg {
@@ -70,9 +76,11 @@ struct TaskSpec {
   TaskId id;
   uint8_t kind = 0;      // TaskKind
   uint8_t language = 0;  // Language
+  uint8_t strategy = 0;  // Strategy: how to pick the node
   std::string function;
   std::vector<Arg> args;
   uint32_t num_returns = 1;
+  uint32_t node = 0xffffffffu;  // kNodeAffinitySoft: the preferred node
   Resources resources;
   int32_t max_retries = 0;
   std::string name;
@@ -91,7 +99,7 @@ struct TaskSpec {
   int32_t max_task_retries = 0;
   MSGPACK_DEFINE(id, kind, language, function, args, num_returns, resources, max_retries, name,
                  actor, caller, seq, max_concurrency, ns, handle_meta, named, max_restarts,
-                 incarnation, max_task_retries);
+                 incarnation, max_task_retries, strategy, node);
 
   TaskKind task_kind() const { return static_cast<TaskKind>(kind); }
   ObjectId ReturnId(uint32_t i) const { return ObjectId::ForReturn(id, i); }
@@ -170,6 +178,30 @@ struct Cancel {
   bool force = false;
   bool recursive = true;
   MSGPACK_DEFINE(id, force, recursive);
+};
+/// A placement group: bundles of resources reserved together (all or none).
+struct PlacementGroupSpec {
+  TaskId id;  // the group's id; its ready object is ObjectId::ForReturn(id, 0)
+  std::string name;
+  uint8_t strategy = 0;  // PgStrategy
+  std::vector<Resources> bundles;
+  MSGPACK_DEFINE(id, name, strategy, bundles);
+};
+/// Resource names of a placement group's bundles, as Ray's: `<name>_group_<i>_<pg>` for bundle
+/// i, `<name>_group_<pg>` for any of its bundles (bundle < 0). `bundle` is the name that lets
+/// a request with no resources target a bundle.
+inline std::string PgResourceName(const std::string& name, int bundle, TaskId pg) {
+  static const char* digits = "0123456789abcdef";
+  std::string hex(16, '0');
+  for (int i = 15, v = 0; i >= 0; --i, ++v) hex[static_cast<size_t>(i)] = digits[(pg.value >> (4 * v)) & 15];
+  return bundle < 0 ? name + "_group_" + hex : name + "_group_" + std::to_string(bundle) + "_" + hex;
+}
+/// What a bundle offers of its `bundle` resource (requests take kPgBundleShare of it).
+inline constexpr int64_t kPgBundleAmount = 1000 * kResourceUnit;
+inline constexpr int64_t kPgBundleShare = kResourceUnit / 1000;
+struct RemovePlacementGroup {
+  TaskId id;
+  MSGPACK_DEFINE(id);
 };
 struct KillActor {
   ActorId actor;

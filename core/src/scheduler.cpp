@@ -37,11 +37,12 @@ void Scheduler::AddNode(NodeId node, const ResourceVector& total) {
   // Adding to a known node changes its totals but keeps what is in use.
   Node& n = nodes_[node];
   n.id = node;
-  size_t len = std::max(total.size(), std::max(n.total.size(), n.avail.size()));
+  size_t len = std::max({total.size(), n.total.size(), n.avail.size(), n.extra.size()});
   n.total.resize(len, 0);
   n.avail.resize(len, 0);
+  n.extra.resize(len, 0);
   for (size_t i = 0; i < len; ++i) {
-    int64_t t = i < total.size() ? total[i] : 0;
+    int64_t t = (i < total.size() ? total[i] : 0) + n.extra[i];
     n.avail[i] += t - n.total[i];
     n.total[i] = t;
   }
@@ -152,6 +153,21 @@ Scheduler::Worker* Scheduler::FindOnNode(Node& n, uint32_t shape, int limit, boo
 }
 
 Scheduler::Worker* Scheduler::FindWorker(uint32_t shape, NodeId preferred, int limit) {
+  if (preferred == kSpreadNode) {
+    // Round-robin: the first node from the cursor with an idle worker that fits.
+    auto start = nodes_.lower_bound(spread_next_);
+    for (int pass = 0; pass < 2; ++pass) {
+      auto it = pass == 0 ? start : nodes_.begin();
+      auto end = pass == 0 ? nodes_.end() : start;
+      for (; it != end; ++it) {
+        if (Worker* w = FindOnNode(it->second, shape, limit, true)) {
+          spread_next_ = it->first + 1;
+          return w;
+        }
+      }
+    }
+    preferred = kNoNode;
+  }
   if (preferred != kNoNode) {
     auto it = nodes_.find(preferred);
     if (it != nodes_.end()) {
@@ -197,7 +213,7 @@ void Scheduler::Schedule(std::vector<Assignment>* out) {
       // no deeper than the shape's task durations warrant.
       int limit = static_cast<int>(std::min<size_t>(
           Depth(s), std::max<size_t>(1, (queued_ + alive_workers_ - 1) / alive_workers_)));
-      Worker* w = FindWorker(s, item->preferred, limit);
+      Worker* w = FindWorker(s, item->spread ? kSpreadNode : item->preferred, limit);
       if (w == nullptr) break;
       q.pop_front();
       --queued_;
@@ -256,6 +272,114 @@ void Scheduler::Unblocked(SchedItem* item) {
   } else {
     Acquire(node, shapes_[item->shape]);
     item->private_hold = true;
+  }
+}
+
+namespace {
+
+bool FitsIn(const ResourceVector& have, const ResourceRequest& r) {
+  for (const auto& [i, amount] : r) {
+    if ((i < have.size() ? have[i] : 0) < amount) return false;
+  }
+  return true;
+}
+
+void Take(ResourceVector& have, const ResourceRequest& r) {
+  for (const auto& [i, amount] : r) {
+    if (i >= have.size()) have.resize(i + 1, 0);
+    have[i] -= amount;
+  }
+}
+
+}  // namespace
+
+bool Scheduler::PlaceBundles(const std::vector<ResourceRequest>& bundles,
+                             proto::PgStrategy strategy, const std::vector<NodeId>& placed,
+                             bool use_totals, std::vector<NodeId>* out) const {
+  using S = proto::PgStrategy;
+  std::map<NodeId, ResourceVector> room;  // what is left on each usable node
+  for (const auto& [id, n] : nodes_) {
+    bool usable = false;
+    for (ProcId w : n.workers) {
+      auto it = workers_.find(w);
+      usable = usable || (it != workers_.end() && it->second.alive && !it->second.draining);
+    }
+    if (usable) room[id] = use_totals ? n.total : n.avail;
+  }
+  std::map<NodeId, int> used;  // bundles of this group on each node
+  for (NodeId node : placed) {
+    if (node != kNoNode) ++used[node];
+  }
+  out->assign(bundles.size(), kNoNode);
+  for (size_t i = 0; i < bundles.size(); ++i) {
+    if (i < placed.size() && placed[i] != kNoNode) (*out)[i] = placed[i];
+  }
+  if (strategy == S::kStrictPack) {
+    // Every bundle on the node already holding some, or on one node that takes them all.
+    ResourceRequest sum;
+    std::map<uint32_t, int64_t> total;
+    for (size_t i = 0; i < bundles.size(); ++i) {
+      if ((*out)[i] != kNoNode) continue;
+      for (const auto& [r, a] : bundles[i]) total[r] += a;
+    }
+    for (const auto& [r, a] : total) sum.emplace_back(r, a);
+    NodeId fixed = used.empty() ? kNoNode : used.begin()->first;
+    for (const auto& [id, have] : room) {
+      if ((fixed == kNoNode || id == fixed) && FitsIn(have, sum)) {
+        for (NodeId& n : *out) n = id;
+        return true;
+      }
+    }
+    return false;
+  }
+  for (size_t i = 0; i < bundles.size(); ++i) {
+    if ((*out)[i] != kNoNode) continue;
+    NodeId best = kNoNode;
+    auto better = [&](NodeId id) {
+      if (best == kNoNode) return true;
+      int u = used[id], bu = used[best];
+      if (strategy == S::kPack) return u > bu;  // join the group's busiest node
+      return u < bu;                            // SPREAD: the emptiest
+    };
+    for (const auto& [id, have] : room) {
+      if (!FitsIn(have, bundles[i])) continue;
+      if (strategy == S::kStrictSpread && used[id] > 0) continue;
+      if (better(id)) best = id;
+    }
+    if (best == kNoNode) return false;
+    Take(room[best], bundles[i]);
+    ++used[best];
+    (*out)[i] = best;
+  }
+  return true;
+}
+
+void Scheduler::ReserveBundle(NodeId node, const ResourceRequest& base,
+                              const ResourceRequest& group) {
+  Node& n = nodes_[node];
+  Acquire(n, base);
+  for (const auto& [i, amount] : group) {
+    size_t len = std::max<size_t>(i + 1, n.total.size());
+    n.total.resize(len, 0);
+    n.avail.resize(len, 0);
+    n.extra.resize(len, 0);
+    n.total[i] += amount;
+    n.avail[i] += amount;
+    n.extra[i] += amount;
+  }
+}
+
+void Scheduler::ReleaseBundle(NodeId node, const ResourceRequest& base,
+                              const ResourceRequest& group) {
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) return;
+  Node& n = it->second;
+  Release(n, base);
+  for (const auto& [i, amount] : group) {
+    if (i >= n.total.size()) continue;
+    n.total[i] -= amount;
+    n.avail[i] -= amount;
+    n.extra[i] -= amount;
   }
 }
 

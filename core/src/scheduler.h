@@ -21,6 +21,7 @@
 namespace mpiray {
 
 inline constexpr NodeId kNoNode = 0xffffffffu;
+inline constexpr NodeId kSpreadNode = 0xfffffffeu;  // FindWorker: round-robin over nodes
 
 /// @brief The scheduler's view of one task (embedded in the head's task record).
 struct SchedItem {
@@ -30,6 +31,7 @@ struct SchedItem {
   bool queued = false;
   bool blocked = false;
   bool private_hold = false;  // holds its own resources (unblocked onto a different lease)
+  bool spread = false;        // SPREAD: round-robin over nodes rather than pack
   void* owner = nullptr;
 };
 
@@ -69,6 +71,19 @@ class Scheduler {
   /// @brief The item's task is blocked in Get/Wait (it releases its share of the lease).
   void Blocked(SchedItem* item);
   void Unblocked(SchedItem* item);
+
+  /// @brief Nodes for a placement group's bundles, from what is available now (`use_totals`:
+  /// from the nodes' totals, i.e. could it ever fit). `placed[i]` != kNoNode keeps bundle i
+  /// where it is. False when the strategy cannot be met.
+  bool PlaceBundles(const std::vector<ResourceRequest>& bundles, proto::PgStrategy strategy,
+                    const std::vector<NodeId>& placed, bool use_totals,
+                    std::vector<NodeId>* out) const;
+  /// @brief Reserve a bundle on `node`: `base` is taken from the node's resources and the
+  /// bundle's own resources (`group`, named after the group) are added to it.
+  void ReserveBundle(NodeId node, const ResourceRequest& base, const ResourceRequest& group);
+  /// @brief Undo ReserveBundle (work still using the group's resources gives them back later).
+  void ReleaseBundle(NodeId node, const ResourceRequest& base, const ResourceRequest& group);
+  bool HasNode(NodeId node) const { return nodes_.count(node) > 0; }
 
   /// @brief Pick a worker for an actor. With `hold`, the shape's resources are acquired for the
   /// actor's lifetime. Returns kNoProc when no node has room right now.
@@ -114,6 +129,7 @@ class Scheduler {
     NodeId id = 0;
     ResourceVector total;
     ResourceVector avail;
+    ResourceVector extra;  // placement group bundles' resources reserved here
     std::vector<ProcId> workers;
   };
 
@@ -135,6 +151,7 @@ class Scheduler {
   std::map<NodeId, Node> nodes_;
   std::unordered_map<ProcId, Worker> workers_;
   size_t alive_workers_ = 0;
+  NodeId spread_next_ = 0;  // SPREAD: the next node to try first
 };
 
 }  // namespace mpiray

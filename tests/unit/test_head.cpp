@@ -1123,3 +1123,128 @@ TEST_CASE("Head fails a call registered after its instance died, unless it may b
   CHECK(st.code() == StatusCode::kActorDied);
   CHECK_THAT(st.message(), Catch::Contains("max_task_retries"));
 }
+
+// ------------------------------------------------------------------ placement groups
+
+namespace {
+
+proto::PlacementGroupSpec Group(uint64_t seq, proto::PgStrategy strategy, int bundles,
+                                int64_t cpus = kUnit) {
+  proto::PlacementGroupSpec g;
+  g.id = TaskId::Make(0, seq);
+  g.strategy = static_cast<uint8_t>(strategy);
+  for (int i = 0; i < bundles; ++i) g.bundles.push_back({{"CPU", cpus}});
+  return g;
+}
+
+// A task into bundle `bundle` of group `pg` (the client's rewriting of its resources).
+proto::TaskSpec TaskInGroup(uint64_t seq, TaskId pg, int bundle) {
+  auto s = NormalTask(seq);
+  s.resources = {{proto::PgResourceName("CPU", bundle, pg), kUnit},
+                 {proto::PgResourceName("bundle", bundle, pg), proto::kPgBundleShare}};
+  return s;
+}
+
+// Three nodes with one worker (one CPU) each: node n holds worker n+1.
+void AddThreeNodes(HeadService& head) {
+  head.AddProcess(Peer(0, 9), false);
+  for (ProcId w = 1; w <= 3; ++w) head.AddProcess(Peer(w, w - 1), true);
+}
+
+}  // namespace
+
+TEST_CASE("Placement group STRICT_SPREAD reserves one bundle per node, all at once",
+          "[head][placement-group]") {
+  FakeTransport t;
+  HeadService head(t, Config());
+  AddThreeNodes(head);
+  auto g = Group(100, proto::PgStrategy::kStrictSpread, 3);
+  TaskId pg = g.id;
+  REQUIRE(head.CreatePlacementGroup(std::move(g), 0).ok());
+  CHECK(IsReady(head, ObjectId::ForReturn(pg, 0)));
+  auto table = head.PlacementGroups();
+  REQUIRE(table.size() == 1);
+  CHECK(table[0].state == "CREATED");
+  std::set<mpiray::NodeId> nodes(table[0].nodes.begin(), table[0].nodes.end());
+  CHECK(nodes.size() == 3);
+  // Every CPU is reserved: a plain task waits, a task in bundle 1 runs on bundle 1's node.
+  REQUIRE(head.Submit(NormalTask(1), 0).ok());
+  CHECK(t.ExecutedOn(TaskId::Make(0, 1)).empty());
+  REQUIRE(head.Submit(TaskInGroup(2, pg, 1), 0).ok());
+  auto ran = t.ExecutedOn(TaskId::Make(0, 2));
+  REQUIRE(ran.size() == 1);
+  CHECK(ran[0] == table[0].nodes[1] + 1);
+  // Removing the group gives the CPUs back: the plain task runs.
+  REQUIRE(head.RemovePlacementGroup(pg).ok());
+  CHECK(t.ExecutedOn(TaskId::Make(0, 1)).size() == 1);
+  CHECK(head.PlacementGroups()[0].state == "REMOVED");
+}
+
+TEST_CASE("Placement group that can never be placed is reported, not left pending",
+          "[head][placement-group]") {
+  FakeTransport t;
+  HeadService head(t, Config());
+  AddThreeNodes(head);
+  auto spread = Group(100, proto::PgStrategy::kStrictSpread, 4);  // 4 bundles, 3 nodes
+  TaskId a = spread.id;
+  REQUIRE(head.CreatePlacementGroup(std::move(spread), 0).ok());
+  auto st = ErrorOf(ReadyLoc(head, ObjectId::ForReturn(a, 0)));
+  CHECK(st.code() == StatusCode::kInfeasible);
+  CHECK_THAT(st.message(), Catch::Contains("STRICT_SPREAD") && Catch::Contains("can never be placed"));
+  auto pack = Group(101, proto::PgStrategy::kStrictPack, 2);  // 2 CPUs on one 1-CPU node
+  TaskId b = pack.id;
+  REQUIRE(head.CreatePlacementGroup(std::move(pack), 0).ok());
+  CHECK(ErrorOf(ReadyLoc(head, ObjectId::ForReturn(b, 0))).code() == StatusCode::kInfeasible);
+  // PACK is best effort: the same two bundles go to two nodes.
+  auto soft = Group(102, proto::PgStrategy::kPack, 2);
+  TaskId c = soft.id;
+  REQUIRE(head.CreatePlacementGroup(std::move(soft), 0).ok());
+  CHECK(ReadyLoc(head, ObjectId::ForReturn(c, 0)).where == static_cast<uint8_t>(proto::Where::kInline));
+  CHECK(head.PlacementGroups().back().state == "CREATED");
+  // Bad input is refused at once.
+  auto empty = Group(103, proto::PgStrategy::kPack, 0);
+  CHECK(head.CreatePlacementGroup(std::move(empty), 0).code() == StatusCode::kInvalidArgument);
+  auto zero = Group(104, proto::PgStrategy::kPack, 1, 0);
+  CHECK_THAT(head.CreatePlacementGroup(std::move(zero), 0).message(), Catch::Contains("empty"));
+}
+
+TEST_CASE("Placement group waits for room, then reserves everything at once",
+          "[head][placement-group]") {
+  FakeTransport t;
+  HeadService head(t, Config());
+  AddCluster(head, 2);  // one node, 2 CPUs
+  REQUIRE(head.Submit(NormalTask(1), 0).ok());
+  ProcId busy = t.ExecutedOn(TaskId::Make(0, 1)).at(0);
+  auto g = Group(100, proto::PgStrategy::kStrictPack, 2);
+  TaskId pg = g.id;
+  REQUIRE(head.CreatePlacementGroup(std::move(g), 0).ok());
+  CHECK_FALSE(IsReady(head, ObjectId::ForReturn(pg, 0)));  // 1 CPU free, 2 needed: nothing taken
+  CHECK(head.PlacementGroups()[0].state == "PENDING");
+  // A task into the pending group is accepted and waits for it.
+  REQUIRE(head.Submit(TaskInGroup(2, pg, 0), 0).ok());
+  CHECK(t.ExecutedOn(TaskId::Make(0, 2)).empty());
+  Deliver(head, busy, Done(TaskId::Make(0, 1), {Inline(ObjectId::ForReturn(TaskId::Make(0, 1), 0), Payload(1))}));
+  CHECK(IsReady(head, ObjectId::ForReturn(pg, 0)));
+  CHECK(t.ExecutedOn(TaskId::Make(0, 2)).size() == 1);
+}
+
+TEST_CASE("Removing a placement group kills its actors and fails its waiting tasks",
+          "[head][placement-group]") {
+  FakeTransport t;
+  HeadService head(t, Config());
+  AddCluster(head, 2);
+  auto g = Group(100, proto::PgStrategy::kPack, 1);
+  TaskId pg = g.id;
+  REQUIRE(head.CreatePlacementGroup(std::move(g), 0).ok());
+  auto actor = ActorCreate(1);
+  actor.resources = {{proto::PgResourceName("bundle", 0, pg), proto::kPgBundleShare}};
+  REQUIRE(head.Submit(std::move(actor), 0).ok());
+  // The bundle's CPU is taken by a task; a second one waits.
+  REQUIRE(head.Submit(TaskInGroup(2, pg, 0), 0).ok());
+  REQUIRE(head.Submit(TaskInGroup(3, pg, 0), 0).ok());
+  CHECK(t.ExecutedOn(TaskId::Make(0, 3)).empty());
+  REQUIRE(head.RemovePlacementGroup(pg).ok());
+  auto st = ErrorOf(ReadyLoc(head, ObjectId::ForReturn(TaskId::Make(0, 3), 0)));
+  CHECK_THAT(st.message(), Catch::Contains("placement group") && Catch::Contains("removed"));
+  CHECK_FALSE(t.OfType(Msg::kDestroyActor).empty());
+}

@@ -23,6 +23,7 @@
 #include "mpiray/core/errors.h"
 #include "mpiray/core/object_ref.h"
 #include "mpiray/core/options.h"
+#include "mpiray/core/placement_group.h"
 #include "mpiray/core/serialization.h"
 
 namespace mpiray {
@@ -103,6 +104,30 @@ class CallerOptions {
   Derived& SetResources(const std::map<std::string, double>& resources) {
     for (const auto& [n, a] : resources) SetResource(n, a);
     req_.resources_set = true;
+    return self();
+  }
+  /// @brief Run in bundle `bundle_index` of `group` (-1: any of its bundles), on the resources
+  /// the group reserved there (as Ray's PlacementGroupSchedulingStrategy).
+  Derived& SetPlacementGroup(const PlacementGroup& group, int bundle_index = -1) {
+    req_.placement_group = group.GetID();
+    req_.bundle_index = bundle_index;
+    return self();
+  }
+  /// @brief Spread over nodes (round-robin) rather than pack (Ray's "SPREAD").
+  Derived& SetSpread() {
+    req_.strategy = 1;
+    return self();
+  }
+  /// @brief Run on `node` (as Ray's NodeAffinitySchedulingStrategy): with `soft`, prefer it and
+  /// run elsewhere when it is gone or busy; without, only there (an error if no such node).
+  Derived& SetNodeAffinity(NodeId node, bool soft = false) {
+    if (soft) {
+      req_.strategy = 2;
+      req_.node = node;
+    } else {
+      if (!req_.resources_set && req_.kind == TaskKind::kNormal) req_.resources.emplace_back("CPU", 1.0);
+      SetResource("node:" + std::to_string(node), 0.001);
+    }
     return self();
   }
   /// @brief A display name (logs, timeline); for actors, the actor's name.

@@ -48,6 +48,24 @@ struct TaskRequest {
   std::string ns;                   // kActorCreate with a name: its namespace
   bool named = false;               // kActorCreate: register `name` for GetNamedActor
   std::vector<uint8_t> handle_meta; // kActorCreate: opaque, returned by GetNamedActor
+  /// Scheduling: 0 default, 1 SPREAD, 2 prefer `node` (soft affinity); a hard node affinity is
+  /// the resource "node:<id>". A placement group (not nil) turns the resources into those of
+  /// bundle `bundle_index` (-1: any of its bundles).
+  uint8_t strategy = 0;
+  uint32_t node = 0xffffffffu;
+  TaskId placement_group;
+  int bundle_index = -1;
+};
+
+/// @brief A placement group as the head reports it.
+struct PlacementGroupEntry {
+  TaskId id;
+  std::string name;
+  std::string strategy;  // PACK, SPREAD, STRICT_PACK, STRICT_SPREAD
+  std::string state;     // PENDING, CREATED, REMOVED, INFEASIBLE
+  std::string error;
+  std::vector<std::vector<std::pair<std::string, double>>> bundles;
+  std::vector<uint32_t> nodes;  // per bundle; 0xffffffff while not placed
 };
 
 /// @brief A snapshot of the cluster, as the head sees it.
@@ -107,6 +125,15 @@ class CoreClient {
   /// @brief Find a named actor: true and its id and handle metadata, or false.
   virtual bool GetNamedActor(const std::string& ns, const std::string& name, ActorId* actor,
                              Buffer* handle_meta);
+  /// @brief Reserve a placement group (strategy: 0 PACK, 1 SPREAD, 2 STRICT_PACK,
+  /// 3 STRICT_SPREAD). Returns its ready object (counted as a local reference); *id gets the
+  /// group's id.
+  virtual ObjectId CreatePlacementGroup(const std::string& name, uint8_t strategy,
+                                        const std::vector<std::vector<std::pair<std::string, double>>>& bundles,
+                                        TaskId* id);
+  virtual void RemovePlacementGroup(TaskId id);
+  /// @brief Every placement group of the job (driver only).
+  virtual std::vector<PlacementGroupEntry> PlacementGroups();
   /// @brief Raw fabric throughput in GB/s: `bytes` streamed from process `source` to this one
   /// over the same path object fetches use (benchmarks).
   virtual double MeasureFabricGbps(ProcId source, uint64_t bytes);
