@@ -616,10 +616,12 @@ void NoShutdown() {
 // Fault-tolerance scenarios (itest_ft.cpp).
 void ActorRestart();
 void Lineage();
+// Scheduling scenarios (itest_sched.cpp).
+void Placement();
 
 int main(int argc, char** argv) {
   std::map<std::string, std::function<void()>> scenarios = {
-      {"actor_restart", ActorRestart}, {"lineage", Lineage},
+      {"actor_restart", ActorRestart}, {"lineage", Lineage}, {"placement", Placement},
       {"tasks", Tasks},       {"actors", Actors},           {"objects", Objects},
       {"crossnode", CrossNode}, {"errors", Errors},         {"wait_cancel", WaitAndCancel},
       {"nested", Nested},     {"resources", Resources},     {"worker_death", WorkerDeath},

@@ -9,8 +9,10 @@
 #include <vector>
 
 #include "mpiray/core/detail/core_client.h"
+#include "mpiray/core/errors.h"
 #include "mpiray/core/ids.h"
 #include "mpiray/core/object_ref.h"
+#include "mpiray/core/serialization.h"
 
 namespace mpiray {
 
@@ -49,7 +51,10 @@ class PlacementGroup {
     std::vector<ObjectId> ids{ready_.ID()};
     auto ready = detail::Client()->Wait(ids, 1, static_cast<int64_t>(timeout_seconds) * 1000);
     if (!ready[0]) return false;
-    (void)detail::Client()->Get(ids, 0);  // raises the group's error, if any
+    auto payload = detail::Client()->Get(ids, 0);
+    if (detail::CheckPayload(payload[0]) == detail::PayloadFormat::kError) {
+      ThrowIfError(detail::ErrorFromPayload(payload[0]));  // can never be placed, or removed
+    }
     return true;
   }
 
