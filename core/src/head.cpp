@@ -1594,7 +1594,11 @@ Status HeadService::CreatePlacementGroupLocked(proto::PlacementGroupSpec&& spec,
     }
     msg += "); the nodes have";
     for (const auto& n : sched_.Nodes()) {
-      msg += " node " + std::to_string(n.node) + " " + DescribeVector(names, n.total) + ";";
+      ResourceVector own = n.total;  // without other groups' bundle resources
+      for (size_t i = 0; i < own.size(); ++i) {
+        if (names.Name(i).find("_group_") != std::string::npos) own[i] = 0;
+      }
+      msg += " node " + std::to_string(n.node) + " " + DescribeVector(names, own) + ";";
     }
     rec.error = msg;
     rec.ready_set = true;

@@ -25,6 +25,8 @@ from ._api import (  # noqa: E402
     is_initialized, kill, method, nodes, put, register_checkpoint_callback, remote, shutdown, wait,
 )
 
+from . import util  # noqa: E402  (ray.util: placement groups, scheduling strategies, ...)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -32,4 +34,5 @@ __all__ = [
     "get_actor", "method", "nodes", "cluster_resources", "available_resources",
     "get_runtime_context", "cpp_function", "ObjectRef", "ActorHandle", "ActorClass",
     "RemoteFunction", "RuntimeContext", "ActorID", "exceptions", "register_checkpoint_callback",
+    "util",
 ]

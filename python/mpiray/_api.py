@@ -187,11 +187,13 @@ ObjectRef.__await__ = _ref_await
 
 _TASK_OPTIONS = {"num_cpus", "num_gpus", "resources", "memory", "num_returns", "max_retries",
                  "retry_exceptions", "name", "max_calls", "scheduling_strategy", "runtime_env",
-                 "accelerator_type", "_metadata"}
+                 "accelerator_type", "_metadata", "placement_group", "placement_group_bundle_index",
+                 "placement_group_capture_child_tasks"}
 _ACTOR_OPTIONS = {"num_cpus", "num_gpus", "resources", "memory", "name", "namespace", "lifetime",
                   "max_concurrency", "max_restarts", "max_task_retries", "get_if_exists",
                   "scheduling_strategy", "runtime_env", "max_pending_calls", "accelerator_type",
-                  "concurrency_groups", "_metadata"}
+                  "concurrency_groups", "_metadata", "placement_group",
+                  "placement_group_bundle_index", "placement_group_capture_child_tasks"}
 
 
 _ACTOR_DEFAULT_RETRIES = -2  # an actor call's retries: the actor's max_task_retries
@@ -223,6 +225,48 @@ def _resources(options, default_cpus):
         if v < 0:
             raise ValueError(f"Resource '{k}' must be non-negative, got {v}")
     return {k: v for k, v in res.items() if v != 0 or k == "CPU"}
+
+
+_NO_NODE = 0xFFFFFFFF
+
+
+def _scheduling(options, resources, default_cpus):
+    """(scheduling tuple for the runtime or None, resources): from ``scheduling_strategy`` (or
+    the older ``placement_group=`` / ``placement_group_bundle_index=`` options)."""
+    from .util.placement_group import PlacementGroup
+    from .util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
+                                             PlacementGroupSchedulingStrategy)
+    strategy = options.get("scheduling_strategy")
+    pg = options.get("placement_group")
+    if pg is not None and pg != "default":
+        strategy = PlacementGroupSchedulingStrategy(pg, options.get("placement_group_bundle_index", -1))
+    if strategy is None or strategy == "DEFAULT":
+        return None, resources
+    if strategy == "SPREAD":
+        return (1, _NO_NODE, b"", -1), resources
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        group = strategy.placement_group
+        if not isinstance(group, PlacementGroup):
+            raise TypeError("PlacementGroupSchedulingStrategy needs a PlacementGroup, got "
+                            f"{type(group).__name__}")
+        index = strategy.placement_group_bundle_index
+        if not isinstance(index, int) or index < -1 or index >= group.bundle_count:
+            raise ValueError(f"placement_group_bundle_index must be -1 or between 0 and "
+                             f"{group.bundle_count - 1}, got {index!r}")
+        return (0, _NO_NODE, group.id.binary(), index), resources
+    if isinstance(strategy, NodeAffinitySchedulingStrategy):
+        try:
+            node = int(strategy.node_id, 16)
+        except (TypeError, ValueError):
+            raise ValueError(f"NodeAffinitySchedulingStrategy needs a node id from ray.nodes() "
+                             f"(hex), got {strategy.node_id!r}") from None
+        if strategy.soft:
+            return (2, node, b"", -1), resources
+        res = dict(resources) if resources is not None else {"CPU": float(default_cpus)}
+        res[f"node:{node}"] = 0.001
+        return None, res
+    raise ValueError(f"Unknown scheduling_strategy {strategy!r}: use 'DEFAULT', 'SPREAD', "
+                     "PlacementGroupSchedulingStrategy or NodeAffinitySchedulingStrategy")
 
 
 def _call_args(args, kwargs, meta):
@@ -303,9 +347,10 @@ class RemoteFunction:
         name = options.get("name") or self._name
         export = self._exported.ref()
         meta = (tuple(kwargs), max(num_returns, 1), retry, max_retries, name, export)
+        scheduling, resources = _scheduling(options, _resources(options, 1), 1)
         refs = _core.submit(_KIND_TASK, _LANG_PY, export.hex(), _call_args(args, kwargs, meta),
-                            max(num_returns, 1), _resources(options, 1), max_retries, name, b"", 1,
-                            "", False, b"")
+                            max(num_returns, 1), resources, max_retries, name, b"", 1,
+                            "", False, b"", scheduling=scheduling)
         if num_returns == 0:
             return None
         return refs[0] if num_returns == 1 else refs
@@ -333,9 +378,11 @@ class CppFunction:
         return self
 
     def remote(self, *args):
+        scheduling, resources = _scheduling(self._options, _resources(self._options, 1), 1)
         refs = _core.submit(_KIND_TASK, _LANG_CPP, self._function, list(args), 1,
-                            _resources(self._options, 1), self._options.get("max_retries", 3),
-                            self._options.get("name") or self._name, b"", 1, "", False, b"")
+                            resources, self._options.get("max_retries", 3),
+                            self._options.get("name") or self._name, b"", 1, "", False, b"",
+                            scheduling=scheduling)
         return refs[0]
 
 
@@ -513,11 +560,12 @@ class ActorClass:
         export = self._exported.ref()
         display = name if name is not None else self._cls.__name__  # output lines show this
         meta = (tuple(kwargs), 1, False, 0, display, export)
+        scheduling, resources = _scheduling(options, _resources(options, 0), 0)
         refs = _core.submit(_KIND_ACTOR_CREATE, _LANG_PY, export.hex(),
-                            _call_args(args, kwargs, meta), 1, _resources(options, 0), 0,
+                            _call_args(args, kwargs, meta), 1, resources, 0,
                             name if name is not None else self._cls.__name__, b"", max_concurrency,
                             ns if name is not None else "", name is not None, pickle.dumps(self._meta),
-                            max_restarts, max_task_retries)
+                            max_restarts, max_task_retries, scheduling=scheduling)
         return ActorHandle(refs[0].binary()[:8], self._meta)
 
 

@@ -519,8 +519,16 @@ py::object Put(py::handle value) {
 py::list Submit(int kind, int language, const std::string& function, py::list args, uint32_t num_returns,
                 py::object resources, int max_retries, const std::string& name, py::bytes actor,
                 int max_concurrency, const std::string& ns, bool named, py::bytes handle_meta,
-                int max_restarts, int max_task_retries) {
+                int max_restarts, int max_task_retries, py::object scheduling) {
   detail::TaskRequest req;
+  if (!scheduling.is_none()) {  // (strategy, node, placement group id, bundle index)
+    auto t = scheduling.cast<py::tuple>();
+    req.strategy = t[0].cast<uint8_t>();
+    req.node = t[1].cast<uint32_t>();
+    std::string pg = t[2].cast<py::bytes>();
+    if (pg.size() == 8) std::memcpy(&req.placement_group.value, pg.data(), 8);
+    req.bundle_index = t[3].cast<int>();
+  }
   req.max_restarts = max_restarts;
   req.max_task_retries = max_task_retries;
   req.kind = static_cast<detail::TaskKind>(kind);
@@ -719,7 +727,55 @@ PYBIND11_MODULE(_core, m) {
   m.def("submit", &Submit, py::arg("kind"), py::arg("language"), py::arg("function"), py::arg("args"),
         py::arg("num_returns"), py::arg("resources"), py::arg("max_retries"), py::arg("name"),
         py::arg("actor"), py::arg("max_concurrency"), py::arg("ns"), py::arg("named"),
-        py::arg("handle_meta"), py::arg("max_restarts") = 0, py::arg("max_task_retries") = 0);
+        py::arg("handle_meta"), py::arg("max_restarts") = 0, py::arg("max_task_retries") = 0,
+        py::arg("scheduling") = py::none());
+  m.def("create_placement_group", [](const std::string& name, int strategy, py::list bundles) {
+    std::vector<std::vector<std::pair<std::string, double>>> b;
+    for (auto bundle : bundles) {
+      std::vector<std::pair<std::string, double>> one;
+      for (auto kv : bundle.cast<py::dict>()) {
+        one.emplace_back(kv.first.cast<std::string>(), kv.second.cast<double>());
+      }
+      b.push_back(std::move(one));
+    }
+    mpiray::TaskId id;
+    ObjectId ready;
+    {
+      py::gil_scoped_release release;
+      ready = detail::Client()->CreatePlacementGroup(name, static_cast<uint8_t>(strategy), b, &id);
+    }
+    return py::make_tuple(py::bytes(reinterpret_cast<const char*>(&id.value), 8), AdoptRef(ready));
+  });
+  m.def("remove_placement_group", [](py::bytes id) {
+    std::string s = id;
+    mpiray::TaskId t;
+    if (s.size() == 8) std::memcpy(&t.value, s.data(), 8);
+    py::gil_scoped_release release;
+    detail::Client()->RemovePlacementGroup(t);
+  });
+  m.def("placement_group_table", [] {
+    py::list out;
+    for (const auto& g : detail::Client()->PlacementGroups()) {
+      py::dict d;
+      d["id"] = py::bytes(reinterpret_cast<const char*>(&g.id.value), 8);
+      d["name"] = g.name;
+      d["strategy"] = g.strategy;
+      d["state"] = g.state;
+      d["error"] = g.error;
+      py::list bundles;
+      for (const auto& b : g.bundles) {
+        py::dict bd;
+        for (const auto& [n, a] : b) bd[py::str(n)] = a;
+        bundles.append(bd);
+      }
+      d["bundles"] = bundles;
+      py::list nodes;
+      for (uint32_t n : g.nodes) nodes.append(n == 0xffffffffu ? py::object(py::none()) : py::object(py::int_(n)));
+      d["nodes"] = nodes;
+      out.append(d);
+    }
+    return out;
+  });
   m.def("put", &Put);
   m.def("get", &Get, py::arg("refs"), py::arg("timeout") = py::none());
   m.def("wait", &Wait);
