@@ -189,6 +189,7 @@ void HeadService::AddNodeResources(NodeId node) {
                                    : workers * proto::kResourceUnit);
   set("GPU", config_.num_gpus >= 0 ? std::llround(config_.num_gpus * proto::kResourceUnit)
                                    : gpus * proto::kResourceUnit);
+  node_gpus_[node] = static_cast<int>(total[1] / proto::kResourceUnit);  // devices 0..n-1
   // As Ray: 70% of the memory available at start-up, in bytes.
   set("memory", static_cast<int64_t>(memory) * proto::kResourceUnit);
   for (const auto& [name, amount] : config_.custom) set(name, amount);
@@ -304,6 +305,7 @@ void HeadService::RemoveProcess(ProcId proc, const std::string& why) {
       t.actor_worker = kNoProc;
       t.item.blocked = false;
       t.item.private_hold = false;
+      if (!task_gpus_.empty()) ReleaseGpus(task_gpus_, tid);
       if (!t.cancelled && TakeRetry(t.retries_left)) {
         MPIRAY_LOG(info, "retrying task {} ({}) after worker {} died", tid.ToString(),
                    t.spec.function, proc);
@@ -811,9 +813,68 @@ void HeadService::UnpinArgs(const proto::TaskSpec& spec) {
   }
 }
 
+int64_t HeadService::GpuAmount(uint32_t shape) const {
+  static constexpr uint32_t kGpu = 1;  // ResourceNames interns CPU, GPU, memory first
+  for (const auto& [i, amount] : sched_.ShapeRequest(shape)) {
+    if (i == kGpu) return amount;
+  }
+  return 0;
+}
+
+std::vector<int32_t> HeadService::AssignGpus(NodeId node, int64_t amount) {
+  const int64_t unit = proto::kResourceUnit;
+  auto gi = node_gpus_.find(node);
+  const int count = gi == node_gpus_.end() ? 0 : gi->second;
+  std::vector<int64_t>& used = gpu_used_[node];
+  used.resize(static_cast<size_t>(std::max(count, 0)), 0);
+  std::vector<int32_t> ids;
+  if (used.empty()) return ids;
+  // Whole devices for whole requests (the least used first), one shared device for a fraction
+  // (the fullest one that still has room, so fractions pack).
+  const int64_t per = amount >= unit ? unit : amount;
+  const size_t want = amount >= unit ? static_cast<size_t>((amount + unit - 1) / unit) : 1;
+  for (size_t k = 0; k < want && ids.size() < used.size(); ++k) {
+    int best = -1;
+    for (size_t d = 0; d < used.size(); ++d) {
+      if (std::find(ids.begin(), ids.end(), static_cast<int32_t>(d)) != ids.end()) continue;
+      bool fits = used[d] + per <= unit;
+      if (best < 0) {
+        best = static_cast<int>(d);
+        continue;
+      }
+      bool best_fits = used[static_cast<size_t>(best)] + per <= unit;
+      if (fits != best_fits) {
+        if (fits) best = static_cast<int>(d);
+      } else if (per < unit ? used[d] > used[static_cast<size_t>(best)]
+                            : used[d] < used[static_cast<size_t>(best)]) {
+        best = static_cast<int>(d);
+      }
+    }
+    used[static_cast<size_t>(best)] += per;
+    ids.push_back(best);
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+void HeadService::ReleaseGpus(std::unordered_map<TaskId, GpuGrant>& grants, TaskId id) {
+  auto it = grants.find(id);
+  if (it == grants.end()) return;
+  const int64_t unit = proto::kResourceUnit;
+  const int64_t per = it->second.amount >= unit ? unit : it->second.amount;
+  auto u = gpu_used_.find(it->second.node);
+  if (u != gpu_used_.end()) {
+    for (int32_t d : it->second.ids) {
+      if (static_cast<size_t>(d) < u->second.size()) u->second[static_cast<size_t>(d)] -= per;
+    }
+  }
+  grants.erase(it);
+}
+
 void HeadService::FinishTask(TaskId id) {
   auto it = tasks_.find(id);
   if (it == tasks_.end()) return;
+  if (!task_gpus_.empty()) ReleaseGpus(task_gpus_, id);
   std::unique_ptr<TaskRec> rec = std::move(it->second);
   tasks_.erase(it);
   UnpinArgs(rec->spec);
@@ -847,10 +908,24 @@ void HeadService::SendExecute(TaskRec& t, ProcId worker) {
       resolved.push_back(std::move(l));
     }
   }
+  // GPUs: which devices of the node the task (or the actor, for its lifetime) gets.
+  static const std::vector<int32_t> kNone;
+  const std::vector<int32_t>* gpus = &kNone;
+  if (int64_t amount = GpuAmount(t.item.shape); amount > 0) {
+    bool actor = t.spec.task_kind() == TaskKind::kActorCreate;
+    auto& grants = actor ? actor_gpus_ : task_gpus_;
+    ReleaseGpus(grants, t.spec.id);  // a restart or a retry gets fresh ones
+    GpuGrant& g = grants[t.spec.id];
+    g.node = node;
+    g.amount = amount;
+    g.ids = AssignGpus(node, amount);
+    gpus = &g.ids;
+  }
   SendWith(transport_, worker, Msg::kExecute, [&](auto& pk) {
-    pk.pack_array(2);
+    pk.pack_array(3);
     pk.pack(t.spec);
     pk.pack(resolved);
+    pk.pack(*gpus);
   });
 }
 
@@ -985,6 +1060,7 @@ void HeadService::OnTaskDone(ProcId src, proto::TaskDone&& done) {
     } else if (!failed && t.retries_left != 0 && stored) {
       // Keep how to make the returns again, in case a node holding them dies (small returns
       // live in the head's directory: nothing to make again).
+      if (!task_gpus_.empty()) ReleaseGpus(task_gpus_, done.task);
       auto rec = std::move(it->second);
       tasks_.erase(it);
       KeepLineage(std::move(rec));  // unpins the arguments (after taking their lineage)
@@ -1249,6 +1325,7 @@ void HeadService::ActorLost(ActorRec& a, const std::string& why) {
 }
 
 void HeadService::RestartActor(ActorRec& a, const std::string& why) {
+  if (!actor_gpus_.empty()) ReleaseGpus(actor_gpus_, a.id);
   auto ct = tasks_.find(a.id);
   if (ct != tasks_.end()) {
     TaskRec& c = *ct->second;
@@ -1318,6 +1395,7 @@ void HeadService::CallLost(ActorRec& a, TaskRec& t) {
 }
 
 void HeadService::ActorDied(ActorRec& a, const std::string& why) {
+  if (!actor_gpus_.empty()) ReleaseGpus(actor_gpus_, a.id);
   if (a.state == ActorRec::kDead) return;
   bool was_placed = a.state == ActorRec::kPlaced;
   a.state = ActorRec::kDead;

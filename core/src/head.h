@@ -152,6 +152,14 @@ class HeadService {
   struct ActorRec;
   struct Lineage;
   struct PgRec;
+  struct GpuGrant {
+    NodeId node = 0;
+    int64_t amount = 0;  // fixed point
+    std::vector<int32_t> ids;
+  };
+  int64_t GpuAmount(uint32_t shape) const;
+  std::vector<int32_t> AssignGpus(NodeId node, int64_t amount);
+  void ReleaseGpus(std::unordered_map<TaskId, GpuGrant>& grants, TaskId id);
   Status CreatePlacementGroupLocked(proto::PlacementGroupSpec&& spec, ProcId submitter);
   Status RemovePlacementGroupLocked(TaskId id);
   void PlacePendingGroups();
@@ -225,6 +233,12 @@ class HeadService {
   std::unordered_set<TaskId> resent_done_;          // re-sent calls done (a 2nd report may come)
   std::unordered_map<TaskId, Lineage> lineage_;
   std::map<TaskId, std::unique_ptr<PgRec>> groups_;
+  // GPU devices: how much of each device of a node is given out, and to whom (only GPU work
+  // has an entry, so CPU tasks pay nothing).
+  std::map<NodeId, int> node_gpus_;
+  std::map<NodeId, std::vector<int64_t>> gpu_used_;
+  std::unordered_map<TaskId, GpuGrant> task_gpus_;
+  std::unordered_map<TaskId, GpuGrant> actor_gpus_;
   size_t pending_groups_ = 0;
   uint64_t actor_restarts_ = 0;
   uint64_t reconstructions_ = 0;

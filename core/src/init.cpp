@@ -408,8 +408,11 @@ RuntimeContext CurrentContext() {
   c.task = WorkerService::CurrentTask();
   c.actor = WorkerService::CurrentActor();
   c.ns = g_runtime->session().config.ns;
+  c.gpu_ids = WorkerService::CurrentGpus();
   return c;
 }
+
+std::vector<int32_t> CurrentGpuIds() { return WorkerService::CurrentGpus(); }
 
 void BlockTerminationSignalsForInit() { SaveMaskAndBlock(); }
 

@@ -243,7 +243,8 @@ struct AddLocation {
 struct Execute {
   TaskSpec spec;
   std::vector<ObjectLoc> resolved;  // one per by-ref argument, in argument order
-  MSGPACK_DEFINE(spec, resolved);
+  std::vector<int32_t> gpus;        // GPU devices of the node given to it (CUDA_VISIBLE_DEVICES)
+  MSGPACK_DEFINE(spec, resolved, gpus);
 };
 enum class DoneStatus : uint8_t { kOk = 0, kCancelled = 1 };
 struct TaskDone {

@@ -23,6 +23,7 @@ thread_local bool tl_executor = false;
 // Refs nested in return values, held until the TaskDone that registers them is posted (the
 // task's own handles die first, and the head must not free the objects in between).
 thread_local std::vector<ObjectId> tl_return_holds;
+thread_local const std::vector<int32_t>* tl_gpus = nullptr;  // GPU devices of the running work
 thread_local int64_t tl_started_us = 0;  // when the current task started (timeline)
 
 int64_t NowUs() {
@@ -185,7 +186,46 @@ struct WorkerService::Actor {
   std::map<ProcId, std::map<uint64_t, proto::TaskSpec>> early;
   int threads = 0;
   bool stopping = false;
+  std::vector<int32_t> gpus;  // GPU devices given to the actor for its lifetime
 };
+
+namespace {
+
+std::string GpuList(const std::vector<int32_t>& ids) {
+  std::string s;
+  for (int32_t d : ids) s += (s.empty() ? "" : ",") + std::to_string(d);
+  return s;
+}
+
+// CUDA_VISIBLE_DEVICES for work that was given GPUs, put back afterwards (a process runs one
+// normal task at a time; an actor with GPUs keeps them set for its lifetime).
+class VisibleDevices {
+ public:
+  explicit VisibleDevices(const std::vector<int32_t>& ids, bool restore = true) : restore_(restore) {
+    if (ids.empty()) return;
+    active_ = true;
+    const char* old = std::getenv("CUDA_VISIBLE_DEVICES");
+    had_ = old != nullptr;
+    if (old) old_ = old;
+    setenv("CUDA_VISIBLE_DEVICES", GpuList(ids).c_str(), 1);
+  }
+  ~VisibleDevices() {
+    if (!active_ || !restore_) return;
+    if (had_) {
+      setenv("CUDA_VISIBLE_DEVICES", old_.c_str(), 1);
+    } else {
+      unsetenv("CUDA_VISIBLE_DEVICES");
+    }
+  }
+
+ private:
+  bool active_ = false, restore_ = true, had_ = false;
+  std::string old_;
+};
+
+}  // namespace
+
+std::vector<int32_t> WorkerService::CurrentGpus() { return tl_gpus ? *tl_gpus : std::vector<int32_t>(); }
 
 WorkerService::WorkerService(Transport& transport, ClientImpl& client, const WorkerIdentity& id)
     : transport_(transport), client_(client), id_(id) {}
@@ -484,9 +524,11 @@ void WorkerService::RunTask(proto::Execute& ex) {
     }
   }
   tl_task = &spec;
+  tl_gpus = &ex.gpus;
   tl_started_us = NowUs();
   detail::SetOutputName(spec.name.empty() ? spec.function : spec.name);
   std::vector<proto::NewObject> returns;
+  VisibleDevices devices(ex.gpus);
   auto args = ResolveArgs(ex);
   if (!args.ok()) {
     returns = ErrorReturns(spec, args.status());
@@ -494,6 +536,7 @@ void WorkerService::RunTask(proto::Execute& ex) {
     returns = RunFunction(spec, *args, nullptr);
   }
   tl_task = nullptr;
+  tl_gpus = nullptr;
   bool cancelled;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -523,9 +566,17 @@ void WorkerService::RunActorItem(Actor& a, proto::Execute& item) {
   tl_task = &spec;
   tl_started_us = NowUs();
   struct Reset {
-    ~Reset() { tl_task = nullptr; }
+    ~Reset() {
+      tl_task = nullptr;
+      tl_gpus = nullptr;
+    }
   } reset;
   if (!a.name.empty()) detail::SetOutputName(a.name);
+  if (spec.task_kind() == TaskKind::kActorCreate) {
+    a.gpus = item.gpus;
+    VisibleDevices keep(a.gpus, /*restore=*/false);
+  }
+  tl_gpus = &a.gpus;
   if (spec.task_kind() == TaskKind::kActorCreate) {
     std::vector<proto::NewObject> returns;
     LanguageRuntime* lang = Lang(spec.language);

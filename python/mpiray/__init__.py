@@ -21,7 +21,7 @@ if _os.path.isdir(_ext_dir) and _ext_dir not in __path__:
 from . import exceptions  # noqa: E402
 from ._api import (  # noqa: E402
     ActorClass, ActorHandle, ActorID, ObjectRef, RemoteFunction, RuntimeContext, available_resources,
-    cancel, cluster_resources, cpp_function, get, get_actor, get_runtime_context, init,
+    cancel, cluster_resources, cpp_function, get, get_actor, get_gpu_ids, get_runtime_context, init,
     is_initialized, kill, method, nodes, put, register_checkpoint_callback, remote, shutdown, wait,
 )
 
@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel", "kill",
-    "get_actor", "method", "nodes", "cluster_resources", "available_resources",
+    "get_actor", "get_gpu_ids", "method", "nodes", "cluster_resources", "available_resources",
     "get_runtime_context", "cpp_function", "ObjectRef", "ActorHandle", "ActorClass",
     "RemoteFunction", "RuntimeContext", "ActorID", "exceptions", "register_checkpoint_callback",
     "util",

@@ -711,9 +711,19 @@ class RuntimeContext:
     def get_rank(self):
         return self.rank
 
+    def get_accelerator_ids(self):
+        """{"GPU": [device ids as strings]} given to the calling task or actor."""
+        return {"GPU": [str(g) for g in self._ctx.get("gpu_ids", [])]}
+
     @property
     def was_current_actor_reconstructed(self):
         return False
+
+
+def get_gpu_ids():
+    """The GPU devices given to the calling task or actor (as numbered on its node; also in
+    its CUDA_VISIBLE_DEVICES). Empty in the driver and in work that asked for no GPU."""
+    return list(_core.context()["gpu_ids"])
 
 
 def get_runtime_context():

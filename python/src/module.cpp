@@ -343,18 +343,51 @@ py::object DeserializePy(const Buffer& payload) {
 
 // ------------------------------------------------------------------ the Python language runtime
 
+// os.environ["CUDA_VISIBLE_DEVICES"] for work given GPUs (the C environment is set by the
+// worker; Python's os.environ is a copy), put back afterwards unless `keep` (actors).
+class PyVisibleDevices {
+ public:
+  explicit PyVisibleDevices(bool keep = false) : keep_(keep) {
+    std::vector<int32_t> ids = detail::CurrentGpuIds();
+    if (ids.empty()) return;
+    std::string list;
+    for (int32_t d : ids) list += (list.empty() ? "" : ",") + std::to_string(d);
+    environ_ = py::module_::import("os").attr("environ");
+    old_ = environ_.attr("get")("CUDA_VISIBLE_DEVICES");
+    environ_["CUDA_VISIBLE_DEVICES"] = list;
+  }
+  ~PyVisibleDevices() {
+    if (!environ_ || keep_) return;
+    try {
+      if (old_.is_none()) {
+        environ_.attr("pop")("CUDA_VISIBLE_DEVICES", py::none());
+      } else {
+        environ_["CUDA_VISIBLE_DEVICES"] = old_;
+      }
+    } catch (py::error_already_set&) {
+    }
+  }
+
+ private:
+  bool keep_;
+  py::object environ_;
+  py::object old_;
+};
+
 // Runs Python tasks in workers by calling mpiray._worker_hooks with the GIL held.
 class PyRuntime final : public detail::LanguageRuntime {
  public:
   mpiray::Status CallFunction(const std::string& name, const detail::ArgList& args,
                               detail::ResultSink& sink) override {
     py::gil_scoped_acquire gil;
+    PyVisibleDevices devices;
     return Run(sink, [&] { return Hooks().attr("run_task")(name, Args(args)); });
   }
   mpiray::Result<std::shared_ptr<void>> CreateActor(const std::string& factory,
                                                     const detail::ArgList& args) override {
     py::gil_scoped_acquire gil;
     try {
+      PyVisibleDevices devices(/*keep=*/true);
       py::object inst = Hooks().attr("create_actor")(factory, Args(args));
       auto* holder = new py::object(std::move(inst));
       return std::shared_ptr<void>(holder, [](void* p) {
@@ -604,6 +637,9 @@ py::dict Context() {
   d["actor_id"] = c.actor.nil() ? py::object(py::none()) : py::object(py::bytes(reinterpret_cast<const char*>(&c.actor.value), 8));
   d["driver"] = c.driver;
   d["namespace"] = c.ns;
+  py::list gpus;
+  for (int32_t g : c.gpu_ids) gpus.append(g);
+  d["gpu_ids"] = gpus;
   return d;
 }
 

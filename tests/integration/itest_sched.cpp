@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <string>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -17,6 +19,11 @@ namespace {
 int PidAfter(int ms) {
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return static_cast<int>(getpid());
+}
+
+std::string VisibleDevices() {
+  const char* v = std::getenv("CUDA_VISIBLE_DEVICES");
+  return v ? v : "(unset)";
 }
 
 class Where {
@@ -35,7 +42,7 @@ mpiray::NodeId NodeOfPid(int pid) {
 
 }  // namespace
 
-MPIRAY_REMOTE(PidAfter, Where::Create, &Where::Pid);
+MPIRAY_REMOTE(PidAfter, VisibleDevices, Where::Create, &Where::Pid);
 
 void Placement() {
   auto snap = mpiray::GetClusterSnapshot();
@@ -87,5 +94,9 @@ void Placement() {
     CHECK(NodeOfPid(*mpiray::Get(mpiray::Task(PidAfter).SetNodeAffinity(target).Remote(0))) == target);
     CHECK(NodeOfPid(*mpiray::Get(mpiray::Task(PidAfter).SetNodeAffinity(target, true).Remote(0))) == target);
   }
+  // GPUs (declared with MPIRAY_NUM_GPUS=2: no device is touched): the task sees its devices.
+  CHECK(*mpiray::Get(mpiray::Task(VisibleDevices).SetResource("GPU", 2).Remote()) == "0,1");
+  CHECK(*mpiray::Get(mpiray::Task(VisibleDevices).SetResource("GPU", 0.5).Remote()) == "0");
+  CHECK(*mpiray::Get(mpiray::Task(VisibleDevices).Remote()) == "(unset)");
   std::printf("placement OK (%zu worker nodes)\n", worker_nodes.size());
 }

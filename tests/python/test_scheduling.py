@@ -142,3 +142,62 @@ ray.shutdown()
 """, n=3, env={"MPIRAY_RANKS_PER_NODE": "1"})
     assert world.returncode == 0, world
     assert last_json(world.stdout)["procs"] == 2
+
+
+GPUS = PRELUDE + """
+ray.init()
+
+@ray.remote(num_gpus=1)
+def whole():
+    time.sleep(0.5)   # overlap with the other one
+    return ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+@ray.remote(num_gpus=0.5)
+def half():
+    time.sleep(0.5)
+    return ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+@ray.remote(num_gpus=2)
+def both():
+    return ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+@ray.remote
+def cpu_only():
+    return ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+@ray.remote(num_gpus=1)
+class Trainer:
+    def ids(self):
+        return (ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES"),
+                ray.get_runtime_context().get_accelerator_ids())
+
+out = {}
+out["whole"] = ray.get([whole.remote(), whole.remote()])
+out["half"] = ray.get([half.remote() for _ in range(4)])
+out["both"] = ray.get(both.remote())
+out["cpu"] = ray.get(cpu_only.remote())
+t = Trainer.remote()
+out["actor"] = [ray.get(t.ids.remote()) for _ in range(2)]
+out["driver"] = ray.get_gpu_ids()
+print("RESULT " + json.dumps(out))
+ray.shutdown()
+"""
+
+
+def test_gpu_ids_and_cuda_visible_devices(run_script):
+    # Two GPUs on the node (declared: no device is touched), four workers.
+    world = run_script(GPUS, env={"MPIRAY_NUM_GPUS": "2", "MPIRAY_NUM_WORKERS": "4"}, timeout=60)
+    assert world.returncode == 0, world
+    r = last_json(world.stdout)
+    # Concurrent whole-GPU tasks get different devices, each in CUDA_VISIBLE_DEVICES.
+    assert sorted(ids[0] for ids, _ in r["whole"]) == [0, 1]
+    assert all(env == str(ids[0]) for ids, env in r["whole"])
+    # Four half-GPU tasks at once: two per device.
+    assert sorted(ids[0] for ids, _ in r["half"]) == [0, 0, 1, 1]
+    assert r["both"] == [[0, 1], "0,1"]
+    assert r["cpu"] == [[], None]
+    # An actor keeps its device for every call.
+    (ids1, env1, acc1), (ids2, env2, acc2) = r["actor"]
+    assert ids1 == ids2 and len(ids1) == 1 and env1 == env2 == str(ids1[0])
+    assert acc1 == {"GPU": [str(ids1[0])]}
+    assert r["driver"] == []

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "mpiray/core/detail/registry.h"
 #include "mpiray/core/ids.h"
@@ -46,9 +47,12 @@ struct RuntimeContext {
   ActorId actor;            // the actor this thread serves (nil outside actors)
   bool driver = false;
   std::string ns;           // the job's default namespace
+  std::vector<int32_t> gpu_ids;  // GPU devices given to the running task or actor
 };
 /// @brief The current context (throws when not initialised).
 RuntimeContext CurrentContext();
+/// @brief GPU devices given to the running task or actor (cheap; empty: none or not a worker).
+std::vector<int32_t> CurrentGpuIds();
 
 /// @brief Names the current task for worker output lines ("(name pid=..., rank=...)").
 void SetOutputName(const std::string& name);
