@@ -99,6 +99,10 @@ void CoreClient::RemovePlacementGroup(TaskId) {
 std::vector<PlacementGroupEntry> CoreClient::PlacementGroups() {
   throw Error(StatusCode::kInvalidArgument, "placement groups are not available here");
 }
+int CoreClient::StreamNext(TaskId, uint32_t, int64_t, bool) {
+  throw Error(StatusCode::kInvalidArgument, "streaming tasks are not available here");
+}
+void CoreClient::StreamRelease(TaskId, uint32_t, uint32_t) {}
 double CoreClient::MeasureFabricGbps(ProcId, uint64_t) {
   throw Error(StatusCode::kInvalidArgument, "fabric measurement is not available here");
 }

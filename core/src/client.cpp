@@ -496,6 +496,43 @@ ObjectId ClientImpl::CreatePlacementGroup(
   return ready;
 }
 
+int ClientImpl::StreamNext(TaskId task, uint32_t index, int64_t timeout_ms, bool want) {
+  const ObjectId id = ObjectId::ForReturn(task, index);
+  if (want) {
+    {
+      std::lock_guard<std::mutex> lk(ref_mu_);
+      ++refs_[id];
+    }
+    if (d_.head) {
+      d_.head->StreamWant(id, d_.self);
+    } else {
+      SendMsg(*d_.transport, kHeadProc, Msg::kStreamWant, proto::StreamWant{id});
+    }
+  }
+  std::vector<bool> ready;
+  auto locs = Locate({id}, 1, timeout_ms, &ready);
+  if (!ready[0]) return -1;
+  if (locs[0].where == static_cast<uint8_t>(Where::kError)) {
+    Status st = detail::ErrorFromPayload(locs[0].data);
+    if (st.code() == StatusCode::kNotFound && st.message() == proto::kEndOfStream) {
+      RemoveLocalRef(id);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+void ClientImpl::StreamRelease(TaskId task, uint32_t from, uint32_t to) {
+  proto::IdList ids;
+  for (uint32_t i = from; i < to; ++i) ids.ids.push_back(ObjectId::ForReturn(task, i));
+  if (ids.ids.empty()) return;
+  if (d_.head) {
+    for (const ObjectId& id : ids.ids) d_.head->RemoveHolder(id, d_.self);
+  } else {
+    SendMsg(*d_.transport, kHeadProc, Msg::kDelRef, ids);
+  }
+}
+
 void ClientImpl::RemovePlacementGroup(TaskId id) {
   if (d_.head) {
     ThrowIfError(d_.head->RemovePlacementGroup(id));

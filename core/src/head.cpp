@@ -875,6 +875,13 @@ void HeadService::FinishTask(TaskId id) {
   auto it = tasks_.find(id);
   if (it == tasks_.end()) return;
   if (!task_gpus_.empty()) ReleaseGpus(task_gpus_, id);
+  if (!stream_waits_.empty()) {
+    auto rec = std::move(it->second);  // FinalizeStream must not find it running
+    tasks_.erase(it);
+    FinalizeStream(id);
+    UnpinArgs(rec->spec);
+    return;
+  }
   std::unique_ptr<TaskRec> rec = std::move(it->second);
   tasks_.erase(it);
   UnpinArgs(rec->spec);
@@ -1063,6 +1070,7 @@ void HeadService::OnTaskDone(ProcId src, proto::TaskDone&& done) {
       if (!task_gpus_.empty()) ReleaseGpus(task_gpus_, done.task);
       auto rec = std::move(it->second);
       tasks_.erase(it);
+      if (!stream_waits_.empty()) FinalizeStream(done.task);
       KeepLineage(std::move(rec));  // unpins the arguments (after taking their lineage)
       Dispatch();
       return;
@@ -1786,6 +1794,57 @@ std::vector<PlacementGroupInfo> HeadService::PlacementGroups() const {
   return out;
 }
 
+// ------------------------------------------------------------------ streaming tasks
+
+void HeadService::StreamWant(const ObjectId& id, ProcId caller) {
+  std::lock_guard<std::mutex> lk(mu_);
+  StreamWantLocked(id, caller);
+}
+
+void HeadService::StreamWantLocked(const ObjectId& id, ProcId caller) {
+  if (ObjEntry* e = FindEntry(id)) {  // produced already (held for the submitter) or wanted
+    if (std::find(e->holders.begin(), e->holders.end(), caller) == e->holders.end()) {
+      e->holders.push_back(caller);
+    }
+    return;
+  }
+  ObjEntry& e = NewEntry(id);
+  e.holders.assign(1, caller);
+  if (tasks_.count(id.task_id())) {
+    stream_waits_[id.task_id()].push_back(id.index);
+  } else {
+    SetError(id, StatusCode::kNotFound, proto::kEndOfStream);  // the task is over
+  }
+}
+
+void HeadService::OnStreamItem(ProcId src, proto::StreamItem&& item) {
+  auto it = tasks_.find(item.task);
+  ObjectId id = item.obj.id;
+  if (it == tasks_.end() || it->second->item.worker != src) {
+    // A late item of a task that was failed or re-run elsewhere: drop its copy.
+    if (item.obj.where == static_cast<uint8_t>(Where::kShm) && !FindEntry(id)) {
+      SendMsg(transport_, src, Msg::kFreeObjects, proto::IdList{{id}});
+    }
+    return;
+  }
+  if (!FindEntry(id)) NewEntry(id).holders.assign(1, it->second->submitter);
+  SetReady(id, std::move(item.obj));
+}
+
+void HeadService::FinalizeStream(TaskId task) {
+  auto w = stream_waits_.find(task);
+  if (w == stream_waits_.end()) return;
+  std::vector<uint32_t> indices = std::move(w->second);
+  stream_waits_.erase(w);
+  // Items the task never produced: the end (a failed task's error is its completion object's,
+  // which the caller's generator hands out after the last item).
+  for (uint32_t i : indices) {
+    ObjectId id = ObjectId::ForReturn(task, i);
+    ObjEntry* e = FindEntry(id);
+    if (e && e->state != ObjEntry::kReady) SetError(id, StatusCode::kNotFound, proto::kEndOfStream);
+  }
+}
+
 // ------------------------------------------------------------------ messages
 
 void HeadService::Handle(ProcId src, Msg type, const char* body, size_t len) {
@@ -1845,6 +1904,12 @@ void HeadService::Handle(ProcId src, Msg type, const char* body, size_t len) {
       (void)CancelLocked(c.id, c.force);
       break;
     }
+    case Msg::kStreamItem:
+      OnStreamItem(src, DecodeMsg<proto::StreamItem>(body, len));
+      break;
+    case Msg::kStreamWant:
+      StreamWantLocked(DecodeMsg<proto::StreamWant>(body, len).id, src);
+      break;
     case Msg::kCreatePlacementGroup: {
       auto spec = DecodeMsg<proto::PlacementGroupSpec>(body, len);
       ObjectId ready = ObjectId::ForReturn(spec.id, 0);

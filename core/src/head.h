@@ -125,6 +125,10 @@ class HeadService {
   /// @brief Give a group's resources back; its actors die, its queued tasks fail.
   Status RemovePlacementGroup(TaskId id);
   std::vector<PlacementGroupInfo> PlacementGroups() const;
+  /// @brief `caller` waits for item `id.index` (from 1) of a streaming task: the entry exists
+  /// from now on with `caller` as a holder; it becomes the item, the task's error, or the
+  /// end-of-stream marker (kNotFound, proto::kEndOfStream).
+  void StreamWant(const ObjectId& id, ProcId caller);
   /// @brief Look up a live named actor.
   bool FindNamedActor(const std::string& ns, const std::string& name, ActorId* actor,
                       Buffer* handle_meta);
@@ -152,6 +156,9 @@ class HeadService {
   struct ActorRec;
   struct Lineage;
   struct PgRec;
+  void StreamWantLocked(const ObjectId& id, ProcId caller);
+  void OnStreamItem(ProcId src, proto::StreamItem&& item);
+  void FinalizeStream(TaskId task);
   struct GpuGrant {
     NodeId node = 0;
     int64_t amount = 0;  // fixed point
@@ -233,6 +240,8 @@ class HeadService {
   std::unordered_set<TaskId> resent_done_;          // re-sent calls done (a 2nd report may come)
   std::unordered_map<TaskId, Lineage> lineage_;
   std::map<TaskId, std::unique_ptr<PgRec>> groups_;
+  // Streaming tasks: items someone waits for that the task has not produced yet.
+  std::unordered_map<TaskId, std::vector<uint32_t>> stream_waits_;
   // GPU devices: how much of each device of a node is given out, and to whom (only GPU work
   // has an entry, so CPU tasks pay nothing).
   std::map<NodeId, int> node_gpus_;

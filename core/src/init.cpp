@@ -414,6 +414,12 @@ RuntimeContext CurrentContext() {
 
 std::vector<int32_t> CurrentGpuIds() { return WorkerService::CurrentGpus(); }
 
+void StreamEmit(const SerializedValue& value) {
+  WorkerService* w = g_runtime ? g_runtime->worker() : nullptr;
+  if (!w) throw Error(StatusCode::kInvalidArgument, "a streaming task's items are yielded on a worker");
+  ThrowIfError(w->EmitStreamItem(value));
+}
+
 void BlockTerminationSignalsForInit() { SaveMaskAndBlock(); }
 
 uint32_t ClientEpoch() noexcept { return g_epoch.load(); }

@@ -51,6 +51,8 @@ enum class Msg : uint16_t {
   kCallRouted = 45,
   kCreatePlacementGroup = 46,  // process -> head
   kRemovePlacementGroup = 47,  // process -> head
+  kStreamItem = 48,            // worker -> head: a streaming task yielded an object
+  kStreamWant = 49,            // caller -> head: it waits for item i of a streaming task
 };
 
 /// Resource amounts travel as fixed point (1/10000 units) so that sums never drift.
@@ -199,6 +201,8 @@ inline std::string PgResourceName(const std::string& name, int bundle, TaskId pg
 /// What a bundle offers of its `bundle` resource (requests take kPgBundleShare of it).
 inline constexpr int64_t kPgBundleAmount = 1000 * kResourceUnit;
 inline constexpr int64_t kPgBundleShare = kResourceUnit / 1000;
+/// The error message that marks the end of a streaming task's items (code kNotFound).
+inline constexpr const char* kEndOfStream = "mpiray: end of stream";
 struct RemovePlacementGroup {
   TaskId id;
   MSGPACK_DEFINE(id);
@@ -245,6 +249,16 @@ struct Execute {
   std::vector<ObjectLoc> resolved;  // one per by-ref argument, in argument order
   std::vector<int32_t> gpus;        // GPU devices of the node given to it (CUDA_VISIBLE_DEVICES)
   MSGPACK_DEFINE(spec, resolved, gpus);
+};
+/// Item `obj.id.index` (from 1) of streaming task `task`.
+struct StreamItem {
+  TaskId task;
+  NewObject obj;
+  MSGPACK_DEFINE(task, obj);
+};
+struct StreamWant {
+  ObjectId id;
+  MSGPACK_DEFINE(id);
 };
 enum class DoneStatus : uint8_t { kOk = 0, kCancelled = 1 };
 struct TaskDone {

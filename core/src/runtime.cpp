@@ -254,6 +254,10 @@ void Runtime::OnMessage(ProcId src, Msg type, const char* body, size_t len) {
     case Msg::kGetNamedActor:
     case Msg::kTaskDone:
     case Msg::kCallRouted:
+    case Msg::kCreatePlacementGroup:
+    case Msg::kRemovePlacementGroup:
+    case Msg::kStreamItem:
+    case Msg::kStreamWant:
       if (head_) head_->Handle(src, type, body, len);
       break;
     case Msg::kHeartbeat:

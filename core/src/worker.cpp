@@ -23,7 +23,8 @@ thread_local bool tl_executor = false;
 // Refs nested in return values, held until the TaskDone that registers them is posted (the
 // task's own handles die first, and the head must not free the objects in between).
 thread_local std::vector<ObjectId> tl_return_holds;
-thread_local const std::vector<int32_t>* tl_gpus = nullptr;  // GPU devices of the running work
+thread_local const std::vector<int32_t>* tl_gpus = nullptr;
+thread_local uint32_t tl_stream_items = 0;  // items the running streaming task has yielded  // GPU devices of the running work
 thread_local int64_t tl_started_us = 0;  // when the current task started (timeline)
 
 int64_t NowUs() {
@@ -224,6 +225,20 @@ class VisibleDevices {
 };
 
 }  // namespace
+
+Status WorkerService::EmitStreamItem(const detail::SerializedValue& value) {
+  if (!tl_task || tl_task->task_kind() != TaskKind::kNormal) {
+    return InvalidArgument("only a task can yield streaming items");
+  }
+  ObjectId id = tl_task->ReturnId(++tl_stream_items);
+  for (const ObjectId& n : value.nested) {
+    client_.AddLocalRef(n);
+    tl_return_holds.push_back(n);
+  }
+  MPIRAY_ASSIGN_OR_RETURN(proto::NewObject obj, client_.StoreValue(id, value));
+  SendMsg(transport_, kHeadProc, Msg::kStreamItem, proto::StreamItem{tl_task->id, std::move(obj)});
+  return Status::OK();
+}
 
 std::vector<int32_t> WorkerService::CurrentGpus() { return tl_gpus ? *tl_gpus : std::vector<int32_t>(); }
 
@@ -525,6 +540,7 @@ void WorkerService::RunTask(proto::Execute& ex) {
   }
   tl_task = &spec;
   tl_gpus = &ex.gpus;
+  tl_stream_items = 0;
   tl_started_us = NowUs();
   detail::SetOutputName(spec.name.empty() ? spec.function : spec.name);
   std::vector<proto::NewObject> returns;

@@ -51,6 +51,8 @@ class WorkerService {
 
   /// @brief The task and actor running on the calling thread (nil if none).
   static TaskId CurrentTask();
+  /// @brief The running streaming task yields `value` (its next item, reported at once).
+  Status EmitStreamItem(const detail::SerializedValue& value);
   /// @brief GPU devices given to the running task or actor (empty: none).
   static std::vector<int32_t> CurrentGpus();
   static ActorId CurrentActor();

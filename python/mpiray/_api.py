@@ -305,6 +305,80 @@ class _Exported:
 
 # ------------------------------------------------------------------ remote functions
 
+class ObjectRefGenerator:
+    """What a task with ``num_returns="streaming"`` returns: iterate it (``for ref in gen`` or
+    ``async for``) to get an ObjectRef per yielded value, as soon as the task yields it; an
+    exception in the task is raised by ``ray.get`` of the ref after the last good one."""
+
+    def __init__(self, task, completed_ref):
+        self._task = task
+        self._completed = completed_ref
+        self._next = 1          # item index (from 1)
+        self._wanted = False    # this index is registered with the head
+        self._done = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self._next_sync(None)
+
+    def _next_sync(self, timeout_s):
+        if self._done:
+            raise StopIteration
+        status, ref = _core.stream_next(self._task, self._next, timeout_s, not self._wanted)
+        self._wanted = True
+        if status == 0:
+            self._done = True
+            # A task that failed after its last item: one more ref, whose get raises its error.
+            try:
+                _core.get([self._completed], None)
+            except Exception:
+                return self._completed
+            raise StopIteration
+        self._next += 1
+        self._wanted = False
+        return ref
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        import asyncio
+        _end = object()
+
+        def step():  # StopIteration cannot cross a Future
+            try:
+                return self.__next__()
+            except StopIteration:
+                return _end
+
+        ref = await asyncio.get_running_loop().run_in_executor(None, step)
+        if ref is _end:
+            raise StopAsyncIteration
+        return ref
+
+    def completed(self):
+        """An ObjectRef ready when the task has finished (its value: the number of items)."""
+        return self._completed
+
+    def is_finished(self):
+        return self._done
+
+    def __del__(self):
+        # Items the task made that nobody asked for are given back.
+        try:
+            if self._done or not _core.is_initialized():
+                return
+            if _core.wait([self._completed], 1, 0)[0]:
+                count = _core.get([self._completed], None)[0]
+                start = self._next + (1 if self._wanted else 0)
+                if isinstance(count, int) and count + 1 > start:
+                    _core.stream_release(self._task, start, count + 1)
+        except Exception:
+            pass
+
+
 class RemoteFunction:
     """A function decorated with ``@remote``; call it with ``.remote(...)``."""
 
@@ -336,8 +410,10 @@ class RemoteFunction:
 
     def _remote(self, args, kwargs, options):
         num_returns = options.get("num_returns", 1)
-        if not isinstance(num_returns, int) or num_returns < 0:
-            raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}")
+        streaming = num_returns == "streaming"
+        if not streaming and (not isinstance(num_returns, int) or num_returns < 0):
+            raise ValueError(f"num_returns must be a non-negative integer or 'streaming', "
+                             f"got {num_returns!r}")
         max_retries = options.get("max_retries", 3)
         if max_retries == -1:
             max_retries = 1 << 30
@@ -346,11 +422,17 @@ class RemoteFunction:
             retry = tuple(retry)
         name = options.get("name") or self._name
         export = self._exported.ref()
-        meta = (tuple(kwargs), max(num_returns, 1), retry, max_retries, name, export)
+        if streaming:
+            num_returns = 1
+            retry = False
+        meta = (tuple(kwargs), "streaming" if streaming else max(num_returns, 1), retry,
+                max_retries, name, export)
         scheduling, resources = _scheduling(options, _resources(options, 1), 1)
         refs = _core.submit(_KIND_TASK, _LANG_PY, export.hex(), _call_args(args, kwargs, meta),
                             max(num_returns, 1), resources, max_retries, name, b"", 1,
                             "", False, b"", scheduling=scheduling)
+        if streaming:
+            return ObjectRefGenerator(refs[0].binary()[:8], refs[0])
         if num_returns == 0:
             return None
         return refs[0] if num_returns == 1 else refs
@@ -454,6 +536,8 @@ class ActorMethod:
         refs = _core.submit(_KIND_ACTOR_CALL, _LANG_PY, self._name, _call_args(args, kwargs, meta),
                             max(num_returns, 1), None, max_task_retries, self._handle._class_name,
                             self._handle._id, 1, "", False, b"")
+        if streaming:
+            return ObjectRefGenerator(refs[0].binary()[:8], refs[0])
         if num_returns == 0:
             return None
         return refs[0] if num_returns == 1 else refs

@@ -95,10 +95,32 @@ def _resolve(result):
     return result
 
 
+def _stream(result):
+    """A streaming task: each yielded value becomes an item at once; returns the count."""
+    count = 0
+    if inspect.isasyncgen(result):
+        async def drain():
+            n = 0
+            async for value in result:
+                _core.stream_emit(value)
+                n += 1
+            return n
+        return asyncio.run(drain())
+    if not inspect.isgenerator(result) and not hasattr(result, "__next__"):
+        raise TypeError("a task with num_returns='streaming' must be a generator function "
+                        f"(use yield), but it returned {type(result).__name__}")
+    for value in result:
+        _core.stream_emit(value)
+        count += 1
+    return count
+
+
 def run_task(function_id, args):
     pos, kw, num_returns, retry, max_retries, name, export = _unpack(args)
     fn = _load(function_id, export)
     _names.current = name
+    if num_returns == "streaming":  # yielded items cannot be taken back: no retry here
+        return [_stream(fn(*pos, **kw))]
     attempt = 0
     while True:
         try:

@@ -782,6 +782,32 @@ PYBIND11_MODULE(_core, m) {
     }
     return py::make_tuple(py::bytes(reinterpret_cast<const char*>(&id.value), 8), AdoptRef(ready));
   });
+  // Streaming tasks: stream_next -> (1, ref) an item, (0, None) the end; GetTimeoutError.
+  m.def("stream_next", [](py::bytes task, uint32_t index, py::object timeout, bool want) {
+    std::string t = task;
+    mpiray::TaskId tid;
+    if (t.size() >= 8) std::memcpy(&tid.value, t.data(), 8);
+    int64_t ms = TimeoutMs(timeout);
+    int r = Interruptible(ms, [&](int64_t slice) {
+      int got = detail::Client()->StreamNext(tid, index, slice, want);
+      want = false;  // registered once
+      if (got < 0) throw mpiray::GetTimeoutError("Get timed out after " + std::to_string(slice) + " ms: the next item is not ready");
+      return got;
+    });
+    if (r == 0) return py::make_tuple(0, py::none());
+    return py::make_tuple(1, AdoptRef(ObjectId::ForReturn(tid, index)));
+  });
+  m.def("stream_emit", [](py::handle value) {
+    detail::SerializedValue s = SerializePy(value, "yielded value");
+    py::gil_scoped_release release;
+    detail::StreamEmit(s);
+  });
+  m.def("stream_release", [](py::bytes task, uint32_t from, uint32_t to) {
+    std::string t = task;
+    mpiray::TaskId tid;
+    if (t.size() >= 8) std::memcpy(&tid.value, t.data(), 8);
+    detail::Client()->StreamRelease(tid, from, to);
+  });
   m.def("remove_placement_group", [](py::bytes id) {
     std::string s = id;
     mpiray::TaskId t;

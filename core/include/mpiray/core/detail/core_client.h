@@ -134,6 +134,13 @@ class CoreClient {
   virtual void RemovePlacementGroup(TaskId id);
   /// @brief Every placement group of the job (driver only).
   virtual std::vector<PlacementGroupEntry> PlacementGroups();
+  /// @brief Item `index` (from 1) of streaming task `task`: with `want`, first registers this
+  /// process as waiting for it (once per index; the id then counts as a local reference).
+  /// Returns 1 when the item (or the task's error) is ready, 0 at the end of the stream (the
+  /// reference is dropped), -1 on timeout.
+  virtual int StreamNext(TaskId task, uint32_t index, int64_t timeout_ms, bool want);
+  /// @brief Drop items [from, to) of a streaming task that this process never asked for.
+  virtual void StreamRelease(TaskId task, uint32_t from, uint32_t to);
   /// @brief Raw fabric throughput in GB/s: `bytes` streamed from process `source` to this one
   /// over the same path object fetches use (benchmarks).
   virtual double MeasureFabricGbps(ProcId source, uint64_t bytes);

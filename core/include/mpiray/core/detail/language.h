@@ -13,6 +13,8 @@
 
 namespace mpiray::detail {
 
+struct SerializedValue;
+
 /// @brief Runs functions, actor constructors and methods of one language in a worker.
 class LanguageRuntime {
  public:
@@ -51,6 +53,9 @@ struct RuntimeContext {
 };
 /// @brief The current context (throws when not initialised).
 RuntimeContext CurrentContext();
+/// @brief A streaming task yields `value`: stored as its next item and reported at once (only
+/// inside a task, on a worker).
+void StreamEmit(const SerializedValue& value);
 /// @brief GPU devices given to the running task or actor (cheap; empty: none or not a worker).
 std::vector<int32_t> CurrentGpuIds();
 
