@@ -24,8 +24,7 @@ from ._api import (  # noqa: E402
     cancel, cluster_resources, cpp_function, get, get_actor, get_gpu_ids, get_runtime_context, init,
     is_initialized, kill, method, nodes, put, register_checkpoint_callback, remote, shutdown, wait,
 )
-
-from . import util  # noqa: E402  (ray.util: placement groups, scheduling strategies, ...)
+from . import actor, util  # noqa: E402  (ray.actor.exit_actor; ray.util: placement groups, ActorPool, ...)
 
 __version__ = "0.1.0"
 
@@ -34,5 +33,5 @@ __all__ = [
     "get_actor", "get_gpu_ids", "method", "nodes", "cluster_resources", "available_resources",
     "get_runtime_context", "cpp_function", "ObjectRef", "ActorHandle", "ActorClass",
     "RemoteFunction", "RuntimeContext", "ActorID", "exceptions", "register_checkpoint_callback",
-    "util",
+    "actor", "util",
 ]

@@ -11,6 +11,7 @@ import traceback
 import cloudpickle
 
 from . import _core
+from .actor import ActorExit
 
 _loaded = {}  # exported function/class id -> object
 _names = threading.local()  # what the calling thread runs, for its output lines
@@ -142,10 +143,46 @@ def create_actor(class_id, args):
 
 
 def call_method(instance, method_name, args):
+    if _exited:  # some actor of this process called exit_actor(): is it this one?
+        message = _exited.get(_core.context()["actor_id"])
+        if message is not None:
+            raise ActorExit(message)
     pos, kw, num_returns, _, _, _, _ = _unpack(args)
     _names.current = _actor_names.get(id(instance), type(instance).__name__)
     m = getattr(instance, method_name)
-    return _split(_resolve(m(*pos, **kw)), num_returns, method_name)
+    try:
+        return _split(_resolve(m(*pos, **kw)), num_returns, method_name)
+    except ActorExit as e:
+        _exit_actor(e, _names.current, method_name)
+        raise
+
+
+# Actors of this process that called exit_actor() -> the message their calls fail with.
+_exited = {}
+# The actor is killed this long after exit_actor(), so that the head records the result of
+# the exiting call (which names exit_actor()) before the kill fails the actor's other calls.
+_EXIT_KILL_DELAY_S = 0.1
+
+
+def _exit_actor(exc, actor_name, method_name):
+    """exit_actor() was called: later calls that reach this process fail at once; the runtime
+    kills the actor for good (no restart, the name and resources released)."""
+    actor = _core.context()["actor_id"]
+    exc.message = (f"The actor {actor_name} exited intentionally: exit_actor() was called in "
+                   f"its method '{method_name}'.")
+    if actor in _exited:
+        return
+    _exited[actor] = exc.message
+
+    def kill():
+        try:
+            _core.kill_actor(actor, True)
+        except Exception:  # the session is ending
+            pass
+
+    timer = threading.Timer(_EXIT_KILL_DELAY_S, kill)
+    timer.daemon = True
+    timer.start()
 
 
 _PACKAGE_DIR = __file__.rsplit("/", 1)[0] + "/"
@@ -153,7 +190,10 @@ _PACKAGE_DIR = __file__.rsplit("/", 1)[0] + "/"
 
 def format_error(exc):
     """(message with the remote traceback, the pickled exception, status code). Frames of
-    mpiray itself are left out, so the traceback shows the user's code only."""
+    mpiray itself are left out, so the traceback shows the user's code only. exit_actor()
+    is reported as the actor's death (code 9: ActorDiedError at the caller)."""
+    if isinstance(exc, ActorExit):
+        return exc.message, b"", 9
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         tb = tb.tb_next

@@ -1,7 +1,34 @@
-"""Utilities on top of the core API, as ``ray.util``."""
+"""Ray's ``ray.util`` utilities on mpiray.
 
+* ``placement_group``, ``remove_placement_group``, ``placement_group_table``
+  (``mpiray.util.placement_group``) and ``mpiray.util.scheduling_strategies``.
+* ``ActorPool`` (``mpiray.util.actor_pool``): schedule work over a fixed set of actors.
+* ``mpiray.util.queue``: ``Queue``, ``Empty``, ``Full``: a FIFO queue shared by the driver,
+  tasks and actors.
+* ``mpiray.util.multiprocessing``: ``Pool``, a drop-in for ``multiprocessing.Pool`` that runs
+  on actors.
+
+``queue`` and ``multiprocessing`` are loaded on first use (``mpiray.util.queue.Queue`` works
+without importing them first).
+"""
+
+import importlib
+
+from .actor_pool import ActorPool
 from .placement_group import (  # noqa: F401
     PlacementGroup, get_current_placement_group, get_placement_group, placement_group,
     placement_group_table, remove_placement_group,
 )
 from . import scheduling_strategies  # noqa: F401
+
+__all__ = ["ActorPool", "queue", "multiprocessing", "placement_group", "remove_placement_group",
+           "placement_group_table", "get_placement_group", "get_current_placement_group",
+           "PlacementGroup", "scheduling_strategies"]
+
+_LAZY = ("queue", "multiprocessing")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
