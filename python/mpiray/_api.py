@@ -536,8 +536,6 @@ class ActorMethod:
         refs = _core.submit(_KIND_ACTOR_CALL, _LANG_PY, self._name, _call_args(args, kwargs, meta),
                             max(num_returns, 1), None, max_task_retries, self._handle._class_name,
                             self._handle._id, 1, "", False, b"")
-        if streaming:
-            return ObjectRefGenerator(refs[0].binary()[:8], refs[0])
         if num_returns == 0:
             return None
         return refs[0] if num_returns == 1 else refs
