@@ -522,6 +522,14 @@ int ClientImpl::StreamNext(TaskId task, uint32_t index, int64_t timeout_ms, bool
   return 1;
 }
 
+std::vector<uint8_t> ClientImpl::ListState(size_t limit) {
+  if (!d_.head) {
+    throw Error(StatusCode::kInvalidArgument, "the job's state can only be listed on the driver (rank 0)");
+  }
+  StateListing listing = d_.head->ListState(limit);
+  return detail::Serialize(listing).ToVector();
+}
+
 void ClientImpl::StreamRelease(TaskId task, uint32_t from, uint32_t to) {
   proto::IdList ids;
   for (uint32_t i = from; i < to; ++i) ids.ids.push_back(ObjectId::ForReturn(task, i));

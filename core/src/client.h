@@ -52,6 +52,7 @@ class ClientImpl final : public detail::CoreClient {
   void RemovePlacementGroup(TaskId id) override;
   int StreamNext(TaskId task, uint32_t index, int64_t timeout_ms, bool want) override;
   void StreamRelease(TaskId task, uint32_t from, uint32_t to) override;
+  std::vector<uint8_t> ListState(size_t limit) override;
   std::vector<detail::PlacementGroupEntry> PlacementGroups() override;
   double MeasureFabricGbps(ProcId source, uint64_t bytes) override;
   Status DrainProcesses(const std::vector<ProcId>& procs) override;

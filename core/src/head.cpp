@@ -2038,6 +2038,75 @@ void HeadService::Close(const std::string& why) {
   }
 }
 
+StateListing HeadService::ListState(size_t limit) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  StateListing out;
+  out.total_tasks = tasks_.size() + events_.size();
+  for (const auto& [tid, t] : tasks_) {
+    if (out.tasks.size() >= limit) break;
+    StateListing::Task e;
+    e.id = tid.ToString();
+    e.name = t->spec.name.empty() ? t->spec.function : t->spec.name;
+    e.kind = t->spec.kind;
+    ProcId w = t->spec.task_kind() == TaskKind::kActorCreate ? t->actor_worker : t->item.worker;
+    if (w != kNoProc) {
+      e.state = "RUNNING";
+      e.worker = w;
+      e.node = NodeOf(w);
+    } else {
+      e.state = t->deps > 0 ? "PENDING_ARGS_AVAIL" : "PENDING_NODE_ASSIGNMENT";
+    }
+    out.tasks.push_back(std::move(e));
+  }
+  // Finished ones, newest first (the timeline's bounded history).
+  for (size_t k = 0; k < events_.size() && out.tasks.size() < limit; ++k) {
+    size_t i = (events_next_ + events_.size() - 1 - k) % events_.size();
+    const TaskEvent& ev = events_[i];
+    StateListing::Task e;
+    e.name = ev.name;
+    e.state = ev.failed ? "FAILED" : "FINISHED";
+    e.kind = ev.kind;
+    e.worker = ev.worker;
+    e.node = ev.node;
+    out.tasks.push_back(std::move(e));
+  }
+  out.total_actors = actors_.size();
+  static const char* actor_states[] = {"DEPENDENCIES_UNREADY", "PENDING_CREATION", "ALIVE", "DEAD"};
+  for (const auto& [aid, a] : actors_) {
+    if (out.actors.size() >= limit) break;
+    StateListing::Actor e;
+    e.id = aid.ToString();
+    e.name = a->name;
+    e.named = a->named;
+    e.ns = a->ns;
+    e.state = actor_states[a->state];
+    if (a->state == ActorRec::kPending && a->incarnation > 1) e.state = "RESTARTING";
+    e.worker = a->worker;
+    e.incarnation = a->incarnation;
+    e.error = a->error;
+    if (a->worker != kNoProc && a->state == ActorRec::kPlaced) {
+      e.node = NodeOf(a->worker);
+      auto p = procs_.find(a->worker);
+      if (p != procs_.end()) e.pid = p->second.peer.pid;
+    }
+    out.actors.push_back(std::move(e));
+  }
+  out.total_objects = objects_.size();
+  static const char* wheres[] = {"INLINE", "SHARED_MEMORY", "ERROR", "PENDING"};
+  for (const auto& [oid, o] : objects_) {
+    if (out.objects.size() >= limit) break;
+    StateListing::Object e;
+    e.id = oid.Hex();
+    e.size = o.size;
+    e.where = o.state == ObjEntry::kReady ? wheres[std::min<uint8_t>(o.where, 3)] : "PENDING";
+    e.nodes = o.locations;
+    e.holders = o.holders;
+    e.pins = o.pins;
+    out.objects.push_back(std::move(e));
+  }
+  return out;
+}
+
 ClusterStatus HeadService::Status_() const {
   std::lock_guard<std::mutex> lk(mu_);
   ClusterStatus s;

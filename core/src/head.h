@@ -75,6 +75,46 @@ struct PlacementGroupInfo {
   std::vector<NodeId> nodes;  // per bundle (kNoNode while not placed)
 };
 
+/// @brief What ray.util.state lists (live tasks and the latest finished ones, actors, objects).
+struct StateListing {
+  struct Task {
+    std::string id;
+    std::string name;
+    std::string state;  // PENDING_ARGS_AVAIL, PENDING_NODE_ASSIGNMENT, RUNNING, FINISHED, FAILED
+    uint8_t kind = 0;   // proto::TaskKind
+    ProcId worker = kNoProc;
+    NodeId node = 0xffffffffu;
+    MSGPACK_DEFINE_MAP(id, name, state, kind, worker, node);
+  };
+  struct Actor {
+    std::string id;
+    std::string name;  // the class (or given) name
+    bool named = false;
+    std::string ns;
+    std::string state;  // DEPENDENCIES_UNREADY, PENDING_CREATION, ALIVE, RESTARTING, DEAD
+    ProcId worker = kNoProc;
+    NodeId node = 0xffffffffu;
+    int pid = 0;
+    uint32_t incarnation = 1;
+    std::string error;
+    MSGPACK_DEFINE_MAP(id, name, named, ns, state, worker, node, pid, incarnation, error);
+  };
+  struct Object {
+    std::string id;
+    uint64_t size = 0;
+    std::string where;  // INLINE, SHARED_MEMORY, ERROR, PENDING
+    std::vector<NodeId> nodes;
+    std::vector<ProcId> holders;
+    int32_t pins = 0;
+    MSGPACK_DEFINE_MAP(id, size, where, nodes, holders, pins);
+  };
+  std::vector<Task> tasks;
+  std::vector<Actor> actors;
+  std::vector<Object> objects;
+  uint64_t total_tasks = 0, total_actors = 0, total_objects = 0;  // before the limit
+  MSGPACK_DEFINE_MAP(tasks, actors, objects, total_tasks, total_actors, total_objects);
+};
+
 class HeadService {
  public:
   /// @param transport where messages go (the fabric, or a fake in tests).
@@ -129,6 +169,8 @@ class HeadService {
   /// from now on with `caller` as a holder; it becomes the item, the task's error, or the
   /// end-of-stream marker (kNotFound, proto::kEndOfStream).
   void StreamWant(const ObjectId& id, ProcId caller);
+  /// @brief Up to `limit` of each (live tasks first, then the latest finished ones).
+  StateListing ListState(size_t limit) const;
   /// @brief Look up a live named actor.
   bool FindNamedActor(const std::string& ns, const std::string& name, ActorId* actor,
                       Buffer* handle_meta);

@@ -808,6 +808,10 @@ PYBIND11_MODULE(_core, m) {
     if (t.size() >= 8) std::memcpy(&tid.value, t.data(), 8);
     detail::Client()->StreamRelease(tid, from, to);
   });
+  m.def("list_state", [](size_t limit) {
+    std::vector<uint8_t> bytes = detail::Client()->ListState(limit);
+    return DeserializePy(Buffer(std::move(bytes)));
+  });
   m.def("remove_placement_group", [](py::bytes id) {
     std::string s = id;
     mpiray::TaskId t;

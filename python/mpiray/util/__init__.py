@@ -5,6 +5,8 @@
 * ``ActorPool`` (``mpiray.util.actor_pool``): schedule work over a fixed set of actors.
 * ``mpiray.util.queue``: ``Queue``, ``Empty``, ``Full``: a FIFO queue shared by the driver,
   tasks and actors.
+* ``mpiray.util.state``: ``list_tasks``, ``list_actors``, ``list_objects``, ``list_nodes``,
+  ``summarize_tasks/actors/objects`` (driver only).
 * ``mpiray.util.multiprocessing``: ``Pool``, a drop-in for ``multiprocessing.Pool`` that runs
   on actors.
 
@@ -21,11 +23,11 @@ from .placement_group import (  # noqa: F401
 )
 from . import scheduling_strategies  # noqa: F401
 
-__all__ = ["ActorPool", "queue", "multiprocessing", "placement_group", "remove_placement_group",
+__all__ = ["ActorPool", "queue", "multiprocessing", "state", "placement_group", "remove_placement_group",
            "placement_group_table", "get_placement_group", "get_current_placement_group",
            "PlacementGroup", "scheduling_strategies"]
 
-_LAZY = ("queue", "multiprocessing")
+_LAZY = ("queue", "multiprocessing", "state")
 
 
 def __getattr__(name):

@@ -141,6 +141,9 @@ class CoreClient {
   virtual int StreamNext(TaskId task, uint32_t index, int64_t timeout_ms, bool want);
   /// @brief Drop items [from, to) of a streaming task that this process never asked for.
   virtual void StreamRelease(TaskId task, uint32_t from, uint32_t to);
+  /// @brief ray.util.state's view of the job (driver only): a msgpack payload of
+  /// {tasks, actors, objects, total_*} with up to `limit` entries each.
+  virtual std::vector<uint8_t> ListState(size_t limit);
   /// @brief Raw fabric throughput in GB/s: `bytes` streamed from process `source` to this one
   /// over the same path object fetches use (benchmarks).
   virtual double MeasureFabricGbps(ProcId source, uint64_t bytes);
