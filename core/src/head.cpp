@@ -1048,6 +1048,10 @@ void HeadService::OnTaskDone(ProcId src, proto::TaskDone&& done) {
       }
       SetError(r.id, StatusCode::kCancelled, "task " + t.spec.function + " was cancelled");
     }
+    // A task cancelled before it started reports no returns at all.
+    for (uint32_t i = 0; i < t.spec.num_returns && !is_actor; ++i) {
+      SetError(t.spec.ReturnId(i), StatusCode::kCancelled, "task " + t.spec.function + " was cancelled");
+    }
   } else {
     bool failed = false;
     bool stored = false;  // a return in a node's store
