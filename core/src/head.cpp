@@ -611,6 +611,18 @@ void HeadService::HandleGet(ProcId src, proto::GetObjects&& req) {
   NodeId node = NodeOf(src);
   for (const ObjectId& id : req.ids) {
     ObjEntry* e = FindEntry(id);
+    if (!e && id.is_put() && src != id.task_id().submitter()) {
+      // A put whose registration is still on its way: its maker sent it to us before it sent
+      // the ref to the asker, but on another connection. Wait for it (a while).
+      auto maker = procs_.find(id.task_id().submitter());
+      if (maker != procs_.end() && maker->second.alive) {
+        ObjEntry& placeholder = NewEntry(id);
+        placeholder.registered = false;  // not freed while nobody holds it yet
+        placeholder.X().remote.emplace_back(src, req.req);
+        awaited_puts_.emplace(id, now_ms_());
+        continue;
+      }
+    }
     if (!e) {
       proto::ObjectLoc l;
       l.id = id;
@@ -1896,7 +1908,9 @@ void HeadService::Handle(ProcId src, Msg type, const char* body, size_t len) {
     case Msg::kPutObject: {
       auto obj = DecodeMsg<proto::NewObject>(body, len);
       ObjectId id = obj.id;
-      NewEntry(id).holders.push_back(src);
+      ObjEntry& e = NewEntry(id);
+      e.holders.push_back(src);
+      if (!awaited_puts_.empty() && awaited_puts_.erase(id)) e.registered = true;
       SetReady(id, std::move(obj));
       break;
     }
@@ -2011,6 +2025,18 @@ void HeadService::OnTick() {
     std::lock_guard<std::mutex> lk(mu_);
     if (closed_) return;
     int64_t now = now_ms_();
+    for (auto it = awaited_puts_.begin(); it != awaited_puts_.end();) {
+      if (now - it->second < kAwaitPutMs) {
+        ++it;
+        continue;
+      }
+      ObjectId id = it->first;
+      it = awaited_puts_.erase(it);
+      if (ObjEntry* e = FindEntry(id)) {
+        e->registered = true;  // freed once the waiters have their error
+        SetError(id, StatusCode::kObjectLost, "object " + id.Hex() + " is unknown or was already freed");
+      }
+    }
     if (now - last_heartbeat_ms_ >= 1000) {
       last_heartbeat_ms_ = now;
       for (const auto& [id, p] : procs_) {

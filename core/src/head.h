@@ -282,6 +282,9 @@ class HeadService {
   std::unordered_set<TaskId> resent_done_;          // re-sent calls done (a 2nd report may come)
   std::unordered_map<TaskId, Lineage> lineage_;
   std::map<TaskId, std::unique_ptr<PgRec>> groups_;
+  // Gets of put objects whose registration has not arrived yet (-> when asked first).
+  static constexpr int64_t kAwaitPutMs = 10000;
+  std::unordered_map<ObjectId, int64_t> awaited_puts_;
   // Streaming tasks: items someone waits for that the task has not produced yet.
   std::unordered_map<TaskId, std::vector<uint32_t>> stream_waits_;
   // GPU devices: how much of each device of a node is given out, and to whom (only GPU work

@@ -49,6 +49,11 @@ def _workloads(ray, window):
             ray.get([small_value.remote() for _ in range(n)])
 
     @ray.remote(num_cpus=0)
+    class AsyncActor:
+        async def small_value(self):
+            return b"ok"
+
+    @ray.remote(num_cpus=0)
     class Client:
         def __init__(self, servers):
             self.servers = servers if isinstance(servers, list) else [servers]
@@ -140,6 +145,28 @@ def _workloads(ray, window):
     clients = [Client.remote(s) for s in servers]
     timeit("n_n_actor_calls_with_arg_async",
            lambda: ray.get([c.small_value_batch_arg.remote(n) for c in clients]), n * len(clients))
+
+    a = AsyncActor.remote()
+    timeit("1_1_async_actor_calls_sync", lambda: ray.get(a.small_value.remote()))
+    a = AsyncActor.remote()
+    timeit("1_1_async_actor_calls_async", lambda: ray.get([a.small_value.remote() for _ in range(1000)]), 1000)
+    n = 5000
+    async_servers = [AsyncActor.remote() for _ in range(n_cpu)]
+    async_clients = [Client.remote(s) for s in async_servers]
+    timeit("n_n_async_actor_calls_async",
+           lambda: ray.get([c.small_value_batch.remote(n) for c in async_clients]), n * len(async_clients))
+
+    # Placement groups: 100 one-bundle groups created, waited for and removed.
+    pgmod = importlib.import_module(ray.__name__ + ".util.placement_group")
+    num_pgs = 100
+
+    def placement_group_create_removal():
+        pgs = [pgmod.placement_group([{"CPU": 0.001}]) for _ in range(num_pgs)]
+        ray.get([pg.ready() for pg in pgs])
+        for pg in pgs:
+            pgmod.remove_placement_group(pg)
+
+    timeit("placement_group_create/removal", placement_group_create_removal, num_pgs)
     return results
 
 

@@ -1248,3 +1248,46 @@ TEST_CASE("Removing a placement group kills its actors and fails its waiting tas
   CHECK_THAT(st.message(), Catch::Contains("placement group") && Catch::Contains("removed"));
   CHECK_FALSE(t.OfType(Msg::kDestroyActor).empty());
 }
+
+TEST_CASE("Head waits for a put whose registration is still on its way", "[head]") {
+  // Worker 1 puts x and sends a call using it straight to worker 2; worker 2's Get reaches
+  // the head before worker 1's registration (another connection). It must wait, not fail.
+  FakeTransport t;
+  int64_t now = 0;
+  HeadService head(t, Config(), [&] { return now; });
+  AddCluster(head, 2);
+  ObjectId x = ObjectId::ForPut(TaskId::Make(1, 7));
+  auto get = [&](ProcId from, uint64_t req, const ObjectId& id) {
+    msgpack::sbuffer sb;
+    msgpack::pack(sb, proto::GetObjects{req, {id}});
+    head.Handle(from, Msg::kGetObjects, sb.data(), sb.size());
+  };
+  get(2, 1, x);
+  CHECK(t.OfType(Msg::kObjectsReady).empty());
+  PutFrom(head, 1, Inline(x, Payload(42)));
+  auto replies = t.OfType(Msg::kObjectsReady);
+  REQUIRE(replies.size() == 1);
+  CHECK(replies[0].dest == 2);
+  auto r = mpiray::DecodeMsg<proto::ObjectsReady>(replies[0].body.data(), replies[0].body.size());
+  REQUIRE(r.objects.size() == 1);
+  CHECK(r.objects[0].where == static_cast<uint8_t>(proto::Where::kInline));
+  head.RemoveHolder(x, 1);
+  CHECK_FALSE(head.HasObject(x));
+
+  // A put that never comes (freed long ago): an error after the wait, and no entry left.
+  t.Clear();
+  ObjectId gone = ObjectId::ForPut(TaskId::Make(1, 8));
+  get(2, 2, gone);
+  CHECK(t.OfType(Msg::kObjectsReady).empty());
+  now += 11000;
+  head.OnTick();
+  replies = t.OfType(Msg::kObjectsReady);
+  REQUIRE(replies.size() == 1);
+  r = mpiray::DecodeMsg<proto::ObjectsReady>(replies[0].body.data(), replies[0].body.size());
+  CHECK(ErrorOf(r.objects[0]).code() == StatusCode::kObjectLost);
+  CHECK_FALSE(head.HasObject(gone));
+  // From a dead maker, or asked by the maker itself: an error at once.
+  t.Clear();
+  get(1, 3, ObjectId::ForPut(TaskId::Make(1, 9)));
+  CHECK(t.OfType(Msg::kObjectsReady).size() == 1);
+}
