@@ -7,6 +7,7 @@ import pickle
 import sys
 import threading
 import traceback
+import types
 
 import cloudpickle
 
@@ -90,9 +91,58 @@ def _split(result, num_returns, name):
     return list(result)
 
 
+_loops = threading.local()
+
+
+@types.coroutine
+def _resume(coro, pending):
+    """Go on with a coroutine that already ran up to its first suspension (`pending`, what it
+    yielded), under the event loop's Task: each yielded future goes up to the Task, each
+    result or exception comes back down."""
+    while True:
+        try:
+            value = yield pending
+        except BaseException as e:  # thrown in by the Task (cancellation, a failed future)
+            try:
+                pending = coro.throw(e)
+            except StopIteration as stop:
+                return stop.value
+            continue
+        try:
+            pending = coro.send(value)
+        except StopIteration as stop:
+            return stop.value
+
+
+async def _finish(coro, pending):
+    return await _resume(coro, pending)
+
+
+def _run_coroutine(coro):
+    """Run a coroutine to completion on this thread's own event loop (kept between calls:
+    creating a loop per call, as asyncio.run does, costs more than a small call itself).
+    A coroutine that never suspends (most small async methods) finishes in its first step,
+    without going through the loop at all."""
+    loop = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _loops.loop = loop
+    asyncio.events._set_running_loop(loop)  # what it creates in its first step is the loop's
+    try:
+        pending = coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    except BaseException:
+        coro.close()
+        raise
+    finally:
+        asyncio.events._set_running_loop(None)
+    return loop.run_until_complete(_finish(coro, pending))
+
+
 def _resolve(result):
     if inspect.iscoroutine(result):
-        return asyncio.run(result)
+        return _run_coroutine(result)
     return result
 
 
@@ -106,7 +156,7 @@ def _stream(result):
                 _core.stream_emit(value)
                 n += 1
             return n
-        return asyncio.run(drain())
+        return _run_coroutine(drain())
     if not inspect.isgenerator(result) and not hasattr(result, "__next__"):
         raise TypeError("a task with num_returns='streaming' must be a generator function "
                         f"(use yield), but it returned {type(result).__name__}")
