@@ -9,7 +9,7 @@ CMAKE_ARGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPython_EXECUTABLE=$(PYTHON)
 PYENV      := PYTHONPATH=$(CURDIR)/python MPIRAY_BUILD_DIR=$(CURDIR)/$(BUILD)
 CTEST_ARGS ?= --output-on-failure -j 2
 
-.PHONY: all deps build build-asan demo test test-unit test-chaos test-python bench bench-python clean
+.PHONY: all deps build build-asan demo test test-unit test-chaos test-python bench bench-python bench-scale clean
 
 all: build
 
@@ -59,6 +59,13 @@ bench: build
 # Ray's microbenchmark workloads on mpiray (add ARGS=--against-ray to compare with Ray).
 bench-python: build
 	$(PYENV) $(PYTHON) -m mpiray.bench $(ARGS)
+
+# Issue 5's scale envelope (JSON): 1M queued tasks, 10k args, 3,000 returns, 10k gets, an
+# object holding 10k refs; then 10k actors on 64 ranks and a 1 GiB object sent to 7 nodes.
+bench-scale: build
+	$(PYENV) $(PYTHON) -m mpiray.bench_scale --tasks 1000000
+	$(PYENV) scripts/mpirun -x PYTHONPATH -x MPIRAY_BUILD_DIR -n 64 $(PYTHON) -m mpiray.bench_scale --only actors --actors 10000
+	$(PYENV) MPIRAY_RANKS_PER_NODE=1 MPIRAY_OBJECT_STORE_MEMORY=1536M scripts/mpirun -x PYTHONPATH -x MPIRAY_BUILD_DIR -n 8 $(PYTHON) -m mpiray.bench_scale --only broadcast
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
