@@ -98,5 +98,15 @@ void Placement() {
   CHECK(*mpiray::Get(mpiray::Task(VisibleDevices).SetResource("GPU", 2).Remote()) == "0,1");
   CHECK(*mpiray::Get(mpiray::Task(VisibleDevices).SetResource("GPU", 0.5).Remote()) == "0");
   CHECK(*mpiray::Get(mpiray::Task(VisibleDevices).Remote()) == "(unset)");
+  // Named actors from C++: SetName registers, GetActor finds, a duplicate name is refused.
+  auto named = mpiray::Actor(Where::Create).SetName("where-1").Remote();
+  int named_pid = *mpiray::Get(named.Task(&Where::Pid).Remote());
+  auto found = mpiray::GetActor<Where>("where-1");
+  CHECK(found.has_value());
+  CHECK(*mpiray::Get(found->Task(&Where::Pid).Remote()) == named_pid);
+  CHECK(!mpiray::GetActor<Where>("where-2").has_value());
+  CHECK(!mpiray::GetActor<Where>("where-1", "another-namespace").has_value());
+  CHECK_THROWS(mpiray::Error, mpiray::Get(mpiray::Actor(Where::Create).SetName("where-1").Remote().Task(&Where::Pid).Remote(), 30000), "already taken");
+  named.Kill();
   std::printf("placement OK (%zu worker nodes)\n", worker_nodes.size());
 }

@@ -14,11 +14,13 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include "mpiray/core/detail/core_client.h"
+#include "mpiray/core/detail/language.h"
 #include "mpiray/core/detail/registry.h"
 #include "mpiray/core/errors.h"
 #include "mpiray/core/object_ref.h"
@@ -263,6 +265,14 @@ class ActorCreator<R (*)(P...)> : public detail::CallerOptions<ActorCreator<R (*
     this->req_.function = std::move(name);
     this->req_.max_retries = 0;
   }
+  /// @brief Register the actor as `name` in namespace `ns` (default: the job's) so that
+  /// GetActor finds it; creating a second live actor with the same name fails.
+  ActorCreator& SetName(const std::string& name, const std::string& ns = "") {
+    this->req_.name = name;
+    this->req_.named = true;
+    this->req_.ns = ns.empty() ? detail::CurrentContext().ns : ns;
+    return *this;
+  }
   /// @brief Run up to `n` method calls of this actor at once (default 1: strictly sequential).
   ActorCreator& SetMaxConcurrency(int n) {
     this->req_.max_concurrency = n;
@@ -289,6 +299,18 @@ class ActorCreator<R (*)(P...)> : public detail::CallerOptions<ActorCreator<R (*
     return ActorHandle<T>(creation.ID().task_id());
   }
 };
+
+/// @brief The live actor registered as `name` (ActorCreator::SetName) in namespace `ns`
+/// (default: the job's), or nothing. `T` must be the actor's class (not checked).
+template <class T>
+std::optional<ActorHandle<T>> GetActor(const std::string& name, const std::string& ns = "") {
+  ActorId id;
+  Buffer meta;
+  if (!detail::Client()->GetNamedActor(ns.empty() ? detail::CurrentContext().ns : ns, name, &id, &meta)) {
+    return std::nullopt;
+  }
+  return ActorHandle<T>(id);
+}
 
 /// @brief Start building an actor from `factory` (registered with MPIRAY_REMOTE).
 template <class R, class... P>
