@@ -6,6 +6,7 @@
 
 #include "log.h"
 #include "resources.h"
+#include "worker.h"
 
 namespace mpiray {
 
@@ -163,6 +164,7 @@ std::vector<ObjectId> ClientImpl::Submit(detail::TaskRequest&& req) {
   }
   spec.strategy = req.strategy;
   spec.node = req.node;
+  spec.parent = WorkerService::CurrentTask();
   // Large by-value arguments go through the object store, as in Ray.
   std::vector<ObjectId> temp;
   for (auto& a : req.args) {

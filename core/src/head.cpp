@@ -665,6 +665,7 @@ Status HeadService::Submit(proto::TaskSpec&& spec, ProcId submitter) {
 }
 
 Status HeadService::SubmitLocked(proto::TaskSpec&& spec, ProcId submitter) {
+  if (!spec.parent.nil() && tasks_.count(spec.parent)) children_[spec.parent].push_back(spec.id);
   if (spec.function.empty()) return InvalidArgument("task has no function name");
   if (spec.num_returns == 0 && spec.task_kind() == TaskKind::kNormal) {
     return InvalidArgument("num_returns must be at least 1");
@@ -886,6 +887,7 @@ void HeadService::ReleaseGpus(std::unordered_map<TaskId, GpuGrant>& grants, Task
 void HeadService::FinishTask(TaskId id) {
   auto it = tasks_.find(id);
   if (it == tasks_.end()) return;
+  if (!children_.empty()) children_.erase(id);
   if (!task_gpus_.empty()) ReleaseGpus(task_gpus_, id);
   if (!stream_waits_.empty()) {
     auto rec = std::move(it->second);  // FinalizeStream must not find it running
@@ -1097,17 +1099,38 @@ void HeadService::OnTaskDone(ProcId src, proto::TaskDone&& done) {
 }
 
 Status HeadService::Cancel(const ObjectId& id, bool force, bool recursive) {
-  (void)recursive;  // children are not tracked yet; see docs/architecture.md
   std::lock_guard<std::mutex> lk(mu_);
-  return CancelLocked(id, force);
+  return CancelLocked(id, force, recursive);
 }
 
-Status HeadService::CancelLocked(const ObjectId& id, bool force) {
-  auto it = tasks_.find(id.task_id());
+Status HeadService::CancelLocked(const ObjectId& id, bool force, bool recursive) {
+  const TaskId tid = id.task_id();
+  // The tasks it submitted first (they may be what it waits for), as Ray's recursive cancel.
+  if (recursive) {
+    auto c = children_.find(tid);
+    if (c != children_.end()) {
+      std::vector<TaskId> kids = std::move(c->second);
+      children_.erase(c);
+      for (TaskId k : kids) (void)CancelLocked(ObjectId::ForReturn(k, 0), force, true);
+    }
+  }
+  auto it = tasks_.find(tid);
   if (it == tasks_.end()) return Status::OK();  // finished already (or a put): nothing to do
   TaskRec& t = *it->second;
-  if (t.spec.task_kind() != TaskKind::kNormal) {
-    return InvalidArgument("only normal tasks can be cancelled; use Kill for actors");
+  if (t.spec.task_kind() == TaskKind::kActorCreate) {
+    return InvalidArgument("an actor creation cannot be cancelled; use kill() on the actor");
+  }
+  if (t.spec.task_kind() == TaskKind::kActorCall) {
+    // A call not started yet is dropped from the actor's queue; a running one runs on.
+    if (force) return InvalidArgument("force=True is not supported for actor calls");
+    auto ca = call_actor_.find(tid);
+    if (ca == call_actor_.end()) return Status::OK();
+    auto a = actors_.find(ca->second);
+    if (a == actors_.end()) return Status::OK();
+    if (a->second->state == ActorRec::kPlaced) {
+      SendMsg(transport_, a->second->worker, Msg::kCancelRunning, proto::CancelRunning{tid, false});
+    }
+    return Status::OK();
   }
   if (t.cancelled) return Status::OK();
   t.cancelled = true;
@@ -1464,6 +1487,7 @@ void HeadService::ActorDied(ActorRec& a, const std::string& why) {
 
 Status HeadService::SubmitActorCall(proto::TaskSpec&& spec, ProcId submitter) {
   TaskId tid = spec.id;
+  if (!spec.parent.nil() && tasks_.count(spec.parent)) children_[spec.parent].push_back(tid);
   bool early = early_done_.erase(tid) > 0;
   for (uint32_t i = 0; i < spec.num_returns; ++i) {
     ObjectId rid = spec.ReturnId(i);
@@ -1919,7 +1943,7 @@ void HeadService::Handle(ProcId src, Msg type, const char* body, size_t len) {
       break;
     case Msg::kCancel: {
       auto c = DecodeMsg<proto::Cancel>(body, len);
-      (void)CancelLocked(c.id, c.force);
+      (void)CancelLocked(c.id, c.force, c.recursive);
       break;
     }
     case Msg::kStreamItem:

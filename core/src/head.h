@@ -217,7 +217,7 @@ class HeadService {
   // All private helpers run with mu_ held.
   Status SubmitLocked(proto::TaskSpec&& spec, ProcId submitter);
   Status SubmitActorCall(proto::TaskSpec&& spec, ProcId submitter);
-  Status CancelLocked(const ObjectId& id, bool force);
+  Status CancelLocked(const ObjectId& id, bool force, bool recursive);
   Status KillActorLocked(const ActorId& actor, bool no_restart);
   ObjEntry& NewEntry(const ObjectId& id);
   ObjEntry* FindEntry(const ObjectId& id);
@@ -282,6 +282,8 @@ class HeadService {
   std::unordered_set<TaskId> resent_done_;          // re-sent calls done (a 2nd report may come)
   std::unordered_map<TaskId, Lineage> lineage_;
   std::map<TaskId, std::unique_ptr<PgRec>> groups_;
+  // Tasks submitted by running tasks (nested), for recursive cancel; dropped when the parent ends.
+  std::unordered_map<TaskId, std::vector<TaskId>> children_;
   // Gets of put objects whose registration has not arrived yet (-> when asked first).
   static constexpr int64_t kAwaitPutMs = 10000;
   std::unordered_map<ObjectId, int64_t> awaited_puts_;

@@ -99,9 +99,10 @@ struct TaskSpec {
   uint32_t incarnation = 0;
   // Actor creation: the default for its calls' max_retries (-1: forever).
   int32_t max_task_retries = 0;
+  TaskId parent;  // the task that submitted it (nil from the driver): recursive cancel
   MSGPACK_DEFINE(id, kind, language, function, args, num_returns, resources, max_retries, name,
                  actor, caller, seq, max_concurrency, ns, handle_meta, named, max_restarts,
-                 incarnation, max_task_retries, strategy, node);
+                 incarnation, max_task_retries, strategy, node, parent);
 
   TaskKind task_kind() const { return static_cast<TaskKind>(kind); }
   ObjectId ReturnId(uint32_t i) const { return ObjectId::ForReturn(id, i); }

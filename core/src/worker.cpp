@@ -375,6 +375,31 @@ void WorkerService::OnDestroyActor(const ActorId& actor) {
 
 void WorkerService::OnCancelRunning(const TaskId& task) {
   std::unique_ptr<proto::Execute> found;
+  // An actor call still in an actor's queue is dropped with a cancelled result.
+  std::vector<std::shared_ptr<Actor>> actors;
+  {
+    std::lock_guard<std::mutex> lk(actors_mu_);
+    for (auto& [id, a] : actors_) actors.push_back(a);
+  }
+  for (auto& a : actors) {
+    {
+      std::lock_guard<std::mutex> lk(a->mu);
+      for (auto it = a->mailbox.begin(); it != a->mailbox.end(); ++it) {
+        if ((*it)->spec.id == task && (*it)->spec.task_kind() == TaskKind::kActorCall) {
+          found = std::move(*it);
+          a->mailbox.erase(it);
+          break;
+        }
+      }
+    }
+    if (found) {
+      ReportDone(found->spec,
+                 ErrorReturns(found->spec, Status(StatusCode::kCancelled,
+                                                  "actor call " + found->spec.function + " was cancelled")),
+                 proto::DoneStatus::kOk);
+      return;
+    }
+  }
   {
     std::lock_guard<std::mutex> lk(mu_);
     for (auto it = queue_.begin(); it != queue_.end(); ++it) {
