@@ -240,16 +240,20 @@ uint64_t AvailableMemory() {
   return 0;
 }
 
-int DetectGpus(const EnvMap& env) {
+int DetectGpus(const EnvMap& env, const std::string& nvidia_proc) {
   if (auto* v = Find(env, "CUDA_VISIBLE_DEVICES")) {
     if (*v == "NoDevFiles" || *v == "-1") return 0;
-    return static_cast<int>(std::count(v->begin(), v->end(), ',')) + 1;
+    if (!v->empty()) return static_cast<int>(std::count(v->begin(), v->end(), ',')) + 1;
   }
   if (auto* v = Find(env, "SLURM_GPUS_ON_NODE")) {
     auto n = ParseInt("SLURM_GPUS_ON_NODE", *v);
     if (n.ok() && *n > 0) return static_cast<int>(*n);
   }
-  return 0;
+  // Nothing said: the NVIDIA driver lists one directory per device (as nvidia-smi sees them).
+  int n = 0;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(nvidia_proc, ec), end; !ec && it != end; it.increment(ec)) ++n;
+  return n;
 }
 
 uint64_t DefaultStoreCapacity(const std::string& shm_dir, int nodes_on_host) {

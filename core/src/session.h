@@ -79,7 +79,7 @@ std::vector<NodeId> AssignNodes(const std::vector<int>& host_of_rank, int ranks_
 uint64_t AvailableMemory();
 
 /// @brief GPUs visible to this process (CUDA_VISIBLE_DEVICES, else SLURM_GPUS_ON_NODE).
-int DetectGpus(const EnvMap& env);
+int DetectGpus(const EnvMap& env, const std::string& nvidia_proc = "/proc/driver/nvidia/gpus");
 
 /// @brief Create a new session: private directory, token file (0600), shared-memory root name.
 Result<SessionInfo> CreateSession(const EnvMap& env, const InitOptions& options,

@@ -192,9 +192,34 @@ struct WorkerService::Actor {
 
 namespace {
 
+// The node's devices as this process saw them at start (CUDA_VISIBLE_DEVICES="2,3" from Slurm
+// makes device 0 the physical GPU 2); empty: numbered from 0.
+const std::vector<std::string>& DeviceNames() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    const char* v = std::getenv("CUDA_VISIBLE_DEVICES");
+    std::string s = v ? v : "";
+    if (s == "NoDevFiles" || s == "-1") return out;
+    size_t start = 0;
+    while (!s.empty() && start <= s.size()) {
+      size_t comma = s.find(',', start);
+      out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    return out;
+  }();
+  return names;
+}
+
+std::string DeviceName(int32_t index) {
+  const auto& names = DeviceNames();
+  return static_cast<size_t>(index) < names.size() ? names[static_cast<size_t>(index)] : std::to_string(index);
+}
+
 std::string GpuList(const std::vector<int32_t>& ids) {
   std::string s;
-  for (int32_t d : ids) s += (s.empty() ? "" : ",") + std::to_string(d);
+  for (int32_t d : ids) s += (s.empty() ? "" : ",") + DeviceName(d);
   return s;
 }
 
@@ -240,7 +265,17 @@ Status WorkerService::EmitStreamItem(const detail::SerializedValue& value) {
   return Status::OK();
 }
 
-std::vector<int32_t> WorkerService::CurrentGpus() { return tl_gpus ? *tl_gpus : std::vector<int32_t>(); }
+std::vector<int32_t> WorkerService::CurrentGpus() {
+  std::vector<int32_t> out;
+  if (!tl_gpus) return out;
+  for (int32_t d : *tl_gpus) {  // the physical ids where the node's list has them
+    const std::string name = DeviceName(d);
+    char* end = nullptr;
+    long v = std::strtol(name.c_str(), &end, 10);
+    out.push_back(end && *end == '\0' && !name.empty() ? static_cast<int32_t>(v) : d);
+  }
+  return out;
+}
 
 WorkerService::WorkerService(Transport& transport, ClientImpl& client, const WorkerIdentity& id)
     : transport_(transport), client_(client), id_(id) {}

@@ -348,10 +348,10 @@ py::object DeserializePy(const Buffer& payload) {
 class PyVisibleDevices {
  public:
   explicit PyVisibleDevices(bool keep = false) : keep_(keep) {
-    std::vector<int32_t> ids = detail::CurrentGpuIds();
-    if (ids.empty()) return;
-    std::string list;
-    for (int32_t d : ids) list += (list.empty() ? "" : ",") + std::to_string(d);
+    if (detail::CurrentGpuIds().empty()) return;
+    // The worker has set the C environment to the devices' names: Python's copy follows it.
+    const char* set = std::getenv("CUDA_VISIBLE_DEVICES");
+    std::string list = set ? set : "";
     environ_ = py::module_::import("os").attr("environ");
     old_ = environ_.attr("get")("CUDA_VISIBLE_DEVICES");
     environ_["CUDA_VISIBLE_DEVICES"] = list;

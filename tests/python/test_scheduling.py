@@ -201,3 +201,27 @@ def test_gpu_ids_and_cuda_visible_devices(run_script):
     assert ids1 == ids2 and len(ids1) == 1 and env1 == env2 == str(ids1[0])
     assert acc1 == {"GPU": [str(ids1[0])]}
     assert r["driver"] == []
+
+
+def test_gpu_ids_are_the_nodes_physical_devices(run_script):
+    # A node given GPUs 4 and 6 (as Slurm does with CUDA_VISIBLE_DEVICES): tasks see those ids.
+    world = run_script(PRELUDE + """
+ray.init()
+
+@ray.remote(num_gpus=1)
+def one():
+    return ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+@ray.remote(num_gpus=2)
+def two():
+    return ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+print("RESULT " + json.dumps({"gpus": ray.cluster_resources().get("GPU"),
+                              "one": ray.get(one.remote()), "two": ray.get(two.remote())}))
+ray.shutdown()
+""", env={"CUDA_VISIBLE_DEVICES": "4,6", "MPIRAY_NUM_WORKERS": "2"}, timeout=60)
+    assert world.returncode == 0, world
+    r = last_json(world.stdout)
+    assert r["gpus"] == 2.0
+    assert r["one"][0][0] in (4, 6) and r["one"][1] == str(r["one"][0][0])
+    assert r["two"] == [[4, 6], "4,6"]

@@ -278,6 +278,14 @@ TEST_CASE("DetectGpus reads CUDA_VISIBLE_DEVICES, then SLURM_GPUS_ON_NODE", "[se
   CHECK(DetectGpus({{"SLURM_GPUS_ON_NODE", "2"}}) == 2);
   CHECK(DetectGpus({{"SLURM_GPUS_ON_NODE", "x"}}) == 0);
   CHECK(DetectGpus({{"CUDA_VISIBLE_DEVICES", "1,2"}, {"SLURM_GPUS_ON_NODE", "8"}}) == 2);
+  // Neither set: the NVIDIA driver's device directories are counted (none here: 0).
+  std::string proc = "/tmp/mpiray-test-nvidia-" + std::to_string(getpid());
+  std::filesystem::create_directories(proc + "/0000:17:00.0");
+  std::filesystem::create_directories(proc + "/0000:65:00.0");
+  CHECK(DetectGpus({}, proc) == 2);
+  CHECK(DetectGpus({{"CUDA_VISIBLE_DEVICES", "0"}}, proc) == 1);
+  CHECK(DetectGpus({}, proc + "/absent") == 0);
+  std::filesystem::remove_all(proc);
 }
 
 TEST_CASE("CreateSession makes a private directory and token file", "[session]") {
