@@ -18,7 +18,7 @@ _ext_dir = _os.path.abspath(_os.path.join(_build, "python", "mpiray"))
 if _os.path.isdir(_ext_dir) and _ext_dir not in __path__:
     __path__.append(_ext_dir)
 
-from . import exceptions  # noqa: E402
+from . import exceptions, runtime_env  # noqa: E402
 from ._api import (  # noqa: E402
     ActorClass, ActorHandle, ActorID, ObjectRef, RemoteFunction, RuntimeContext, available_resources,
     cancel, cluster_resources, cpp_function, get, get_actor, get_gpu_ids, get_runtime_context, init,
@@ -33,5 +33,5 @@ __all__ = [
     "get_actor", "get_gpu_ids", "method", "nodes", "cluster_resources", "available_resources",
     "get_runtime_context", "cpp_function", "ObjectRef", "ActorHandle", "ActorClass",
     "RemoteFunction", "RuntimeContext", "ActorID", "exceptions", "register_checkpoint_callback",
-    "actor", "util",
+    "actor", "util", "runtime_env",
 ]

@@ -12,7 +12,7 @@ import threading
 
 import cloudpickle
 
-from . import _core
+from . import _core, _runtime_env
 from ._core import ObjectRef
 
 # Task kinds and languages, as in the C++ runtime.
@@ -61,6 +61,10 @@ def init(address=None, **kwargs):
                 return get_runtime_context()
             raise RuntimeError("Maybe you called ray.init twice by accident? This error can be "
                                "suppressed by passing in 'ignore_reinit_error=True'.")
+        # The job's runtime_env: checked and zipped before the cluster starts (not on worker
+        # ranks, which never submit and may not see the driver's files), shipped after.
+        runtime_env = _runtime_env.validate(kwargs.get("runtime_env"), "init()")
+        prebuilt = {} if _runtime_env._is_worker_rank() else _runtime_env.prepare_job(runtime_env)
         opts = {}
         level = kwargs.get("logging_level")
         if level is not None:
@@ -86,6 +90,12 @@ def init(address=None, **kwargs):
         _core.init(opts)  # worker ranks serve inside and never return
         global _session
         _session += 1
+        try:
+            _runtime_env.set_job(runtime_env, prebuilt)
+        except BaseException:
+            _core.shutdown()
+            _runtime_env.reset()
+            raise
         _initialized_here = True
         atexit.register(_shutdown_at_exit)
         return get_runtime_context()
@@ -102,6 +112,7 @@ def shutdown():
     """Stop the cluster: workers exit, objects and session files are removed."""
     with _lock:
         _core.shutdown()
+        _runtime_env.reset()
 
 
 def is_initialized():
@@ -385,7 +396,7 @@ class RemoteFunction:
     def __init__(self, function, options):
         _check_options(options, _TASK_OPTIONS, "a remote function")
         self._function = function
-        self._options = dict(options)
+        self._options = _runtime_env.validated_options(dict(options), "@remote")
         self._exported = _Exported(function)
         self._name = getattr(function, "__qualname__", getattr(function, "__name__", "task"))
         functools.update_wrapper(self, function)
@@ -399,7 +410,7 @@ class RemoteFunction:
 
     def options(self, **options):
         _check_options(options, _TASK_OPTIONS, "options()")
-        merged = {**self._options, **options}
+        merged = {**self._options, **_runtime_env.validated_options(options, "options()")}
         parent = self
 
         class _WithOptions:
@@ -425,8 +436,9 @@ class RemoteFunction:
         if streaming:
             num_returns = 1
             retry = False
+        renv = _runtime_env.for_submission(options.get("runtime_env"))
         meta = (tuple(kwargs), "streaming" if streaming else max(num_returns, 1), retry,
-                max_retries, name, export)
+                max_retries, name, export, renv)
         scheduling, resources = _scheduling(options, _resources(options, 1), 1)
         refs = _core.submit(_KIND_TASK, _LANG_PY, export.hex(), _call_args(args, kwargs, meta),
                             max(num_returns, 1), resources, max_retries, name, b"", 1,
@@ -453,6 +465,9 @@ class CppFunction:
 
     def options(self, **options):
         _check_options(options, _TASK_OPTIONS, "options()")
+        if options.get("runtime_env") is not None:
+            raise ValueError("runtime_env is not supported for C++ functions (it applies to "
+                             "Python tasks and actors only)")
         return CppFunction.__new__(CppFunction)._init_copy(self, {**self._options, **options})
 
     def _init_copy(self, other, options):
@@ -600,7 +615,7 @@ class ActorClass:
     def __init__(self, cls, options):
         _check_options(options, _ACTOR_OPTIONS, "an actor class")
         self._cls = cls
-        self._options = dict(options)
+        self._options = _runtime_env.validated_options(dict(options), "@remote")
         self._exported = _Exported(cls)
         self._meta = {"class_name": cls.__name__, "methods": _method_table(cls)}
 
@@ -613,7 +628,7 @@ class ActorClass:
 
     def options(self, **options):
         _check_options(options, _ACTOR_OPTIONS, "options()")
-        merged = {**self._options, **options}
+        merged = {**self._options, **_runtime_env.validated_options(options, "options()")}
         parent = self
 
         class _WithOptions:
@@ -641,7 +656,9 @@ class ActorClass:
         _check_retry_count(max_task_retries, "max_task_retries")
         export = self._exported.ref()
         display = name if name is not None else self._cls.__name__  # output lines show this
-        meta = (tuple(kwargs), 1, False, 0, display, export)
+        # The actor's runtime_env applies to its constructor and every method.
+        renv = _runtime_env.for_submission(options.get("runtime_env"))
+        meta = (tuple(kwargs), 1, False, 0, display, export, renv)
         scheduling, resources = _scheduling(options, _resources(options, 0), 0)
         refs = _core.submit(_KIND_ACTOR_CREATE, _LANG_PY, export.hex(),
                             _call_args(args, kwargs, meta), 1, resources, 0,
@@ -800,6 +817,16 @@ class RuntimeContext:
     @property
     def was_current_actor_reconstructed(self):
         return False
+
+    @property
+    def runtime_env(self):
+        """The runtime_env of the calling code (the job's on the driver), as a dict: env_vars,
+        and working_dir / py_modules as the URIs of their shipped packages."""
+        return _runtime_env.current_view()
+
+    def get_runtime_env_string(self):
+        import json
+        return json.dumps(self.runtime_env)
 
 
 def get_gpu_ids():

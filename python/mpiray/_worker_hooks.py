@@ -12,6 +12,8 @@ import types
 import cloudpickle
 
 from . import _core
+from . import _runtime_env
+from ._runtime_env import Scope as _Scope
 from .actor import ActorExit
 
 _loaded = {}  # exported function/class id -> object
@@ -63,6 +65,7 @@ def _install_streams():
 
 
 _install_streams()
+_runtime_env.install_finder()
 
 
 def _load(exported_id, ref):
@@ -76,10 +79,13 @@ def _load(exported_id, ref):
 
 def _unpack(args):
     """Positional and keyword arguments from the task's argument list (see _api._call_args)."""
-    kwnames, num_returns, retry, max_retries, name, export = args[0]
+    meta = args[0]
+    kwnames, num_returns, retry, max_retries, name, export = meta[:6]
+    renv = meta[6] if len(meta) > 6 else None  # the runtime_env (_runtime_env.TaskEnv)
     values = args[1:]
     npos = len(values) - len(kwnames)
-    return values[:npos], dict(zip(kwnames, values[npos:])), num_returns, retry, max_retries, name, export
+    return (values[:npos], dict(zip(kwnames, values[npos:])), num_returns, retry, max_retries,
+            name, export, renv)
 
 
 def _split(result, num_returns, name):
@@ -166,10 +172,8 @@ def _stream(result):
     return count
 
 
-def run_task(function_id, args):
-    pos, kw, num_returns, retry, max_retries, name, export = _unpack(args)
-    fn = _load(function_id, export)
-    _names.current = name
+def _run(function_id, export, pos, kw, num_returns, retry, max_retries, name, cache_key):
+    fn = _load(cache_key, export)
     if num_returns == "streaming":  # yielded items cannot be taken back: no retry here
         return [_stream(fn(*pos, **kw))]
     attempt = 0
@@ -183,13 +187,53 @@ def run_task(function_id, args):
             attempt += 1
 
 
-def create_actor(class_id, args):
-    pos, kw, _, _, _, name, export = _unpack(args)
-    cls = _load(class_id, export)
+def run_task(function_id, args):
+    pos, kw, num_returns, retry, max_retries, name, export, renv = _unpack(args)
+    _runtime_env.task_started()
     _names.current = name
-    instance = cls(*pos, **kw)
-    _actor_names[id(instance)] = name
-    return instance
+    if renv is None:
+        return _run(function_id, export, pos, kw, num_returns, retry, max_retries, name, function_id)
+    # The function is loaded inside its environment (it may import from its packages), once
+    # per set of packages.
+    with _Scope(renv):
+        return _run(function_id, export, pos, kw, num_returns, retry, max_retries, name,
+                    (function_id, renv.key))
+
+
+class _EnvActor:
+    """An actor instance with a runtime_env: the environment is applied around its
+    constructor and each of its methods."""
+
+    __slots__ = ("instance", "env", "name")
+
+    def __init__(self, instance, env, name):
+        self.instance, self.env, self.name = instance, env, name
+
+
+def create_actor(class_id, args):
+    pos, kw, _, _, _, name, export, renv = _unpack(args)
+    _runtime_env.task_started()
+    _names.current = name
+    if renv is None:
+        cls = _load(class_id, export)
+        instance = cls(*pos, **kw)
+        _actor_names[id(instance)] = name
+        return instance
+    try:
+        with _Scope(renv):
+            cls = _load((class_id, renv.key), export)
+            return _EnvActor(cls(*pos, **kw), renv, name)
+    finally:
+        _runtime_env.expect_arguments_of(renv)
+
+
+def _call(instance, method_name, pos, kw, num_returns):
+    m = getattr(instance, method_name)
+    try:
+        return _split(_resolve(m(*pos, **kw)), num_returns, method_name)
+    except ActorExit as e:
+        _exit_actor(e, _names.current, method_name)
+        raise
 
 
 def call_method(instance, method_name, args):
@@ -197,14 +241,19 @@ def call_method(instance, method_name, args):
         message = _exited.get(_core.context()["actor_id"])
         if message is not None:
             raise ActorExit(message)
-    pos, kw, num_returns, _, _, _, _ = _unpack(args)
+    pos, kw, num_returns, _, _, _, _, _ = _unpack(args)
+    if type(instance) is _EnvActor:
+        _names.current = instance.name
+        try:
+            with _Scope(instance.env):
+                return _call(instance.instance, method_name, pos, kw, num_returns)
+        finally:
+            # The actor's next calls are unpickled on this thread: their arguments may need
+            # the actor's packages too.
+            _runtime_env.expect_arguments_of(instance.env)
+    _runtime_env.task_started()
     _names.current = _actor_names.get(id(instance), type(instance).__name__)
-    m = getattr(instance, method_name)
-    try:
-        return _split(_resolve(m(*pos, **kw)), num_returns, method_name)
-    except ActorExit as e:
-        _exit_actor(e, _names.current, method_name)
-        raise
+    return _call(instance, method_name, pos, kw, num_returns)
 
 
 # Actors of this process that called exit_actor() -> the message their calls fail with.
