@@ -647,7 +647,9 @@ class ActorClass:
                 return get_actor(name, namespace=ns)
             except ValueError:
                 pass
-        max_concurrency = options.get("max_concurrency", 1)
+        # An async actor runs its calls on one event loop; as in Ray, up to 1000 at once.
+        default_concurrency = 32 if _has_async_methods(self._cls) else 1
+        max_concurrency = options.get("max_concurrency", default_concurrency)
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
         max_restarts = options.get("max_restarts", 0)
@@ -666,6 +668,16 @@ class ActorClass:
                             ns if name is not None else "", name is not None, pickle.dumps(self._meta),
                             max_restarts, max_task_retries, scheduling=scheduling)
         return ActorHandle(refs[0].binary()[:8], self._meta)
+
+
+def _has_async_methods(cls):
+    for name in dir(cls):
+        if name.startswith("__"):
+            continue
+        attr = getattr(cls, name, None)
+        if inspect.iscoroutinefunction(attr) or inspect.isasyncgenfunction(attr):
+            return True
+    return False
 
 
 def get_actor(name, namespace=None):

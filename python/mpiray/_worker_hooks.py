@@ -8,13 +8,14 @@ import sys
 import threading
 import traceback
 import types
+import weakref
 
 import cloudpickle
 
 from . import _core
 from . import _runtime_env
 from ._runtime_env import Scope as _Scope
-from .actor import ActorExit
+from .actor import ActorExit, _actor_loop_thread
 
 _loaded = {}  # exported function/class id -> object
 _names = threading.local()  # what the calling thread runs, for its output lines
@@ -227,10 +228,58 @@ def create_actor(class_id, args):
         _runtime_env.expect_arguments_of(renv)
 
 
+# Async actors (a class with `async def` methods): every call's coroutine runs on the actor's
+# own event loop, in a thread of its own, so that calls interleave at their awaits (up to the
+# actor's max_concurrency, 1000 by default: each call waits in one of the actor's threads).
+_actor_loops = {}  # id(instance) -> event loop
+_actor_loops_lock = threading.Lock()
+
+
+def _actor_loop(instance, name):
+    key = id(instance)
+    with _actor_loops_lock:
+        loop = _actor_loops.get(key)
+        if loop is not None:
+            return loop
+        loop = asyncio.new_event_loop()
+
+        def run():
+            _names.current = name
+            _actor_loop_thread.active = True
+            asyncio.set_event_loop(loop)
+            loop.run_forever()
+
+        threading.Thread(target=run, name=f"mpiray-actor-loop-{name}", daemon=True).start()
+        _actor_loops[key] = loop
+
+    def stop(key=key, loop=loop):
+        with _actor_loops_lock:
+            _actor_loops.pop(key, None)
+        loop.call_soon_threadsafe(loop.stop)
+
+    weakref.finalize(instance, stop)
+    return loop
+
+
+async def _guarded(coro):
+    # exit_actor() raises a SystemExit, which asyncio would let out of the loop (ending it):
+    # bring it back to the calling thread as a value instead.
+    try:
+        return True, await coro
+    except ActorExit as e:
+        return False, e
+
+
 def _call(instance, method_name, pos, kw, num_returns):
     m = getattr(instance, method_name)
     try:
-        return _split(_resolve(m(*pos, **kw)), num_returns, method_name)
+        result = m(*pos, **kw)
+        if inspect.iscoroutine(result):
+            loop = _actor_loop(instance, _names.current)
+            ok, result = asyncio.run_coroutine_threadsafe(_guarded(result), loop).result()
+            if not ok:
+                raise result
+        return _split(result, num_returns, method_name)
     except ActorExit as e:
         _exit_actor(e, _names.current, method_name)
         raise

@@ -1,9 +1,16 @@
 """Ray's ``ray.actor`` module: actor classes and handles, and ``exit_actor()``."""
 
+import threading
+
 from . import _core
 from ._api import ActorClass, ActorHandle, ActorID, ActorMethod, method
 
 __all__ = ["exit_actor", "ActorClass", "ActorHandle", "ActorMethod", "ActorID", "method"]
+
+
+# Set in the event-loop thread of an async actor (its coroutines run there, outside the
+# runtime's actor threads): exit_actor() is allowed there.
+_actor_loop_thread = threading.local()
 
 
 class ActorExit(SystemExit):
@@ -25,7 +32,7 @@ def exit_actor():
     name is released, its resources are given back, and the method's own result and every
     later call raise ``ActorDiedError``. ``atexit`` handlers do not run: the worker process
     lives on, hosting other actors and tasks."""
-    if _core.context().get("actor_id") is None:
+    if _core.context().get("actor_id") is None and not getattr(_actor_loop_thread, "active", False):
         raise TypeError("exit_actor API is called on a non-actor worker (the driver or a "
                         "task). Use ray.kill(actor) to end an actor from outside.")
     raise ActorExit()
