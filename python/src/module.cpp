@@ -248,9 +248,21 @@ detail::SerializedValue SerializePy(py::handle obj, const char* what) {
     ~Restore() { detail::NestedRefCollector() = saved; }
   } restore{saved};
   auto& f = Fns();
+  bool by_value = false;
   try {
     held->data = f.pickle_dumps(obj, py::arg("protocol") = 5, py::arg("buffer_callback") = buffers.attr("append"));
+    // Plain pickle names functions and classes of the driver's script as "__main__.<name>",
+    // which a worker cannot import: those go by value (cloudpickle) too.
+    char* p = nullptr;
+    Py_ssize_t n = 0;
+    if (PyBytes_AsStringAndSize(held->data.ptr(), &p, &n) == 0 &&
+        memmem(p, static_cast<size_t>(n), "__main__", 8) != nullptr) {
+      by_value = true;
+    }
   } catch (py::error_already_set&) {
+    by_value = true;  // lambdas, local functions ...
+  }
+  if (by_value) {
     // Functions, lambdas, classes defined in __main__ ...: cloudpickle handles them.
     buffers = py::list();
     out.nested.clear();

@@ -260,3 +260,38 @@ def test_cpp_function_bad_argument_type():
     triple = ray.cpp_function("LibTriple", library=str(ITEST_LIB))
     with pytest.raises(TypeError):
         triple.remote(object())
+
+
+def test_functions_and_classes_of_the_script_travel_by_value(run_script):
+    # Plain pickle would name them "__main__.sq", which no worker can import.
+    from test_lifecycle import PRELUDE, last_json
+    world = run_script(PRELUDE + """
+ray.init(num_cpus=2)
+
+def sq(x):
+    return x * x
+
+class Point:
+    def __init__(self, x):
+        self.x = x
+
+@ray.remote
+def call(f, x):
+    return f(x)
+
+@ray.remote
+def make(x):
+    return Point(x)
+
+@ray.remote
+def read(p):
+    return p.x
+
+out = {"call": ray.get(call.remote(sq, 3)), "read": ray.get(read.remote(Point(5))),
+       "same_class": isinstance(ray.get(make.remote(2)), Point),
+       "put": ray.get(read.remote(ray.put(Point(7))))}
+print("RESULT " + json.dumps(out))
+ray.shutdown()
+""", timeout=60)
+    assert world.returncode == 0, world
+    assert last_json(world.stdout) == {"call": 9, "read": 5, "same_class": True, "put": 7}
