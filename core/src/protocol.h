@@ -75,31 +75,33 @@ struct Arg {
 };
 
 struct TaskSpec {
+  // (Members are ordered to leave no padding: the head keeps one per queued task. The wire
+  // order is MSGPACK_DEFINE's.)
   TaskId id;
   uint8_t kind = 0;      // TaskKind
   uint8_t language = 0;  // Language
   uint8_t strategy = 0;  // Strategy: how to pick the node
+  bool named = false;    // actor creation: `name` registers it for get_actor
+  // Actor creation: the default for its calls' max_retries (-1: forever).
+  int32_t max_task_retries = 0;
   std::string function;
   std::vector<Arg> args;
   uint32_t num_returns = 1;
   uint32_t node = 0xffffffffu;  // kNodeAffinitySoft: the preferred node
   Resources resources;
   int32_t max_retries = 0;
-  std::string name;
-  ActorId actor;      // actor calls: the target; actor creation: the new actor (== id)
-  ProcId caller = 0;  // actor calls: the calling process
-  uint64_t seq = 0;   // actor calls: per (caller, actor) order
-  int32_t max_concurrency = 1;
-  std::string ns;      // actor creation: the namespace of a named actor
-  Buffer handle_meta;  // actor creation: what a handle needs (language-specific; for get_actor)
-  bool named = false;  // actor creation: `name` registers it for get_actor
   // Actor creation: restarts after its worker dies (-1: forever). Actor calls: the actor's
   // incarnation the call was sent to (0: not sent yet, the caller holds it until it knows).
   int32_t max_restarts = 0;
+  std::string name;
+  ActorId actor;      // actor calls: the target; actor creation: the new actor (== id)
+  ProcId caller = 0;  // actor calls: the calling process
   uint32_t incarnation = 0;
-  // Actor creation: the default for its calls' max_retries (-1: forever).
-  int32_t max_task_retries = 0;
-  TaskId parent;  // the task that submitted it (nil from the driver): recursive cancel
+  uint64_t seq = 0;   // actor calls: per (caller, actor) order
+  TaskId parent;      // the task that submitted it (nil from the driver): recursive cancel
+  int32_t max_concurrency = 1;
+  std::string ns;      // actor creation: the namespace of a named actor
+  Buffer handle_meta;  // actor creation: what a handle needs (language-specific; for get_actor)
   MSGPACK_DEFINE(id, kind, language, function, args, num_returns, resources, max_retries, name,
                  actor, caller, seq, max_concurrency, ns, handle_meta, named, max_restarts,
                  incarnation, max_task_retries, strategy, node, parent);
