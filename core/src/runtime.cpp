@@ -514,49 +514,51 @@ std::string Runtime::MetricsText() const {
     snprintf(buf, sizeof buf, "%.17g", v);
     out += name + "{" + sess + (labels.empty() ? "" : "," + labels) + "} " + buf + "\n";
   };
-  metric("mpiray_tasks_queued", "gauge", "Tasks ready to run and waiting for a worker.");
-  value("mpiray_tasks_queued", "", static_cast<double>(st.queued_tasks));
-  metric("mpiray_tasks_running", "gauge", "Tasks dispatched to workers.");
-  value("mpiray_tasks_running", "", static_cast<double>(st.running_tasks));
-  metric("mpiray_tasks_finished_total", "counter", "Tasks and actor calls finished.");
-  value("mpiray_tasks_finished_total", "", static_cast<double>(st.tasks_finished));
-  metric("mpiray_tasks_failed_total", "counter", "Tasks and actor calls that ended with an error.");
-  value("mpiray_tasks_failed_total", "", static_cast<double>(st.tasks_failed));
-  metric("mpiray_actor_restarts_total", "counter", "Actor instances started again after a loss.");
-  value("mpiray_actor_restarts_total", "", static_cast<double>(st.actor_restarts));
-  metric("mpiray_object_reconstructions_total", "counter",
-         "Tasks run again to rebuild objects whose every copy was lost.");
-  value("mpiray_object_reconstructions_total", "", static_cast<double>(st.reconstructions));
-  metric("mpiray_lineage_tasks", "gauge", "Finished tasks whose specs are kept to rebuild their returns.");
-  value("mpiray_lineage_tasks", "", static_cast<double>(st.lineage_tasks));
-  metric("mpiray_actors_alive", "gauge", "Live actors.");
-  value("mpiray_actors_alive", "", static_cast<double>(st.actors));
-  metric("mpiray_objects", "gauge", "Objects in the head's directory.");
-  value("mpiray_objects", "", static_cast<double>(st.objects));
+  // A metric with one unlabelled value.
+  auto single = [&](const char* name, const char* type, const char* help, double v) {
+    metric(name, type, help);
+    value(name, "", v);
+  };
+  single("mpiray_tasks_queued", "gauge", "Tasks ready to run and waiting for a worker.",
+         static_cast<double>(st.queued_tasks));
+  single("mpiray_tasks_running", "gauge", "Tasks dispatched to workers.",
+         static_cast<double>(st.running_tasks));
+  single("mpiray_tasks_finished_total", "counter", "Tasks and actor calls finished.",
+         static_cast<double>(st.tasks_finished));
+  single("mpiray_tasks_failed_total", "counter", "Tasks and actor calls that ended with an error.",
+         static_cast<double>(st.tasks_failed));
+  single("mpiray_actor_restarts_total", "counter", "Actor instances started again after a loss.",
+         static_cast<double>(st.actor_restarts));
+  single("mpiray_object_reconstructions_total", "counter",
+         "Tasks run again to rebuild objects whose every copy was lost.",
+         static_cast<double>(st.reconstructions));
+  single("mpiray_lineage_tasks", "gauge", "Finished tasks whose specs are kept to rebuild their returns.",
+         static_cast<double>(st.lineage_tasks));
+  single("mpiray_actors_alive", "gauge", "Live actors.", static_cast<double>(st.actors));
+  single("mpiray_objects", "gauge", "Objects in the head's directory.", static_cast<double>(st.objects));
   metric("mpiray_object_store_bytes", "gauge", "Shared-memory object bytes per node.");
   for (const auto& n : st.nodes) {
     auto it = st.store_bytes.find(n.id);
     value("mpiray_object_store_bytes", "node=\"" + std::to_string(n.id) + "\"",
           it == st.store_bytes.end() ? 0.0 : static_cast<double>(it->second));
   }
-  metric("mpiray_object_store_capacity_bytes", "gauge", "Object store capacity of each node.");
-  value("mpiray_object_store_capacity_bytes", "", static_cast<double>(session_.config.store_capacity));
+  single("mpiray_object_store_capacity_bytes", "gauge", "Object store capacity of each node.",
+         static_cast<double>(session_.config.store_capacity));
   metric("mpiray_workers", "gauge", "Worker processes per node.");
   for (const auto& n : st.nodes) {
     value("mpiray_workers", "node=\"" + std::to_string(n.id) + "\"", static_cast<double>(n.workers.size()));
   }
-  metric("mpiray_resource_total", "gauge", "Resources of each node.");
-  for (const auto& n : st.nodes) {
-    for (const auto& [r, v] : n.total) {
-      value("mpiray_resource_total", "node=\"" + std::to_string(n.id) + "\",resource=\"" + r + "\"", v);
+  // Resources per node and name: the totals, then what is not in use.
+  auto resources = [&](const char* name, const char* help, bool available) {
+    metric(name, "gauge", help);
+    for (const auto& n : st.nodes) {
+      for (const auto& [r, v] : available ? n.available : n.total) {
+        value(name, "node=\"" + std::to_string(n.id) + "\",resource=\"" + r + "\"", v);
+      }
     }
-  }
-  metric("mpiray_resource_available", "gauge", "Resources not in use on each node.");
-  for (const auto& n : st.nodes) {
-    for (const auto& [r, v] : n.available) {
-      value("mpiray_resource_available", "node=\"" + std::to_string(n.id) + "\",resource=\"" + r + "\"", v);
-    }
-  }
+  };
+  resources("mpiray_resource_total", "Resources of each node.", false);
+  resources("mpiray_resource_available", "Resources not in use on each node.", true);
   return out;
 }
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "itest_check.h"
+#include "itest_scratch.h"
 
 namespace {
 
@@ -40,24 +41,10 @@ void Work() {
   if (!g_local) std::this_thread::sleep_for(std::chrono::milliseconds(3));
 }
 
-// Files the remote code writes to tell the driver what happened (removed at the end).
-std::vector<std::string> g_scratch;
-std::string Scratch(const std::string& name) {
-  std::string path = "/tmp/mpiray-chaos-" + std::to_string(getpid()) + "-" + name;
-  std::remove(path.c_str());
-  g_scratch.push_back(path);
-  return path;
-}
-void RemoveScratch() {
-  for (const auto& p : g_scratch) std::remove(p.c_str());
-}
-void AppendPid(const std::string& log) { std::ofstream(log, std::ios::app) << getpid() << "\n"; }
-std::vector<int> ReadPids(const std::string& log) {
-  std::vector<int> pids;
-  std::ifstream in(log);
-  for (int p; in >> p;) pids.push_back(p);
-  return pids;
-}
+using itest::AppendPid;
+using itest::ReadPids;
+using itest::RemoveScratch;
+using itest::Scratch;
 int WaitForPid(const std::string& log, size_t count = 1) {
   for (int i = 0; i < 6000; ++i) {
     auto pids = ReadPids(log);

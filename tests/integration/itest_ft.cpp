@@ -13,31 +13,14 @@
 #include <vector>
 
 #include "itest_check.h"
+#include "itest_scratch.h"
 
 namespace {
 
-// Files the remote code writes to tell the driver what happened (removed at the end).
-std::vector<std::string> g_scratch;
-
-std::string Scratch(const std::string& name) {
-  std::string path = "/tmp/mpiray-ft-" + std::to_string(getpid()) + "-" + name;
-  g_scratch.push_back(path);
-  return path;
-}
-
-void RemoveScratch() {
-  for (const auto& p : g_scratch) std::remove(p.c_str());
-  g_scratch.clear();
-}
-
-void AppendPid(const std::string& log) { std::ofstream(log, std::ios::app) << getpid() << "\n"; }
-
-std::vector<int> ReadPids(const std::string& log) {
-  std::vector<int> pids;
-  std::ifstream in(log);
-  for (int p; in >> p;) pids.push_back(p);
-  return pids;
-}
+using itest::AppendPid;
+using itest::ReadPids;
+using itest::RemoveScratch;
+using itest::Scratch;
 
 // Kill a worker process and wait until it is gone.
 void KillProcess(int pid) {

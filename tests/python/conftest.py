@@ -71,6 +71,15 @@ def processes_with_tag(tag, exclude=()):
     return found
 
 
+
+def kill_processes_with_tag(tag):
+    """SIGKILL every live process of a run (what a failed or timed-out test leaves)."""
+    for pid in processes_with_tag(tag):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
 def live_children(pid):
     """Non-zombie direct children of ``pid``."""
     out = []
@@ -192,11 +201,7 @@ class _Launcher:
             proc = subprocess.run(cmd, cwd=work, env=full_env, capture_output=True, text=True,
                                   timeout=timeout)
         except subprocess.TimeoutExpired as e:
-            for pid in processes_with_tag(tag):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            kill_processes_with_tag(tag)
             raise AssertionError(f"{cmd} did not finish in {timeout}s:\n{e.stdout}\n{e.stderr}")
         world = World(proc.returncode, proc.stdout, proc.stderr, session_root, shm_dir, work,
                       time.monotonic() - start)
@@ -256,11 +261,7 @@ def spawn_script(tmp_path_factory):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        for pid in processes_with_tag(tag):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_processes_with_tag(tag)
 
 
 # ------------------------------------------------------------------ embedded clusters

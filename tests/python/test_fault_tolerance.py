@@ -18,7 +18,8 @@ import uuid
 
 import pytest
 
-from conftest import MPIRUN, assert_nothing_left, base_env, describe, processes_with_tag
+from conftest import (MPIRUN, assert_nothing_left, base_env, describe, kill_processes_with_tag,
+                      processes_with_tag)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -208,11 +209,7 @@ def kill_head_and_measure(tmp_path, prefix, *, env=None):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        for pid in processes_with_tag(tag):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_processes_with_tag(tag)
 
 
 @pytest.mark.parametrize("recovery", [True, False], ids=["mpirun-recovery", "mpirun"])
