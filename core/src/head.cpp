@@ -673,14 +673,16 @@ Status HeadService::SubmitLocked(proto::TaskSpec&& spec, ProcId submitter) {
   MPIRAY_ASSIGN_OR_RETURN(uint32_t shape, sched_.Shape(spec.resources));
   bool is_actor = spec.task_kind() == TaskKind::kActorCreate;
   // With an autoscaler, capacity may still come: the request waits instead of failing.
-  // A request for a placement group's resources waits for the group (it may be pending).
-  bool in_group = false;
-  if (!groups_.empty()) {
-    for (const auto& [g, rec] : groups_) in_group = in_group || UsesGroup(shape, *rec);
-  }
-  if (!config_.autoscale && !in_group) {
+  if (!config_.autoscale) {
     if (!is_actor || !spec.resources.empty()) {
-      MPIRAY_RETURN_IF_ERROR(sched_.CheckFeasible(shape));
+      // A request for a placement group's resources waits for the group (it may be
+      // pending); only a request no node can hold needs the (slower) look at the groups.
+      Status feasible = sched_.CheckFeasible(shape);
+      if (!feasible.ok()) {
+        bool in_group = false;
+        for (const auto& [g, rec] : groups_) in_group = in_group || UsesGroup(shape, *rec);
+        if (!in_group) return feasible;
+      }
     } else if (sched_.num_workers() == 0) {
       return Status(StatusCode::kInfeasible, "there are no worker processes to host the actor");
     }
@@ -889,15 +891,9 @@ void HeadService::FinishTask(TaskId id) {
   if (it == tasks_.end()) return;
   if (!children_.empty()) children_.erase(id);
   if (!task_gpus_.empty()) ReleaseGpus(task_gpus_, id);
-  if (!stream_waits_.empty()) {
-    auto rec = std::move(it->second);  // FinalizeStream must not find it running
-    tasks_.erase(it);
-    FinalizeStream(id);
-    UnpinArgs(rec->spec);
-    return;
-  }
   std::unique_ptr<TaskRec> rec = std::move(it->second);
   tasks_.erase(it);
+  if (!stream_waits_.empty()) FinalizeStream(id);  // (it is no longer running)
   UnpinArgs(rec->spec);
 }
 

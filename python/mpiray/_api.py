@@ -244,15 +244,15 @@ _NO_NODE = 0xFFFFFFFF
 def _scheduling(options, resources, default_cpus):
     """(scheduling tuple for the runtime or None, resources): from ``scheduling_strategy`` (or
     the older ``placement_group=`` / ``placement_group_bundle_index=`` options)."""
+    strategy = options.get("scheduling_strategy")
+    pg = options.get("placement_group")
+    if (strategy is None or strategy == "DEFAULT") and (pg is None or pg == "default"):
+        return None, resources  # the common case, on every submission: nothing to import
     from .util.placement_group import PlacementGroup
     from .util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
                                              PlacementGroupSchedulingStrategy)
-    strategy = options.get("scheduling_strategy")
-    pg = options.get("placement_group")
     if pg is not None and pg != "default":
         strategy = PlacementGroupSchedulingStrategy(pg, options.get("placement_group_bundle_index", -1))
-    if strategy is None or strategy == "DEFAULT":
-        return None, resources
     if strategy == "SPREAD":
         return (1, _NO_NODE, b"", -1), resources
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
@@ -618,6 +618,8 @@ class ActorClass:
         self._options = _runtime_env.validated_options(dict(options), "@remote")
         self._exported = _Exported(cls)
         self._meta = {"class_name": cls.__name__, "methods": _method_table(cls)}
+        # An async actor runs its calls on one event loop; as in Ray, many at once.
+        self._default_concurrency = 32 if _has_async_methods(cls) else 1
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Actors cannot be instantiated directly. Instead of "
@@ -647,9 +649,7 @@ class ActorClass:
                 return get_actor(name, namespace=ns)
             except ValueError:
                 pass
-        # An async actor runs its calls on one event loop; as in Ray, up to 1000 at once.
-        default_concurrency = 32 if _has_async_methods(self._cls) else 1
-        max_concurrency = options.get("max_concurrency", default_concurrency)
+        max_concurrency = options.get("max_concurrency", self._default_concurrency)
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
         max_restarts = options.get("max_restarts", 0)
