@@ -55,6 +55,32 @@ enum class Msg : uint16_t {
   kStreamWant = 49,            // caller -> head: it waits for item i of a streaming task
 };
 
+/// @brief The message's name without its `k` ("Submit" for kSubmit), for logs; its handler is
+/// `On<name>` in the service that registers it (see docs/architecture.md, "Messages").
+inline const char* MsgName(Msg type) {
+  switch (type) {
+#define MPIRAY_MSG_NAME(n) \
+  case Msg::k##n:          \
+    return #n;
+    MPIRAY_MSG_NAME(PeerJoined) MPIRAY_MSG_NAME(PeerLeft) MPIRAY_MSG_NAME(Shutdown)
+    MPIRAY_MSG_NAME(Heartbeat) MPIRAY_MSG_NAME(Log) MPIRAY_MSG_NAME(Submit) MPIRAY_MSG_NAME(AddRef)
+    MPIRAY_MSG_NAME(DelRef) MPIRAY_MSG_NAME(PutObject) MPIRAY_MSG_NAME(GetObjects)
+    MPIRAY_MSG_NAME(Cancel) MPIRAY_MSG_NAME(KillActor) MPIRAY_MSG_NAME(ActorLookup)
+    MPIRAY_MSG_NAME(TaskBlocked) MPIRAY_MSG_NAME(TaskUnblocked) MPIRAY_MSG_NAME(AddLocation)
+    MPIRAY_MSG_NAME(TaskDone) MPIRAY_MSG_NAME(ByeAck) MPIRAY_MSG_NAME(Execute)
+    MPIRAY_MSG_NAME(ObjectsReady) MPIRAY_MSG_NAME(FreeObjects) MPIRAY_MSG_NAME(CancelRunning)
+    MPIRAY_MSG_NAME(ActorLocation) MPIRAY_MSG_NAME(DestroyActor) MPIRAY_MSG_NAME(GetNamedActor)
+    MPIRAY_MSG_NAME(NamedActor) MPIRAY_MSG_NAME(WorkerOutput) MPIRAY_MSG_NAME(ActorCall)
+    MPIRAY_MSG_NAME(ActorCallDone) MPIRAY_MSG_NAME(Fetch) MPIRAY_MSG_NAME(FetchFailed)
+    MPIRAY_MSG_NAME(BenchStream) MPIRAY_MSG_NAME(CallRouted) MPIRAY_MSG_NAME(CreatePlacementGroup)
+    MPIRAY_MSG_NAME(RemovePlacementGroup) MPIRAY_MSG_NAME(StreamItem) MPIRAY_MSG_NAME(StreamWant)
+#undef MPIRAY_MSG_NAME
+  }
+  return "unknown";
+}
+/// @brief One past the largest message number (the router's table size).
+inline constexpr uint16_t kMsgLimit = 64;
+
 /// Resource amounts travel as fixed point (1/10000 units) so that sums never drift.
 inline constexpr int64_t kResourceUnit = 10000;
 using Resources = std::vector<std::pair<std::string, int64_t>>;

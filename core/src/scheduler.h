@@ -20,6 +20,10 @@
 
 namespace mpiray {
 
+namespace head {
+struct TaskRec;
+}  // namespace head
+
 inline constexpr NodeId kNoNode = 0xffffffffu;
 inline constexpr NodeId kSpreadNode = 0xfffffffeu;  // FindWorker: round-robin over nodes
 
@@ -32,7 +36,7 @@ struct SchedItem {
   bool blocked = false;
   bool private_hold = false;  // holds its own resources (unblocked onto a different lease)
   bool spread = false;        // SPREAD: round-robin over nodes rather than pack
-  void* owner = nullptr;
+  head::TaskRec* owner = nullptr;  // the head's record of the task (the scheduler never reads it)
 };
 
 class Scheduler {
