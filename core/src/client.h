@@ -1,19 +1,17 @@
-// ClientImpl: the CoreClient of one process. On the head it calls the HeadService directly; on
-// a worker it talks to the head with messages. Holds the process's local reference counts.
+// ClientImpl: the CoreClient of one process — local reference counts, storing values, building
+// task specs, reading objects (mapped, fetched, or located again after a loss). It reaches the
+// head through a HeadLink (in-process on the head, messages elsewhere) and never asks which.
+// Errors are Status values inside; the CoreClient overrides are the API boundary that throws.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <functional>
-#include <map>
 #include <mutex>
-#include <optional>
 #include <unordered_map>
 #include <vector>
 
-#include "fabric.h"
 #include "fetch.h"
-#include "head.h"
+#include "head_link.h"
 #include "mpiray/core/detail/core_client.h"
 #include "mpiray/core/serialization.h"
 #include "session.h"
@@ -23,10 +21,9 @@ namespace mpiray {
 
 /// @brief What a client needs from its process.
 struct ClientDeps {
-  Transport* transport = nullptr;
   ShmStore* store = nullptr;
   Fetcher* fetcher = nullptr;
-  HeadService* head = nullptr;  // only on the head process
+  HeadLink* head = nullptr;  // in-process on the head, messages elsewhere
   ProcId self = 0;
   NodeId node = 0;
   RuntimeConfig config;
@@ -36,6 +33,7 @@ class ClientImpl final : public detail::CoreClient {
  public:
   explicit ClientImpl(const ClientDeps& deps);
 
+  // detail::CoreClient (the API boundary: errors become exceptions here)
   std::vector<ObjectId> Submit(detail::TaskRequest&& request) override;
   ObjectId Put(const detail::SerializedValue& value) override;
   std::vector<Buffer> Get(const std::vector<ObjectId>& ids, int64_t timeout_ms) override;
@@ -58,7 +56,6 @@ class ClientImpl final : public detail::CoreClient {
   Status DrainProcesses(const std::vector<ProcId>& procs) override;
   bool GetNamedActor(const std::string& ns, const std::string& name, ActorId* actor,
                      Buffer* handle_meta) override;
-  void OnNamedActor(proto::NamedActor&& r);
 
   /// @brief Store a value as object `id` (inline or in shared memory).
   Result<proto::NewObject> StoreValue(const ObjectId& id, const detail::SerializedValue& value);
@@ -69,60 +66,37 @@ class ClientImpl final : public detail::CoreClient {
   /// (another copy, or rebuilt from lineage) and tries again.
   Buffer MaterializeOrRelocate(const proto::ObjectLoc& loc);
   /// @brief Called around a wait that may take long (a worker tells the head it is blocked).
-  void SetBlockingHook(std::function<void(bool blocked)> hook) { blocking_hook_ = std::move(hook); }
+  void SetBlockingHook(std::function<void(bool blocked)> hook) { d_.head->SetBlockingHook(std::move(hook)); }
   /// @brief Fail every wait in progress (the head is gone or we are shutting down).
-  void Close(const std::string& why);
+  void Close(const std::string& why) { d_.head->Close(why); }
   size_t NumLocalRefs() const;
 
-  // Progress-thread entry points (worker processes).
-  void OnObjectsReady(proto::ObjectsReady&& r);
-  void OnActorLocation(const proto::ActorLocation& loc);
-
  private:
-  struct PendingGet {
-    std::unordered_multimap<ObjectId, size_t> positions;
-    std::vector<std::optional<proto::ObjectLoc>> locs;
-    size_t ready = 0;
-    std::condition_variable cv;
-  };
-  struct Route {
-    bool known = false;
-    bool dead = false;
-    bool asked = false;
-    bool restartable = false;  // the actor may restart (calls then report where they went)
-    bool retriable = false;    // its calls are retried by default
-    ProcId proc = kNoProc;
-    uint32_t incarnation = 0;
-    uint64_t next_seq = 0;  // calls sent to this incarnation
-    std::vector<proto::TaskSpec> buffered;
-  };
   TaskId NextTaskId();
+  /// @brief Count a reference of this process that the head registers by itself (returns,
+  /// puts, placement group ready objects).
+  void CountRef(const ObjectId& id);
+  void ForgetRefs(const std::vector<ObjectId>& ids);
+  Result<std::vector<ObjectId>> SubmitTask(detail::TaskRequest&& req);
+  Result<proto::TaskSpec> BuildSpec(detail::TaskRequest&& req);
+  Status SetResources(const detail::TaskRequest& req, proto::TaskSpec* spec);
+  /// @brief Arguments; a large by-value one goes through the object store as a put (`temp`
+  /// lists those, released once the head has the task).
+  Status SetArgs(std::vector<detail::TaskArgument>&& args, proto::TaskSpec* spec,
+                 std::vector<ObjectId>* temp);
+  Result<ObjectId> PutBytes(const std::vector<uint8_t>& bytes, std::vector<ObjectId> nested);
   Result<Buffer> TryMaterialize(const proto::ObjectLoc& loc);
-  std::vector<proto::ObjectLoc> Locate(const std::vector<ObjectId>& ids, size_t num_ready,
-                                       int64_t timeout_ms, std::vector<bool>* ready);
-  void RouteActorCallLocked(Route& r, proto::TaskSpec&& spec);
-  /// @brief The head gets the whole call (arguments too): it may have to re-send it.
-  static bool WholeCall(const Route& r, const proto::TaskSpec& spec);
+  Result<std::vector<Buffer>> GetAll(const std::vector<ObjectId>& ids, int64_t timeout_ms);
+  Result<ObjectId> CreateGroup(proto::PlacementGroupSpec&& spec);
+  Result<int> NextStreamItem(TaskId task, uint32_t index, int64_t timeout_ms, bool want);
+  Result<detail::ClusterSnapshot> BuildSnapshot();
 
   ClientDeps d_;
-  std::function<void(bool)> blocking_hook_;
-
   mutable std::mutex ref_mu_;
   std::unordered_map<ObjectId, int64_t> refs_;
-
-  std::mutex get_mu_;
-  uint64_t next_req_ = 0;
-  std::unordered_map<uint64_t, PendingGet*> gets_;
-  bool closed_ = false;
-  std::string close_reason_;
-
-  std::mutex named_mu_;
-  std::condition_variable named_cv_;
-  uint64_t next_named_ = 0;
-  std::map<uint64_t, std::optional<proto::NamedActor>> named_replies_;
-
-  std::mutex actor_mu_;
-  std::unordered_map<ActorId, Route> routes_;
 };
+
+/// @brief Check a task request before it becomes a spec (each error names the bad option).
+Status ValidateTaskRequest(const detail::TaskRequest& req);
 
 }  // namespace mpiray

@@ -9,6 +9,14 @@
 
 namespace mpiray {
 
+void Fetcher::RegisterHandlers(MessageRouter& router) {
+  router.On<proto::Fetch>(proto::Msg::kFetch, [this](ProcId src, proto::Fetch&& f) { OnFetch(src, f); });
+  router.On<proto::FetchFailed>(proto::Msg::kFetchFailed,
+                                [this](ProcId, proto::FetchFailed&& f) { OnFetchFailed(f); });
+  router.On<proto::BenchStream>(proto::Msg::kBenchStream,
+                                [this](ProcId src, proto::BenchStream&& b) { OnBenchStream(src, b); });
+}
+
 Fetcher::Fetcher(Transport& transport, ShmStore& store, uint64_t chunk,
                  std::function<void(const ObjectId&)> on_fetched,
                  std::function<bool(ProcId)> same_machine)

@@ -15,6 +15,7 @@
 #include "fabric.h"
 #include "mpiray/core/status.h"
 #include "protocol.h"
+#include "router.h"
 #include "shm_store.h"
 
 namespace mpiray {
@@ -36,6 +37,9 @@ class Fetcher {
 
   /// @brief Raw fabric throughput: receive `bytes` from `source` into memory (benchmark).
   Result<double> MeasureStream(ProcId source, uint64_t bytes);
+
+  /// @brief Handle kFetch, kFetchFailed and kBenchStream.
+  void RegisterHandlers(MessageRouter& router);
 
   // Progress-thread entry points.
   void OnFetch(ProcId src, const proto::Fetch& req);

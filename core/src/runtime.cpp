@@ -109,113 +109,19 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(RuntimeSetup&& setup) {
   rt->session_ = std::move(setup.session);
   rt->self_ = setup.self;
   rt->fabric_ = std::move(setup.fabric);
-  const RuntimeConfig& cfg = rt->session_.config;
   for (const auto& p : setup.peers) {
     if (p.proc == kHeadProc) rt->head_host_ = p.host;
+    rt->machines_[p.proc] = p.machine;
   }
   if (rt->role_ == Role::kHead) rt->head_host_ = rt->self_.host;
-
   MPIRAY_RETURN_IF_ERROR(EnsureSessionDirs(rt->session_));
-  logging::LogOptions lo;
-  lo.level = cfg.log_level;
-  lo.name = rt->role_ == Role::kHead ? "head" : "worker " + std::to_string(rt->self_.proc);
-  lo.file = rt->session_.LogDir() + "/" +
-            (rt->role_ == Role::kHead ? std::string("head") : "worker-" + std::to_string(rt->self_.proc)) +
-            ".log";
-  if (rt->role_ == Role::kWorker) {
-    UcxFabric* fabric = rt->fabric_.get();
-    lo.forward = [fabric](int level, const std::string& line) {
-      SendMsg(*fabric, kHeadProc, Msg::kLog, proto::LogLine{level, line});
-    };
-  }
-  logging::Configure(lo);
-  MPIRAY_LOG(info, "{} {} on host {} (pid {}), node {}, launcher {}, session {}",
-             rt->role_ == Role::kHead ? "head" : "worker", rt->self_.proc, rt->self_.host,
-             rt->self_.pid, rt->self_.node, setup.launcher, rt->session_.dir);
-
-  StoreOptions so;
-  so.root = rt->session_.shm_root;
-  so.node = rt->self_.node;
-  so.capacity = cfg.store_capacity;
-  so.spill_root = rt->session_.spill_root;
-  MPIRAY_ASSIGN_OR_RETURN(rt->store_, ShmStore::Open(so));
-
-  Runtime* self = rt.get();
-  for (const auto& p : setup.peers) rt->machines_[p.proc] = p.machine;
-  std::function<bool(ProcId)> same_machine;
-  if (cfg.same_machine_copy) {
-    same_machine = [self](ProcId p) {
-      std::lock_guard<std::mutex> lk(self->machines_mu_);
-      auto it = self->machines_.find(p);
-      return it != self->machines_.end() && it->second == self->self_.machine;
-    };
-  }
-  rt->fetcher_ = std::make_unique<Fetcher>(*rt->fabric_, *rt->store_, cfg.fetch_chunk,
-                                           [self](const ObjectId& id) {
-                                             if (self->head_) {
-                                               self->head_->AddLocation(id, self->self_.node);
-                                             } else {
-                                               SendMsg(*self->fabric_, kHeadProc, Msg::kAddLocation,
-                                                       proto::AddLocation{id, self->self_.node});
-                                             }
-                                           },
-                                           same_machine);
-  if (rt->role_ == Role::kHead) rt->head_ = std::make_unique<HeadService>(*rt->fabric_, cfg);
-  ClientDeps deps;
-  deps.transport = rt->fabric_.get();
-  deps.store = rt->store_.get();
-  deps.fetcher = rt->fetcher_.get();
-  deps.head = rt->head_.get();
-  deps.self = rt->self_.proc;
-  deps.node = rt->self_.node;
-  deps.config = cfg;
-  rt->client_ = std::make_unique<ClientImpl>(deps);
-  if (rt->role_ == Role::kWorker) {
-    WorkerIdentity wid{rt->self_.proc, rt->self_.node, rt->self_.host, rt->self_.pid};
-    rt->worker_ = std::make_unique<WorkerService>(*rt->fabric_, *rt->client_, wid);
-    WorkerService* w = rt->worker_.get();
-    rt->client_->SetBlockingHook([w](bool blocked) { w->OnBlockChange(blocked); });
-  }
+  rt->StartLogging(setup.launcher);
+  MPIRAY_RETURN_IF_ERROR(rt->OpenStore());
+  rt->MakeServices();
   rt->last_head_ms_ = rt->NowMs();
   rt->started_ms_ = rt->NowMs();
-  if (rt->role_ == Role::kWorker) {
-    // Worker output: kept in logs/worker-N.out and, unless disabled, shown on the driver's
-    // console line by line, prefixed with what the worker runs (as Ray does).
-    UcxFabric* fabric = rt->fabric_.get();
-    int pid = rt->self_.pid;
-    OutputForwarder::Sink sink;
-    if (cfg.log_to_driver) {
-      sink = [fabric, pid](std::vector<std::string>&& lines) {
-        // A line may start with "\x01<name>\x02" (Python tags each line with its task);
-        // untagged lines get the name of what the process started last.
-        std::string fallback = detail::OutputName();
-        proto::WorkerOutput out;
-        out.pid = pid;
-        auto flush = [&] {
-          if (!out.lines.empty()) SendMsg(*fabric, kHeadProc, Msg::kWorkerOutput, out);
-          out.lines.clear();
-        };
-        for (auto& line : lines) {
-          std::string name = fallback;
-          if (!line.empty() && line[0] == '\x01') {
-            auto end = line.find('\x02');
-            if (end != std::string::npos) {
-              if (end > 1) name = line.substr(1, end - 1);
-              line.erase(0, end + 1);
-            }
-          }
-          if (name != out.name) {
-            flush();
-            out.name = name;
-          }
-          out.lines.push_back(std::move(line));
-        }
-        flush();
-      };
-    }
-    MPIRAY_RETURN_IF_ERROR(rt->output_.Start(
-        rt->session_.LogDir() + "/worker-" + std::to_string(rt->self_.proc) + ".out", sink));
-  }
+  if (rt->role_ == Role::kWorker) MPIRAY_RETURN_IF_ERROR(rt->StartWorkerOutput());
+  rt->RegisterHandlers();
   rt->fabric_->set_self(rt->self_.proc);
   rt->fabric_->Start(rt.get());
   for (const auto& p : setup.peers) {
@@ -230,6 +136,108 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(RuntimeSetup&& setup) {
   return rt;
 }
 
+void Runtime::StartLogging(const std::string& launcher) {
+  const bool head = role_ == Role::kHead;
+  logging::LogOptions lo;
+  lo.level = session_.config.log_level;
+  lo.name = head ? "head" : "worker " + std::to_string(self_.proc);
+  lo.file = session_.LogDir() + "/" + (head ? std::string("head") : "worker-" + std::to_string(self_.proc)) + ".log";
+  if (!head) {
+    UcxFabric* fabric = fabric_.get();
+    lo.forward = [fabric](int level, const std::string& line) {
+      SendMsg(*fabric, kHeadProc, Msg::kLog, proto::LogLine{level, line});
+    };
+  }
+  logging::Configure(lo);
+  MPIRAY_LOG(info, "{} {} on host {} (pid {}), node {}, launcher {}, session {}", head ? "head" : "worker",
+             self_.proc, self_.host, self_.pid, self_.node, launcher, session_.dir);
+}
+
+Status Runtime::OpenStore() {
+  const RuntimeConfig& cfg = session_.config;
+  StoreOptions so;
+  so.root = session_.shm_root;
+  so.node = self_.node;
+  so.capacity = cfg.store_capacity;
+  so.spill_root = session_.spill_root;
+  MPIRAY_ASSIGN_OR_RETURN(store_, ShmStore::Open(so));
+  std::function<bool(ProcId)> same_machine;
+  if (cfg.same_machine_copy) {
+    same_machine = [this](ProcId p) {
+      std::lock_guard<std::mutex> lk(machines_mu_);
+      auto it = machines_.find(p);
+      return it != machines_.end() && it->second == self_.machine;
+    };
+  }
+  // A fetched copy is reported to the head (through the link, made right after).
+  fetcher_ = std::make_unique<Fetcher>(*fabric_, *store_, cfg.fetch_chunk,
+                                       [this](const ObjectId& id) { link_->AddLocation(id, self_.node); },
+                                       same_machine);
+  return Status::OK();
+}
+
+void Runtime::MakeServices() {
+  const RuntimeConfig& cfg = session_.config;
+  if (role_ == Role::kHead) {
+    head_ = std::make_unique<HeadService>(*fabric_, cfg);
+    link_ = std::make_unique<LocalHeadLink>(*head_, self_.proc, self_.node);
+  } else {
+    link_ = std::make_unique<RemoteHeadLink>(*fabric_, self_.proc);
+  }
+  ClientDeps deps;
+  deps.store = store_.get();
+  deps.fetcher = fetcher_.get();
+  deps.head = link_.get();
+  deps.self = self_.proc;
+  deps.node = self_.node;
+  deps.config = cfg;
+  client_ = std::make_unique<ClientImpl>(deps);
+  if (role_ == Role::kWorker) {
+    WorkerIdentity wid{self_.proc, self_.node, self_.host, self_.pid};
+    worker_ = std::make_unique<WorkerService>(*fabric_, *client_, wid);
+    WorkerService* w = worker_.get();
+    client_->SetBlockingHook([w](bool blocked) { w->OnBlockChange(blocked); });
+  }
+}
+
+Status Runtime::StartWorkerOutput() {
+  // Worker output: kept in logs/worker-N.out and, unless disabled, shown on the driver's
+  // console line by line, prefixed with what the worker runs (as Ray does).
+  UcxFabric* fabric = fabric_.get();
+  int pid = self_.pid;
+  OutputForwarder::Sink sink;
+  if (session_.config.log_to_driver) {
+    sink = [fabric, pid](std::vector<std::string>&& lines) {
+      // A line may start with "\x01<name>\x02" (Python tags each line with its task);
+      // untagged lines get the name of what the process started last.
+      std::string fallback = detail::OutputName();
+      proto::WorkerOutput out;
+      out.pid = pid;
+      auto flush = [&] {
+        if (!out.lines.empty()) SendMsg(*fabric, kHeadProc, Msg::kWorkerOutput, out);
+        out.lines.clear();
+      };
+      for (auto& line : lines) {
+        std::string name = fallback;
+        if (!line.empty() && line[0] == '\x01') {
+          auto end = line.find('\x02');
+          if (end != std::string::npos) {
+            if (end > 1) name = line.substr(1, end - 1);
+            line.erase(0, end + 1);
+          }
+        }
+        if (name != out.name) {
+          flush();
+          out.name = name;
+        }
+        out.lines.push_back(std::move(line));
+      }
+      flush();
+    };
+  }
+  return output_.Start(session_.LogDir() + "/worker-" + std::to_string(self_.proc) + ".out", sink);
+}
+
 Runtime::~Runtime() {
   if (listener_) listener_->Stop();
   if (fabric_) fabric_->Stop();
@@ -237,115 +245,69 @@ Runtime::~Runtime() {
 
 // ------------------------------------------------------------------ messages
 
+void Runtime::RegisterHandlers() {
+  // Every service registers the messages it owns (the handler of kFoo is its OnFoo).
+  if (head_) head_->RegisterHandlers(router_);
+  if (worker_) worker_->RegisterHandlers(router_);
+  link_->RegisterHandlers(router_);
+  fetcher_->RegisterHandlers(router_);
+  router_.On<proto::IdList>(Msg::kFreeObjects, [this](ProcId, proto::IdList&& l) {
+    for (const ObjectId& id : l.ids) store_->Delete(id);
+  });
+  router_.On<proto::PeerInfo>(Msg::kPeerJoined, [this](ProcId, proto::PeerInfo&& p) { OnPeerJoined(p); });
+  router_.On<proto::PeerLeft>(Msg::kPeerLeft, [this](ProcId, proto::PeerLeft&& p) { OnPeerLeft(p.proc); });
+  if (head_) {
+    router_.On<proto::LogLine>(Msg::kLog, [](ProcId, proto::LogLine&& l) {
+      logging::PrintForwarded(l.level, l.text);
+    });
+    router_.On<proto::WorkerOutput>(Msg::kWorkerOutput,
+                                    [](ProcId src, proto::WorkerOutput&& o) { OnWorkerOutput(src, o); });
+    router_.On<proto::Empty>(Msg::kByeAck, [this](ProcId src, proto::Empty&&) { OnByeAck(src); });
+  } else {
+    router_.On<proto::Shutdown>(Msg::kShutdown, [this](ProcId, proto::Shutdown&& s) { OnShutdown(s); });
+    // The head's heartbeat: every message from it counts (OnMessage), nothing else to do.
+    router_.On<proto::Empty>(Msg::kHeartbeat, [](ProcId, proto::Empty&&) {});
+  }
+}
+
 void Runtime::OnMessage(ProcId src, Msg type, const char* body, size_t len) {
   if (src == kHeadProc) last_head_ms_ = NowMs();
-  switch (type) {
-    case Msg::kSubmit:
-    case Msg::kAddRef:
-    case Msg::kDelRef:
-    case Msg::kPutObject:
-    case Msg::kGetObjects:
-    case Msg::kCancel:
-    case Msg::kKillActor:
-    case Msg::kActorLookup:
-    case Msg::kTaskBlocked:
-    case Msg::kTaskUnblocked:
-    case Msg::kAddLocation:
-    case Msg::kGetNamedActor:
-    case Msg::kTaskDone:
-    case Msg::kCallRouted:
-    case Msg::kCreatePlacementGroup:
-    case Msg::kRemovePlacementGroup:
-    case Msg::kStreamItem:
-    case Msg::kStreamWant:
-      if (head_) head_->Handle(src, type, body, len);
-      break;
-    case Msg::kHeartbeat:
-      if (head_) head_->Handle(src, type, body, len);
-      break;
-    case Msg::kLog:
-      if (head_) {
-        auto l = DecodeMsg<proto::LogLine>(body, len);
-        logging::PrintForwarded(l.level, l.text);
-      }
-      break;
-    case Msg::kWorkerOutput:
-      if (head_) {
-        auto o = DecodeMsg<proto::WorkerOutput>(body, len);
-        std::string prefix = "(" + (o.name.empty() ? std::string("worker") : o.name) +
-                             " pid=" + std::to_string(o.pid) + ", rank=" + std::to_string(src) + ") ";
-        std::string text;
-        for (const auto& line : o.lines) text += prefix + line + "\n";
-        fwrite(text.data(), 1, text.size(), stdout);
-        fflush(stdout);
-      }
-      break;
-    case Msg::kByeAck: {
-      std::lock_guard<std::mutex> lk(bye_mu_);
-      gone_.insert(src);
-      bye_cv_.notify_all();
-      break;
-    }
-    case Msg::kPeerJoined: {
-      auto p = DecodeMsg<proto::PeerInfo>(body, len);
-      {
-        std::lock_guard<std::mutex> lk(machines_mu_);
-        machines_[p.proc] = p.machine;
-      }
-      fabric_->AddPeer(p.proc, p.address);
-      break;
-    }
-    case Msg::kPeerLeft: {
-      ProcId gone = DecodeMsg<proto::PeerLeft>(body, len).proc;
-      fetcher_->OnPeerFailed(gone);
-      fabric_->RemovePeer(gone);
-      break;
-    }
-    case Msg::kShutdown:
-      if (worker_) {
-        MPIRAY_LOG(info, "shutdown requested by the head: {}",
-                   DecodeMsg<proto::Shutdown>(body, len).reason);
-        client_->Close("the cluster is shutting down");
-        worker_->Stop();
-        LeaveSoon(0);
-      }
-      break;
-    case Msg::kExecute:
-      if (worker_) worker_->OnExecute(DecodeMsg<proto::Execute>(body, len));
-      break;
-    case Msg::kObjectsReady:
-      client_->OnObjectsReady(DecodeMsg<proto::ObjectsReady>(body, len));
-      break;
-    case Msg::kFreeObjects:
-      for (const ObjectId& id : DecodeMsg<proto::IdList>(body, len).ids) store_->Delete(id);
-      break;
-    case Msg::kCancelRunning:
-      if (worker_) worker_->OnCancelRunning(DecodeMsg<proto::CancelRunning>(body, len).task);
-      break;
-    case Msg::kActorLocation:
-      client_->OnActorLocation(DecodeMsg<proto::ActorLocation>(body, len));
-      break;
-    case Msg::kNamedActor:
-      client_->OnNamedActor(DecodeMsg<proto::NamedActor>(body, len));
-      break;
-    case Msg::kDestroyActor:
-      if (worker_) worker_->OnDestroyActor(DecodeMsg<proto::KillActor>(body, len).actor);
-      break;
-    case Msg::kActorCall:
-      if (worker_) worker_->OnActorCall(DecodeMsg<proto::TaskSpec>(body, len));
-      break;
-    case Msg::kFetch:
-      fetcher_->OnFetch(src, DecodeMsg<proto::Fetch>(body, len));
-      break;
-    case Msg::kFetchFailed:
-      fetcher_->OnFetchFailed(DecodeMsg<proto::FetchFailed>(body, len));
-      break;
-    case Msg::kBenchStream:
-      fetcher_->OnBenchStream(src, DecodeMsg<proto::BenchStream>(body, len));
-      break;
-    default:
-      MPIRAY_LOG(warn, "unexpected message {} from process {}", static_cast<int>(type), src);
+  router_.Route(src, type, body, len);
+}
+
+void Runtime::OnWorkerOutput(ProcId src, const proto::WorkerOutput& o) {
+  std::string prefix = "(" + (o.name.empty() ? std::string("worker") : o.name) + " pid=" +
+                       std::to_string(o.pid) + ", rank=" + std::to_string(src) + ") ";
+  std::string text;
+  for (const auto& line : o.lines) text += prefix + line + "\n";
+  fwrite(text.data(), 1, text.size(), stdout);
+  fflush(stdout);
+}
+
+void Runtime::OnByeAck(ProcId src) {
+  std::lock_guard<std::mutex> lk(bye_mu_);
+  gone_.insert(src);
+  bye_cv_.notify_all();
+}
+
+void Runtime::OnPeerJoined(const proto::PeerInfo& p) {
+  {
+    std::lock_guard<std::mutex> lk(machines_mu_);
+    machines_[p.proc] = p.machine;
   }
+  fabric_->AddPeer(p.proc, p.address);
+}
+
+void Runtime::OnPeerLeft(ProcId gone) {
+  fetcher_->OnPeerFailed(gone);
+  fabric_->RemovePeer(gone);
+}
+
+void Runtime::OnShutdown(const proto::Shutdown& s) {
+  MPIRAY_LOG(info, "shutdown requested by the head: {}", s.reason);
+  client_->Close("the cluster is shutting down");
+  worker_->Stop();
+  LeaveSoon(0);
 }
 
 uint8_t* Runtime::OnBulkBegin(ProcId src, const proto::BulkHeader& h, size_t len) {

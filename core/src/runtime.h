@@ -17,6 +17,9 @@
 #include "client.h"
 #include "fetch.h"
 #include "head.h"
+#include "head_link.h"
+#include "remote_head_link.h"
+#include "router.h"
 #include "join.h"
 #include "metrics.h"
 #include "output.h"
@@ -111,6 +114,18 @@ class Runtime final : public FabricHandler {
  private:
   Status SpawnOneWorker(int index);
   Runtime() = default;
+  // Create's steps.
+  void StartLogging(const std::string& launcher);
+  Status OpenStore();
+  void MakeServices();
+  Status StartWorkerOutput();
+  void RegisterHandlers();
+  // The runtime's own messages.
+  static void OnWorkerOutput(ProcId src, const proto::WorkerOutput& o);
+  void OnByeAck(ProcId src);
+  void OnPeerJoined(const proto::PeerInfo& p);
+  void OnPeerLeft(ProcId gone);
+  void OnShutdown(const proto::Shutdown& s);
   JoinReply OnJoin(const JoinRequest& req);
   std::string StatusJson() const;
   std::string TimelineJson() const;
@@ -126,9 +141,11 @@ class Runtime final : public FabricHandler {
   proto::PeerInfo self_;
   std::string head_host_;
   std::unique_ptr<UcxFabric> fabric_;
+  MessageRouter router_;  // every message this process handles, by type
   std::unique_ptr<ShmStore> store_;
   std::unique_ptr<Fetcher> fetcher_;
   std::unique_ptr<HeadService> head_;
+  std::unique_ptr<HeadLink> link_;
   std::unique_ptr<ClientImpl> client_;
   std::unique_ptr<WorkerService> worker_;
   std::unique_ptr<JoinListener> listener_;

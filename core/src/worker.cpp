@@ -304,6 +304,16 @@ std::string WorkerService::Where(const proto::TaskSpec& spec) const {
          " (host " + id_.host + ", pid " + std::to_string(id_.pid) + ")";
 }
 
+void WorkerService::RegisterHandlers(MessageRouter& router) {
+  router.On<proto::Execute>(Msg::kExecute, [this](ProcId, proto::Execute&& ex) { OnExecute(std::move(ex)); });
+  router.On<proto::TaskSpec>(Msg::kActorCall,
+                             [this](ProcId, proto::TaskSpec&& spec) { OnActorCall(std::move(spec)); });
+  router.On<proto::KillActor>(Msg::kDestroyActor,
+                              [this](ProcId, proto::KillActor&& k) { OnDestroyActor(k.actor); });
+  router.On<proto::CancelRunning>(Msg::kCancelRunning,
+                                  [this](ProcId, proto::CancelRunning&& c) { OnCancelRunning(c.task); });
+}
+
 void WorkerService::OnExecute(proto::Execute&& ex) {
   if (ex.spec.task_kind() == TaskKind::kActorCreate) {
     auto a = std::make_shared<Actor>();

@@ -18,6 +18,7 @@
 #include "mpiray/core/detail/language.h"
 #include "mpiray/core/detail/registry.h"
 #include "protocol.h"
+#include "router.h"
 
 namespace mpiray {
 
@@ -58,6 +59,9 @@ class WorkerService {
   static ActorId CurrentActor();
   /// @brief Flush every language runtime's buffered output (before exit).
   void BeforeExit();
+
+  /// @brief Handle kExecute, kActorCall, kDestroyActor and kCancelRunning.
+  void RegisterHandlers(MessageRouter& router);
 
   // Progress-thread entry points.
   void OnExecute(proto::Execute&& ex);

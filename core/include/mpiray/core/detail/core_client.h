@@ -17,6 +17,8 @@ struct SerializedValue;
 
 enum class TaskKind : uint8_t { kNormal = 0, kActorCreate = 1, kActorCall = 2 };
 
+/// A retry or restart count that means "forever" (max_retries, max_restarts, max_task_retries).
+inline constexpr int kRetryForever = -1;
 /// An actor call's max_retries that means "the actor's max_task_retries".
 inline constexpr int kActorDefaultRetries = -2;
 
