@@ -1,186 +1,46 @@
-// Start-up and shutdown of the process's runtime, and the one global handle the API uses.
-#include <fcntl.h>
+// Start-up and shutdown of the process's runtime, and the one global the API needs: the
+// runtime handle (the runtime, the client the API calls, the process guard with signals,
+// reaper and exit status, the language runtimes). Every launch takes one start-up sequence —
+// config -> session -> fabric -> peers -> runtime — over a Bootstrap: MPI/srun's, or a
+// bootstrap of size 1 without a launcher (the head then starts its own local workers); a
+// process joining a running session gets the same from the head's answer instead.
 #include <signal.h>
-#include <sys/eventfd.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
-#include <poll.h>
-
-#include <dirent.h>
 
 #include <cstring>
-#include <iostream>
-#include <mutex>
 #include <exception>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include "log.h"
 #include "mpiray/core/api.h"
 #include "mpiray/core/bootstrap.h"
 #include "mpiray/core/detail/language.h"
+#include "process_guard.h"
 #include "runtime.h"
 
 namespace mpiray {
 namespace {
 
-std::mutex g_mu;
-std::unique_ptr<Runtime> g_runtime;
-std::atomic<ClientImpl*> g_client{nullptr};
-std::atomic<detail::CoreClient*> g_test_client{nullptr};
-std::atomic<uint32_t> g_epoch{0};
-
-// Handles SIGINT/SIGTERM/SIGHUP and the checkpoint signal on its own thread (they are blocked
-// everywhere else).
-class SignalWatcher {
- public:
-  void Start(std::function<void(int)> on_signal, bool with_sigint) {
-    sigset_t set;
-    sigemptyset(&set);
-    if (with_sigint) sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    if (int cs = CheckpointSignal(CurrentEnv())) sigaddset(&set, cs);
-    sfd_ = signalfd(-1, &set, SFD_CLOEXEC);
-    efd_ = eventfd(0, EFD_CLOEXEC);
-    thread_ = std::thread([this, cb = std::move(on_signal)] {
-      pollfd p[2] = {{sfd_, POLLIN, 0}, {efd_, POLLIN, 0}};
-      while (true) {
-        if (poll(p, 2, -1) < 0) {
-          if (errno == EINTR) continue;
-          return;
-        }
-        if (p[1].revents) return;
-        signalfd_siginfo si{};
-        if (read(sfd_, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-          cb(static_cast<int>(si.ssi_signo));
-        }
-      }
-    });
-  }
-  void Stop() {
-    if (thread_.joinable()) {
-      uint64_t one = 1;
-      (void)!write(efd_, &one, sizeof one);
-      thread_.join();
-    }
-    if (sfd_ >= 0) close(sfd_);
-    if (efd_ >= 0) close(efd_);
-    sfd_ = efd_ = -1;
-  }
-
- private:
-  int sfd_ = -1;
-  int efd_ = -1;
-  std::thread thread_;
+/// @brief The process's runtime handle: created on first use, never destroyed (signal, exit
+/// and terminate handlers use it until the process is gone).
+struct RuntimeHandle {
+  std::mutex mu;  // start-up and shutdown
+  std::unique_ptr<Runtime> runtime;
+  std::atomic<ClientImpl*> client{nullptr};
+  std::atomic<detail::CoreClient*> test_client{nullptr};
+  std::atomic<uint32_t> epoch{0};
+  ProcessGuard guard;
+  // Language runtimes registered by bindings (Python), and the name worker output shows.
+  std::mutex lang_mu;
+  std::map<uint8_t, detail::LanguageRuntime*> languages;
+  std::string output_name;
 };
 
-SignalWatcher g_signals;
-sigset_t g_saved_mask;
-bool g_mask_saved = false;
-
-void SaveMaskAndBlock() {
-  if (!g_mask_saved) {
-    pthread_sigmask(SIG_SETMASK, nullptr, &g_saved_mask);
-    g_mask_saved = true;
-  }
-  BlockTerminationSignals();
-}
-
-void RestoreMask() {
-  if (g_mask_saved) {
-    pthread_sigmask(SIG_SETMASK, &g_saved_mask, nullptr);
-    g_mask_saved = false;
-  }
-}
-
-// A small process that outlives the head only to remove the session's files if the head dies
-// without cleaning up (SIGKILL, crash). It learns of the head's death when a pipe closes; a
-// head that ends normally writes kReaperClean first, so only a death is reported.
-int StartReaper(const SessionInfo& session) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return -1;
-  pid_t head = getpid();
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(fds[0]);
-    close(fds[1]);
-    return -1;
-  }
-  if (pid == 0) {
-    setsid();
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
-    // The driver's stderr stays open for the one line that reports its death.
-    int err = fcntl(2, F_DUPFD_CLOEXEC, 3);
-    int devnull = open("/dev/null", O_RDWR);
-    dup2(devnull, 0);
-    dup2(devnull, 1);
-    dup2(devnull, 2);
-    // Close everything else (launcher pipes must not be held open by us).
-    if (DIR* d = opendir("/proc/self/fd")) {
-      std::vector<int> close_list;
-      while (dirent* e = readdir(d)) {
-        int fd = atoi(e->d_name);
-        if (fd > 2 && fd != fds[0] && fd != err && fd != dirfd(d)) close_list.push_back(fd);
-      }
-      closedir(d);
-      for (int fd : close_list) close(fd);
-    }
-    char c = 0;
-    ssize_t n;
-    do {
-      n = read(fds[0], &c, 1);
-    } while (n < 0 && errno == EINTR);
-    if (!(n == 1 && c == kReaperClean) && err >= 0) {
-      dprintf(err,
-              "mpiray: the driver (pid %d) died without shutting down; its workers stop and "
-              "the session's files are removed\n",
-              static_cast<int>(head));
-    }
-    if (err >= 0) close(err);
-    SessionInfo doomed = session;
-    if (session.config.keep_session) doomed.dir.clear();  // logs stay; shared memory goes
-    RemoveSessionFiles(doomed);
-    _exit(0);
-  }
-  close(fds[0]);
-  return fds[1];
-}
-
-// The driver's exit status for launchers that lose it (mpirun --enable-recovery reports 0
-// whatever rank 0 returns; srun reports the worst status of any task): when
-// MPIRAY_EXIT_STATUS_FILE names a file, the head writes "running" there at start-up and its
-// exit status when the process ends, for a wrapper (scripts/mpirun) to return.
-std::string g_status_path;
-std::string g_status_tmp;
-
-void WriteStatusFile(const char* text) {
-  if (g_status_path.empty()) return;
-  int fd = open(g_status_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return;
-  (void)!write(fd, text, strlen(text));
-  close(fd);
-  rename(g_status_tmp.c_str(), g_status_path.c_str());
-}
-
-void RecordExitStatus(int status) {
-  char text[16];
-  snprintf(text, sizeof text, "%d\n", status & 0xff);
-  WriteStatusFile(text);
-}
-
-void StartStatusFile() {
-  const char* path = getenv("MPIRAY_EXIT_STATUS_FILE");
-  if (!path || !*path) return;
-  g_status_path = path;
-  g_status_tmp = g_status_path + ".tmp";
-  WriteStatusFile("running\n");
-  static bool registered = false;
-  if (!registered) {
-    registered = true;
-    on_exit([](int status, void*) { RecordExitStatus(status); }, nullptr);  // exit()'s status
-  }
+RuntimeHandle& Handle() {
+  static RuntimeHandle* handle = new RuntimeHandle();
+  return *handle;
 }
 
 void AtExitShutdown() { Shutdown(); }
@@ -196,37 +56,16 @@ void OnTerminate() {
       fprintf(stderr, "mpiray: uncaught exception in the driver\n");
     }
   }
-  RecordExitStatus(128 + SIGABRT);
-  if (g_runtime) g_runtime->EmergencyExit(SIGABRT);
+  Handle().guard.RecordExitStatus(128 + SIGABRT);
+  if (Handle().runtime) Handle().runtime->EmergencyExit(SIGABRT);
   abort();
-}
-
-std::mutex g_checkpoint_mu;
-std::vector<std::function<void()>> g_checkpoint_callbacks;
-std::vector<std::function<void()>> g_shutdown_hooks;
-
-void RunShutdownHooks() {
-  std::vector<std::function<void()>> hooks;
-  {
-    std::lock_guard<std::mutex> lk(g_checkpoint_mu);
-    hooks.swap(g_shutdown_hooks);
-  }
-  for (auto& h : hooks) {
-    try {
-      h();
-    } catch (...) {
-    }
-  }
 }
 
 // The job is about to end (SIGTERM from Slurm at the time limit or on preemption, or the
 // early-warning signal): run the checkpoint callbacks, then stop the cluster cleanly and exit.
 [[noreturn]] void Preempted(int sig) {
-  std::vector<std::function<void()>> callbacks;
-  {
-    std::lock_guard<std::mutex> lk(g_checkpoint_mu);
-    callbacks = g_checkpoint_callbacks;
-  }
+  RuntimeHandle& h = Handle();
+  std::vector<std::function<void()>> callbacks = h.guard.CheckpointCallbacks();
   fprintf(stderr, "mpiray: %s received: running %zu checkpoint callback(s), then stopping\n",
           strsignal(sig), callbacks.size());
   for (auto& cb : callbacks) {
@@ -239,28 +78,34 @@ void RunShutdownHooks() {
     }
   }
   int code = sig == SIGTERM ? 128 + sig : 0;
-  RunShutdownHooks();
-  RecordExitStatus(code);
-  if (g_runtime) g_runtime->Exit(code, /*graceful=*/true);
+  h.guard.RunShutdownHooks();
+  h.guard.RecordExitStatus(code);
+  if (h.runtime) h.runtime->Exit(code, /*graceful=*/true);
   fflush(nullptr);
   _exit(code);
 }
 
+void OnSignal(bool head, int checkpoint, int sig) {
+  RuntimeHandle& h = Handle();
+  if (head && (sig == SIGTERM || sig == checkpoint)) Preempted(sig);
+  if (!head && sig == checkpoint) return;  // only the driver checkpoints
+  if (head) h.guard.RecordExitStatus(128 + sig);
+  if (h.runtime) h.runtime->EmergencyExit(sig);
+  _exit(128 + sig);
+}
+
 void InstallRuntime(std::unique_ptr<Runtime> rt, bool handle_sigint = true) {
+  RuntimeHandle& h = Handle();
   bool head = rt->head() != nullptr;
-  g_epoch.fetch_add(1);
-  g_client.store(rt->client());
-  g_runtime = std::move(rt);
+  h.epoch.fetch_add(1);
+  h.client.store(rt->client());
+  h.runtime = std::move(rt);
   int checkpoint = CheckpointSignal(CurrentEnv());
-  g_signals.Start([head, checkpoint](int sig) {
-    if (head && (sig == SIGTERM || sig == checkpoint)) Preempted(sig);
-    if (!head && sig == checkpoint) return;  // only the driver checkpoints
-    if (head) RecordExitStatus(128 + sig);
-    if (g_runtime) g_runtime->EmergencyExit(sig);
-    _exit(128 + sig);
-  }, handle_sigint || !head);  // a Python driver keeps SIGINT for KeyboardInterrupt
+  // A Python driver keeps SIGINT for KeyboardInterrupt.
+  h.guard.WatchSignals([head, checkpoint](int sig) { OnSignal(head, checkpoint, sig); },
+                       handle_sigint || !head);
   if (head) {
-    StartStatusFile();
+    h.guard.StartStatusFile(CurrentEnv());
     static bool registered = false;
     if (!registered) {
       registered = true;
@@ -274,6 +119,17 @@ void InstallRuntime(std::unique_ptr<Runtime> rt, bool handle_sigint = true) {
   dprintf(OutputForwarder::OriginalStderr(), "mpiray worker (pid %d): %s\n", getpid(), what.c_str());
   fflush(nullptr);
   _exit(1);
+}
+
+/// @brief Fail start-up on `rank`: a worker reports and exits, the head throws (after removing
+/// what it made of the session).
+[[noreturn]] void StartupFailed(int rank, const Status& st, const SessionInfo* session = nullptr,
+                                const std::string& prefix = "") {
+  if (rank != 0) WorkerFatal(prefix + st.message());
+  if (session) RemoveSessionFiles(*session);
+  if (!prefix.empty()) throw Error(StatusCode::kUnavailable, "mpiray " + prefix + st.message());
+  ThrowIfError(st);
+  throw Error(StatusCode::kInternal, "start-up failed");  // (not reached)
 }
 
 proto::PeerInfo LocalPeer(const EnvMap& env, const UcxFabric& fabric) {
@@ -302,6 +158,30 @@ T Unpack(const std::string& s) {
   return oh.get().as<T>();
 }
 
+UcxFabricOptions FabricOptions(const RuntimeConfig& c) {
+  UcxFabricOptions o;
+  o.spin_us = c.spin_us;
+  return o;
+}
+
+/// @brief The per-node object store capacity when none is configured: 30% of /dev/shm, shared
+/// by the (virtual) nodes the head's host will have with `procs_on_host` processes on it. The
+/// one place this default is computed.
+uint64_t StoreCapacity(const RuntimeConfig& cfg, int procs_on_host) {
+  if (cfg.store_capacity != 0) return cfg.store_capacity;
+  int nodes = cfg.ranks_per_node > 0 ? (procs_on_host + cfg.ranks_per_node - 1) / cfg.ranks_per_node : 1;
+  return DefaultStoreCapacity("/dev/shm", nodes);
+}
+
+/// @brief Local workers the head starts without a launcher (MPIRAY_NUM_WORKERS, else one per core).
+int LocalWorkerCount(const RuntimeConfig& cfg) {
+  return cfg.num_workers >= 0 ? cfg.num_workers
+                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+// ------------------------------------------------------------------ the start-up sequence
+
+/// @brief What rank 0 decides and every rank receives: the session and every process.
 struct BootstrapResult {
   SessionInfo session;
   std::vector<proto::PeerInfo> peers;
@@ -309,22 +189,153 @@ struct BootstrapResult {
   MSGPACK_DEFINE(session, peers, error);
 };
 
-[[noreturn]] void JoinAsWorker(const std::string& dir) {
+/// @brief Rank 0's decision from every rank's peer info: node ids, the store capacity, the
+/// first error.
+BootstrapResult Decide(const std::vector<std::string>& gathered, SessionInfo session,
+                       int local_workers, std::string error) {
+  BootstrapResult result;
+  NodeAssigner assigner(session.config.ranks_per_node);
+  for (const std::string& blob : gathered) {
+    auto p = Unpack<proto::PeerInfo>(blob);
+    if (p.address.empty() && error.empty()) {
+      error = "rank " + std::to_string(p.proc) + " could not start its UCX worker";
+    }
+    p.node = assigner.Assign(p.host);
+    result.peers.push_back(std::move(p));
+  }
+  int on_head_host = 0;
+  for (const auto& p : result.peers) on_head_host += p.host == result.peers[0].host ? 1 : 0;
+  session.config.store_capacity = StoreCapacity(session.config, on_head_host + local_workers);
+  result.session = std::move(session);
+  result.error = std::move(error);
+  return result;
+}
+
+/// @brief Exchange peer infos over the bootstrap (one AllGather, one Broadcast) and end it.
+BootstrapResult ExchangePeers(Bootstrap& b, const proto::PeerInfo& me, const SessionInfo& session,
+                              int local_workers, const std::string& local_error, bool keep_mpi) {
+  const int rank = b.rank();
+  auto gathered = b.AllGather(Pack(me));
+  if (!gathered.ok()) StartupFailed(rank, gathered.status(), &session);
+  BootstrapResult result;
+  if (rank == 0) result = Decide(*gathered, session, local_workers, local_error);
+  auto bcast = b.Broadcast(rank == 0 ? Pack(result) : std::string());
+  if (!bcast.ok()) StartupFailed(rank, bcast.status(), &session);
+  result = Unpack<BootstrapResult>(*bcast);
+  Status fin = b.Finish(keep_mpi);
+  if (!result.error.empty() || !fin.ok()) {
+    Status why(StatusCode::kUnavailable, !result.error.empty() ? result.error : fin.message());
+    StartupFailed(rank, why, &result.session, "start-up failed: ");
+  }
+  return result;
+}
+
+/// @brief Rank 0 after its runtime is installed: the listener, local workers, the warning.
+void StartHead(Runtime& r, const InitOptions& options, Bootstrap& b, const EnvMap& env,
+               const BootstrapResult& result, int local_workers, int reaper,
+               std::unique_lock<std::mutex>& lk) {
+  r.set_reaper_fd(reaper);
+  if (local_workers == 0) r.set_finalizer([&b] { b.AtShutdown(); });
+  if (std::string warning = b.LaunchWarning(); !warning.empty()) MPIRAY_LOG(warn, "{}", warning);
+  Status st = r.StartListener(env, result.session.config.ranks_per_node, result.peers);
+  if (st.ok() && local_workers > 0) {
+    st = r.SpawnLocalWorkers(local_workers, options.worker_command, options.join_timeout_ms);
+  }
+  if (!st.ok()) {
+    lk.unlock();
+    Shutdown();
+    ThrowIfError(st);
+  }
+  // A driver that wants Ctrl-C as an exception (Python) gets SIGINT back on its own thread;
+  // every runtime thread keeps it blocked.
+  if (!options.handle_sigint) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  }
+}
+
+/// @brief The start-up sequence over `b`; `local_workers` > 0: the head starts that many.
+void Start(const InitOptions& options, Bootstrap& b, int local_workers, std::unique_lock<std::mutex>& lk) {
+  const int rank = b.rank();
   EnvMap env = CurrentEnv();
-  std::string address;
-  Result<SessionInfo> s = Status(StatusCode::kNotFound, "no session");
+  // Every rank sees the same environment; each reports a bad setting itself.
+  auto cfg = ConfigFromEnv(env, options);
+  if (!cfg.ok()) StartupFailed(rank, cfg.status());
+  if (local_workers < 0) local_workers = LocalWorkerCount(*cfg);
+  SessionInfo session;
+  int reaper = -1;
+  std::string local_error;
+  if (rank == 0) {
+    auto s = CreateSession(env, options, *cfg);
+    if (s.ok()) {
+      session = *s;
+      reaper = ProcessGuard::StartReaper(session);
+    } else {
+      local_error = s.status().message();
+    }
+  }
+  auto fabric = UcxFabric::Create(FabricOptions(*cfg));
+  if (!fabric.ok() && local_error.empty()) local_error = fabric.status().message();
+  proto::PeerInfo me;
+  if (fabric.ok()) me = LocalPeer(env, **fabric);
+  me.proc = static_cast<ProcId>(rank);
+  BootstrapResult result = ExchangePeers(b, me, session, local_workers, local_error, cfg->keep_mpi);
+  RuntimeSetup setup;
+  setup.role = rank == 0 ? Role::kHead : Role::kWorker;
+  setup.session = result.session;
+  setup.self = result.peers.at(static_cast<size_t>(rank));
+  for (const auto& p : result.peers) {
+    if (p.proc != static_cast<ProcId>(rank)) setup.peers.push_back(p);
+  }
+  setup.fabric = std::move(fabric).value();
+  setup.launcher = b.Describe();
+  auto rt = Runtime::Create(std::move(setup));
+  if (!rt.ok()) StartupFailed(rank, rt.status(), &result.session);
+  Runtime* r = rt->get();
+  InstallRuntime(std::move(rt).value(), options.handle_sigint);
+  if (rank != 0) {
+    lk.unlock();
+    r->ServeAsWorker();
+  }
+  StartHead(*r, options, b, env, result, local_workers, reaper, lk);
+}
+
+/// @brief A launch without a launcher: one process, rank 0 of 1.
+class SingletonBootstrap final : public Bootstrap {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  Result<std::string> Broadcast(const std::string& value) override { return value; }
+  Result<std::vector<std::string>> AllGather(const std::string& mine) override {
+    return std::vector<std::string>{mine};
+  }
+  Status Finish(bool) override { return Status::OK(); }
+  std::string Describe() const override { return "none (local workers)"; }
+};
+
+/// @brief Where a joining worker finds its session: the autoscaler's worker jobs get the head's
+/// address and token in the environment (the session directory may not be visible there);
+/// local workers read the session directory.
+Result<SessionInfo> JoinTarget(const EnvMap& env, const std::string& dir, std::string* address) {
   auto a = env.find("MPIRAY_JOIN_ADDRESS");
   auto t = env.find("MPIRAY_JOIN_TOKEN");
   if (a != env.end() && t != env.end() && !a->second.empty() && !t->second.empty()) {
-    // Worker jobs started by the autoscaler: the session directory may not be visible here.
     SessionInfo info;
     info.dir = dir;
     info.token = t->second;
-    address = a->second;
-    s = info;
-  } else {
-    s = ReadSessionForJoin(dir, &address);
+    *address = a->second;
+    return info;
   }
+  return ReadSessionForJoin(dir, address);
+}
+
+/// @brief Join a running session as a worker: the head's answer gives the session and peers.
+[[noreturn]] void JoinAsWorker(const std::string& dir) {
+  EnvMap env = CurrentEnv();
+  std::string address;
+  auto s = JoinTarget(env, dir, &address);
   if (!s.ok()) WorkerFatal(s.status().message());
   auto fabric = UcxFabric::Create(UcxFabricOptions{});
   if (!fabric.ok()) WorkerFatal(fabric.status().message());
@@ -351,25 +362,14 @@ struct BootstrapResult {
   r->ServeAsWorker();
 }
 
-UcxFabricOptions FabricOptions(const RuntimeConfig& c) {
-  UcxFabricOptions o;
-  o.spin_us = c.spin_us;
-  return o;
-}
-
-std::mutex g_lang_mu;
-std::map<uint8_t, detail::LanguageRuntime*> g_langs;
-std::mutex g_name_mu;
-std::string g_output_name;
-
-// After start-up, a driver that wants Ctrl-C as an exception (Python) gets SIGINT back on its
-// own thread; every runtime thread keeps it blocked.
-void AfterInit(const InitOptions& options) {
-  if (options.handle_sigint) return;
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+/// @brief Lock the handle for start-up: false when a runtime exists and that is allowed.
+bool BeginInit(const InitOptions& options) {
+  if (Handle().runtime) {
+    if (options.ignore_reinit_error) return false;
+    throw Error(StatusCode::kAlreadyExists, "mpiray::Init called twice in this process");
+  }
+  Handle().guard.BlockSignals();
+  return true;
 }
 
 }  // namespace
@@ -377,37 +377,38 @@ void AfterInit(const InitOptions& options) {
 namespace detail {
 
 void RegisterLanguage(uint8_t language, LanguageRuntime* rt) {
-  std::lock_guard<std::mutex> lk(g_lang_mu);
-  g_langs[language] = rt;
+  std::lock_guard<std::mutex> lk(Handle().lang_mu);
+  Handle().languages[language] = rt;
 }
 
 LanguageRuntime* FindLanguage(uint8_t language) {
-  std::lock_guard<std::mutex> lk(g_lang_mu);
-  auto it = g_langs.find(language);
-  return it == g_langs.end() ? nullptr : it->second;
+  std::lock_guard<std::mutex> lk(Handle().lang_mu);
+  auto it = Handle().languages.find(language);
+  return it == Handle().languages.end() ? nullptr : it->second;
 }
 
 void SetOutputName(const std::string& name) {
-  std::lock_guard<std::mutex> lk(g_name_mu);
-  g_output_name = name;
+  std::lock_guard<std::mutex> lk(Handle().lang_mu);
+  Handle().output_name = name;
 }
 
 std::string OutputName() {
-  std::lock_guard<std::mutex> lk(g_name_mu);
-  return g_output_name;
+  std::lock_guard<std::mutex> lk(Handle().lang_mu);
+  return Handle().output_name;
 }
 
 RuntimeContext CurrentContext() {
-  if (!g_runtime) throw Error(StatusCode::kUnavailable, "mpiray is not initialised");
+  Runtime* rt = Handle().runtime.get();
+  if (!rt) throw Error(StatusCode::kUnavailable, "mpiray is not initialised");
   RuntimeContext c;
-  c.job_id = g_runtime->session().name;
-  c.session_dir = g_runtime->session().dir;
-  c.proc = g_runtime->self();
-  c.node = g_runtime->node();
-  c.driver = g_runtime->head() != nullptr;
+  c.job_id = rt->session().name;
+  c.session_dir = rt->session().dir;
+  c.proc = rt->self();
+  c.node = rt->node();
+  c.driver = rt->head() != nullptr;
   c.task = WorkerService::CurrentTask();
   c.actor = WorkerService::CurrentActor();
-  c.ns = g_runtime->session().config.ns;
+  c.ns = rt->session().config.ns;
   c.gpu_ids = WorkerService::CurrentGpus();
   return c;
 }
@@ -415,18 +416,19 @@ RuntimeContext CurrentContext() {
 std::vector<int32_t> CurrentGpuIds() { return WorkerService::CurrentGpus(); }
 
 void StreamEmit(const SerializedValue& value) {
-  WorkerService* w = g_runtime ? g_runtime->worker() : nullptr;
+  Runtime* rt = Handle().runtime.get();
+  WorkerService* w = rt ? rt->worker() : nullptr;
   if (!w) throw Error(StatusCode::kInvalidArgument, "a streaming task's items are yielded on a worker");
   ThrowIfError(w->EmitStreamItem(value));
 }
 
-void BlockTerminationSignalsForInit() { SaveMaskAndBlock(); }
+void BlockTerminationSignalsForInit() { Handle().guard.BlockSignals(); }
 
-uint32_t ClientEpoch() noexcept { return g_epoch.load(); }
+uint32_t ClientEpoch() noexcept { return Handle().epoch.load(); }
 
 CoreClient* ClientOrNull() noexcept {
-  CoreClient* c = g_client.load();
-  return c ? c : g_test_client.load();
+  CoreClient* c = Handle().client.load();
+  return c ? c : Handle().test_client.load();
 }
 
 CoreClient* Client() {
@@ -435,14 +437,11 @@ CoreClient* Client() {
   return c;
 }
 
-void AddShutdownHook(std::function<void()> hook) {
-  std::lock_guard<std::mutex> lk(g_checkpoint_mu);
-  g_shutdown_hooks.push_back(std::move(hook));
-}
+void AddShutdownHook(std::function<void()> hook) { Handle().guard.AddShutdownHook(std::move(hook)); }
 
 void SetClientForTesting(CoreClient* client) {
-  g_client.store(static_cast<ClientImpl*>(nullptr));
-  g_test_client.store(client);
+  Handle().client.store(nullptr);
+  Handle().test_client.store(client);
 }
 
 bool IsJoinLaunch() {
@@ -451,164 +450,30 @@ bool IsJoinLaunch() {
 }
 
 void InitStandalone(const InitOptions& options) {
-  std::unique_lock<std::mutex> lk(g_mu);
-  if (g_runtime) {
-    if (options.ignore_reinit_error) return;
-    throw Error(StatusCode::kAlreadyExists, "mpiray::Init called twice in this process");
-  }
-  SaveMaskAndBlock();
+  std::unique_lock<std::mutex> lk(Handle().mu);
+  if (!BeginInit(options)) return;
   if (IsJoinLaunch()) {
     lk.unlock();
     JoinAsWorker(getenv("MPIRAY_JOIN"));
   }
-  EnvMap env = CurrentEnv();
-  RuntimeConfig cfg = ValueOrThrow(ConfigFromEnv(env, options));
-  int workers = cfg.num_workers >= 0 ? cfg.num_workers
-                                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  int procs = workers + 1;
-  int nodes_on_host = cfg.ranks_per_node > 0 ? (procs + cfg.ranks_per_node - 1) / cfg.ranks_per_node : 1;
-  if (cfg.store_capacity == 0) cfg.store_capacity = DefaultStoreCapacity("/dev/shm", nodes_on_host);
-  SessionInfo session = ValueOrThrow(CreateSession(env, options, cfg));
-  int reaper = StartReaper(session);
-  auto fabric = UcxFabric::Create(FabricOptions(cfg));
-  if (!fabric.ok()) {
-    RemoveSessionFiles(session);
-    ThrowIfError(fabric.status());
-  }
-  RuntimeSetup setup;
-  setup.role = Role::kHead;
-  setup.session = session;
-  setup.self = LocalPeer(env, **fabric);
-  setup.self.proc = kHeadProc;
-  setup.self.node = 0;
-  setup.fabric = std::move(fabric).value();
-  setup.launcher = "none (local workers)";
-  auto rt = Runtime::Create(std::move(setup));
-  if (!rt.ok()) {
-    RemoveSessionFiles(session);
-    ThrowIfError(rt.status());
-  }
-  Runtime* r = rt->get();
-  r->set_reaper_fd(reaper);
-  InstallRuntime(std::move(rt).value(), options.handle_sigint);
-  Status st = r->StartListener(env, cfg.ranks_per_node, {});
-  if (st.ok() && workers > 0) st = r->SpawnLocalWorkers(workers, options.worker_command, options.join_timeout_ms);
-  if (!st.ok()) {
-    lk.unlock();
-    Shutdown();
-    ThrowIfError(st);
-  }
-  AfterInit(options);
+  static SingletonBootstrap single;  // outlives the runtime (its finalizer is a no-op anyway)
+  Start(options, single, /*local_workers=*/-1, lk);
 }
 
 void InitWithBootstrap(const InitOptions& options, Bootstrap& b) {
-  std::unique_lock<std::mutex> lk(g_mu);
-  if (g_runtime) {
-    if (options.ignore_reinit_error) return;
-    throw Error(StatusCode::kAlreadyExists, "mpiray::Init called twice in this process");
-  }
-  SaveMaskAndBlock();
-  const int rank = b.rank();
-  EnvMap env = CurrentEnv();
-  auto cfg_or = ConfigFromEnv(env, options);
-  // Every rank sees the same environment; each reports a bad setting itself.
-  if (!cfg_or.ok()) {
-    if (rank != 0) WorkerFatal(cfg_or.status().message());
-    ThrowIfError(cfg_or.status());
-  }
-  RuntimeConfig cfg = *cfg_or;
-  SessionInfo session;
-  int reaper = -1;
-  std::string local_error;
-  if (rank == 0) {
-    auto s = CreateSession(env, options, cfg);
-    if (s.ok()) {
-      session = *s;
-      reaper = StartReaper(session);
-    } else {
-      local_error = s.status().message();
-    }
-  }
-  auto fabric_or = UcxFabric::Create(FabricOptions(cfg));
-  if (!fabric_or.ok() && local_error.empty()) local_error = fabric_or.status().message();
-  proto::PeerInfo me;
-  if (fabric_or.ok()) me = LocalPeer(env, **fabric_or);
-  me.proc = static_cast<ProcId>(rank);
-  auto gathered = b.AllGather(Pack(me));
-  if (!gathered.ok()) {
-    if (rank != 0) WorkerFatal(gathered.status().message());
-    RemoveSessionFiles(session);
-    ThrowIfError(gathered.status());
-  }
-  BootstrapResult result;
-  if (rank == 0) {
-    NodeAssigner assigner(cfg.ranks_per_node);
-    for (const std::string& blob : *gathered) {
-      auto p = Unpack<proto::PeerInfo>(blob);
-      if (p.address.empty() && local_error.empty()) {
-        local_error = "rank " + std::to_string(p.proc) + " could not start its UCX worker";
-      }
-      p.node = assigner.Assign(p.host);
-      result.peers.push_back(std::move(p));
-    }
-    if (session.config.store_capacity == 0) {
-      session.config.store_capacity =
-          DefaultStoreCapacity("/dev/shm", assigner.NodesOnHost(result.peers[0].host));
-    }
-    result.session = session;
-    result.error = local_error;
-  }
-  auto bcast = b.Broadcast(rank == 0 ? Pack(result) : std::string());
-  if (!bcast.ok()) {
-    if (rank != 0) WorkerFatal(bcast.status().message());
-    RemoveSessionFiles(session);
-    ThrowIfError(bcast.status());
-  }
-  result = Unpack<BootstrapResult>(*bcast);
-  Status fin = b.Finish(cfg.keep_mpi);
-  if (!result.error.empty() || !fin.ok()) {
-    std::string why = !result.error.empty() ? result.error : fin.message();
-    if (rank != 0) WorkerFatal("start-up failed: " + why);
-    RemoveSessionFiles(result.session);
-    throw Error(StatusCode::kUnavailable, "mpiray start-up failed: " + why);
-  }
-  RuntimeSetup setup;
-  setup.role = rank == 0 ? Role::kHead : Role::kWorker;
-  setup.session = result.session;
-  setup.self = result.peers.at(static_cast<size_t>(rank));
-  for (const auto& p : result.peers) {
-    if (p.proc != static_cast<ProcId>(rank)) setup.peers.push_back(p);
-  }
-  setup.fabric = std::move(fabric_or).value();
-  setup.launcher = b.Describe();
-  auto rt = Runtime::Create(std::move(setup));
-  if (!rt.ok()) {
-    if (rank != 0) WorkerFatal(rt.status().message());
-    RemoveSessionFiles(result.session);
-    ThrowIfError(rt.status());
-  }
-  Runtime* r = rt->get();
-  InstallRuntime(std::move(rt).value(), options.handle_sigint);
-  if (rank != 0) {
-    lk.unlock();
-    r->ServeAsWorker();
-  }
-  r->set_reaper_fd(reaper);
-  r->set_finalizer([&b] { b.AtShutdown(); });
-  if (std::string warning = b.LaunchWarning(); !warning.empty()) MPIRAY_LOG(warn, "{}", warning);
-  ThrowIfError(r->StartListener(env, cfg.ranks_per_node, result.peers));
-  AfterInit(options);
+  std::unique_lock<std::mutex> lk(Handle().mu);
+  if (!BeginInit(options)) return;
+  Start(options, b, /*local_workers=*/0, lk);
 }
 
 }  // namespace detail
 
-bool IsInitialized() { return g_client.load() != nullptr; }
+bool IsInitialized() { return Handle().client.load() != nullptr; }
 
 ClusterSnapshot GetClusterSnapshot() { return detail::Client()->Snapshot(); }
 
 void AddCheckpointCallback(std::function<void()> callback) {
-  std::lock_guard<std::mutex> lk(g_checkpoint_mu);
-  g_checkpoint_callbacks.push_back(std::move(callback));
+  Handle().guard.AddCheckpointCallback(std::move(callback));
 }
 
 static std::map<std::string, double> SumResources(bool available) {
@@ -623,18 +488,19 @@ std::map<std::string, double> ClusterResources() { return SumResources(false); }
 std::map<std::string, double> AvailableResources() { return SumResources(true); }
 
 void Shutdown() {
-  RunShutdownHooks();
+  RuntimeHandle& h = Handle();
+  h.guard.RunShutdownHooks();
   std::unique_ptr<Runtime> rt;
   {
-    std::lock_guard<std::mutex> lk(g_mu);
-    if (!g_runtime) return;
-    rt = std::move(g_runtime);
+    std::lock_guard<std::mutex> lk(h.mu);
+    if (!h.runtime) return;
+    rt = std::move(h.runtime);
   }
   rt->Shutdown();
-  g_client.store(nullptr);
-  g_signals.Stop();
+  h.client.store(nullptr);
+  h.guard.StopWatching();
   rt.reset();
-  RestoreMask();
+  h.guard.RestoreSignals();
 }
 
 }  // namespace mpiray
