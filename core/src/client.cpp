@@ -383,13 +383,12 @@ std::vector<uint8_t> ClientImpl::ListState(size_t limit) {
 std::vector<detail::PlacementGroupEntry> ClientImpl::PlacementGroups() {
   HeadService* head =
       ValueOrThrow(d_.head->Driver("the placement group table is only available on the driver"));
-  static const char* strategies[] = {"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"};
   std::vector<detail::PlacementGroupEntry> out;
   for (auto& g : head->PlacementGroups()) {
     detail::PlacementGroupEntry e;
     e.id = g.id;
     e.name = g.name;
-    e.strategy = g.strategy < 4 ? strategies[g.strategy] : "UNKNOWN";
+    e.strategy = detail::PlacementStrategyName(g.strategy);
     e.state = g.state;
     e.error = g.error;
     for (auto& b : g.bundles) e.bundles.emplace_back(b.begin(), b.end());

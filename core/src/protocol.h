@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "mpiray/core/detail/core_client.h"
 #include "wire.h"
 
 namespace mpiray::proto {
@@ -85,12 +86,11 @@ inline constexpr uint16_t kMsgLimit = 64;
 inline constexpr int64_t kResourceUnit = 10000;
 using Resources = std::vector<std::pair<std::string, int64_t>>;
 
-enum class TaskKind : uint8_t { kNormal = 0, kActorCreate = 1, kActorCall = 2 };
-/// Scheduling strategies besides resources: spread over nodes, or prefer one node (a hard node
-/// affinity is a "node:<id>" resource, a placement group its bundles' resources).
-enum class Strategy : uint8_t { kDefault = 0, kSpread = 1, kNodeAffinitySoft = 2 };
-enum class PgStrategy : uint8_t { kPack = 0, kSpread = 1, kStrictPack = 2, kStrictSpread = 3 };
-enum class Language : uint8_t { kCpp = 0, kPython = 1 };
+// Defined once for the API, the wire and the Python binding (mpiray/core/detail/core_client.h).
+using TaskKind = detail::TaskKind;
+using Strategy = detail::SchedulingStrategy;
+using PgStrategy = detail::PlacementStrategy;
+using Language = detail::Language;
 
 struct Arg {
   bool by_ref = false;
@@ -113,7 +113,7 @@ struct TaskSpec {
   std::string function;
   std::vector<Arg> args;
   uint32_t num_returns = 1;
-  uint32_t node = 0xffffffffu;  // kNodeAffinitySoft: the preferred node
+  uint32_t node = detail::kAnyNode;  // kNodeAffinitySoft: the preferred node
   Resources resources;
   int32_t max_retries = 0;
   // Actor creation: restarts after its worker dies (-1: forever). Actor calls: the actor's
@@ -289,7 +289,9 @@ struct StreamWant {
   ObjectId id;
   MSGPACK_DEFINE(id);
 };
-enum class DoneStatus : uint8_t { kOk = 0, kCancelled = 1 };
+/// kRetryable: the task failed with an application error its options retry (the head runs it
+/// again while its max_retries allow, else its error returns stand).
+enum class DoneStatus : uint8_t { kOk = 0, kCancelled = 1, kRetryable = 2 };
 struct TaskDone {
   TaskId task;
   uint8_t kind = 0;  // TaskKind

@@ -24,7 +24,7 @@ namespace head {
 struct TaskRec;
 }  // namespace head
 
-inline constexpr NodeId kNoNode = 0xffffffffu;
+inline constexpr NodeId kNoNode = detail::kAnyNode;
 inline constexpr NodeId kSpreadNode = 0xfffffffeu;  // FindWorker: round-robin over nodes
 
 /// @brief The scheduler's view of one task (embedded in the head's task record).

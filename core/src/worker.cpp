@@ -574,7 +574,8 @@ Result<detail::ArgList> WorkerService::ResolveArgs(const proto::Execute& ex) {
 }
 
 std::vector<proto::NewObject> WorkerService::RunFunction(const proto::TaskSpec& spec,
-                                                         const detail::ArgList& args, void* self) {
+                                                         const detail::ArgList& args, void* self,
+                                                         bool* retryable) {
   LanguageRuntime* lang = Lang(spec.language);
   if (!lang) {
     return ErrorReturns(spec, Status(StatusCode::kTaskError,
@@ -593,6 +594,8 @@ std::vector<proto::NewObject> WorkerService::RunFunction(const proto::TaskSpec& 
     for (const auto& o : sink.out) {
       if (o.where == static_cast<uint8_t>(proto::Where::kShm)) SendMsg(transport_, transport_.self(), Msg::kFreeObjects, proto::IdList{{o.id}});
     }
+    bool again = lang->TakeRetryable();
+    if (retryable) *retryable = again;
     return ErrorReturns(spec, Status(st.code(), Where(spec) + ": " + st.message()),
                         lang->TakeErrorDetail());
   }
@@ -616,10 +619,11 @@ void WorkerService::RunTask(proto::Execute& ex) {
   std::vector<proto::NewObject> returns;
   VisibleDevices devices(ex.gpus);
   auto args = ResolveArgs(ex);
+  bool retryable = false;
   if (!args.ok()) {
     returns = ErrorReturns(spec, args.status());
   } else {
-    returns = RunFunction(spec, *args, nullptr);
+    returns = RunFunction(spec, *args, nullptr, &retryable);
   }
   tl_task = nullptr;
   tl_gpus = nullptr;
@@ -629,7 +633,9 @@ void WorkerService::RunTask(proto::Execute& ex) {
     cancelled = cancelled_.erase(spec.id) > 0;
   }
   ReportDone(spec, std::move(returns),
-             cancelled ? proto::DoneStatus::kCancelled : proto::DoneStatus::kOk);
+             cancelled   ? proto::DoneStatus::kCancelled
+             : retryable ? proto::DoneStatus::kRetryable
+                         : proto::DoneStatus::kOk);
 }
 
 void WorkerService::RunActorLoop(std::shared_ptr<Actor> a) {

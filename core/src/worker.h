@@ -87,8 +87,10 @@ class WorkerService {
                   proto::DoneStatus status);
   std::vector<proto::NewObject> ErrorReturns(const proto::TaskSpec& spec, const Status& st,
                                              const std::string& error_detail = {});
+  /// @brief Run the function (or method on `self`); `*retryable` tells whether a failure may
+  /// be retried by the head (application errors the task's options retry).
   std::vector<proto::NewObject> RunFunction(const proto::TaskSpec& spec, const detail::ArgList& args,
-                                            void* self);
+                                            void* self, bool* retryable = nullptr);
   Result<detail::ArgList> ResolveArgs(const proto::Execute& ex);
   std::string Where(const proto::TaskSpec& spec) const;
   LanguageRuntime* Lang(uint8_t language);

@@ -15,9 +15,10 @@ import cloudpickle
 from . import _core, _runtime_env
 from ._core import ObjectRef
 
-# Task kinds and languages, as in the C++ runtime.
-_KIND_TASK, _KIND_ACTOR_CREATE, _KIND_ACTOR_CALL = 0, 1, 2
-_LANG_CPP, _LANG_PY = 0, 1
+# Task kinds, languages, strategies and sentinels are the runtime's (exported by the binding).
+_KIND_TASK, _KIND_ACTOR_CREATE, _KIND_ACTOR_CALL = (
+    _core.TaskKind.NORMAL, _core.TaskKind.ACTOR_CREATE, _core.TaskKind.ACTOR_CALL)
+_LANG_CPP, _LANG_PY = _core.Language.CPP, _core.Language.PYTHON
 
 _lock = threading.RLock()
 _initialized_here = False
@@ -207,11 +208,11 @@ _ACTOR_OPTIONS = {"num_cpus", "num_gpus", "resources", "memory", "name", "namesp
                   "placement_group_bundle_index", "placement_group_capture_child_tasks"}
 
 
-_ACTOR_DEFAULT_RETRIES = -2  # an actor call's retries: the actor's max_task_retries
+_ACTOR_DEFAULT_RETRIES = _core.ACTOR_DEFAULT_RETRIES  # an actor call's: the actor's max_task_retries
 
 
 def _check_retry_count(value, what):
-    if not isinstance(value, int) or isinstance(value, bool) or value < -1:
+    if not isinstance(value, int) or isinstance(value, bool) or value < _core.RETRY_FOREVER:
         raise ValueError(f"{what} must be an integer >= 0, or -1 for unlimited; got {value!r}")
 
 
@@ -238,23 +239,20 @@ def _resources(options, default_cpus):
     return {k: v for k, v in res.items() if v != 0 or k == "CPU"}
 
 
-_NO_NODE = 0xFFFFFFFF
-
-
 def _scheduling(options, resources, default_cpus):
-    """(scheduling tuple for the runtime or None, resources): from ``scheduling_strategy`` (or
+    """(scheduling options for _core.TaskOptions, resources): from ``scheduling_strategy`` (or
     the older ``placement_group=`` / ``placement_group_bundle_index=`` options)."""
     strategy = options.get("scheduling_strategy")
     pg = options.get("placement_group")
     if (strategy is None or strategy == "DEFAULT") and (pg is None or pg == "default"):
-        return None, resources  # the common case, on every submission: nothing to import
+        return {}, resources  # the common case: nothing to import
     from .util.placement_group import PlacementGroup
     from .util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
                                              PlacementGroupSchedulingStrategy)
     if pg is not None and pg != "default":
         strategy = PlacementGroupSchedulingStrategy(pg, options.get("placement_group_bundle_index", -1))
     if strategy == "SPREAD":
-        return (1, _NO_NODE, b"", -1), resources
+        return {"strategy": _core.SchedulingStrategy.SPREAD}, resources
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
         group = strategy.placement_group
         if not isinstance(group, PlacementGroup):
@@ -264,7 +262,7 @@ def _scheduling(options, resources, default_cpus):
         if not isinstance(index, int) or index < -1 or index >= group.bundle_count:
             raise ValueError(f"placement_group_bundle_index must be -1 or between 0 and "
                              f"{group.bundle_count - 1}, got {index!r}")
-        return (0, _NO_NODE, group.id.binary(), index), resources
+        return {"placement_group": group.id.binary(), "bundle_index": index}, resources
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
         try:
             node = int(strategy.node_id, 16)
@@ -272,10 +270,10 @@ def _scheduling(options, resources, default_cpus):
             raise ValueError(f"NodeAffinitySchedulingStrategy needs a node id from ray.nodes() "
                              f"(hex), got {strategy.node_id!r}") from None
         if strategy.soft:
-            return (2, node, b"", -1), resources
+            return {"strategy": _core.SchedulingStrategy.NODE_AFFINITY_SOFT, "node": node}, resources
         res = dict(resources) if resources is not None else {"CPU": float(default_cpus)}
         res[f"node:{node}"] = 0.001
-        return None, res
+        return {}, res
     raise ValueError(f"Unknown scheduling_strategy {strategy!r}: use 'DEFAULT', 'SPREAD', "
                      "PlacementGroupSchedulingStrategy or NodeAffinitySchedulingStrategy")
 
@@ -399,14 +397,20 @@ class RemoteFunction:
         self._options = _runtime_env.validated_options(dict(options), "@remote")
         self._exported = _Exported(function)
         self._name = getattr(function, "__qualname__", getattr(function, "__name__", "task"))
+        self._native = None  # _core.TaskOptions of self._options, made at the first call
         functools.update_wrapper(self, function)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_native"] = None  # made again where it is used
+        return state
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Remote functions cannot be called directly. Instead of running "
                         f"'{self._name}()', try '{self._name}.remote()'.")
 
     def remote(self, *args, **kwargs):
-        return self._remote(args, kwargs, self._options)
+        return self._remote(args, kwargs, self._options, self)
 
     def options(self, **options):
         _check_options(options, _TASK_OPTIONS, "options()")
@@ -414,20 +418,19 @@ class RemoteFunction:
         parent = self
 
         class _WithOptions:
+            _native = None
+
             def remote(self, *args, **kwargs):
-                return parent._remote(args, kwargs, merged)
+                return parent._remote(args, kwargs, merged, self)
 
         return _WithOptions()
 
-    def _remote(self, args, kwargs, options):
+    def _remote(self, args, kwargs, options, holder):
         num_returns = options.get("num_returns", 1)
         streaming = num_returns == "streaming"
         if not streaming and (not isinstance(num_returns, int) or num_returns < 0):
             raise ValueError(f"num_returns must be a non-negative integer or 'streaming', "
                              f"got {num_returns!r}")
-        max_retries = options.get("max_retries", 3)
-        if max_retries == -1:
-            max_retries = 1 << 30
         retry = options.get("retry_exceptions", False)
         if isinstance(retry, (list, tuple)):
             retry = tuple(retry)
@@ -437,12 +440,15 @@ class RemoteFunction:
             num_returns = 1
             retry = False
         renv = _runtime_env.for_submission(options.get("runtime_env"))
-        meta = (tuple(kwargs), "streaming" if streaming else max(num_returns, 1), retry,
-                max_retries, name, export, renv)
-        scheduling, resources = _scheduling(options, _resources(options, 1), 1)
-        refs = _core.submit(_KIND_TASK, _LANG_PY, export.hex(), _call_args(args, kwargs, meta),
-                            max(num_returns, 1), resources, max_retries, name, b"", 1,
-                            "", False, b"", scheduling=scheduling)
+        meta = (tuple(kwargs), "streaming" if streaming else max(num_returns, 1), retry, name,
+                export, renv)
+        native = holder._native
+        if native is None:  # once per remote function and options
+            scheduling, resources = _scheduling(options, _resources(options, 1), 1)
+            native = holder._native = _core.TaskOptions(
+                num_returns=max(num_returns, 1), resources=resources,
+                max_retries=options.get("max_retries", 3), name=name, **scheduling)
+        refs = _core.submit(_KIND_TASK, _LANG_PY, export.hex(), _call_args(args, kwargs, meta), native)
         if streaming:
             return ObjectRefGenerator(refs[0].binary()[:8], refs[0])
         if num_returns == 0:
@@ -476,10 +482,9 @@ class CppFunction:
 
     def remote(self, *args):
         scheduling, resources = _scheduling(self._options, _resources(self._options, 1), 1)
-        refs = _core.submit(_KIND_TASK, _LANG_CPP, self._function, list(args), 1,
-                            resources, self._options.get("max_retries", 3),
-                            self._options.get("name") or self._name, b"", 1, "", False, b"",
-                            scheduling=scheduling)
+        native = _core.TaskOptions(resources=resources, max_retries=self._options.get("max_retries", 3),
+                                   name=self._options.get("name") or self._name, **scheduling)
+        refs = _core.submit(_KIND_TASK, _LANG_CPP, self._function, list(args), native)
         return refs[0]
 
 
@@ -547,10 +552,15 @@ class ActorMethod:
     def _remote(self, args, kwargs, num_returns, max_task_retries=None):
         if max_task_retries is None:
             max_task_retries = _ACTOR_DEFAULT_RETRIES
-        meta = (tuple(kwargs), max(num_returns, 1), False, 0, self._name, None)
-        refs = _core.submit(_KIND_ACTOR_CALL, _LANG_PY, self._name, _call_args(args, kwargs, meta),
-                            max(num_returns, 1), None, max_task_retries, self._handle._class_name,
-                            self._handle._id, 1, "", False, b"")
+        meta = (tuple(kwargs), max(num_returns, 1), False, self._name, None)
+        handle = self._handle
+        natives = handle.__dict__.setdefault("_natives", {})
+        native = natives.get((num_returns, max_task_retries))
+        if native is None:  # once per handle, returns and retries
+            native = natives[(num_returns, max_task_retries)] = _core.TaskOptions(
+                num_returns=max(num_returns, 1), max_retries=max_task_retries,
+                name=handle._class_name, actor=handle._id)
+        refs = _core.submit(_KIND_ACTOR_CALL, _LANG_PY, self._name, _call_args(args, kwargs, meta), native)
         if num_returns == 0:
             return None
         return refs[0] if num_returns == 1 else refs
@@ -660,13 +670,15 @@ class ActorClass:
         display = name if name is not None else self._cls.__name__  # output lines show this
         # The actor's runtime_env applies to its constructor and every method.
         renv = _runtime_env.for_submission(options.get("runtime_env"))
-        meta = (tuple(kwargs), 1, False, 0, display, export, renv)
+        meta = (tuple(kwargs), 1, False, display, export, renv)
         scheduling, resources = _scheduling(options, _resources(options, 0), 0)
-        refs = _core.submit(_KIND_ACTOR_CREATE, _LANG_PY, export.hex(),
-                            _call_args(args, kwargs, meta), 1, resources, 0,
-                            name if name is not None else self._cls.__name__, b"", max_concurrency,
-                            ns if name is not None else "", name is not None, pickle.dumps(self._meta),
-                            max_restarts, max_task_retries, scheduling=scheduling)
+        native = _core.TaskOptions(
+            resources=resources, max_retries=0, name=name if name is not None else self._cls.__name__,
+            max_concurrency=max_concurrency, namespace=ns if name is not None else "",
+            named=name is not None, handle_meta=pickle.dumps(self._meta), max_restarts=max_restarts,
+            max_task_retries=max_task_retries, **scheduling)
+        refs = _core.submit(_KIND_ACTOR_CREATE, _LANG_PY, export.hex(), _call_args(args, kwargs, meta),
+                            native)
         return ActorHandle(refs[0].binary()[:8], self._meta)
 
 

@@ -81,12 +81,11 @@ def _load(exported_id, ref):
 def _unpack(args):
     """Positional and keyword arguments from the task's argument list (see _api._call_args)."""
     meta = args[0]
-    kwnames, num_returns, retry, max_retries, name, export = meta[:6]
-    renv = meta[6] if len(meta) > 6 else None  # the runtime_env (_runtime_env.TaskEnv)
+    kwnames, num_returns, retry, name, export = meta[:5]
+    renv = meta[5] if len(meta) > 5 else None  # the runtime_env (_runtime_env.TaskEnv)
     values = args[1:]
     npos = len(values) - len(kwnames)
-    return (values[:npos], dict(zip(kwnames, values[npos:])), num_returns, retry, max_retries,
-            name, export, renv)
+    return values[:npos], dict(zip(kwnames, values[npos:])), num_returns, retry, name, export, renv
 
 
 def _split(result, num_returns, name):
@@ -173,32 +172,30 @@ def _stream(result):
     return count
 
 
-def _run(function_id, export, pos, kw, num_returns, retry, max_retries, name, cache_key):
+def _run(function_id, export, pos, kw, num_returns, retry, name, cache_key):
     fn = _load(cache_key, export)
     if num_returns == "streaming":  # yielded items cannot be taken back: no retry here
         return [_stream(fn(*pos, **kw))]
-    attempt = 0
-    while True:
-        try:
-            return _split(_resolve(fn(*pos, **kw)), num_returns, name)
-        except Exception as e:  # application errors: retried when asked to (retry_exceptions)
-            retryable = retry is True or (isinstance(retry, tuple) and isinstance(e, retry))
-            if not retryable or attempt >= max_retries:
-                raise
-            attempt += 1
+    try:
+        return _split(_resolve(fn(*pos, **kw)), num_returns, name)
+    except Exception as e:
+        # An application error its options retry (retry_exceptions): the head runs the task
+        # again while its max_retries allow (one budget with worker deaths), see format_error.
+        if retry is True or (isinstance(retry, tuple) and isinstance(e, retry)):
+            _retryable.exc = e
+        raise
 
 
 def run_task(function_id, args):
-    pos, kw, num_returns, retry, max_retries, name, export, renv = _unpack(args)
+    pos, kw, num_returns, retry, name, export, renv = _unpack(args)
     _runtime_env.task_started()
     _names.current = name
     if renv is None:
-        return _run(function_id, export, pos, kw, num_returns, retry, max_retries, name, function_id)
+        return _run(function_id, export, pos, kw, num_returns, retry, name, function_id)
     # The function is loaded inside its environment (it may import from its packages), once
     # per set of packages.
     with _Scope(renv):
-        return _run(function_id, export, pos, kw, num_returns, retry, max_retries, name,
-                    (function_id, renv.key))
+        return _run(function_id, export, pos, kw, num_returns, retry, name, (function_id, renv.key))
 
 
 class _EnvActor:
@@ -212,7 +209,7 @@ class _EnvActor:
 
 
 def create_actor(class_id, args):
-    pos, kw, _, _, _, name, export, renv = _unpack(args)
+    pos, kw, _, _, name, export, renv = _unpack(args)
     _runtime_env.task_started()
     _names.current = name
     if renv is None:
@@ -290,7 +287,7 @@ def call_method(instance, method_name, args):
         message = _exited.get(_core.context()["actor_id"])
         if message is not None:
             raise ActorExit(message)
-    pos, kw, num_returns, _, _, _, _, _ = _unpack(args)
+    pos, kw, num_returns, _, _, _, _ = _unpack(args)
     if type(instance) is _EnvActor:
         _names.current = instance.name
         try:
@@ -336,12 +333,19 @@ def _exit_actor(exc, actor_name, method_name):
 _PACKAGE_DIR = __file__.rsplit("/", 1)[0] + "/"
 
 
+# The exception a task's retry_exceptions matched on this thread, until format_error reports it.
+_retryable = threading.local()
+
+
 def format_error(exc):
-    """(message with the remote traceback, the pickled exception, status code). Frames of
-    mpiray itself are left out, so the traceback shows the user's code only. exit_actor()
-    is reported as the actor's death (code 9: ActorDiedError at the caller)."""
+    """(message with the remote traceback, the pickled exception, status code, whether the
+    head may retry it). Frames of mpiray itself are left out, so the traceback shows the
+    user's code only. exit_actor() is reported as the actor's death (ActorDiedError at the
+    caller)."""
+    retryable = getattr(_retryable, "exc", None) is exc
+    _retryable.exc = None
     if isinstance(exc, ActorExit):
-        return exc.message, b"", 9
+        return exc.message, b"", _core.StatusCode.ActorDied, False
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         tb = tb.tb_next
@@ -350,7 +354,7 @@ def format_error(exc):
         detail = cloudpickle.dumps(exc)
     except Exception:
         detail = b""
-    return text, detail, 7
+    return text, detail, _core.StatusCode.TaskError, retryable
 
 
 def flush_output():

@@ -2,6 +2,8 @@
 
 import pickle
 
+from . import _core  # the extension module (found through mpiray.__path__)
+
 
 class RayError(Exception):
     """Base of every mpiray error."""
@@ -98,21 +100,23 @@ class InfeasibleError(RayError, ValueError):
     """No node can ever satisfy the task's resource request."""
 
 
-# Status codes of the C++ runtime (core/include/mpiray/core/status.h).
+# The runtime's status codes (mpiray._core.StatusCode, from core/include/mpiray/core/status.h).
+_CODE = _core.StatusCode
 _BY_CODE = {
-    3: GetTimeoutError,
-    5: ObjectStoreFullError,
-    6: ObjectLostError,
-    8: TaskCancelledError,
-    9: ActorDiedError,
-    10: WorkerCrashedError,
-    11: InfeasibleError,
+    int(_CODE.Timeout): GetTimeoutError,
+    int(_CODE.ObjectStoreFull): ObjectStoreFullError,
+    int(_CODE.ObjectLost): ObjectLostError,
+    int(_CODE.TaskCancelled): TaskCancelledError,
+    int(_CODE.ActorDied): ActorDiedError,
+    int(_CODE.WorkerCrashed): WorkerCrashedError,
+    int(_CODE.Infeasible): InfeasibleError,
 }
+_VALUE_ERRORS = (int(_CODE.InvalidArgument), int(_CODE.AlreadyExists))
 
 
 def _from_error(code, message, extra=b""):
     """The exception for a runtime error (called by the binding)."""
-    if code == 7:  # a task raised
+    if code == int(_CODE.TaskError):  # a task raised
         cause = None
         if extra:
             try:
@@ -120,7 +124,7 @@ def _from_error(code, message, extra=b""):
             except Exception:  # the exception type is not importable here
                 cause = None
         return RayTaskError("", message, cause).as_instanceof_cause()
-    if code in (1, 14):  # invalid argument, already exists
+    if code in _VALUE_ERRORS:
         return ValueError(message)
     cls = _BY_CODE.get(code, RaySystemError)
     return cls(message)

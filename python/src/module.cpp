@@ -429,6 +429,11 @@ class PyRuntime final : public detail::LanguageRuntime {
     detail_.clear();
     return d;
   }
+  bool TakeRetryable() override {
+    bool r = retryable_;
+    retryable_ = false;
+    return r;
+  }
 
  private:
   static py::list Args(const detail::ArgList& args) {
@@ -454,12 +459,15 @@ class PyRuntime final : public detail::LanguageRuntime {
     py::tuple t = Hooks().attr("format_error")(e.value());
     std::string message = t[0].cast<std::string>();
     detail_ = t[1].cast<std::string>();
-    int code = t[2].cast<int>();
-    return mpiray::Status(static_cast<StatusCode>(code), message);
+    auto code = t[2].cast<StatusCode>();
+    retryable_ = t[3].cast<bool>();  // retry_exceptions matched: the head may run it again
+    return mpiray::Status(code, message);
   }
   static thread_local std::string detail_;
+  static thread_local bool retryable_;
 };
 thread_local std::string PyRuntime::detail_;
+thread_local bool PyRuntime::retryable_ = false;
 
 PyRuntime* g_py_runtime = nullptr;
 
@@ -561,46 +569,100 @@ py::object Put(py::handle value) {
   return AdoptRef(id);
 }
 
-py::list Submit(int kind, int language, const std::string& function, py::list args, uint32_t num_returns,
-                py::object resources, int max_retries, const std::string& name, py::bytes actor,
-                int max_concurrency, const std::string& ns, bool named, py::bytes handle_meta,
-                int max_restarts, int max_task_retries, py::object scheduling) {
-  detail::TaskRequest req;
-  if (!scheduling.is_none()) {  // (strategy, node, placement group id, bundle index)
-    auto t = scheduling.cast<py::tuple>();
-    req.strategy = t[0].cast<uint8_t>();
-    req.node = t[1].cast<uint32_t>();
-    std::string pg = t[2].cast<py::bytes>();
-    if (pg.size() == 8) std::memcpy(&req.placement_group.value, pg.data(), 8);
-    req.bundle_index = t[3].cast<int>();
+/// @brief What a submission says besides its kind, language, function and arguments
+/// (mpiray._core.TaskOptions; built once per remote function and options, then reused).
+struct PyTaskOptions {
+  uint32_t num_returns = 1;
+  bool resources_set = false;  // false: the runtime's default
+  std::vector<std::pair<std::string, double>> resources;
+  int max_retries = 3;
+  std::string name;
+  mpiray::ActorId actor;
+  int max_concurrency = 1;
+  std::string ns;
+  bool named = false;
+  std::vector<uint8_t> handle_meta;
+  int max_restarts = 0;
+  int max_task_retries = 0;
+  detail::SchedulingStrategy strategy = detail::SchedulingStrategy::kDefault;
+  uint32_t node = detail::kAnyNode;
+  mpiray::TaskId placement_group;
+  int bundle_index = -1;
+};
+
+mpiray::TaskId TaskIdFromBytes(const std::string& b) {
+  mpiray::TaskId id;
+  if (b.size() == 8) std::memcpy(&id.value, b.data(), 8);
+  return id;
+}
+
+// TaskOptions(**kwargs): every field by name; an unknown name is an error naming it.
+PyTaskOptions MakeTaskOptions(const py::kwargs& kw) {
+  PyTaskOptions o;
+  for (auto kv : kw) {
+    std::string k = kv.first.cast<std::string>();
+    py::handle v = kv.second;
+    if (k == "num_returns") o.num_returns = v.cast<uint32_t>();
+    else if (k == "resources") {
+      o.resources_set = !v.is_none();
+      if (o.resources_set) {
+        for (auto r : v.cast<py::dict>()) o.resources.emplace_back(r.first.cast<std::string>(), r.second.cast<double>());
+      }
+    } else if (k == "max_retries") o.max_retries = v.cast<int>();
+    else if (k == "name") o.name = v.cast<std::string>();
+    else if (k == "actor") o.actor = TaskIdFromBytes(v.cast<py::bytes>());
+    else if (k == "max_concurrency") o.max_concurrency = v.cast<int>();
+    else if (k == "namespace") o.ns = v.cast<std::string>();
+    else if (k == "named") o.named = v.cast<bool>();
+    else if (k == "handle_meta") {
+      std::string m = v.cast<py::bytes>();
+      o.handle_meta.assign(m.begin(), m.end());
+    } else if (k == "max_restarts") o.max_restarts = v.cast<int>();
+    else if (k == "max_task_retries") o.max_task_retries = v.cast<int>();
+    else if (k == "strategy") o.strategy = v.cast<detail::SchedulingStrategy>();
+    else if (k == "node") o.node = v.cast<uint32_t>();
+    else if (k == "placement_group") o.placement_group = TaskIdFromBytes(v.cast<py::bytes>());
+    else if (k == "bundle_index") o.bundle_index = v.cast<int>();
+    else throw py::type_error("TaskOptions got an unexpected option '" + k + "'");
   }
-  req.max_restarts = max_restarts;
-  req.max_task_retries = max_task_retries;
-  req.kind = static_cast<detail::TaskKind>(kind);
+  return o;
+}
+
+detail::TaskRequest MakeRequest(detail::TaskKind kind, detail::Language language,
+                                const std::string& function, const PyTaskOptions& o) {
+  detail::TaskRequest req;
+  req.kind = kind;
   req.language = static_cast<uint8_t>(language);
   req.function = function;
-  req.num_returns = num_returns;
-  req.max_retries = max_retries;
-  req.name = name;
-  req.max_concurrency = max_concurrency;
-  req.ns = ns;
-  req.named = named;
-  std::string meta = handle_meta;
-  req.handle_meta.assign(meta.begin(), meta.end());
-  std::string aid = actor;
-  if (aid.size() == 8) std::memcpy(&req.actor.value, aid.data(), 8);
-  if (!resources.is_none()) {
-    req.resources_set = true;
-    for (auto kv : resources.cast<py::dict>()) {
-      req.resources.emplace_back(kv.first.cast<std::string>(), kv.second.cast<double>());
-    }
-  }
+  req.num_returns = o.num_returns;
+  req.resources_set = o.resources_set;
+  req.resources = o.resources;
+  req.max_retries = o.max_retries;
+  req.name = o.name;
+  req.actor = o.actor;
+  req.max_concurrency = o.max_concurrency;
+  req.ns = o.ns;
+  req.named = o.named;
+  req.handle_meta = o.handle_meta;
+  req.max_restarts = o.max_restarts;
+  req.max_task_retries = o.max_task_retries;
+  req.strategy = static_cast<uint8_t>(o.strategy);
+  req.node = o.node;
+  req.placement_group = o.placement_group;
+  req.bundle_index = o.bundle_index;
+  return req;
+}
+
+py::list Submit(detail::TaskKind kind, detail::Language language, const std::string& function,
+                py::list args, const PyTaskOptions& options) {
+  detail::TaskRequest req = MakeRequest(kind, language, function, options);
+  const bool cpp = language == detail::Language::kCpp;
   for (auto a : args) {
     detail::TaskArgument arg;
     if (py::isinstance<PyRef>(a)) {
       arg.by_ref = true;
       arg.ref = a.cast<PyRef&>().Use();
-    } else if (language == detail::kLanguageCpp) {
+    } else if (cpp) {
       msgpack::sbuffer sb;
       msgpack::packer<msgpack::sbuffer> pk(sb);
       PackPy(pk, a);
@@ -696,20 +758,14 @@ py::dict Snapshot() {
   return d;
 }
 
-}  // namespace
 
-PYBIND11_MODULE(_core, m) {
-  m.doc() = "mpiray runtime binding (use the mpiray package)";
-  TranslateErrors();
-  g_py_runtime = new PyRuntime();
-  detail::RegisterLanguage(detail::kLanguagePython, g_py_runtime);
-
+// Object references and values: put, get, wait, cancel.
+void BindObjects(py::module_& m) {
   py::class_<PayloadView>(m, "_PayloadView", py::buffer_protocol())
       .def_buffer([](PayloadView& v) {
         return py::buffer_info(const_cast<uint8_t*>(v.data), 1, py::format_descriptor<uint8_t>::format(), 1,
                                {static_cast<py::ssize_t>(v.size)}, {1}, /*readonly=*/true);
       });
-
   py::class_<PyRef>(m, "ObjectRef")
       .def(py::init([](py::bytes id) {
              ObjectId i = IdFromBytes(id);
@@ -737,7 +793,15 @@ PYBIND11_MODULE(_core, m) {
     if (!ObjectId::FromHex(hex, &id)) throw py::value_error("not an object id: " + hex);
     return NewRef(id);
   });
+  m.def("put", &Put);
+  m.def("get", &Get, py::arg("refs"), py::arg("timeout") = py::none());
+  m.def("wait", &Wait);
+  m.def("cancel", [](PyRef& r, bool force, bool recursive) { detail::Client()->Cancel(r.Use(), force, recursive); });
+  m.def("serialized_size", [](py::handle v) { return SerializePy(v, "value").size(); });
+}
 
+// init, shutdown and what the running job looks like.
+void BindLifecycle(py::module_& m) {
   m.def("init", [](py::dict o) {
     mpiray::InitOptions opts;
     for (auto kv : o) {
@@ -772,28 +836,38 @@ PYBIND11_MODULE(_core, m) {
     mpiray::Shutdown();
   });
   m.def("is_initialized", [] { return mpiray::IsInitialized(); });
-  m.def("submit", &Submit, py::arg("kind"), py::arg("language"), py::arg("function"), py::arg("args"),
-        py::arg("num_returns"), py::arg("resources"), py::arg("max_retries"), py::arg("name"),
-        py::arg("actor"), py::arg("max_concurrency"), py::arg("ns"), py::arg("named"),
-        py::arg("handle_meta"), py::arg("max_restarts") = 0, py::arg("max_task_retries") = 0,
-        py::arg("scheduling") = py::none());
-  m.def("create_placement_group", [](const std::string& name, int strategy, py::list bundles) {
-    std::vector<std::vector<std::pair<std::string, double>>> b;
-    for (auto bundle : bundles) {
-      std::vector<std::pair<std::string, double>> one;
-      for (auto kv : bundle.cast<py::dict>()) {
-        one.emplace_back(kv.first.cast<std::string>(), kv.second.cast<double>());
+  m.def("context", &Context);
+  m.def("snapshot", &Snapshot);
+  m.def("add_checkpoint_callback", [](py::object fn) {
+    auto* held = new py::object(std::move(fn));  // lives until the process exits
+    mpiray::AddCheckpointCallback([held] {
+      py::gil_scoped_acquire gil;
+      try {
+        (*held)();
+      } catch (py::error_already_set& e) {
+        PySys_WriteStderr("mpiray: checkpoint callback raised: %s\n", e.what());
       }
-      b.push_back(std::move(one));
-    }
-    mpiray::TaskId id;
-    ObjectId ready;
-    {
-      py::gil_scoped_release release;
-      ready = detail::Client()->CreatePlacementGroup(name, static_cast<uint8_t>(strategy), b, &id);
-    }
-    return py::make_tuple(py::bytes(reinterpret_cast<const char*>(&id.value), 8), AdoptRef(ready));
+    });
   });
+  m.def("set_output_name", [](const std::string& n) { detail::SetOutputName(n); });
+  m.def("cpp_function_exists", [](const std::string& library, const std::string& name) {
+    if (!library.empty() && !dlopen(library.c_str(), RTLD_NOW | RTLD_GLOBAL)) {
+      throw py::value_error("cannot load C++ library " + library + ": " + dlerror());
+    }
+    return detail::FunctionRegistry::Instance().FindTask(name) != nullptr;
+  });
+}
+
+// Submitting tasks, actor creations and calls; streaming items; named actors.
+void BindTasks(py::module_& m) {
+  py::class_<PyTaskOptions>(m, "TaskOptions",
+                            "What a submission says besides kind, language, function and arguments "
+                            "(keywords: num_returns, resources, max_retries, name, actor, "
+                            "max_concurrency, namespace, named, handle_meta, max_restarts, "
+                            "max_task_retries, strategy, node, placement_group, bundle_index).")
+      .def(py::init([](const py::kwargs& kw) { return MakeTaskOptions(kw); }));
+  m.def("submit", &Submit, py::arg("kind"), py::arg("language"), py::arg("function"), py::arg("args"),
+        py::arg("options"));
   // Streaming tasks: stream_next -> (1, ref) an item, (0, None) the end; GetTimeoutError.
   m.def("stream_next", [](py::bytes task, uint32_t index, py::object timeout, bool want) {
     std::string t = task;
@@ -819,6 +893,45 @@ PYBIND11_MODULE(_core, m) {
     mpiray::TaskId tid;
     if (t.size() >= 8) std::memcpy(&tid.value, t.data(), 8);
     detail::Client()->StreamRelease(tid, from, to);
+  });
+  m.def("kill_actor", [](py::bytes actor, bool no_restart) {
+    std::string a = actor;
+    mpiray::ActorId id;
+    std::memcpy(&id.value, a.data(), 8);
+    detail::Client()->KillActor(id, no_restart);
+  });
+  m.def("get_named_actor", [](const std::string& ns, const std::string& name) -> py::object {
+    mpiray::ActorId id;
+    Buffer meta;
+    bool found;
+    {
+      py::gil_scoped_release release;
+      found = detail::Client()->GetNamedActor(ns, name, &id, &meta);
+    }
+    if (!found) return py::none();
+    return py::make_tuple(py::bytes(reinterpret_cast<const char*>(&id.value), 8),
+                          py::bytes(reinterpret_cast<const char*>(meta.data()), meta.size()));
+  });
+}
+
+// Placement groups and the job's state listing.
+void BindGroups(py::module_& m) {
+  m.def("create_placement_group", [](const std::string& name, int strategy, py::list bundles) {
+    std::vector<std::vector<std::pair<std::string, double>>> b;
+    for (auto bundle : bundles) {
+      std::vector<std::pair<std::string, double>> one;
+      for (auto kv : bundle.cast<py::dict>()) {
+        one.emplace_back(kv.first.cast<std::string>(), kv.second.cast<double>());
+      }
+      b.push_back(std::move(one));
+    }
+    mpiray::TaskId id;
+    ObjectId ready;
+    {
+      py::gil_scoped_release release;
+      ready = detail::Client()->CreatePlacementGroup(name, static_cast<uint8_t>(strategy), b, &id);
+    }
+    return py::make_tuple(py::bytes(reinterpret_cast<const char*>(&id.value), 8), AdoptRef(ready));
   });
   m.def("list_state", [](size_t limit) {
     std::vector<uint8_t> bytes = detail::Client()->ListState(limit);
@@ -848,53 +961,52 @@ PYBIND11_MODULE(_core, m) {
       }
       d["bundles"] = bundles;
       py::list nodes;
-      for (uint32_t n : g.nodes) nodes.append(n == 0xffffffffu ? py::object(py::none()) : py::object(py::int_(n)));
+      for (uint32_t n : g.nodes) nodes.append(n == detail::kAnyNode ? py::object(py::none()) : py::object(py::int_(n)));
       d["nodes"] = nodes;
       out.append(d);
     }
     return out;
   });
-  m.def("put", &Put);
-  m.def("get", &Get, py::arg("refs"), py::arg("timeout") = py::none());
-  m.def("wait", &Wait);
-  m.def("cancel", [](PyRef& r, bool force, bool recursive) { detail::Client()->Cancel(r.Use(), force, recursive); });
-  m.def("kill_actor", [](py::bytes actor, bool no_restart) {
-    std::string a = actor;
-    mpiray::ActorId id;
-    std::memcpy(&id.value, a.data(), 8);
-    detail::Client()->KillActor(id, no_restart);
-  });
-  m.def("get_named_actor", [](const std::string& ns, const std::string& name) -> py::object {
-    mpiray::ActorId id;
-    Buffer meta;
-    bool found;
-    {
-      py::gil_scoped_release release;
-      found = detail::Client()->GetNamedActor(ns, name, &id, &meta);
-    }
-    if (!found) return py::none();
-    return py::make_tuple(py::bytes(reinterpret_cast<const char*>(&id.value), 8),
-                          py::bytes(reinterpret_cast<const char*>(meta.data()), meta.size()));
-  });
-  m.def("context", &Context);
-  m.def("snapshot", &Snapshot);
-  m.def("add_checkpoint_callback", [](py::object fn) {
-    auto* held = new py::object(std::move(fn));  // lives until the process exits
-    mpiray::AddCheckpointCallback([held] {
-      py::gil_scoped_acquire gil;
-      try {
-        (*held)();
-      } catch (py::error_already_set& e) {
-        PySys_WriteStderr("mpiray: checkpoint callback raised: %s\n", e.what());
-      }
-    });
-  });
-  m.def("set_output_name", [](const std::string& n) { detail::SetOutputName(n); });
-  m.def("serialized_size", [](py::handle v) { return SerializePy(v, "value").size(); });
-  m.def("cpp_function_exists", [](const std::string& library, const std::string& name) {
-    if (!library.empty() && !dlopen(library.c_str(), RTLD_NOW | RTLD_GLOBAL)) {
-      throw py::value_error("cannot load C++ library " + library + ": " + dlerror());
-    }
-    return detail::FunctionRegistry::Instance().FindTask(name) != nullptr;
-  });
+}
+
+// The facts Python must not repeat: enums and constants of the runtime, by their C++ names.
+void BindConstants(py::module_& m) {
+  py::enum_<detail::TaskKind>(m, "TaskKind")
+      .value("NORMAL", detail::TaskKind::kNormal)
+      .value("ACTOR_CREATE", detail::TaskKind::kActorCreate)
+      .value("ACTOR_CALL", detail::TaskKind::kActorCall);
+  py::enum_<detail::Language>(m, "Language")
+      .value("CPP", detail::Language::kCpp)
+      .value("PYTHON", detail::Language::kPython);
+  py::enum_<detail::SchedulingStrategy>(m, "SchedulingStrategy")
+      .value("DEFAULT", detail::SchedulingStrategy::kDefault)
+      .value("SPREAD", detail::SchedulingStrategy::kSpread)
+      .value("NODE_AFFINITY_SOFT", detail::SchedulingStrategy::kNodeAffinitySoft);
+  py::enum_<detail::PlacementStrategy>(m, "PlacementStrategy")
+      .value("PACK", detail::PlacementStrategy::kPack)
+      .value("SPREAD", detail::PlacementStrategy::kSpread)
+      .value("STRICT_PACK", detail::PlacementStrategy::kStrictPack)
+      .value("STRICT_SPREAD", detail::PlacementStrategy::kStrictSpread);
+  py::enum_<StatusCode> codes(m, "StatusCode", py::arithmetic());
+  for (int c = 0; c <= static_cast<int>(StatusCode::kMpiError); ++c) {
+    auto code = static_cast<StatusCode>(c);
+    codes.value(StatusCodeName(code), code);
+  }
+  m.attr("RETRY_FOREVER") = detail::kRetryForever;
+  m.attr("ACTOR_DEFAULT_RETRIES") = detail::kActorDefaultRetries;
+  m.attr("NO_NODE") = detail::kAnyNode;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "mpiray runtime binding (use the mpiray package)";
+  TranslateErrors();
+  g_py_runtime = new PyRuntime();
+  detail::RegisterLanguage(detail::kLanguagePython, g_py_runtime);
+  BindConstants(m);
+  BindObjects(m);
+  BindLifecycle(m);
+  BindTasks(m);
+  BindGroups(m);
 }

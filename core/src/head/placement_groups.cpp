@@ -11,11 +11,6 @@ using proto::Where;
 
 namespace {
 
-const char* PgStrategyName(uint8_t s) {
-  static const char* names[] = {"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"};
-  return s < 4 ? names[s] : "UNKNOWN";
-}
-
 const char* PgStateName(uint8_t s) {
   static const char* names[] = {"PENDING", "CREATED", "REMOVED", "INFEASIBLE"};
   return s < 4 ? names[s] : "UNKNOWN";
@@ -94,7 +89,7 @@ std::string PlacementGroups::InfeasibleMessage(const GroupRec& rec, TaskId id) c
   const auto& names = sched_.names();
   std::string msg = "placement group " + (rec.spec.name.empty() ? id.ToString() : "'" + rec.spec.name + "'") +
                     " can never be placed: the cluster's nodes cannot hold its bundles with strategy " +
-                    std::string(PgStrategyName(rec.spec.strategy)) + " (";
+                    std::string(detail::PlacementStrategyName(rec.spec.strategy)) + " (";
   for (size_t i = 0; i < rec.base.size(); ++i) {
     msg += (i ? ", " : "") + DescribeRequest(names, rec.base[i]);
   }

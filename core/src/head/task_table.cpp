@@ -324,6 +324,10 @@ void TaskTable::OnTaskDone(ProcId src, proto::TaskDone&& done) {
     Finish(done.task);
     return;
   }
+  if (done.status == static_cast<uint8_t>(proto::DoneStatus::kRetryable) && !creation &&
+      RetryAfterError(t)) {
+    return;
+  }
   bool failed = false;
   bool stored = false;  // a return in a node's store
   std::string error;
@@ -337,6 +341,17 @@ void TaskTable::OnTaskDone(ProcId src, proto::TaskDone&& done) {
     return;
   }
   Finish(done.task);
+}
+
+bool TaskTable::RetryAfterError(TaskRec& t) {
+  // The one retry budget of a task: worker deaths and retryable application errors take from
+  // the same max_retries.
+  if (!TakeRetry(t.retries_left)) return false;
+  MPIRAY_LOG(info, "retrying task {} ({}) after an application error", t.spec.id.ToString(), t.spec.function);
+  // Its returns are inline errors (the worker frees what it stored): they are dropped.
+  d_.gpus->Release(GpuAllocator::Holder::kTask, t.spec.id);
+  d_.sched->Enqueue(&t.item);
+  return true;
 }
 
 void TaskTable::KeepLineage(std::unordered_map<TaskId, std::unique_ptr<TaskRec>>::iterator it) {

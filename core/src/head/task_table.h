@@ -146,6 +146,8 @@ class TaskTable {
   void CompleteReturns(TaskRec& t, ProcId src, proto::TaskDone& done, bool* failed, bool* stored,
                        std::string* error);
   void CancelReturns(TaskRec& t, ProcId src, proto::TaskDone& done);
+  /// @brief A retryable application error: queue the task again if its budget allows.
+  bool RetryAfterError(TaskRec& t);
   /// @brief A task that succeeded with retries left keeps its lineage instead of finishing.
   void KeepLineage(std::unordered_map<TaskId, std::unique_ptr<TaskRec>>::iterator it);
 

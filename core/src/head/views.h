@@ -66,7 +66,7 @@ struct StateListing {
     std::string state;  // PENDING_ARGS_AVAIL, PENDING_NODE_ASSIGNMENT, RUNNING, FINISHED, FAILED
     uint8_t kind = 0;   // proto::TaskKind
     ProcId worker = kNoProc;
-    NodeId node = 0xffffffffu;
+    NodeId node = kNoNode;
     MSGPACK_DEFINE_MAP(id, name, state, kind, worker, node);
   };
   struct Actor {
@@ -76,7 +76,7 @@ struct StateListing {
     std::string ns;
     std::string state;  // DEPENDENCIES_UNREADY, PENDING_CREATION, ALIVE, RESTARTING, DEAD
     ProcId worker = kNoProc;
-    NodeId node = 0xffffffffu;
+    NodeId node = kNoNode;
     int pid = 0;
     uint32_t incarnation = 1;
     std::string error;

@@ -11,7 +11,7 @@ import numbers
 
 from .. import _core  # noqa: F401  (the extension module, found through mpiray.__path__)
 
-_STRATEGIES = {"PACK": 0, "SPREAD": 1, "STRICT_PACK": 2, "STRICT_SPREAD": 3}
+_STRATEGIES = {name: int(value) for name, value in _core.PlacementStrategy.__members__.items()}
 
 
 class PlacementGroupID:

@@ -15,7 +15,27 @@ namespace mpiray::detail {
 
 struct SerializedValue;
 
+// The one definition of each of these facts: the wire protocol (core/src/protocol.h) uses
+// them, and the Python binding exports them (mpiray._core.TaskKind, ...), so no layer repeats
+// their values.
+
+/// @brief What a submission is.
 enum class TaskKind : uint8_t { kNormal = 0, kActorCreate = 1, kActorCall = 2 };
+/// @brief The language a task's function or actor class is written in.
+enum class Language : uint8_t { kCpp = 0, kPython = 1 };
+/// @brief How to pick a node besides resources: pack by data (default), spread over nodes, or
+/// prefer one node (soft affinity; a hard one is the resource "node:<id>", a placement group
+/// its bundles' resources).
+enum class SchedulingStrategy : uint8_t { kDefault = 0, kSpread = 1, kNodeAffinitySoft = 2 };
+/// @brief How a placement group's bundles are spread over nodes (Ray's names).
+enum class PlacementStrategy : uint8_t { kPack = 0, kSpread = 1, kStrictPack = 2, kStrictSpread = 3 };
+/// @brief Ray's name of a placement strategy ("PACK", ...; "UNKNOWN" for a bad value).
+inline const char* PlacementStrategyName(uint8_t s) {
+  static const char* names[] = {"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"};
+  return s < 4 ? names[s] : "UNKNOWN";
+}
+/// @brief No node (an unplaced bundle, no preferred node).
+inline constexpr uint32_t kAnyNode = 0xffffffffu;
 
 /// A retry or restart count that means "forever" (max_retries, max_restarts, max_task_retries).
 inline constexpr int kRetryForever = -1;
@@ -33,7 +53,7 @@ struct TaskArgument {
 /// @brief Everything needed to submit a task, an actor creation or an actor call.
 struct TaskRequest {
   TaskKind kind = TaskKind::kNormal;
-  uint8_t language = 0;  // 0 C++, 1 Python
+  uint8_t language = 0;  // Language
   std::string function;
   std::vector<TaskArgument> args;
   uint32_t num_returns = 1;
@@ -50,11 +70,10 @@ struct TaskRequest {
   std::string ns;                   // kActorCreate with a name: its namespace
   bool named = false;               // kActorCreate: register `name` for GetNamedActor
   std::vector<uint8_t> handle_meta; // kActorCreate: opaque, returned by GetNamedActor
-  /// Scheduling: 0 default, 1 SPREAD, 2 prefer `node` (soft affinity); a hard node affinity is
-  /// the resource "node:<id>". A placement group (not nil) turns the resources into those of
-  /// bundle `bundle_index` (-1: any of its bundles).
+  /// Scheduling: a SchedulingStrategy; kNodeAffinitySoft prefers `node`. A placement group
+  /// (not nil) turns the resources into those of bundle `bundle_index` (-1: any of its bundles).
   uint8_t strategy = 0;
-  uint32_t node = 0xffffffffu;
+  uint32_t node = kAnyNode;
   TaskId placement_group;
   int bundle_index = -1;
 };
@@ -67,7 +86,7 @@ struct PlacementGroupEntry {
   std::string state;     // PENDING, CREATED, REMOVED, INFEASIBLE
   std::string error;
   std::vector<std::vector<std::pair<std::string, double>>> bundles;
-  std::vector<uint32_t> nodes;  // per bundle; 0xffffffff while not placed
+  std::vector<uint32_t> nodes;  // per bundle; kAnyNode while not placed
 };
 
 /// @brief A snapshot of the cluster, as the head sees it.
@@ -127,8 +146,7 @@ class CoreClient {
   /// @brief Find a named actor: true and its id and handle metadata, or false.
   virtual bool GetNamedActor(const std::string& ns, const std::string& name, ActorId* actor,
                              Buffer* handle_meta);
-  /// @brief Reserve a placement group (strategy: 0 PACK, 1 SPREAD, 2 STRICT_PACK,
-  /// 3 STRICT_SPREAD). Returns its ready object (counted as a local reference); *id gets the
+  /// @brief Reserve a placement group (strategy: a PlacementStrategy). Returns its ready object (counted as a local reference); *id gets the
   /// group's id.
   virtual ObjectId CreatePlacementGroup(const std::string& name, uint8_t strategy,
                                         const std::vector<std::vector<std::pair<std::string, double>>>& bundles,

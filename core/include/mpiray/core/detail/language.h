@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "mpiray/core/detail/core_client.h"
 #include "mpiray/core/detail/registry.h"
 #include "mpiray/core/ids.h"
 #include "mpiray/core/status.h"
@@ -29,10 +30,14 @@ class LanguageRuntime {
   /// @brief After a failed call on this thread: language-specific error detail to ship with
   /// the error (Python: the pickled exception), or "".
   virtual std::string TakeErrorDetail() { return {}; }
+  /// @brief After a failed call on this thread: may the head run the task again (an
+  /// application error its options retry, e.g. Python's retry_exceptions)? The head decides,
+  /// within the task's max_retries.
+  virtual bool TakeRetryable() { return false; }
 };
 
-inline constexpr uint8_t kLanguageCpp = 0;
-inline constexpr uint8_t kLanguagePython = 1;
+inline constexpr uint8_t kLanguageCpp = static_cast<uint8_t>(Language::kCpp);
+inline constexpr uint8_t kLanguagePython = static_cast<uint8_t>(Language::kPython);
 
 /// @brief Make `rt` run tasks of `language` in this process (not owned; call before Init).
 void RegisterLanguage(uint8_t language, LanguageRuntime* rt);
