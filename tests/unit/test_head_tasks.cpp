@@ -164,3 +164,29 @@ TEST_CASE("TaskTable announces actor creations ready and failed", "[head][tasks]
   REQUIRE(s.task_events.failed.size() == 1);
   CHECK(s.task_events.failed[0].second == "the actor's constructor failed: ctor");
 }
+
+TEST_CASE("TaskTable retries a retryable application error within the one max_retries budget",
+          "[head][tasks]") {
+  TaskStack s(1);
+  REQUIRE(s.tasks.Submit(Task(1, "flaky", 1), 0).ok());
+  s.tasks.DispatchQueued();
+  ObjectId out = ObjectId::ForReturn(TaskId::Make(0, 1), 0);
+  auto fail = [&](proto::DoneStatus status) {
+    proto::NewObject err;
+    err.id = out;
+    err.where = static_cast<uint8_t>(proto::Where::kError);
+    err.data = Buffer(mpiray::detail::MakeErrorPayload(StatusCode::kTaskError, "flaky failed"));
+    auto done = Done(TaskId::Make(0, 1), {err});
+    done.status = static_cast<uint8_t>(status);
+    s.tasks.OnTaskDone(1, std::move(done));
+    s.tasks.DispatchQueued();
+  };
+  fail(proto::DoneStatus::kRetryable);
+  CHECK_FALSE(s.Ready(out));  // queued again, not failed
+  CHECK(s.Executes().size() == 2);
+  fail(proto::DoneStatus::kRetryable);  // the budget (1) is spent: the error stands
+  CHECK(s.Executes().size() == 2);
+  REQUIRE(s.Ready(out));
+  CHECK(ErrorOf(s.objects.LocateOrLost(out, 0)).message() == "flaky failed");
+  CHECK_FALSE(s.tasks.Has(TaskId::Make(0, 1)));
+}
