@@ -20,10 +20,15 @@
 using Field = Kokkos::View<double*>;
 constexpr double kR = 0.25;  // dt / dx^2 (stable below 0.5)
 
+#if KOKKOS_VERSION >= 30700
+#define HEAT_SIN Kokkos::sin
+#else
+#define HEAT_SIN Kokkos::Experimental::sin
+#endif
+
 // The initial condition, sin(pi x) on the grid x_i = (i + 1) / (n + 1).
 KOKKOS_INLINE_FUNCTION double Initial(int64_t i, int64_t n) {
-  return Kokkos::Experimental::sin(3.14159265358979323846 * static_cast<double>(i + 1) /
-                                   static_cast<double>(n + 1));
+  return HEAT_SIN(3.14159265358979323846 * static_cast<double>(i + 1) / static_cast<double>(n + 1));
 }
 
 // Halo width: each exchange of edges lets an actor take kHalo steps on its own
