@@ -248,7 +248,7 @@ class TuneController:
         now = time.time()
         if now - self._last_flush >= 1.0:
             for lg in self._loggers:
-                lg.flush()
+                lg.flush(wait=False)
             self._last_flush = now
         if now - self._last_state_save >= 10.0:
             self._save_state()

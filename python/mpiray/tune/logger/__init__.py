@@ -60,7 +60,7 @@ class LoggerCallback(Callback):
     def log_trial_end(self, trial, failed=False):
         pass
 
-    def flush(self):
+    def flush(self, wait=True):
         pass
 
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -148,7 +148,7 @@ class JsonLoggerCallback(LoggerCallback):
         if f is not None:
             f.close()
 
-    def flush(self):
+    def flush(self, wait=True):
         for f in self._files.values():
             f.flush()
 
@@ -189,64 +189,128 @@ class CSVLoggerCallback(LoggerCallback):
         if e is not None:
             e[0].close()
 
-    def flush(self):
+    def flush(self, wait=True):
         for f, _ in self._files.values():
             f.flush()
 
 
 class TBXLoggerCallback(LoggerCallback):
     """TensorBoard event files (tensorboardX): every numeric result key as
-    ``ray/tune/<key>`` at step ``training_iteration``; hyperparameters at the end."""
+    ``ray/tune/<key>`` at step ``training_iteration``; hyperparameters at the end.
 
-    VALID_HPARAMS = (str, bool, int, float, list, type(None))
+    tensorboardX fsyncs and starts a thread per writer, so the writing happens on one
+    background thread of the driver; the experiment loop only queues the scalars."""
+
+    VALID_HPARAMS = (str, bool, int, float, type(None))
+    _SKIP = ("config", "pid", "timestamp", "date", "trial_id", "hostname", "node_ip", "done",
+             "experiment_tag", "checkpoint_dir_name")
 
     def __init__(self):
         from tensorboardX import SummaryWriter  # noqa: F401  (fails early when missing)
+        import queue
+        import threading
+        self._q = queue.SimpleQueue()
         self._writers = {}
         self._last = {}
+        self._thread = threading.Thread(target=self._work, name="tune-tbx", daemon=True)
+        self._thread.start()
 
-    def log_trial_start(self, trial):
-        self._close(trial)
-
-    def log_trial_restore(self, trial):
-        self._close(trial)
-
-    def log_trial_result(self, iteration, trial, result):
-        w = self._writers.get(trial.trial_id)
-        if w is None:
-            from tensorboardX import SummaryWriter
-            w = self._writers[trial.trial_id] = SummaryWriter(trial.local_path, flush_secs=30)
-        step = result.get("training_iteration", iteration)
-        flat = _flatten({k: v for k, v in result.items() if k not in ("config", "pid", "timestamp", "date",
-                                                                       "trial_id", "hostname", "node_ip")})
-        for k, v in flat.items():
-            if isinstance(v, numbers.Number) and not isinstance(v, bool) and math.isfinite(v):
-                w.add_scalar(f"ray/tune/{k}", v, global_step=step)
-        self._last[trial.trial_id] = flat
-
-    def log_trial_end(self, trial, failed=False):
-        w = self._writers.get(trial.trial_id)
-        if w is not None:
+    def _work(self):
+        while True:
+            item = self._q.get()
+            op = item[0]
             try:
-                flat_cfg = _flatten(trial.config or {})
-                hp = {k: v for k, v in flat_cfg.items() if isinstance(v, self.VALID_HPARAMS) and not isinstance(v, list)}
-                metrics = {f"ray/tune/{k}": v for k, v in self._last.get(trial.trial_id, {}).items()
-                           if isinstance(v, numbers.Number) and not isinstance(v, bool) and math.isfinite(v)}
-                if hp:
-                    w.add_hparams(hp, metrics, name=".")
+                if op == "result":
+                    self._write(*item[1:])
+                elif op == "end":
+                    self._end(*item[1:])
+                elif op == "flush":
+                    for w in self._writers.values():
+                        w.flush()
+                    item[1].set()
             except Exception:
                 pass
-        self._close(trial)
 
-    def _close(self, trial):
-        w = self._writers.pop(trial.trial_id, None)
-        if w is not None:
+    def _write(self, trial_id, path, step, result):
+        w = self._writers.get(trial_id)
+        if w is None:
+            w = self._writers[trial_id] = _EventFile(path)
+        flat = _flatten({k: v for k, v in result.items() if k not in self._SKIP})
+        w.scalars({f"ray/tune/{k}": v for k, v in flat.items()
+                   if isinstance(v, numbers.Number) and not isinstance(v, bool) and math.isfinite(v)}, step)
+        self._last[trial_id] = flat
+
+    def _end(self, trial_id, config):
+        w = self._writers.pop(trial_id, None)
+        last = self._last.pop(trial_id, {})
+        if w is None:
+            return
+        try:
+            hp = {k: v for k, v in _flatten(config or {}).items() if isinstance(v, self.VALID_HPARAMS)}
+            metrics = {f"ray/tune/{k}": v for k, v in last.items()
+                       if isinstance(v, numbers.Number) and not isinstance(v, bool) and math.isfinite(v)}
+            if hp:
+                w.hparams(hp, metrics)
+        finally:
             w.close()
-        self._last.pop(trial.trial_id, None)
+
+    def log_trial_result(self, iteration, trial, result):
+        self._q.put(("result", trial.trial_id, trial.local_path, result.get("training_iteration", iteration), result))
+
+    def log_trial_end(self, trial, failed=False):
+        self._q.put(("end", trial.trial_id, trial.config))
+
+    def log_trial_restore(self, trial):
+        self._q.put(("end", trial.trial_id, None))
+
+    def flush(self, wait=True, timeout=30.0):
+        import threading
+        done = threading.Event()
+        self._q.put(("flush", done))
+        if wait:
+            done.wait(timeout)
+
+
+class _EventFile:
+    """A TensorBoard event file written directly (tensorboardX's protobufs and record
+    format; one event per result with all its scalars, no writer thread, no fsync)."""
+
+    def __init__(self, logdir):
+        import socket
+        import time
+        from tensorboardX.proto.event_pb2 import Event
+        self._Event = Event
+        os.makedirs(logdir, exist_ok=True)
+        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}"
+        self._f = open(os.path.join(logdir, name), "ab")
+        self._event(Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def _event(self, ev):
+        import struct
+        from tensorboardX.record_writer import masked_crc32c
+        data = ev.SerializeToString()
+        header = struct.pack("Q", len(data))
+        self._f.write(header + struct.pack("I", masked_crc32c(header)) + data +
+                      struct.pack("I", masked_crc32c(data)))
+
+    def scalars(self, values, step):
+        import time
+        from tensorboardX.proto.summary_pb2 import Summary
+        summ = Summary(value=[Summary.Value(tag=k, simple_value=float(v)) for k, v in values.items()])
+        self._event(self._Event(wall_time=time.time(), step=int(step), summary=summ))
+
+    def hparams(self, hp, metrics):
+        import time
+        from tensorboardX.summary import hparams
+        for s in hparams(hp, metrics):
+            self._event(self._Event(wall_time=time.time(), summary=s))
+        self.scalars(metrics, 0)
 
     def flush(self):
-        for w in self._writers.values():
-            w.flush()
+        self._f.flush()
+
+    def close(self):
+        self._f.close()
 
 
 def default_logger_callbacks():
