@@ -482,6 +482,7 @@ class TuneController:
         if finished:
             if live.draining:
                 self._release(trial)
+                self._drop_unregistered_checkpoints(trial)
             elif error is not None:
                 cause, tb = error
                 self._failure(trial, RayTaskError(str(trial), tb, cause).as_instanceof_cause(), tb)
@@ -491,8 +492,9 @@ class TuneController:
                 self._release(trial)
                 self._set_terminated(trial)
             return
-        live.poll_ref = live.actor.poll.remote(live.inc, _POLL_TIMEOUT)
-        self._ref_owner[live.poll_ref] = ("poll", trial.trial_id, live.inc)
+        if live.poll_ref is None:
+            live.poll_ref = live.actor.poll.remote(live.inc, _POLL_TIMEOUT)
+            self._ref_owner[live.poll_ref] = ("poll", trial.trial_id, live.inc)
 
     def _on_result(self, trial, r):
         ckpt = r.pop("_ckpt", None)
@@ -588,7 +590,21 @@ class TuneController:
         self._release(trial)
         self._set_terminated(trial)
 
+    def _drop_unregistered_checkpoints(self, trial):
+        # a trial that ran ahead of a stop decision may have saved checkpoints the
+        # experiment never saw: they never happened
+        keep = {os.path.basename(c.path) for c, _ in trial.checkpoints}
+        try:
+            names = os.listdir(trial.local_path)
+        except OSError:
+            return
+        for n in names:
+            if n.startswith("checkpoint_") and n not in keep:
+                shutil.rmtree(os.path.join(trial.local_path, n), ignore_errors=True)
+
     def _set_terminated(self, trial, notify_scheduler=True):
+        if trial.trial_id not in self._live:
+            self._drop_unregistered_checkpoints(trial)
         trial.status = Trial.TERMINATED
         if notify_scheduler:
             self._scheduler.on_trial_complete(self, trial, trial.last_result)

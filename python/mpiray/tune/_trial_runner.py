@@ -67,6 +67,8 @@ class _Run(Session):
         self.start = time.time()
         self.last = self.start
         self.iters_since_restore = 0
+        self.handed_out = self.iteration   # iteration of the last result the driver took
+        self.acked = self.iteration        # ... and has processed (class trainables wait for it)
         self._date_sec = -1
         self._date = ""
 
@@ -190,6 +192,12 @@ class _Run(Session):
                 self._push(result, ckpt)
                 if result.get("done"):
                     break
+                # lockstep with the driver (as Ray): the next step runs once this result has
+                # been processed, so a stop or pause takes effect exactly here
+                cond = self.runner._cond
+                with cond:
+                    while self.acked < self.iteration and not self.stop_flag:
+                        cond.wait(1.0)
             if at_end and (not spec.get("_saved_last")):
                 ckpt = self._save_class(inst)
                 with self.runner._cond:
@@ -277,9 +285,16 @@ class TrialRunner:
                 self._cond.wait(left)
             if run is None or run.inc < incarnation:
                 return incarnation, [], False, None      # not started yet: poll again
+            if run.inc == incarnation and run.acked < run.handed_out:
+                run.acked = run.handed_out               # the previous batch was processed
+                self._cond.notify_all()
             if run.inc != incarnation:
                 return incarnation, [], True, None
             out, self._buf = self._buf, []
+            for r in reversed(out):
+                if "training_iteration" in r:
+                    run.handed_out = r["training_iteration"]
+                    break
             self._cond.notify_all()
             return incarnation, out, run.finished, run.error
 
