@@ -506,10 +506,10 @@ class TuneController:
             if self._fatal is not None:
                 return
         trial.update_last_result(r)
-        if ckpt:
-            self._register_checkpoint(trial, ckpt, r["training_iteration"], r)
         self._search.on_trial_result(trial.trial_id, r)
         self._callbacks.on_trial_result(self._iteration, self._trials, trial, r)
+        if ckpt:  # after the loggers wrote the result it belongs to
+            self._register_checkpoint(trial, ckpt, r["training_iteration"], r)
         self._reporter.trial_result(trial, r)
         stop = bool(r.get("done"))
         if self._stopper is not None and not stop:
@@ -553,6 +553,8 @@ class TuneController:
         trial.ckpt_time_total = (metrics or {}).get("time_total_s", trial.ckpt_time_total)
         trial.ckpt_index = max(trial.ckpt_index, _ckpt_number(path) + 1)
         trial.checkpoints.append((ck, dict(metrics or {})))
+        for lg in self._loggers:   # the results before a checkpoint are on disk before it is journaled
+            lg.flush_trial(trial)
         self.journal.checkpoint(trial)
         self._enforce_num_to_keep(trial)
         self._callbacks.on_checkpoint(self._iteration, self._trials, trial, ck)
@@ -736,9 +738,9 @@ class TuneController:
                 r["config"] = trial.config
                 r["experiment_tag"] = trial.experiment_tag
                 trial.update_last_result(r)
+                self._callbacks.on_trial_result(self._iteration, self._trials, trial, r)
                 if ckpt:
                     self._register_checkpoint(trial, ckpt, r["training_iteration"], r)
-                self._callbacks.on_trial_result(self._iteration, self._trials, trial, r)
             if finished:
                 self._live.pop(trial_id, None)
                 if error is None and not trial.is_finished() and not live.draining and \

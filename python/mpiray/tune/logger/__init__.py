@@ -63,6 +63,9 @@ class LoggerCallback(Callback):
     def flush(self, wait=True):
         pass
 
+    def flush_trial(self, trial):
+        """Write this trial's buffered results to the OS (before its checkpoint is journaled)."""
+
     def on_trial_start(self, iteration, trials, trial, **info):
         self.log_trial_start(trial)
 
@@ -143,6 +146,11 @@ class JsonLoggerCallback(LoggerCallback):
     def log_trial_end(self, trial, failed=False):
         self._close(trial)
 
+    def flush_trial(self, trial):
+        f = self._files.get(trial.trial_id)
+        if f is not None:
+            f.flush()
+
     def _close(self, trial):
         f = self._files.pop(trial.trial_id, None)
         if f is not None:
@@ -183,6 +191,11 @@ class CSVLoggerCallback(LoggerCallback):
 
     def log_trial_end(self, trial, failed=False):
         self._close(trial)
+
+    def flush_trial(self, trial):
+        e = self._files.get(trial.trial_id)
+        if e is not None:
+            e[0].flush()
 
     def _close(self, trial):
         e = self._files.pop(trial.trial_id, None)
