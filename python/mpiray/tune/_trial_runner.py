@@ -27,7 +27,7 @@ try:
     _IP = socket.gethostbyname(_HOST)
 except OSError:
     _IP = "127.0.0.1"
-_MAX_BUFFERED = 100_000     # a trial that outruns the driver this far waits for it
+_MAX_BUFFERED = 10_000      # a trial that outruns the driver this far waits for it (backpressure)
 
 
 class StopTrial(BaseException):
