@@ -87,8 +87,8 @@ EnvInfo InfoOf(Kind kind) {
 }
 
 /// Device-side state of all envs, and the kernels over it.
-/// f(i) for every i in [begin, end) where a[i] (or b[i], when b is not null) is nonzero,
-/// skipping 8 zero flags at a time.
+/// f(i) for every i in [begin, end) where a[i] (or b[i], when b is not null) is nonzero; the
+/// flags are 0 or 1, so 8 of them are read as one word and only the set ones are visited.
 template <class F>
 MPIRAY_KFN void ForEachSet(const uint8_t* a, const uint8_t* b, int64_t begin, int64_t end, const F& f) {
   int64_t i = begin;
@@ -100,9 +100,14 @@ MPIRAY_KFN void ForEachSet(const uint8_t* a, const uint8_t* b, int64_t begin, in
       std::memcpy(&wb, b + i, 8);
       w |= wb;
     }
-    if (w == 0) continue;
-    for (int64_t j = i; j < i + 8; ++j) {
-      if (a[j] | (b ? b[j] : 0)) f(j);
+    while (w != 0) {  // one bit per set flag (bit 0 of its byte)
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+      const int bit = __ffsll(static_cast<long long>(w)) - 1;
+#else
+      const int bit = __builtin_ctzll(w);
+#endif
+      f(i + bit / 8);
+      w &= w - 1;
     }
   }
   for (; i < end; ++i) {
@@ -346,14 +351,14 @@ struct ObserveKernel {
 }  // namespace
 
 namespace {
-// Any a[i] outside [0, n)? One vectorised pass (negative values are huge as unsigned).
+// Any a[i] outside [0, n)? One vectorised pass.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 [[gnu::target_clones("avx2", "default")]]
 #endif
-bool AnyOutOfRange(const int64_t* a, int64_t count, uint64_t n) {
-  bool bad = false;
-  for (int64_t i = 0; i < count; ++i) bad |= static_cast<uint64_t>(a[i]) >= n;
-  return bad;
+bool AnyOutOfRange(const int64_t* a, int64_t count, int64_t n) {
+  int64_t bad = 0;  // an integer count of signed compares: vectorised
+  for (int64_t i = 0; i < count; ++i) bad += (a[i] < 0) | (a[i] >= n);
+  return bad != 0;
 }
 }  // namespace
 
@@ -491,7 +496,7 @@ void BatchedEnv::Step(const void* actions, float* obs, double* rewards, uint8_t*
   if (m.info.discrete) {
     const auto* a = static_cast<const int64_t*>(actions);
     const int64_t na = m.info.num_actions;
-    if (AnyOutOfRange(a, N, static_cast<uint64_t>(na))) {
+    if (AnyOutOfRange(a, N, na)) {
       for (int64_t i = 0; i < N; ++i) {
         if (a[i] < 0 || a[i] >= na) {
           throw InvalidArgumentError("env " + std::to_string(i) + ": action " + std::to_string(a[i]) +
