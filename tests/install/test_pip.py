@@ -162,3 +162,30 @@ def test_missing_own_library_is_named(root):
     assert p.returncode == 1 and p.stdout_text.strip() == str(copy / "__init__.py"), p.stdout_text
     assert ("MissingLibraryError: mpiray cannot load its native runtime: its own library "
             "libmpiray_core.so is missing") in p.stderr_text, p.stderr_text
+
+
+@pytest.mark.timeout(INSTALL_TIMEOUT)
+def test_oldest_build_requirements(root):
+    """The lowest scikit-build-core and pybind11 that [build-system] allows (pip takes the
+    newest in the other tests; `make build` uses Debian's pybind11 2.10.3)."""
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+    lowest = {}
+    for req in requires:
+        m = re.fullmatch(r"([\w-]+)>=([\d.]+),<[\d.]+", req.replace(" ", ""))
+        assert m, f"{req}: give [build-system] requirements as name>=low,<high"
+        lowest[m.group(1)] = m.group(2)
+    assert set(lowest) == {"scikit-build-core", "pybind11"}, requires
+    src = checkout_copy(root / "oldest")
+    constraints = root / "oldest-constraints.txt"
+    constraints.write_text("".join(f"{k}=={v}\n" for k, v in lowest.items()))
+    env = clean_env(root, extra={"PIP_CONSTRAINT": str(constraints)})
+    run(VENV, env=env, cwd=src, timeout=120)
+    p = run(". .venv/bin/activate && pip install -v .", env=env, cwd=src, timeout=INSTALL_TIMEOUT)
+    record_time("oldest build requirements: pip install .", p.elapsed)
+    log = p.stdout_text + p.stderr_text
+    assert f"scikit-build-core {lowest['scikit-build-core']} using CMake" in log
+    assert f"pybind11-{lowest['pybind11']}" in log
+    r = result_of(run_program(root, ["python", APP / "prog.py"],
+                              env=clean_env(root, src / ".venv", {"MPIRAY_NUM_WORKERS": "2"}),
+                              cwd=src))
+    assert r["remote"] and r["counter"] == 16 and r["workers"] == 2, r
