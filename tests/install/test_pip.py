@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tomllib
 
 import pytest
@@ -73,6 +74,14 @@ def test_install_and_run(root, kind):
 
     # Not from the source tree by accident: no build tree in the copy, no PYTHONPATH.
     assert not (src / "build").exists()
+    if kind == "sdist":  # the sources, without the venv, build trees or caches beside them
+        with tarfile.open(src / "dist" / f"mpiray-{VERSION}.tar.gz") as tar:
+            names = [n.split("/", 1)[1] for n in tar.getnames() if "/" in n]
+        for need in ("pyproject.toml", "CMakeLists.txt", "python/src/module.cpp",
+                     "python/mpiray/__init__.py", "mpi/include/mpiray/mpiray.h", "README.md"):
+            assert need in names, need
+        junk = [n for n in names if re.match(r"(\.venv|build|dist|\.git)(/|$)", n) or "__pycache__" in n]
+        assert not junk, junk[:10]
     for launch in (["python"], [MPIRUN, "-n", "3", "python"]):
         p = run_program(root, [*launch, APP / "prog.py"], env=env, cwd=src / "tests" / "install")
         r = result_of(p)
@@ -173,7 +182,8 @@ def test_oldest_build_requirements(root):
     for req in requires:
         m = re.fullmatch(r"([\w-]+)>=([\d.]+),<[\d.]+", req.replace(" ", ""))
         assert m, f"{req}: give [build-system] requirements as name>=low,<high"
-        lowest[m.group(1)] = m.group(2)
+        low = m.group(2)
+        lowest[m.group(1)] = low + ".0" * (2 - low.count("."))  # 0.10 -> 0.10.0, as pip prints it
     assert set(lowest) == {"scikit-build-core", "pybind11"}, requires
     src = checkout_copy(root / "oldest")
     constraints = root / "oldest-constraints.txt"
