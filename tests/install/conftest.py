@@ -110,9 +110,13 @@ def run(cmd, *, env, cwd, timeout, check=True):
 
 def checkout_copy(dest):
     """The files a fresh clone has, plus uncommitted ones (git ls-files): never ./build."""
-    listing = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                             capture_output=True, check=True).stdout.decode().split("\0")
-    for rel in filter(None, listing):
+    git = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                         capture_output=True)
+    if git.returncode != 0:  # not a git checkout (an unpacked sdist): the tree minus outputs
+        shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(
+            "build*", ".venv", "dist", "__pycache__", ".pytest_cache", ".git"))
+        return dest
+    for rel in filter(None, git.stdout.decode().split("\0")):
         src = REPO / rel
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
