@@ -17,8 +17,8 @@ import importlib
 EXTRAS = {
     "data": ("pandas", "pyarrow"),
     "train": ("torch",),
-    "tune": ("pandas", "pyarrow", "optuna", "hyperopt"),
-    "rllib": ("torch", "gymnasium", "pandas", "pyarrow"),
+    "tune": ("pandas", "tensorboardX", "optuna", "hyperopt"),
+    "rllib": ("torch", "gymnasium", "pandas", "tensorboardX"),
     "serve": ("fastapi", "starlette", "uvicorn", "requests"),
 }
 EXTRAS["all"] = tuple(sorted({m for mods in EXTRAS.values() for m in mods}))

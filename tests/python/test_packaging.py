@@ -101,6 +101,29 @@ def test_import_mpiray_needs_no_extra(tmp_path):
     assert p.returncode == 0 and p.stdout.strip() == "OK", p.stderr
 
 
+def test_tune_names_its_extra(tmp_path):
+    """mpiray.tune's optional pieces, used without their packages, say `mpiray[tune]`."""
+    code = BLOCK.format(blocked=sorted(_extras.EXTRAS["tune"])) + textwrap.dedent("""
+        from mpiray import tune
+        from mpiray._extras import MissingExtraError
+        from mpiray.tune.logger import TBXLoggerCallback, default_logger_callbacks
+        from mpiray.tune.search.hyperopt import HyperOptSearch
+        from mpiray.tune.search.optuna import OptunaSearch
+        for make in (OptunaSearch, HyperOptSearch, TBXLoggerCallback):
+            try:
+                make()
+            except MissingExtraError as e:
+                assert 'pip install "mpiray[tune]"' in str(e), e
+            else:
+                raise AssertionError(f"{make.__name__} without its package")
+        # without tensorboardX the default loggers are JSON and CSV only
+        assert len(default_logger_callbacks()) == 2
+        print("OK")
+    """)
+    p = _python(code, tmp_path)
+    assert p.returncode == 0 and p.stdout.strip() == "OK", p.stderr
+
+
 # ------------------------------------------------------------------ missing libraries
 
 
