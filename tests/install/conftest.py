@@ -10,7 +10,7 @@ find_package(mpiray) and with pkg-config.
 
 Every install reuses the compiler cache: pip builds in fresh temporary folders, so ccache is
 told to hash paths relative to this run's root (CCACHE_BASEDIR, CCACHE_NOHASHDIR). The install
-times go to the end of pytest's report (and to <root>/install-times.json).
+times go to the end of pytest's report.
 """
 
 import json
@@ -54,13 +54,17 @@ def record_time(name, seconds):
 
 
 @pytest.fixture(scope="session")
-def root(tmp_path_factory):
-    """This run's folder: pip's temporary folders, venvs, prefixes; the compiler cache's base."""
+def root(request, tmp_path_factory):
+    """This run's folder: pip's temporary folders, venvs, prefixes; the compiler cache's base.
+    Removed at the end (about 1 GB of venvs and build trees) unless a test failed."""
     r = tmp_path_factory.mktemp("install")
     (r / "tmp").mkdir()
     yield r
-    if _times:
-        (r / "install-times.json").write_text(json.dumps(_times, indent=1))
+    if request.session.testsfailed:
+        if _times:
+            (r / "install-times.json").write_text(json.dumps(_times, indent=1))
+        return
+    shutil.rmtree(r, ignore_errors=True)
 
 
 def clean_env(root, venv=None, extra=None):
