@@ -204,7 +204,19 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="0.5 s windows instead of 2 s")
     p.add_argument("--window", type=float, default=None, help="seconds per workload")
     p.add_argument("--backend", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--suite", default="core", choices=["core", "tune"],
+                   help="core: Ray's microbenchmark workloads; tune: mpiray.tune vs Ray Tune")
     args = p.parse_args(argv)
+    if args.suite == "tune":
+        if args.against_ray:
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                print("--against-ray needs Ray: pip install 'ray[tune]'", file=sys.stderr)
+                return 2
+        from .bench_tune import run_suite
+        print(json.dumps(run_suite(args.against_ray, args.quick), indent=2))
+        return 0
     window = args.window or (0.5 if args.quick else 2.0)
     if args.backend:  # a child process measuring one backend
         print(json.dumps(run_backend(args.backend, window)))

@@ -869,7 +869,7 @@ void BindTasks(py::module_& m) {
   m.def("submit", &Submit, py::arg("kind"), py::arg("language"), py::arg("function"), py::arg("args"),
         py::arg("options"));
   // Streaming tasks: stream_next -> (1, ref) an item, (0, None) the end; GetTimeoutError.
-  m.def("stream_next", [](py::bytes task, uint32_t index, py::object timeout, bool want) {
+  m.def("stream_next", [](py::bytes task, uint32_t index, py::object timeout, bool want) -> py::tuple {
     std::string t = task;
     mpiray::TaskId tid;
     if (t.size() >= 8) std::memcpy(&tid.value, t.data(), 8);
