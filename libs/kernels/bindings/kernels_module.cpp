@@ -225,24 +225,103 @@ double OptDouble(const py::object& o) {
   return o.is_none() ? k::ResetBounds::kDefault : o.cast<double>();
 }
 
-}  // namespace
-
-PYBIND11_MODULE(_kernels, m) {
-  m.doc() = "mpiray's native kernels (libs/kernels): reductions, GAE, batched classic control";
-  py::register_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const mpiray::InvalidArgumentError& e) {
-      PyErr_SetString(PyExc_ValueError, e.what());
+// BatchedEnv.reset: new episodes for all (or the masked) envs, into `obs`.
+void EnvReset(k::BatchedEnv& e, py::array obs, const py::object& seeds, const py::object& mask,
+     const py::object& low, const py::object& high, const py::object& x_init,
+     const py::object& y_init) {
+    const size_t n = static_cast<size_t>(e.num_envs());
+    float* o = OutPtr<float>(obs, n * static_cast<size_t>(e.info().obs_dim), "obs");
+    py::array_t<uint64_t, py::array::c_style | py::array::forcecast> s;
+    if (!seeds.is_none()) {
+      s = decltype(s)::ensure(seeds);
+      if (!s || static_cast<size_t>(s.size()) != n) {
+        throw py::value_error("seeds must be " + std::to_string(n) + " integers");
+      }
     }
-  });
+    Mask mk = MaskIn(mask, n, "reset_mask");
+    k::ResetBounds b;
+    b.low = OptDouble(low);
+    b.high = OptDouble(high);
+    b.x_init = OptDouble(x_init);
+    b.y_init = OptDouble(y_init);
+    const uint64_t* sp = seeds.is_none() ? nullptr : s.data();
+    py::gil_scoped_release release;
+    e.Reset(o, sp, mk.ptr, b);
+  }
 
+// BatchedEnv.step: one step of every env, results into the given arrays.
+void EnvStep(k::BatchedEnv& e, const py::object& actions, py::array obs, py::array rewards,
+     py::array terminated, py::array truncated, const py::object& final_obs) {
+    const auto& info = e.info();
+    const size_t n = static_cast<size_t>(e.num_envs());
+    const size_t no = n * static_cast<size_t>(info.obs_dim);
+    py::array act;
+    const void* ap;
+    if (info.discrete) {
+      auto a = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(actions);
+      if (!a || static_cast<size_t>(a.size()) != n) {
+        throw py::value_error("actions must be " + std::to_string(n) + " integers for " + info.id);
+      }
+      act = a;
+      ap = a.data();
+    } else {
+      auto a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(actions);
+      if (!a || static_cast<size_t>(a.size()) != n * static_cast<size_t>(info.action_dim)) {
+        throw py::value_error("actions must be a [" + std::to_string(n) + ", " +
+                              std::to_string(info.action_dim) + "] float array for " + info.id);
+      }
+      act = a;
+      ap = a.data();
+    }
+    float* o = OutPtr<float>(obs, no, "obs");
+    double* r = OutPtr<double>(rewards, n, "rewards");
+    auto* te = reinterpret_cast<uint8_t*>(OutPtr<bool>(terminated, n, "terminated"));
+    auto* tr = reinterpret_cast<uint8_t*>(OutPtr<bool>(truncated, n, "truncated"));
+    float* fo = nullptr;
+    py::array fobs;
+    if (!final_obs.is_none()) {
+      fobs = final_obs.cast<py::array>();
+      fo = OutPtr<float>(fobs, no, "final_obs");
+    }
+    py::gil_scoped_release release;
+    e.Step(ap, o, r, te, tr, fo);
+  }
+
+// BatchedEnv.set_state: restore states (and elapsed steps), writing `obs` if given.
+void EnvSetState(k::BatchedEnv& e, const py::object& state, const py::object& steps, const py::object& obs) {
+    const size_t n = static_cast<size_t>(e.num_envs());
+    auto s = In<double>::ensure(state);
+    if (!s || static_cast<size_t>(s.size()) != n * static_cast<size_t>(e.info().state_dim)) {
+      throw py::value_error("state must be a [" + std::to_string(n) + ", " +
+                            std::to_string(e.info().state_dim) + "] array");
+    }
+    In<int32_t> st;
+    if (!steps.is_none()) {
+      st = In<int32_t>::ensure(steps);
+      if (!st || static_cast<size_t>(st.size()) != n) {
+        throw py::value_error("elapsed steps must be " + std::to_string(n) + " integers");
+      }
+    }
+    float* o = nullptr;
+    py::array oa;
+    if (!obs.is_none()) {
+      oa = obs.cast<py::array>();
+      o = OutPtr<float>(oa, n * static_cast<size_t>(e.info().obs_dim), "obs");
+    }
+    e.SetState(s.data(), steps.is_none() ? nullptr : st.data(), o);
+  }
+
+// backend(), reduce_into().
+void BindReductions(py::module_& m) {
   m.def("backend", &k::Backend, "What runs the kernels (Kokkos and its backend, or plain C++).");
   m.def("uses_kokkos", &k::UsesKokkos);
   m.def("reduce_into", &ReduceIntoPy, py::arg("op"), py::arg("dst"), py::arg("src"),
         py::arg("bfloat16") = false,
         "dst = op(dst, src) elementwise, in place (float16/bfloat16 computed in float32).");
+}
 
+// gae(), discounted_returns().
+void BindAdvantages(py::module_& m) {
   m.def(
       "gae",
       [](const py::object& rewards, const py::object& values, const py::object& terminated,
@@ -273,7 +352,10 @@ PYBIND11_MODULE(_kernels, m) {
       py::arg("rewards"), py::arg("terminated") = py::none(), py::arg("truncated") = py::none(),
       py::arg("gamma") = 0.99, py::arg("bootstrap_values") = py::none(), py::arg("values") = py::none(),
       py::arg("final_values") = py::none());
+}
 
+// env_ids(), env_info(), BatchedEnv.
+void BindEnvs(py::module_& m) {
   m.def("env_ids", &k::EnvIds);
   m.def("env_info", [](const std::string& id) { return InfoDict(k::GetEnvInfo(id)); });
 
@@ -298,69 +380,13 @@ PYBIND11_MODULE(_kernels, m) {
       .def_property_readonly("max_episode_steps", &k::BatchedEnv::max_episode_steps)
       .def(
           "reset",
-          [](k::BatchedEnv& e, py::array obs, const py::object& seeds, const py::object& mask,
-             const py::object& low, const py::object& high, const py::object& x_init,
-             const py::object& y_init) {
-            const size_t n = static_cast<size_t>(e.num_envs());
-            float* o = OutPtr<float>(obs, n * static_cast<size_t>(e.info().obs_dim), "obs");
-            py::array_t<uint64_t, py::array::c_style | py::array::forcecast> s;
-            if (!seeds.is_none()) {
-              s = decltype(s)::ensure(seeds);
-              if (!s || static_cast<size_t>(s.size()) != n) {
-                throw py::value_error("seeds must be " + std::to_string(n) + " integers");
-              }
-            }
-            Mask mk = MaskIn(mask, n, "reset_mask");
-            k::ResetBounds b;
-            b.low = OptDouble(low);
-            b.high = OptDouble(high);
-            b.x_init = OptDouble(x_init);
-            b.y_init = OptDouble(y_init);
-            const uint64_t* sp = seeds.is_none() ? nullptr : s.data();
-            py::gil_scoped_release release;
-            e.Reset(o, sp, mk.ptr, b);
-          },
+          &EnvReset,
           py::arg("obs"), py::arg("seeds") = py::none(), py::arg("mask") = py::none(),
           py::arg("low") = py::none(), py::arg("high") = py::none(), py::arg("x_init") = py::none(),
           py::arg("y_init") = py::none())
       .def(
           "step",
-          [](k::BatchedEnv& e, const py::object& actions, py::array obs, py::array rewards,
-             py::array terminated, py::array truncated, const py::object& final_obs) {
-            const auto& info = e.info();
-            const size_t n = static_cast<size_t>(e.num_envs());
-            const size_t no = n * static_cast<size_t>(info.obs_dim);
-            py::array act;
-            const void* ap;
-            if (info.discrete) {
-              auto a = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(actions);
-              if (!a || static_cast<size_t>(a.size()) != n) {
-                throw py::value_error("actions must be " + std::to_string(n) + " integers for " + info.id);
-              }
-              act = a;
-              ap = a.data();
-            } else {
-              auto a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(actions);
-              if (!a || static_cast<size_t>(a.size()) != n * static_cast<size_t>(info.action_dim)) {
-                throw py::value_error("actions must be a [" + std::to_string(n) + ", " +
-                                      std::to_string(info.action_dim) + "] float array for " + info.id);
-              }
-              act = a;
-              ap = a.data();
-            }
-            float* o = OutPtr<float>(obs, no, "obs");
-            double* r = OutPtr<double>(rewards, n, "rewards");
-            auto* te = reinterpret_cast<uint8_t*>(OutPtr<bool>(terminated, n, "terminated"));
-            auto* tr = reinterpret_cast<uint8_t*>(OutPtr<bool>(truncated, n, "truncated"));
-            float* fo = nullptr;
-            py::array fobs;
-            if (!final_obs.is_none()) {
-              fobs = final_obs.cast<py::array>();
-              fo = OutPtr<float>(fobs, no, "final_obs");
-            }
-            py::gil_scoped_release release;
-            e.Step(ap, o, r, te, tr, fo);
-          },
+          &EnvStep,
           py::arg("actions"), py::arg("obs"), py::arg("rewards"), py::arg("terminated"),
           py::arg("truncated"), py::arg("final_obs") = py::none())
       .def("get_state",
@@ -373,32 +399,28 @@ PYBIND11_MODULE(_kernels, m) {
            })
       .def(
           "set_state",
-          [](k::BatchedEnv& e, const py::object& state, const py::object& steps, const py::object& obs) {
-            const size_t n = static_cast<size_t>(e.num_envs());
-            auto s = In<double>::ensure(state);
-            if (!s || static_cast<size_t>(s.size()) != n * static_cast<size_t>(e.info().state_dim)) {
-              throw py::value_error("state must be a [" + std::to_string(n) + ", " +
-                                    std::to_string(e.info().state_dim) + "] array");
-            }
-            In<int32_t> st;
-            if (!steps.is_none()) {
-              st = In<int32_t>::ensure(steps);
-              if (!st || static_cast<size_t>(st.size()) != n) {
-                throw py::value_error("elapsed steps must be " + std::to_string(n) + " integers");
-              }
-            }
-            float* o = nullptr;
-            py::array oa;
-            if (!obs.is_none()) {
-              oa = obs.cast<py::array>();
-              o = OutPtr<float>(oa, n * static_cast<size_t>(e.info().obs_dim), "obs");
-            }
-            e.SetState(s.data(), steps.is_none() ? nullptr : st.data(), o);
-          },
+          &EnvSetState,
           py::arg("state"), py::arg("elapsed_steps") = py::none(), py::arg("obs") = py::none())
       .def("pending_resets", [](const k::BatchedEnv& e) {
         py::array_t<bool> p(std::vector<py::ssize_t>{static_cast<py::ssize_t>(e.num_envs())});
         e.GetPendingResets(reinterpret_cast<uint8_t*>(p.mutable_data()));
         return p;
       });
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_kernels, m) {
+  m.doc() = "mpiray's native kernels (libs/kernels): reductions, GAE, batched classic control";
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const mpiray::InvalidArgumentError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+
+  BindReductions(m);
+  BindAdvantages(m);
+  BindEnvs(m);
 }
