@@ -15,10 +15,9 @@ import cloudpickle
 from . import _core, _runtime_env
 from ._core import ObjectRef
 
-# Task kinds, languages, strategies and sentinels are the runtime's (exported by the binding).
-_KIND_TASK, _KIND_ACTOR_CREATE, _KIND_ACTOR_CALL = (
-    _core.TaskKind.NORMAL, _core.TaskKind.ACTOR_CREATE, _core.TaskKind.ACTOR_CALL)
-_LANG_CPP, _LANG_PY = _core.Language.CPP, _core.Language.PYTHON
+# Task kinds, languages, strategies and sentinels are the runtime's, exported by the binding
+# (_core.TaskKind, _core.Language, ...); read where used, so that `import mpiray` works even
+# when the native runtime cannot load (_native.py).
 
 _lock = threading.RLock()
 _initialized_here = False
@@ -208,7 +207,6 @@ _ACTOR_OPTIONS = {"num_cpus", "num_gpus", "resources", "memory", "name", "namesp
                   "placement_group_bundle_index", "placement_group_capture_child_tasks"}
 
 
-_ACTOR_DEFAULT_RETRIES = _core.ACTOR_DEFAULT_RETRIES  # an actor call's: the actor's max_task_retries
 
 
 def _check_retry_count(value, what):
@@ -448,7 +446,8 @@ class RemoteFunction:
             native = holder._native = _core.TaskOptions(
                 num_returns=max(num_returns, 1), resources=resources,
                 max_retries=options.get("max_retries", 3), name=name, **scheduling)
-        refs = _core.submit(_KIND_TASK, _LANG_PY, export.hex(), _call_args(args, kwargs, meta), native)
+        refs = _core.submit(_core.TaskKind.NORMAL, _core.Language.PYTHON, export.hex(),
+                            _call_args(args, kwargs, meta), native)
         if streaming:
             return ObjectRefGenerator(refs[0].binary()[:8], refs[0])
         if num_returns == 0:
@@ -484,7 +483,7 @@ class CppFunction:
         scheduling, resources = _scheduling(self._options, _resources(self._options, 1), 1)
         native = _core.TaskOptions(resources=resources, max_retries=self._options.get("max_retries", 3),
                                    name=self._options.get("name") or self._name, **scheduling)
-        refs = _core.submit(_KIND_TASK, _LANG_CPP, self._function, list(args), native)
+        refs = _core.submit(_core.TaskKind.NORMAL, _core.Language.CPP, self._function, list(args), native)
         return refs[0]
 
 
@@ -538,8 +537,8 @@ class ActorMethod:
         _check_options(options, {"num_returns", "name", "concurrency_group", "max_task_retries"},
                        "actor method options()")
         n = options.get("num_returns", self._num_returns)
-        retries = options.get("max_task_retries", _ACTOR_DEFAULT_RETRIES)
-        if retries != _ACTOR_DEFAULT_RETRIES:
+        retries = options.get("max_task_retries", _core.ACTOR_DEFAULT_RETRIES)
+        if retries != _core.ACTOR_DEFAULT_RETRIES:  # (default: the actor's max_task_retries)
             _check_retry_count(retries, "max_task_retries")
         parent = self
 
@@ -551,7 +550,7 @@ class ActorMethod:
 
     def _remote(self, args, kwargs, num_returns, max_task_retries=None):
         if max_task_retries is None:
-            max_task_retries = _ACTOR_DEFAULT_RETRIES
+            max_task_retries = _core.ACTOR_DEFAULT_RETRIES
         meta = (tuple(kwargs), max(num_returns, 1), False, self._name, None)
         handle = self._handle
         natives = handle.__dict__.setdefault("_natives", {})
@@ -560,7 +559,8 @@ class ActorMethod:
             native = natives[(num_returns, max_task_retries)] = _core.TaskOptions(
                 num_returns=max(num_returns, 1), max_retries=max_task_retries,
                 name=handle._class_name, actor=handle._id)
-        refs = _core.submit(_KIND_ACTOR_CALL, _LANG_PY, self._name, _call_args(args, kwargs, meta), native)
+        refs = _core.submit(_core.TaskKind.ACTOR_CALL, _core.Language.PYTHON, self._name,
+                            _call_args(args, kwargs, meta), native)
         if num_returns == 0:
             return None
         return refs[0] if num_returns == 1 else refs
@@ -677,7 +677,8 @@ class ActorClass:
             max_concurrency=max_concurrency, namespace=ns if name is not None else "",
             named=name is not None, handle_meta=pickle.dumps(self._meta), max_restarts=max_restarts,
             max_task_retries=max_task_retries, **scheduling)
-        refs = _core.submit(_KIND_ACTOR_CREATE, _LANG_PY, export.hex(), _call_args(args, kwargs, meta),
+        refs = _core.submit(_core.TaskKind.ACTOR_CREATE, _core.Language.PYTHON, export.hex(),
+                            _call_args(args, kwargs, meta),
                             native)
         return ActorHandle(refs[0].binary()[:8], self._meta)
 

@@ -100,23 +100,34 @@ class InfeasibleError(RayError, ValueError):
     """No node can ever satisfy the task's resource request."""
 
 
-# The runtime's status codes (mpiray._core.StatusCode, from core/include/mpiray/core/status.h).
-_CODE = _core.StatusCode
-_BY_CODE = {
-    int(_CODE.Timeout): GetTimeoutError,
-    int(_CODE.ObjectStoreFull): ObjectStoreFullError,
-    int(_CODE.ObjectLost): ObjectLostError,
-    int(_CODE.TaskCancelled): TaskCancelledError,
-    int(_CODE.ActorDied): ActorDiedError,
-    int(_CODE.WorkerCrashed): WorkerCrashedError,
-    int(_CODE.Infeasible): InfeasibleError,
-}
-_VALUE_ERRORS = (int(_CODE.InvalidArgument), int(_CODE.AlreadyExists))
+# The runtime's status codes (mpiray._core.StatusCode, from core/include/mpiray/core/status.h)
+# -> exception classes; made at the first error (the binding is loaded by then).
+_by_code = None
+
+
+def _classes():
+    global _by_code
+    if _by_code is None:
+        c = _core.StatusCode
+        _by_code = {
+            int(c.Timeout): GetTimeoutError,
+            int(c.ObjectStoreFull): ObjectStoreFullError,
+            int(c.ObjectLost): ObjectLostError,
+            int(c.TaskCancelled): TaskCancelledError,
+            int(c.ActorDied): ActorDiedError,
+            int(c.WorkerCrashed): WorkerCrashedError,
+            int(c.Infeasible): InfeasibleError,
+            int(c.InvalidArgument): ValueError,
+            int(c.AlreadyExists): ValueError,
+            int(c.TaskError): RayTaskError,
+        }
+    return _by_code
 
 
 def _from_error(code, message, extra=b""):
     """The exception for a runtime error (called by the binding)."""
-    if code == int(_CODE.TaskError):  # a task raised
+    cls = _classes().get(code, RaySystemError)
+    if cls is RayTaskError:  # a task raised
         cause = None
         if extra:
             try:
@@ -124,9 +135,6 @@ def _from_error(code, message, extra=b""):
             except Exception:  # the exception type is not importable here
                 cause = None
         return RayTaskError("", message, cause).as_instanceof_cause()
-    if code in _VALUE_ERRORS:
-        return ValueError(message)
-    cls = _BY_CODE.get(code, RaySystemError)
     return cls(message)
 
 

@@ -11,7 +11,9 @@ import numbers
 
 from .. import _core  # noqa: F401  (the extension module, found through mpiray.__path__)
 
-_STRATEGIES = {name: int(value) for name, value in _core.PlacementStrategy.__members__.items()}
+def _strategies():
+    """Ray's strategy names -> the runtime's values (_core.PlacementStrategy)."""
+    return {name: int(value) for name, value in _core.PlacementStrategy.__members__.items()}
 
 
 class PlacementGroupID:
@@ -96,12 +98,13 @@ def _check_bundles(bundles):
 def placement_group(bundles, strategy="PACK", name="", lifetime=None, **_ignored):
     """Reserve ``bundles`` (a list of resource dicts) with ``strategy``; returns at once."""
     clean = _check_bundles(bundles)
-    if strategy not in _STRATEGIES:
+    strategies = _strategies()
+    if strategy not in strategies:
         raise ValueError(f"Invalid placement group strategy {strategy!r}; use one of "
-                         f"{', '.join(_STRATEGIES)}")
+                         f"{', '.join(strategies)}")
     if lifetime not in (None, "detached"):
         raise ValueError(f"placement group lifetime must be None or 'detached', got {lifetime!r}")
-    pg_id, ready = _core.create_placement_group(name or "", _STRATEGIES[strategy], clean)
+    pg_id, ready = _core.create_placement_group(name or "", strategies[strategy], clean)
     return PlacementGroup(pg_id, ready, clean, strategy, name or "")
 
 
