@@ -55,9 +55,8 @@ Result<std::unique_ptr<Connector>> MakeUcxConnector(const GroupOptions& options)
 Result<std::unique_ptr<Connector>> MakeNcclConnector(const GroupOptions& options);
 Result<std::unique_ptr<Connector>> MakeMpiConnector(const GroupOptions& options);
 
-/// @brief Names for messages: "allreduce", "float32", "sum".
-const char* DTypeName(DType dtype);
-const char* ReduceOpName(ReduceOp op);
+using kernels::DTypeName;     // "float32"
+using kernels::ReduceOpName;  // "sum"
 
 /// @brief The operation timeout after defaults: options.timeout_ms, else
 /// MPIRAY_COLLECTIVE_TIMEOUT_MS, else 30 minutes; <= 0 means none (returned as -1).

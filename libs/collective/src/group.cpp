@@ -28,36 +28,13 @@ Result<Backend> ParseBackend(const std::string& name) {
                 "unknown collective backend '" + name + "'; the backends are 'ucx' (default), 'nccl' and 'mpi'");
 }
 
-void ThrowIfError(const Status& status) {
+void ThrowOnError(const Status& status) {
   if (status.ok()) return;
   if (status.code() == StatusCode::kInvalidArgument) throw InvalidArgumentError(status.message());
   throw CollectiveError(status.code(), status.message());
 }
 
 namespace detail {
-
-const char* DTypeName(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat16: return "float16";
-    case DType::kBFloat16: return "bfloat16";
-    case DType::kFloat32: return "float32";
-    case DType::kFloat64: return "float64";
-    case DType::kInt32: return "int32";
-    case DType::kInt64: return "int64";
-    case DType::kUInt8: return "uint8";
-  }
-  return "unknown dtype";
-}
-
-const char* ReduceOpName(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::kSum: return "sum";
-    case ReduceOp::kProduct: return "product";
-    case ReduceOp::kMin: return "min";
-    case ReduceOp::kMax: return "max";
-  }
-  return "unknown op";
-}
 
 int64_t EffectiveTimeoutMs(const GroupOptions& options) {
   int64_t t = options.timeout_ms;
@@ -107,7 +84,7 @@ bool Group::BackendAvailable(Backend backend, std::string* why) {
 }
 
 std::unique_ptr<Group> Group::Create(const GroupOptions& options) {
-  ThrowIfError(ValidateOptions(options));
+  ThrowOnError(ValidateOptions(options));
   auto rdv = detail::MakeActorRendezvous();
   auto group = Create(options, *rdv);
   group->owned_rendezvous_ = std::move(rdv);
@@ -115,13 +92,13 @@ std::unique_ptr<Group> Group::Create(const GroupOptions& options) {
 }
 
 std::unique_ptr<Group> Group::Create(const GroupOptions& options, Rendezvous& rendezvous) {
-  ThrowIfError(ValidateOptions(options));
+  ThrowOnError(ValidateOptions(options));
   auto connector = detail::MakeConnector(options);
-  ThrowIfError(connector.status());
+  ThrowOnError(connector.status());
   auto mine = (*connector)->LocalInfo();
-  ThrowIfError(mine.status());
+  ThrowOnError(mine.status());
   auto roster = rendezvous.Join(options, *mine);
-  ThrowIfError(roster.status());
+  ThrowOnError(roster.status());
   const uint64_t incarnation = roster->incarnation;
   detail::Connector::Exchange exchange = [&](int round, const std::string& blob) {
     return rendezvous.Exchange(options, incarnation, round, blob);
@@ -129,7 +106,7 @@ std::unique_ptr<Group> Group::Create(const GroupOptions& options, Rendezvous& re
   auto comm = (*connector)->Connect(*roster, exchange);
   if (!comm.ok()) {
     rendezvous.Leave(options, incarnation);
-    ThrowIfError(comm.status());
+    ThrowOnError(comm.status());
   }
   return std::unique_ptr<Group>(new Group(options, std::move(*comm), incarnation));
 }
@@ -156,39 +133,39 @@ void Group::CheckRank(int r, const char* what) const {
 }
 
 void Group::AllReduce(void* data, size_t count, DType dtype, ReduceOp op) {
-  ThrowIfError(comm_->AllReduce(data, count, dtype, op));
+  ThrowOnError(comm_->AllReduce(data, count, dtype, op));
 }
 
 void Group::Reduce(void* data, size_t count, DType dtype, int root, ReduceOp op) {
   CheckRank(root, "root");
-  ThrowIfError(comm_->Reduce(data, count, dtype, root, op));
+  ThrowOnError(comm_->Reduce(data, count, dtype, root, op));
 }
 
 void Group::Broadcast(void* data, size_t count, DType dtype, int root) {
   CheckRank(root, "root");
-  ThrowIfError(comm_->Broadcast(data, count, dtype, root));
+  ThrowOnError(comm_->Broadcast(data, count, dtype, root));
 }
 
 void Group::AllGather(const void* input, void* output, size_t count, DType dtype) {
-  ThrowIfError(comm_->AllGather(input, output, count, dtype));
+  ThrowOnError(comm_->AllGather(input, output, count, dtype));
 }
 
 void Group::ReduceScatter(const void* input, void* output, size_t count, DType dtype, ReduceOp op) {
-  ThrowIfError(comm_->ReduceScatter(input, output, count, dtype, op));
+  ThrowOnError(comm_->ReduceScatter(input, output, count, dtype, op));
 }
 
-void Group::Barrier() { ThrowIfError(comm_->Barrier()); }
+void Group::Barrier() { ThrowOnError(comm_->Barrier()); }
 
 void Group::Send(const void* data, size_t count, DType dtype, int dst) {
   CheckRank(dst, "destination rank");
   if (dst == rank_) throw InvalidArgumentError("collective group '" + name_ + "': send to itself (rank " + std::to_string(dst) + ")");
-  ThrowIfError(comm_->Send(data, count, dtype, dst));
+  ThrowOnError(comm_->Send(data, count, dtype, dst));
 }
 
 void Group::Recv(void* data, size_t count, DType dtype, int src) {
   CheckRank(src, "source rank");
   if (src == rank_) throw InvalidArgumentError("collective group '" + name_ + "': receive from itself (rank " + std::to_string(src) + ")");
-  ThrowIfError(comm_->Recv(data, count, dtype, src));
+  ThrowOnError(comm_->Recv(data, count, dtype, src));
 }
 
 void Group::SetCudaStream(void* stream) { comm_->SetCudaStream(stream); }

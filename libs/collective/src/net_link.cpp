@@ -322,9 +322,12 @@ Status NetLink::PostRecv(int peer, Stream stream, void* data, size_t bytes, std:
 Status NetLink::Poll() {
   Impl& m = *impl_;
   if (!m.abandoned) ucp_worker_progress(m.worker);
-  if (m.abort_in.op.done && !m.abort_in.op.failed) {
+  if (m.abort_in.op.done && !m.abort_in.op.failed && m.abort_in.op.length >= sizeof(int32_t)) {
+    // An abort message: the status code, then the text (the original member's words).
     m.abort_buf[std::min(m.abort_in.op.length, m.abort_buf.size() - 1)] = '\0';
-    return Status(StatusCode::kUnavailable, std::string(m.abort_buf.data()));
+    int32_t code = 0;
+    std::memcpy(&code, m.abort_buf.data(), sizeof code);
+    return Status(static_cast<StatusCode>(code), std::string(m.abort_buf.data() + sizeof code));
   }
   return Status::OK();
 }
@@ -332,7 +335,9 @@ Status NetLink::Poll() {
 void NetLink::SendAbort(const Status& st) {
   Impl& m = *impl_;
   if (m.abandoned) return;
-  m.abort_out = st.message();
+  int32_t code = static_cast<int32_t>(st.code());
+  m.abort_out.assign(reinterpret_cast<const char*>(&code), sizeof code);
+  m.abort_out += st.message().substr(0, m.abort_buf.size() - sizeof code - 1);
   std::vector<void*> reqs;
   for (auto& p : m.peers) {
     if (!p.ep || p.failed) continue;
@@ -381,6 +386,7 @@ Status NetLink::Wait(std::vector<Op*>& ops, const char* what, Clock::time_point 
     while (next < ops.size() && ops[next]->done) {
       Op* op = ops[next];
       if (op->failed) {
+        if (Status why = Poll(); !why.ok()) return finish(why);
         int peer = op->peer;
         std::string why = m.peers[static_cast<size_t>(peer)].failed ? m.peers[static_cast<size_t>(peer)].why : op->error;
         return finish(Status(StatusCode::kUnavailable,
@@ -394,6 +400,12 @@ Status NetLink::Wait(std::vector<Op*>& ops, const char* what, Clock::time_point 
     for (size_t i = next; i < ops.size(); ++i) {
       const auto& p = m.peers[static_cast<size_t>(ops[i]->peer)];
       if (p.failed && !ops[i]->done) {
+        // A member that gave up first tells why before it closes: prefer its words.
+        auto grace = Clock::now() + std::chrono::milliseconds(100);
+        while (Clock::now() < grace) {
+          Status why = Poll();
+          if (!why.ok()) return finish(why);
+        }
         return finish(Status(StatusCode::kUnavailable,
                              "collective group '" + m.health.group() + "': member rank " + std::to_string(p.rank) +
                                  " (" + m.health.Where(p.rank) + ") is unreachable (" + p.why + "); " + what +

@@ -37,7 +37,7 @@ class MpirayCollectiveRegistry {
     return r;
   }
   Reply Publish(uint64_t incarnation, int rank, int round, std::string blob) {
-    Status st = reg_.Publish(incarnation, rank, round, blob);
+    mpiray::Status st = reg_.Publish(incarnation, rank, round, blob);
     return st.ok() ? Reply{} : Error(st);
   }
   Reply Collect(uint64_t incarnation, int round) {

@@ -50,7 +50,7 @@ class CollectiveError : public Error {
 
 /// @brief Throw the exception for `status` (InvalidArgumentError for bad input, CollectiveError
 /// otherwise); no-op when OK.
-void ThrowIfError(const Status& status);
+void ThrowOnError(const Status& status);
 
 /// @brief What a member says when it joins a group.
 struct GroupOptions {
