@@ -3,7 +3,7 @@
 // {"bytes", "latency_us", "algbw_gbps", "busbw_gbps"}; busbw = algbw * 2(n-1)/n, the
 // nccl-tests convention). Used by `python -m mpiray.bench --suite collective`.
 //
-//   mpirun -n 4 mpiray_bench_mpi_allreduce [--max-bytes N] [--min-bytes N] [--budget-s S]
+//   mpirun -n 4 mpiray_bench_mpi_allreduce [--sizes 4,8,64,...] [--budget-s S]
 #include <mpi.h>
 
 #include <algorithm>
@@ -33,22 +33,29 @@ int main(int argc, char** argv) {
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  size_t max_bytes = size_t{256} << 20, min_bytes = 4;
+  std::vector<size_t> sizes = {4, 8};
+  for (size_t b = 16; b <= (size_t{256} << 20); b *= 4) sizes.push_back(b);
   double budget = 0.5;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
-    if (a == "--max-bytes") max_bytes = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (a == "--min-bytes") min_bytes = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (a == "--budget-s") budget = std::atof(argv[i + 1]);
+    if (a == "--sizes") {
+      sizes.clear();
+      for (const char* p = argv[i + 1]; *p;) {
+        char* end = nullptr;
+        sizes.push_back(std::strtoull(p, &end, 10));
+        p = *end == ',' ? end + 1 : end;
+      }
+    } else if (a == "--budget-s") budget = std::atof(argv[i + 1]);
     else {
       if (rank == 0) std::fprintf(stderr, "unknown option %s\n", a.c_str());
       MPI_Abort(MPI_COMM_WORLD, 2);
     }
   }
+  size_t max_bytes = *std::max_element(sizes.begin(), sizes.end());
   std::vector<float> buf(max_bytes / sizeof(float) + 1, 1.0f);
   if (rank == 0) std::printf("{\"ranks\": %d, \"results\": [", size);
   bool first = true;
-  for (size_t bytes = min_bytes; bytes <= max_bytes; bytes *= 4) {
+  for (size_t bytes : sizes) {
     int count = static_cast<int>(bytes / sizeof(float));
     int iters = Iterations(bytes, budget);
     MPI_Bcast(&iters, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -57,11 +64,12 @@ int main(int argc, char** argv) {
       MPI_Allreduce(MPI_IN_PLACE, buf.data(), count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
     }
     std::fill(buf.begin(), buf.begin() + count, 1.0f);
+    // Values grow by a factor `size` per call and reach inf after ~64 calls: inf costs the same.
     MPI_Barrier(MPI_COMM_WORLD);
     double t0 = Now();
     for (int i = 0; i < iters; ++i) {
       MPI_Allreduce(MPI_IN_PLACE, buf.data(), count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-      // Keep values finite and checkable: after the sum every rank holds size^k; scale back.
+      // The first sum of ones is the world size on every rank (later ones grow geometrically).
       if (i == 0 && buf[0] != static_cast<float>(size)) {
         std::fprintf(stderr, "rank %d: wrong result %f\n", rank, static_cast<double>(buf[0]));
         MPI_Abort(MPI_COMM_WORLD, 3);
@@ -79,7 +87,6 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     first = false;
-    if (bytes < 8 && bytes * 2 <= max_bytes) bytes = 2;  // 4 B, 8 B, then powers of 4 from 32 B
   }
   if (rank == 0) std::printf("\n]}\n");
   MPI_Finalize();

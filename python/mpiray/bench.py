@@ -3,6 +3,7 @@
     python -m mpiray.bench                 # mpiray only, JSON on stdout
     python -m mpiray.bench --against-ray   # the same workloads on Ray too, and the ratios
     python -m mpiray.bench --quick         # shorter measurement windows
+    python -m mpiray.bench --suite collective   # a library's suite (see bench_<suite>.py)
 
 Each workload runs for a fixed wall-clock window; the value is operations per second (or
 GB/s for the *_gigabytes metrics), as in Ray's script. Each backend runs in its own process.
@@ -204,7 +205,14 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="0.5 s windows instead of 2 s")
     p.add_argument("--window", type=float, default=None, help="seconds per workload")
     p.add_argument("--backend", default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    p.add_argument("--suite", default=None, choices=["collective"],
+                   help="a library's benchmark suite instead of the core one")
+    args, rest = p.parse_known_args(argv)
+    if args.suite == "collective":
+        from . import bench_collective
+        return bench_collective.main(rest)
+    if rest:
+        p.error(f"unrecognized arguments: {' '.join(rest)}")
     window = args.window or (0.5 if args.quick else 2.0)
     if args.backend:  # a child process measuring one backend
         print(json.dumps(run_backend(args.backend, window)))

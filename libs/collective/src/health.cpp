@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -54,7 +55,6 @@ std::string HostKey() {
   return std::string(name) + "/" + boot;
 }
 
-constexpr uint64_t kSpinIters = 512;
 constexpr uint64_t kYieldIters = 4096;
 constexpr auto kLivenessInterval = std::chrono::milliseconds(100);
 
@@ -78,11 +78,26 @@ bool ProcessAlive(const ProcessIdentity& who) {
   return start == who.start_time;
 }
 
+uint32_t SpinIterations(int busy) {
+  static const int64_t forced = [] {
+    const char* v = std::getenv("MPIRAY_COLLECTIVE_SPIN");
+    return v && *v ? std::atoll(v) : -1;
+  }();
+  if (forced >= 0) return static_cast<uint32_t>(forced);
+  static const int cpus = [] {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
+    return static_cast<int>(std::thread::hardware_concurrency());
+  }();
+  return busy > cpus ? 0 : 512;
+}
+
 void Backoff::Pause(const std::function<void()>& sleep) {
   ++iter_;
-  if (iter_ < kSpinIters) {
+  if (iter_ < spin_) {
     MPIRAY_CPU_RELAX();
-  } else if (iter_ < kSpinIters + kYieldIters || !sleep) {
+  } else if (iter_ < spin_ + kYieldIters || !sleep) {
     sched_yield();
   } else {
     sleep();
@@ -155,8 +170,8 @@ Status Health::Check(const char* what, Clock::time_point start, bool force_liven
 }
 
 Status Health::Wait(const std::function<bool()>& ready, const char* what, Clock::time_point start,
-                    const std::function<void()>& sleep) {
-  Backoff backoff;
+                    const std::function<void()>& sleep, uint32_t spin) {
+  Backoff backoff(spin);
   for (uint64_t i = 0;; ++i) {
     if (ready()) return Status::OK();
     if (is_broken_.load(std::memory_order_relaxed)) return broken();

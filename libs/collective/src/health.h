@@ -44,14 +44,22 @@ struct PeerProcess {
 /// node must not burn the cores its peers need).
 class Backoff {
  public:
+  /// @brief `spin`: busy-wait iterations before yielding (see SpinIterations).
+  explicit Backoff(uint32_t spin = 512) : spin_(spin) {}
   /// @brief `sleep` is called once spinning and yielding gave nothing for a while; it should
   /// block for at most about a millisecond (a futex wait, a poll on an event fd).
   void Pause(const std::function<void()>& sleep = nullptr);
   void Reset() { iter_ = 0; }
 
  private:
+  uint32_t spin_;
   uint64_t iter_ = 0;
 };
+
+/// @brief How long to spin before yielding when `busy` processes share this process's CPUs:
+/// 0 when they outnumber the CPUs (a spinning waiter only delays the peer it waits for, as
+/// Open MPI's yield_when_idle), a short spin otherwise. MPIRAY_COLLECTIVE_SPIN overrides.
+uint32_t SpinIterations(int busy);
 
 /// @brief Sticky failure state and the checks behind it.
 class Health {
@@ -72,7 +80,7 @@ class Health {
   /// operation `what` takes longer than the timeout (counted from `start`). `sleep` (if given)
   /// blocks briefly once spinning and yielding found nothing.
   Status Wait(const std::function<bool()>& ready, const char* what, Clock::time_point start,
-              const std::function<void()>& sleep = nullptr);
+              const std::function<void()>& sleep = nullptr, uint32_t spin = 512);
   /// @brief The checks of one wait iteration without the predicate (liveness, transports).
   Status Check(const char* what, Clock::time_point start, bool force_liveness);
 

@@ -167,7 +167,8 @@ ShmNode::ShmNode(const ShmPlan& plan, Health& health, void* base, size_t bytes)
       me_(plan.local_index),
       cfg_(plan.config),
       base_(base),
-      bytes_(bytes) {
+      bytes_(bytes),
+      spin_(SpinIterations(static_cast<int>(plan.ranks.size()))) {
   Layout l = ComputeLayout(n_, cfg_, sizeof(Header), sizeof(MemberCtl), sizeof(ChanCtl));
   auto* b = static_cast<uint8_t*>(base);
   hdr_ = reinterpret_cast<Header*>(b);
@@ -245,7 +246,7 @@ Status ShmNode::Run(const OpDesc& d, uint64_t chunks, bool has_mid, Post&& post,
   uint64_t n_in = 0, n_mid = 0, n_out = 0;
   bool checked = false;
   auto start = Clock::now();
-  Backoff backoff;
+  Backoff backoff(spin_);
   uint64_t idle = 0;
   while (n_out < chunks) {
     bool progress = false;
@@ -427,7 +428,7 @@ Status ShmNode::Send(int dst_local, const void* data, size_t bytes, DType dtype)
   for (uint64_t k = 0; k < chunks; ++k) {
     MPIRAY_RETURN_IF_ERROR(health_.Wait(
         [&] { return sent - c->recvd.v.load(std::memory_order_acquire) < cfg_.p2p_slots; }, "send", start,
-        [this] { Sleep(); }));
+        [this] { Sleep(); }, spin_));
     uint64_t s = sent % cfg_.p2p_slots;
     if (k == 0) hdrs[s] = MsgHdr{bytes, static_cast<uint8_t>(dtype), {}};
     size_t len = std::min<size_t>(C, bytes - k * C);
@@ -451,7 +452,7 @@ Status ShmNode::Recv(int src_local, void* data, size_t bytes, DType dtype) {
   auto start = Clock::now();
   for (uint64_t k = 0; k < chunks; ++k) {
     MPIRAY_RETURN_IF_ERROR(health_.Wait(
-        [&] { return c->sent.v.load(std::memory_order_acquire) > recvd; }, "recv", start, [this] { Sleep(); }));
+        [&] { return c->sent.v.load(std::memory_order_acquire) > recvd; }, "recv", start, [this] { Sleep(); }, spin_));
     uint64_t s = recvd % cfg_.p2p_slots;
     if (k == 0) {
       const MsgHdr& h = hdrs[s];

@@ -113,6 +113,7 @@ class ShmNode {
   uint8_t* chans_;
   size_t chan_stride_;
   uint64_t next_chunk_ = 0;
+  uint32_t spin_;  // busy-wait iterations before yielding (0 when the node is oversubscribed)
   std::vector<uint64_t> sent_;   // per destination: chunks sent on my channel to it
   std::vector<uint64_t> recvd_;  // per source: chunks received
 };

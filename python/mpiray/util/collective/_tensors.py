@@ -32,6 +32,11 @@ def is_cuda(t):
 def buffer(t, *, writable, what, device="host"):
     """(address, element count, dtype code) of tensor ``t``, which must be contiguous (and
     writeable when ``writable``); ``device`` is "host" (ucx, mpi) or "cuda" (nccl)."""
+    if type(t) is np.ndarray and device == "host":  # the hot path
+        code = _NUMPY_CODES.get(t.dtype)
+        flags = t.flags
+        if code is not None and flags.c_contiguous and (flags.writeable or not writable):
+            return t.__array_interface__["data"][0], t.size, code
     if isinstance(t, np.ndarray):
         if device == "cuda":
             raise ValueError(f"{what}: the nccl backend needs CUDA tensors (torch, device='cuda'), "
@@ -45,7 +50,7 @@ def buffer(t, *, writable, what, device="host"):
             raise ValueError(f"{what}: the array must be C-contiguous (use np.ascontiguousarray)")
         if writable and not t.flags.writeable:
             raise ValueError(f"{what}: the array is read-only, and the result is written into it in place")
-        return t.ctypes.data, t.size, code
+        return t.__array_interface__["data"][0], t.size, code
     if is_torch(t):
         code = _TORCH_NAMES.get(str(t.dtype).replace("torch.", ""))
         if code is None:

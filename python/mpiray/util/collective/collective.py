@@ -189,6 +189,9 @@ def get_collective_group_size(group_name: str = "default") -> int:
 
 def get_group_handle(group_name: str = "default"):
     """The group ``group_name`` of this process, joining a declared one on first use."""
+    g = _group_mgr._name_group_map.get(group_name)  # fast path: a joined group (no lock needed)
+    if g is not None:
+        return g
     _check_inside_actor()
     with _group_mgr_lock:
         if _group_mgr.is_group_exist(group_name):
@@ -226,8 +229,12 @@ def _check_rank_valid(g, rank: int):
 
 def allreduce(tensor, group_name: str = "default", op=types.ReduceOp.SUM):
     """All-reduce ``tensor`` in place over the group."""
-    _check_single_tensor_input(tensor)
     g = get_group_handle(group_name)
+    fast = getattr(g, "allreduce_one", None)
+    if fast is not None:  # the native groups: no option objects on the hot path
+        fast(tensor, op)
+        return
+    _check_single_tensor_input(tensor)
     opts = types.AllReduceOptions()
     opts.reduceOp = op
     g.allreduce([tensor], opts)

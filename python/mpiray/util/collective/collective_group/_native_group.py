@@ -14,9 +14,10 @@ _OPS = {ReduceOp.SUM: 0, ReduceOp.PRODUCT: 1, ReduceOp.MIN: 2, ReduceOp.MAX: 3}
 
 
 def _op_code(op):
-    if op not in _OPS:
+    code = _OPS.get(op)
+    if code is None:
         raise ValueError(f"unknown reduce op {op!r}; use mpiray.util.collective.ReduceOp.SUM/PRODUCT/MIN/MAX")
-    return _OPS[op]
+    return code
 
 
 def _env_ms(name, default):
@@ -76,8 +77,11 @@ class NativeGroup(BaseGroup):
     # ------------------------------------------------------------------ operations
 
     def allreduce(self, tensors, allreduce_options=AllReduceOptions()):
-        ptr, n, code = self._buf(tensors[0], "allreduce")
-        self._g.allreduce(ptr, n, code, _op_code(allreduce_options.reduceOp))
+        self.allreduce_one(tensors[0], allreduce_options.reduceOp)
+
+    def allreduce_one(self, tensor, op):
+        ptr, n, code = self._buf(tensor, "allreduce")
+        self._g.allreduce(ptr, n, code, _op_code(op))
 
     def barrier(self, barrier_options=BarrierOptions()):
         self._g.barrier()
