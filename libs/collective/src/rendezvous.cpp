@@ -93,11 +93,21 @@ class ActorRendezvous final : public Rendezvous {
     for (int attempt = 0; attempt < 50; ++attempt) {
       try {
         auto found = mpiray::GetActor<MpirayCollectiveRegistry>(kRegistryName, kRegistryNamespace);
-        if (found) {
-          handle_ = *found;
-        } else {
-          handle_ = mpiray::Actor(MpirayCollectiveRegistry::Create).SetName(kRegistryName, kRegistryNamespace).Remote();
+        if (!found) {
+          try {
+            mpiray::Actor(MpirayCollectiveRegistry::Create).SetName(kRegistryName, kRegistryNamespace).Remote();
+          } catch (const mpiray::Error&) {
+            // The name was taken at the same moment (the driver learns it here).
+          }
+          // Whoever won the name: a worker whose creation lost only learns it from the creation's
+          // result, so ask the head which actor holds the name (it handled our creation first).
+          for (int i = 0; i < 200 && !found; ++i) {
+            found = mpiray::GetActor<MpirayCollectiveRegistry>(kRegistryName, kRegistryNamespace);
+            if (!found) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+          }
+          if (!found) throw mpiray::Error(StatusCode::kUnavailable, "the rendezvous actor could not be created");
         }
+        handle_ = *found;
         reply = *mpiray::Get(handle_.Task(&MpirayCollectiveRegistry::Join).Remote(o.name, o.world_size, o.rank, mine));
         last = Status::OK();
         break;

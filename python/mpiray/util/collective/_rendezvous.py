@@ -100,11 +100,17 @@ def _registry_handle():
     except ValueError:
         pass
     try:
-        return _Registry.options(name=REGISTRY_NAME, namespace=REGISTRY_NAMESPACE,
-                                 lifetime="detached").remote()
+        _Registry.options(name=REGISTRY_NAME, namespace=REGISTRY_NAMESPACE, lifetime="detached").remote()
     except Exception:
-        # Another process created it at the same moment: use theirs.
-        return ray.get_actor(REGISTRY_NAME, namespace=REGISTRY_NAMESPACE)
+        pass  # the name was taken at the same moment (a driver learns it here)
+    # Whoever won the name: a worker whose creation lost only learns it from the creation's
+    # result, so ask the head which actor holds the name (it handled our creation first).
+    for attempt in range(200):
+        try:
+            return ray.get_actor(REGISTRY_NAME, namespace=REGISTRY_NAMESPACE)
+        except ValueError:
+            time.sleep(0.005 * min(attempt + 1, 20))
+    raise RuntimeError("mpiray.util.collective: the rendezvous actor could not be created")
 
 
 class Rendezvous:

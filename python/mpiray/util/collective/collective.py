@@ -54,14 +54,42 @@ def _backend_name(backend):
     return backend.upper()
 
 
+def _owner():
+    """Who a group belongs to in this process: the calling actor, else the calling task. (Ray
+    keeps groups per process; an mpiray worker hosts many actors and runs several tasks at
+    once, so several members of one group may share a process.)"""
+    ctx = ray.get_runtime_context().get()
+    actor = ctx.get("actor_id")
+    return actor if actor is not None else ("task", ctx.get("task_id"))
+
+
 class GroupManager:
-    """The collective groups of this process, by name."""
+    """The collective groups of this process, by name and owner (actor or task)."""
 
     def __init__(self):
-        self._name_group_map = {}
+        self._groups = {}       # name -> {owner: group}
+        self._creating = set()  # (name, owner) being joined right now (outside the lock)
         self._registry = _global_registry
 
-    def create_collective_group(self, backend, world_size, rank, group_name, timeout_ms=None):
+    def create_collective_group(self, backend, world_size, rank, group_name, timeout_ms=None, owner=None):
+        """Join a group. Called without the manager's lock: joining waits for the other members,
+        some of which may be actors in this same process."""
+        owner = _owner() if owner is None else owner
+        key = (group_name, owner)
+        with _group_mgr_lock:
+            if owner in self._groups.get(group_name, {}) or key in self._creating:
+                raise RuntimeError("Trying to initialize a group a second time.")
+            self._creating.add(key)
+        try:
+            g = self._create(backend, world_size, rank, group_name, timeout_ms)
+            with _group_mgr_lock:
+                self._groups.setdefault(group_name, {})[owner] = g
+            return g
+        finally:
+            with _group_mgr_lock:
+                self._creating.discard(key)
+
+    def _create(self, backend, world_size, rank, group_name, timeout_ms):
         backend = _backend_name(backend)
         cls = self._registry.get(backend)
         if not cls.check_backend_availability():
@@ -69,26 +97,33 @@ class GroupManager:
             raise RuntimeError(f"Backend {backend.lower()} is not available in this process: "
                                f"{why or 'check the installation'}")
         if issubclass(cls, (UCXGroup, NCCLGroup, MPIGroup)):
-            g = cls(world_size, rank, group_name, timeout_ms)
-        else:
-            g = cls(world_size, rank, group_name)
-        self._name_group_map[group_name] = g
-        return g
+            return cls(world_size, rank, group_name, timeout_ms)
+        return cls(world_size, rank, group_name)
+
+    def lookup(self, group_name, owner=None):
+        by_owner = self._groups.get(group_name)
+        if not by_owner:
+            return None
+        return by_owner.get(_owner() if owner is None else owner)
 
     def is_group_exist(self, group_name):
-        return group_name in self._name_group_map
+        return self.lookup(group_name) is not None
 
     def get_group_by_name(self, group_name):
-        if not self.is_group_exist(group_name):
+        g = self.lookup(group_name)
+        if g is None:
             logger.warning("The group '%s' is not initialized.", group_name)
-            return None
-        return self._name_group_map[group_name]
+        return g
 
     def destroy_collective_group(self, group_name):
-        if not self.is_group_exist(group_name):
+        owner = _owner()
+        with _group_mgr_lock:
+            g = self._groups.get(group_name, {}).pop(owner, None)
+            if not self._groups.get(group_name, True):
+                del self._groups[group_name]
+        if g is None:
             logger.warning("The group '%s' does not exist.", group_name)
             return
-        g = self._name_group_map.pop(group_name)
         try:
             g.destroy_group()
         finally:
@@ -102,9 +137,8 @@ _group_mgr_lock = threading.Lock()
 
 
 def is_group_initialized(group_name):
-    """Whether this process has joined group ``group_name``."""
-    with _group_mgr_lock:
-        return _group_mgr.is_group_exist(group_name)
+    """Whether the calling actor (or task) has joined group ``group_name``."""
+    return _group_mgr.is_group_exist(group_name)
 
 
 def _check_inside_actor():
@@ -129,10 +163,7 @@ def init_collective_group(world_size: int, rank: int, backend=types.Backend.UCX,
         raise ValueError(f"world_size must be a positive integer, got {world_size!r}")
     if not isinstance(rank, int) or not 0 <= rank < world_size:
         raise ValueError(f"rank must be an integer in [0, {world_size}), got {rank!r}")
-    with _group_mgr_lock:
-        if _group_mgr.is_group_exist(group_name):
-            raise RuntimeError("Trying to initialize a group a second time.")
-        _group_mgr.create_collective_group(backend, world_size, rank, group_name, timeout_ms)
+    _group_mgr.create_collective_group(backend, world_size, rank, group_name, timeout_ms)
 
 
 def create_collective_group(actors: List[Any], world_size: int, ranks: List[int],
@@ -165,44 +196,35 @@ def destroy_collective_group(group_name: str = "default") -> None:
     communicators). After a failure every member destroys the group; it can then be created
     again with the same name."""
     _check_inside_actor()
-    with _group_mgr_lock:
-        _group_mgr.destroy_collective_group(group_name)
+    _group_mgr.destroy_collective_group(group_name)
 
 
 def get_rank(group_name: str = "default") -> int:
     """This process's rank in ``group_name``, or -1 if it has not joined it."""
     _check_inside_actor()
-    with _group_mgr_lock:
-        if not _group_mgr.is_group_exist(group_name):
-            return -1
-        return _group_mgr.get_group_by_name(group_name).rank
+    g = _group_mgr.lookup(group_name)
+    return -1 if g is None else g.rank
 
 
 def get_collective_group_size(group_name: str = "default") -> int:
     """The size of ``group_name``, or -1 if this process has not joined it."""
     _check_inside_actor()
-    with _group_mgr_lock:
-        if not _group_mgr.is_group_exist(group_name):
-            return -1
-        return _group_mgr.get_group_by_name(group_name).world_size
+    g = _group_mgr.lookup(group_name)
+    return -1 if g is None else g.world_size
 
 
 def get_group_handle(group_name: str = "default"):
     """The group ``group_name`` of this process, joining a declared one on first use."""
-    g = _group_mgr._name_group_map.get(group_name)  # fast path: a joined group (no lock needed)
+    g = _group_mgr.lookup(group_name)  # a joined group (no lock needed to read)
     if g is not None:
         return g
     _check_inside_actor()
-    with _group_mgr_lock:
-        if _group_mgr.is_group_exist(group_name):
-            return _group_mgr.get_group_by_name(group_name)
-        info = _rendezvous.declaration(group_name)
-        me = ray.get_runtime_context().actor_id
-        if info is not None and me is not None and me.binary() in info["ids"]:
-            rank = info["ranks"][info["ids"].index(me.binary())]
-            return _group_mgr.create_collective_group(info["backend"], info["world_size"], rank,
-                                                      group_name)
-        raise RuntimeError("The collective group '{}' is not initialized in the process.".format(group_name))
+    info = _rendezvous.declaration(group_name)
+    me = ray.get_runtime_context().actor_id
+    if info is not None and me is not None and me.binary() in info["ids"]:
+        rank = info["ranks"][info["ids"].index(me.binary())]
+        return _group_mgr.create_collective_group(info["backend"], info["world_size"], rank, group_name)
+    raise RuntimeError("The collective group '{}' is not initialized in the process.".format(group_name))
 
 
 def _check_single_tensor_input(tensor):
