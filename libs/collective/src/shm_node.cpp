@@ -15,11 +15,51 @@
 
 #include "communicator.h"
 
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
+
 namespace mpiray::collective::detail {
 
 namespace {
 
 constexpr uint64_t kPage = 4096;
+
+// Results of large operations are written with non-temporal stores: they go to memory without
+// first reading the destination's lines (no read-for-ownership) and do not push the pipeline's
+// buffers out of the cache. Small results stay cached for the caller.
+void CopyOut(void* dst, const void* src, size_t n, bool streaming) {
+#if defined(__x86_64__)
+  if (streaming && n >= 256) {
+    auto* d = static_cast<uint8_t*>(dst);
+    auto* s = static_cast<const uint8_t*>(src);
+    size_t head = (16 - (reinterpret_cast<uintptr_t>(d) & 15)) & 15;
+    std::memcpy(d, s, head);
+    d += head, s += head, n -= head;
+    size_t blocks = n / 64;
+    for (size_t i = 0; i < blocks; ++i, d += 64, s += 64) {
+      __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s));
+      __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 16));
+      __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 32));
+      __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 48));
+      _mm_stream_si128(reinterpret_cast<__m128i*>(d), a);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(d + 16), b);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(d + 32), c);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(d + 48), e);
+    }
+    std::memcpy(d, s, n % 64);
+    return;
+  }
+#endif
+  (void)streaming;
+  std::memcpy(dst, src, n);
+}
+
+void StreamFence() {
+#if defined(__x86_64__)
+  _mm_sfence();
+#endif
+}
 uint64_t RoundUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 struct alignas(64) Line {
@@ -82,6 +122,7 @@ ShmConfig ShmConfigFromEnv() {
   c.chunk = RoundUp(EnvBytes("MPIRAY_COLLECTIVE_CHUNK_BYTES", c.chunk, 4096, 64 << 20), 64);
   c.slots = static_cast<uint32_t>(EnvBytes("MPIRAY_COLLECTIVE_SLOTS", c.slots, 2, 64));
   c.small = std::min<uint64_t>(EnvBytes("MPIRAY_COLLECTIVE_SMALL_BYTES", c.small, 0, 1 << 20), c.chunk);
+  c.stream = EnvBytes("MPIRAY_COLLECTIVE_STREAM_BYTES", c.stream, 0, uint64_t{1} << 40);
   return c;
 }
 
@@ -321,12 +362,13 @@ Status ShmNode::AllReduce(const OpDesc& d, const void* in, void* out, size_t cou
   auto* src = static_cast<const uint8_t*>(in);
   auto* dst = static_cast<uint8_t*>(out);
   const bool receive = root_local < 0 || root_local == me_;
+  const bool streaming = total >= cfg_.stream;
   auto chunk_len = [&](uint64_t k) { return std::min<size_t>(C, total - std::min<size_t>(total, k * C)); };
   auto post = [&](uint64_t k, uint8_t* slot) { std::memcpy(slot, src + k * C, chunk_len(k)); };
   // Copy bytes [lo, hi) of chunk k from `from` into the output, clipped to the window.
   auto deliver = [&](uint64_t k, const uint8_t* from, size_t lo, size_t hi) {
     size_t a = std::max(k * C + lo, wlo), b = std::min(k * C + hi, whi);
-    if (a < b) std::memcpy(dst + (a - wlo), from + (a - k * C), b - a);
+    if (a < b) CopyOut(dst + (a - wlo), from + (a - k * C), b - a, streaming);
   };
   if (total <= cfg_.small) {
     // One phase: everyone (who receives) reduces every member's chunk, in member order so that
@@ -370,7 +412,9 @@ Status ShmNode::AllReduce(const OpDesc& d, const void* in, void* out, size_t cou
       if (hi > lo) deliver(k, Slot(j, g), lo, hi);
     }
   };
-  return Run(d, chunks, true, post, mid, consume);
+  Status st = Run(d, chunks, true, post, mid, consume);
+  if (streaming) StreamFence();
+  return st;
 }
 
 Status ShmNode::Broadcast(const OpDesc& d, void* data, size_t bytes, int src_local, int only_local, size_t wlo,
@@ -383,12 +427,15 @@ Status ShmNode::Broadcast(const OpDesc& d, void* data, size_t bytes, int src_loc
     if (me_ == src_local) std::memcpy(slot, p + k * C, chunk_len(k));
   };
   const bool receive = me_ != src_local && (only_local < 0 || only_local == me_);
+  const bool streaming = bytes >= cfg_.stream;
   auto consume = [&](uint64_t k, uint64_t g) {
     if (!receive) return;
     size_t a = std::max(k * C, wlo), b = std::min(k * C + chunk_len(k), whi);
-    if (a < b) std::memcpy(p + (a - wlo), Slot(src_local, g) + (a - k * C), b - a);
+    if (a < b) CopyOut(p + (a - wlo), Slot(src_local, g) + (a - k * C), b - a, streaming);
   };
-  return Run(d, chunks, false, post, NoMid, consume);
+  Status st = Run(d, chunks, false, post, NoMid, consume);
+  if (streaming) StreamFence();
+  return st;
 }
 
 Status ShmNode::AllGather(const OpDesc& d, const void* in, size_t bytes, void* out,
@@ -399,15 +446,18 @@ Status ShmNode::AllGather(const OpDesc& d, const void* in, size_t bytes, void* o
   auto* dst = static_cast<uint8_t*>(out);
   auto chunk_len = [&](uint64_t k) { return std::min<size_t>(C, bytes - std::min<size_t>(bytes, k * C)); };
   auto post = [&](uint64_t k, uint8_t* slot) { std::memcpy(slot, src + k * C, chunk_len(k)); };
+  const bool streaming = bytes * static_cast<size_t>(n_) >= cfg_.stream;
   auto consume = [&](uint64_t k, uint64_t g) {
     size_t len = chunk_len(k);
     for (int j = 0; j < n_; ++j) {
       uint8_t* to = dst + offsets[static_cast<size_t>(j)] + k * C;
       const uint8_t* from = j == me_ ? src + k * C : Slot(j, g);
-      if (to != from && len) std::memcpy(to, from, len);
+      if (to != from && len) CopyOut(to, from, len, streaming);
     }
   };
-  return Run(d, chunks, false, post, NoMid, consume);
+  Status st = Run(d, chunks, false, post, NoMid, consume);
+  if (streaming) StreamFence();
+  return st;
 }
 
 Status ShmNode::Barrier(const OpDesc& d) {

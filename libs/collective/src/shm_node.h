@@ -34,6 +34,7 @@ struct ShmConfig {
   uint64_t p2p_chunk = 1 << 16;   // point-to-point channel chunk
   uint32_t p2p_slots = 8;         // point-to-point channel depth
   uint64_t small = 16 << 10;      // all-reduce at or below this many bytes: one phase
+  uint64_t stream = 4 << 20;      // results of at least this many bytes: non-temporal stores
 };
 
 /// @brief The configuration from the environment (defaults above).

@@ -152,6 +152,7 @@ class UcxCommunicator final : public Communicator {
       plan.config.chunk = leader.chunk;
       plan.config.slots = leader.slots;
       plan.config.small = leader.small;
+      plan.config.stream = ShmConfigFromEnv().stream;  // local choice, not part of the protocol
       MPIRAY_ASSIGN_OR_RETURN(shm_, ShmNode::Open(plan, *health_, EffectiveTimeoutMs(opts_)));
     }
     return Status::OK();

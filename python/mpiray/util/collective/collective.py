@@ -104,6 +104,10 @@ class GroupManager:
         by_owner = self._groups.get(group_name)
         if not by_owner:
             return None
+        if owner is None and len(by_owner) == 1:
+            # One member of this group in the process: it is the caller's (as in Ray, where a
+            # group belongs to the process), without the cost of finding out who calls.
+            return next(iter(by_owner.values()))
         return by_owner.get(_owner() if owner is None else owner)
 
     def is_group_exist(self, group_name):
