@@ -223,6 +223,22 @@ NetLink::~NetLink() {
   m.Abandon();
   // A normal leave flushes (the others may still be reading our last messages).
   m.CloseEps(false);
+  // Messages nobody will receive (abort notices after a failure): take them, so that UCX has
+  // no unexpected message to warn about when the worker goes.
+  for (int i = 0; i < 10000; ++i) {
+    ucp_tag_recv_info_t info{};
+    ucp_tag_message_h msg = ucp_tag_probe_nb(m.worker, 0, 0, 1, &info);
+    if (!msg) break;
+    std::vector<char> sink(info.length);
+    ucp_request_param_t rp{};
+    ucs_status_ptr_t r = ucp_tag_msg_recv_nbx(m.worker, sink.data(), sink.size(), msg, &rp);
+    if (r != nullptr && !UCS_PTR_IS_ERR(r)) {
+      auto deadline = Clock::now() + std::chrono::milliseconds(100);
+      while (ucp_request_check_status(r) == UCS_INPROGRESS && Clock::now() < deadline) ucp_worker_progress(m.worker);
+      if (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_request_cancel(m.worker, r);
+      ucp_request_free(r);
+    }
+  }
   ucp_worker_destroy(m.worker);
   ucp_cleanup(m.context);
 }
