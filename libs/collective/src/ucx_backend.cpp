@@ -108,13 +108,18 @@ class UcxCommunicator final : public Communicator {
     my_local_ = local_of_[static_cast<size_t>(rank_)];
     const MemberInfo& me = members_[static_cast<size_t>(rank_)];
 
+    // Members on this host are watched through /proc. MPIRAY_COLLECTIVE_WATCH_OTHER_NODES=0
+    // watches only this node's members, as if every node were another host (tests of the
+    // cross-host path: failures must then arrive over UCX).
+    const char* watch_env = std::getenv("MPIRAY_COLLECTIVE_WATCH_OTHER_NODES");
+    const bool watch_other_nodes = !(watch_env && std::string(watch_env) == "0");
     std::vector<PeerProcess> peers;
     for (const auto& m : members_) {
       if (m.rank == rank_) continue;
       PeerProcess p;
       p.rank = m.rank;
       p.id = ProcessIdentity{m.pid, m.start_time, m.host};
-      p.same_host = m.host == me.host;
+      p.same_host = m.host == me.host && (watch_other_nodes || m.node == me.node);
       p.where = "pid " + std::to_string(m.pid) + " on host " + m.host.substr(0, m.host.find('/')) + ", node " +
                 std::to_string(node_of_[static_cast<size_t>(m.rank)]);
       peers.push_back(std::move(p));
