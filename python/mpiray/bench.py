@@ -205,14 +205,25 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="0.5 s windows instead of 2 s")
     p.add_argument("--window", type=float, default=None, help="seconds per workload")
     p.add_argument("--backend", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--suite", default=None, choices=["collective"],
-                   help="a library's benchmark suite instead of the core one")
+    p.add_argument("--suite", default="core", choices=["core", "tune", "collective"],
+                   help="core: Ray's microbenchmark workloads; tune: mpiray.tune vs Ray Tune; "
+                        "collective: all-reduce beside MPI_Allreduce and gloo (bench_collective.py)")
     args, rest = p.parse_known_args(argv)
     if args.suite == "collective":
         from . import bench_collective
         return bench_collective.main(rest)
     if rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.suite == "tune":
+        if args.against_ray:
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                print("--against-ray needs Ray: pip install 'ray[tune]'", file=sys.stderr)
+                return 2
+        from .bench_tune import run_suite
+        print(json.dumps(run_suite(args.against_ray, args.quick), indent=2))
+        return 0
     window = args.window or (0.5 if args.quick else 2.0)
     if args.backend:  # a child process measuring one backend
         print(json.dumps(run_backend(args.backend, window)))

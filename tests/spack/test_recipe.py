@@ -4,7 +4,9 @@ Spack itself is not installable on this machine (no Debian or PyPI package)."""
 
 import importlib.util
 import pathlib
+import re
 import sys
+import tomllib
 import types
 
 import pytest
@@ -90,7 +92,7 @@ def test_recipe_declares_the_variants_and_dependencies():
     assert ("boost+program_options", None, None) in rec.depends
     assert ("hdf5+mpi", None, "+hdf5") in rec.depends
     assert ("catch2@2", "test", None) in rec.depends
-    assert any(d[0] == "py-pybind11" and d[2] == "+python" for d in rec.depends)
+    assert any(d[0].startswith("py-pybind11@") and d[2] == "+python" for d in rec.depends)
     assert rec.extends == ["python"]
     assert ("+nccl", "~cuda") in rec.conflicts  # impossible combinations are refused
     assert "main" in rec.versions
@@ -117,3 +119,15 @@ def test_recipe_cmake_arguments_follow_the_variants():
     assert defined["MPIRAY_PYTHON"] is True
     assert defined["MPIRAY_BUILD_TESTS"] is False
     assert defined["MPIRAY_WERROR"] is False
+
+
+def test_recipe_pybind11_range_matches_pyproject():
+    """pip and Spack build with the same tested pybind11 versions (docs/install.md)."""
+    _, rec = _load()
+    pyproject = tomllib.loads((RECIPE.parents[3] / "pyproject.toml").read_text())
+    req = next(r for r in pyproject["build-system"]["requires"] if r.startswith("pybind11"))
+    m = re.fullmatch(r"pybind11>=([\d.]+),<(\d+)\.(\d+)", req.replace(" ", ""))
+    low, major, minor = m.group(1), int(m.group(2)), int(m.group(3))
+    assert minor > 0, "an upper bound X.0 has no Spack spelling here; use <X.Y with Y > 0"
+    spec = next(d[0] for d in rec.depends if d[0].startswith("py-pybind11"))
+    assert spec == f"py-pybind11@{low}:{major}.{minor - 1}"

@@ -37,7 +37,8 @@ class Mpiray(CMakePackage):
     with when("+python"):
         extends("python")
         depends_on("python@3.9:", type=("build", "link", "run"))
-        depends_on("py-pybind11", type="build")
+        # The range pyproject.toml's [build-system] allows and tests/install builds with.
+        depends_on("py-pybind11@2.10:3.1", type="build")
         depends_on("py-numpy", type=("build", "run"))
         depends_on("py-cloudpickle", type="run")
         depends_on("py-pytest", type="test")
