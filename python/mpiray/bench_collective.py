@@ -183,7 +183,7 @@ def _at(rows, nbytes, key):
     return None
 
 
-def run_suite(sizes=None, budget_s=0.3, build_dir=None):
+def run_suite(sizes=None, budget_s=0.3, build_dir=None, quick=False):
     """All three, one after the other on the same machine; returns the JSON dict."""
     sizes = sizes or default_sizes()
     build_dir = build_dir or os.environ.get("MPIRAY_BUILD_DIR") or str(REPO / "build")
@@ -224,7 +224,7 @@ def run_suite(sizes=None, budget_s=0.3, build_dir=None):
     except ImportError:
         bench_kernels = None
     if bench_kernels is not None and hasattr(bench_kernels, "run"):
-        out.update(bench_kernels.run())
+        out.update(bench_kernels.run(quick=quick))
     return out
 
 
@@ -232,15 +232,17 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m mpiray.bench_collective", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default=None, help="comma-separated message sizes in bytes")
-    p.add_argument("--budget-s", type=float, default=0.3, help="about how long each size runs")
+    p.add_argument("--budget-s", type=float, default=None, help="about how long each size runs (0.3 s)")
+    p.add_argument("--quick", action="store_true", help="shorter loops (0.05 s per size)")
     p.add_argument("--gloo-rank", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--gloo-port", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else default_sizes()
+    budget = args.budget_s if args.budget_s is not None else (0.05 if args.quick else 0.3)
     if args.gloo_rank is not None:
-        gloo_member(args.gloo_rank, args.gloo_port, sizes, args.budget_s)
+        gloo_member(args.gloo_rank, args.gloo_port, sizes, budget)
         return 0
-    print(json.dumps(run_suite(sizes, args.budget_s), indent=2))
+    print(json.dumps(run_suite(sizes, budget, quick=args.quick), indent=2))
     return 0
 
 
