@@ -31,6 +31,7 @@ struct NetLink::Impl {
   int rank = 0;
   int world = 0;
   size_t piece = 1 << 20;
+  uint32_t spin = 512;
   ucp_context_h context = nullptr;
   ucp_worker_h worker = nullptr;
   int efd = -1;
@@ -175,11 +176,13 @@ struct NetLink::Impl {
   }
 };
 
-Result<std::unique_ptr<NetLink>> NetLink::Create(Health& health, int rank, int world_size, size_t piece) {
+Result<std::unique_ptr<NetLink>> NetLink::Create(Health& health, int rank, int world_size, size_t piece,
+                                                 uint32_t spin) {
   auto impl = std::make_unique<Impl>(health);
   impl->rank = rank;
   impl->world = world_size;
   impl->piece = piece;
+  impl->spin = spin;
   ucp_config_t* config = nullptr;
   ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
   if (st != UCS_OK) return UcxError(st, "ucp_config_read");
@@ -393,7 +396,7 @@ Status NetLink::Wait(std::vector<Op*>& ops, const char* what, Clock::time_point 
     if (all_done) m.live.clear();
     return st;
   };
-  Backoff backoff;
+  Backoff backoff(m.spin);
   uint64_t idle = 0;
   size_t next = 0;  // ops before `next` are done
   for (;;) {

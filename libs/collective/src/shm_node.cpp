@@ -150,7 +150,7 @@ Layout ComputeLayout(int n, const ShmConfig& c, size_t header, size_t ctl, size_
 
 }  // namespace
 
-Result<std::unique_ptr<ShmNode>> ShmNode::Open(const ShmPlan& plan, Health& health, int64_t timeout_ms) {
+Result<std::unique_ptr<ShmNode>> ShmNode::Open(const ShmPlan& plan, Health& health) {
   const int n = static_cast<int>(plan.ranks.size());
   Layout l = ComputeLayout(n, plan.config, sizeof(Header), sizeof(MemberCtl), sizeof(ChanCtl));
   const bool leader = plan.local_index == 0;
@@ -193,7 +193,6 @@ Result<std::unique_ptr<ShmNode>> ShmNode::Open(const ShmPlan& plan, Health& heal
   auto node = std::unique_ptr<ShmNode>(new ShmNode(plan, health, base, l.total));
   node->hdr_->attached.fetch_add(1, std::memory_order_acq_rel);
   node->Notify();
-  (void)timeout_ms;
   Status st = health.Wait(
       [&] { return node->hdr_->attached.load(std::memory_order_acquire) >= static_cast<uint32_t>(n); },
       "joining the node's shared memory", start);

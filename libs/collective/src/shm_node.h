@@ -57,7 +57,7 @@ class ShmNode {
  public:
   /// @brief Map the node's segment (the leader sizes it first) and wait until every local
   /// member has attached.
-  static Result<std::unique_ptr<ShmNode>> Open(const ShmPlan& plan, Health& health, int64_t timeout_ms);
+  static Result<std::unique_ptr<ShmNode>> Open(const ShmPlan& plan, Health& health);
   ~ShmNode();
 
   int size() const { return n_; }

@@ -137,7 +137,10 @@ class UcxCommunicator final : public Communicator {
         });
 
     if (nodes_.size() > 1) {
-      MPIRAY_ASSIGN_OR_RETURN(net_, NetLink::Create(*health_, rank_, world_, NetPieceFromEnv()));
+      // Processes busy on this host during a collective: this node's members (the others are
+      // elsewhere, or at least not counted on to share our CPUs).
+      const int busy = static_cast<int>(nodes_[static_cast<size_t>(my_node_)].size());
+      MPIRAY_ASSIGN_OR_RETURN(net_, NetLink::Create(*health_, rank_, world_, NetPieceFromEnv(), SpinIterations(busy)));
       MPIRAY_ASSIGN_OR_RETURN(auto addresses, exchange(1, net_->address()));
       std::vector<int> eager;
       if (my_local_ == 0) {
@@ -158,7 +161,7 @@ class UcxCommunicator final : public Communicator {
       plan.config.slots = leader.slots;
       plan.config.small = leader.small;
       plan.config.stream = ShmConfigFromEnv().stream;  // local choice, not part of the protocol
-      MPIRAY_ASSIGN_OR_RETURN(shm_, ShmNode::Open(plan, *health_, EffectiveTimeoutMs(opts_)));
+      MPIRAY_ASSIGN_OR_RETURN(shm_, ShmNode::Open(plan, *health_));
     }
     return Status::OK();
   }
