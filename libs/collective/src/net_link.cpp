@@ -216,6 +216,8 @@ Result<std::unique_ptr<NetLink>> NetLink::Create(Health& health, int rank, int w
 
 NetLink::NetLink(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
+size_t NetLink::piece() const { return impl_->piece; }
+
 NetLink::~NetLink() {
   Impl& m = *impl_;
   if (m.abort_in.request) {

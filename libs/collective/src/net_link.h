@@ -32,6 +32,8 @@ class NetLink {
 
   /// @brief This worker's address (published through the rendezvous).
   const std::string& address() const { return address_; }
+  /// @brief The largest piece of one tagged message (PostSend/PostRecv split at this size).
+  size_t piece() const;
   /// @brief Every member's address (empty for members without one), and connect now to
   /// `eager` (the others on first use).
   Status SetPeers(const std::vector<std::string>& addresses, const std::vector<int>& eager);

@@ -65,7 +65,7 @@ constexpr size_t kRecursiveDoublingMax = 64 << 10;
 
 size_t NetPieceFromEnv() {
   const char* v = std::getenv("MPIRAY_COLLECTIVE_NET_PIECE_BYTES");
-  if (v && *v) return std::clamp<size_t>(std::strtoull(v, nullptr, 10), 4096, size_t{64} << 20);
+  if (v && *v) return std::clamp<size_t>(std::strtoull(v, nullptr, 10), 4096, size_t{64} << 20) / 64 * 64;
   return size_t{1} << 20;
 }
 
@@ -410,12 +410,22 @@ class UcxCommunicator final : public Communicator {
     const int next = LeadOf(me + 1), prev = LeadOf(me - 1);
     size_t max_block = (count / static_cast<size_t>(n) + 1) * esz;
     net_tmp_.resize(max_block);
+    const size_t piece = net_->piece() / esz * esz;
     for (int s = 0; s < n - 1; ++s) {
       size_t so, sl, ro, rl;
       block(me - s, &so, &sl);
       block(me - s - 1, &ro, &rl);
-      MPIRAY_RETURN_IF_ERROR(Exchange(next, buf + so, sl, prev, net_tmp_.data(), rl, what, start));
-      kernels::ReduceInto(op, dtype, buf + ro, net_tmp_.data(), rl / esz);
+      // Reduce each piece as it arrives while the later ones are still on the wire.
+      std::vector<NetLink::Op*> recvs, sends;
+      MPIRAY_RETURN_IF_ERROR(net_->PostRecv(prev, Stream::kData, net_tmp_.data(), rl, &recvs));
+      MPIRAY_RETURN_IF_ERROR(net_->PostSend(next, Stream::kData, buf + so, sl, &sends));
+      for (size_t i = 0; i < recvs.size(); ++i) {
+        std::vector<NetLink::Op*> one{recvs[i]};
+        MPIRAY_RETURN_IF_ERROR(net_->Wait(one, what, start));
+        size_t lo = i * piece, hi = std::min(rl, lo + piece);
+        if (hi > lo) kernels::ReduceInto(op, dtype, buf + ro + lo, net_tmp_.data() + lo, (hi - lo) / esz);
+      }
+      MPIRAY_RETURN_IF_ERROR(net_->Wait(sends, what, start));
     }
     for (int s = 0; s < n - 1; ++s) {
       size_t so, sl, ro, rl;
