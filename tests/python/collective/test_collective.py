@@ -341,7 +341,12 @@ class Probe:
                 out[key] = "no error"
             except Exception as e:
                 out[key] = [type(e).__name__, str(e)]
-        catch("unknown_backend", lambda: col.init_collective_group(2, 0, "gloo", "x"))
+        catch("unknown_backend", lambda: col.init_collective_group(2, 0, "hccl", "x"))
+        # Ray's host-memory backend name runs on "ucx" (Ray programs run unchanged).
+        col.init_collective_group(1, 0, "gloo", "ray-gloo")
+        y = np.ones(3)
+        col.allreduce(y, "ray-gloo")
+        out["gloo_alias"] = [col.get_group_handle("ray-gloo").backend(), y.tolist()]
         catch("unknown_group", lambda: col.allreduce(np.ones(3), "nosuch"))
         catch("bad_rank", lambda: col.init_collective_group(2, 5, "ucx", "x"))
         catch("nccl_no_gpu", lambda: col.init_collective_group(1, 0, "nccl", "gpu"))
@@ -408,6 +413,7 @@ def test_bad_input_gives_clear_errors(run_script):
     out = _result(run_script(BAD_SCRIPT, timeout=150))
     assert out["unknown_backend"][0] == "ValueError" and "'ucx'" in out["unknown_backend"][1]
     assert out["unknown_group"][0] == "RuntimeError" and "not initialized" in out["unknown_group"][1]
+    assert out["gloo_alias"] == ["ucx", [1.0, 1.0, 1.0]]
     assert out["bad_rank"][0] == "ValueError"
     assert out["nccl_no_gpu"][0] == "RuntimeError" and "GPU" in out["nccl_no_gpu"][1]
     assert out["mpi_not_kept"][0] == "RuntimeError" and "keep_mpi" in out["mpi_not_kept"][1]
