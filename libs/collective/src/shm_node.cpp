@@ -320,7 +320,6 @@ Status ShmNode::Run(const OpDesc& d, uint64_t chunks, bool has_mid, Post&& post,
         consume(n_out, g);
         if (!has_mid) mine.red.v.store(g + 1, std::memory_order_release);
         mine.done.v.store(g + 1, std::memory_order_release);
-        Notify();
         ++n_out;
         progress = true;
       }
@@ -335,7 +334,6 @@ Status ShmNode::Run(const OpDesc& d, uint64_t chunks, bool has_mid, Post&& post,
         }
         mid(n_mid, g);
         mine.red.v.store(g + 1, std::memory_order_release);
-        Notify();
         ++n_mid;
         progress = true;
       }
@@ -346,12 +344,12 @@ Status ShmNode::Run(const OpDesc& d, uint64_t chunks, bool has_mid, Post&& post,
       if (g < slots || min_of(&MemberCtl::done) >= g - slots + 1) {
         post(n_in, Slot(me_, g));
         mine.in.v.store(g + 1, std::memory_order_release);
-        Notify();
         ++n_in;
         progress = true;
       }
     }
     if (progress) {
+      Notify();  // once per round of steps: sleepers re-check everything anyway
       backoff.Reset();
       idle = 0;
       continue;
