@@ -119,11 +119,20 @@ struct ShmNode::ChanCtl {
 
 ShmConfig ShmConfigFromEnv() {
   ShmConfig c;
-  c.chunk = RoundUp(EnvBytes("MPIRAY_COLLECTIVE_CHUNK_BYTES", c.chunk, 4096, 64 << 20), 64);
+  if (const char* v = std::getenv("MPIRAY_COLLECTIVE_CHUNK_BYTES"); v && *v) {
+    c.chunk = RoundUp(EnvBytes("MPIRAY_COLLECTIVE_CHUNK_BYTES", 0, 4096, 64 << 20), 64);
+  }
   c.slots = static_cast<uint32_t>(EnvBytes("MPIRAY_COLLECTIVE_SLOTS", c.slots, 2, 64));
-  c.small = std::min<uint64_t>(EnvBytes("MPIRAY_COLLECTIVE_SMALL_BYTES", c.small, 0, 1 << 20), c.chunk);
+  c.small = EnvBytes("MPIRAY_COLLECTIVE_SMALL_BYTES", c.small, 0, 1 << 20);
   c.stream = EnvBytes("MPIRAY_COLLECTIVE_STREAM_BYTES", c.stream, 0, uint64_t{1} << 40);
   return c;
+}
+
+uint64_t AutoChunk(int members, uint32_t slots) {
+  uint64_t per = (uint64_t{32} << 20) / (static_cast<uint64_t>(std::max(members, 1)) * std::max<uint32_t>(slots, 1));
+  uint64_t chunk = uint64_t{256} << 10;
+  while (chunk * 2 <= per && chunk < (uint64_t{1} << 20)) chunk *= 2;
+  return chunk;
 }
 
 int CreateSegmentFd(const std::string& group) {

@@ -29,7 +29,8 @@ namespace mpiray::collective::detail {
 
 /// @brief Sizes of a node's segment (the leader's values are used by every member).
 struct ShmConfig {
-  uint64_t chunk = 1 << 18;       // pipeline chunk per member (MPIRAY_COLLECTIVE_CHUNK_BYTES)
+  uint64_t chunk = 0;             // pipeline chunk per member (MPIRAY_COLLECTIVE_CHUNK_BYTES);
+                                  // 0: AutoChunk of the node's member count
   uint32_t slots = 8;             // pipeline depth (MPIRAY_COLLECTIVE_SLOTS)
   uint64_t p2p_chunk = 1 << 16;   // point-to-point channel chunk
   uint32_t p2p_slots = 8;         // point-to-point channel depth
@@ -39,6 +40,10 @@ struct ShmConfig {
 
 /// @brief The configuration from the environment (defaults above).
 ShmConfig ShmConfigFromEnv();
+/// @brief The pipeline chunk for `members` members of `slots` slots each: the buffers of all
+/// members together about 32 MiB (fewer, larger chunks mean fewer synchronisations, which
+/// matters most where members outnumber cores), between 256 KiB and 1 MiB.
+uint64_t AutoChunk(int members, uint32_t slots);
 
 /// @brief Where a node's segment is and who is on the node.
 struct ShmPlan {

@@ -158,9 +158,9 @@ class UcxCommunicator final : public Communicator {
       plan.leader_pid = leader.pid;
       plan.leader_fd = leader.fd;
       plan.own_fd = own_fd;
-      plan.config.chunk = leader.chunk;
       plan.config.slots = leader.slots;
-      plan.config.small = leader.small;
+      plan.config.chunk = leader.chunk != 0 ? leader.chunk : AutoChunk(static_cast<int>(mine.size()), leader.slots);
+      plan.config.small = std::min(leader.small, plan.config.chunk);
       plan.config.stream = ShmConfigFromEnv().stream;  // local choice, not part of the protocol
       MPIRAY_ASSIGN_OR_RETURN(shm_, ShmNode::Open(plan, *health_));
     }
