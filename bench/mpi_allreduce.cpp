@@ -4,6 +4,7 @@
 // nccl-tests convention). Used by `python -m mpiray.bench --suite collective`.
 //
 //   mpirun -n 4 mpiray_bench_mpi_allreduce [--sizes 4,8,64,...] [--budget-s S] [--reps R]
+//                                          [--small-reps R2 --small-bytes B]
 //
 // Each size: a warm-up, then R timed loops (each between barriers); the fastest loop counts
 // (the machine may be shared), each loop's time being the slowest rank's.
@@ -39,7 +40,8 @@ int main(int argc, char** argv) {
   std::vector<size_t> sizes = {4, 8};
   for (size_t b = 16; b <= (size_t{256} << 20); b *= 4) sizes.push_back(b);
   double budget = 0.5;
-  int reps = 3;
+  int reps = 3, small_reps = 3;
+  size_t small_bytes = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--sizes") {
@@ -51,6 +53,8 @@ int main(int argc, char** argv) {
       }
     } else if (a == "--budget-s") budget = std::atof(argv[i + 1]);
     else if (a == "--reps") reps = std::max(1, std::atoi(argv[i + 1]));
+    else if (a == "--small-reps") small_reps = std::max(1, std::atoi(argv[i + 1]));
+    else if (a == "--small-bytes") small_bytes = std::strtoull(argv[i + 1], nullptr, 10);
     else {
       if (rank == 0) std::fprintf(stderr, "unknown option %s\n", a.c_str());
       MPI_Abort(MPI_COMM_WORLD, 2);
@@ -69,7 +73,7 @@ int main(int argc, char** argv) {
       MPI_Allreduce(MPI_IN_PLACE, buf.data(), count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
     }
     double elapsed = 1e300;
-    for (int rep = 0; rep < reps; ++rep) {
+    for (int rep = 0; rep < (bytes <= small_bytes ? small_reps : reps); ++rep) {
       std::fill(buf.begin(), buf.begin() + count, 1.0f);
       // Values grow by a factor `size` per call and reach inf after ~64 calls: inf costs the same.
       MPI_Barrier(MPI_COMM_WORLD);

@@ -8,8 +8,8 @@ algbw * 2(n-1)/n) and latency, side by side in one run with
 
 Each one times loops of all-reduces per size (same iteration counts, after a warm-up): a loop's
 time is the slowest rank's mean time per call. The three run one after the other, in 2 rounds
-(mpiray, MPI, gloo, mpiray, MPI, gloo) of 2 loops per size each, and the fastest loop counts
-for each: a burst of load on a shared machine then hits all three alike. Prints JSON: the headline keys, the ratios and
+(mpiray, MPI, gloo, mpiray, MPI, gloo) of 2 loops per size each (5 up to 64 KiB), and the
+fastest loop counts for each: a burst of load on a shared machine then hits all three alike. Prints JSON: the headline keys, the ratios and
 the whole table.
 """
 
@@ -28,6 +28,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 RANKS = 4
 REPS = 2    # timed loops per size and round
+SMALL_REPS = 5  # ... for sizes up to SMALL_BYTES (cheap, and the most sensitive to a busy machine)
+SMALL_BYTES = 64 << 10
+
+
+def reps_for(nbytes):
+    return SMALL_REPS if nbytes <= SMALL_BYTES else REPS
 ROUNDS = 2  # mpiray, MPI, gloo; then again
 
 
@@ -67,7 +73,7 @@ def run_mpiray(sizes, budget_s):
             for _ in range(min(3, iters)):
                 col.allreduce(x, "bench")
             times = []
-            for _ in range(REPS):
+            for _ in range(reps_for(nbytes)):
                 x[:] = 1.0
                 col.barrier("bench")
                 t = time.perf_counter()
@@ -89,7 +95,7 @@ def run_mpiray(sizes, budget_s):
         for nbytes in sizes:
             iters = iterations(nbytes, budget_s)
             per_rank = ray.get([m.run.remote(nbytes, iters) for m in members])
-            t = min(max(r[i] for r in per_rank) for i in range(REPS)) / iters
+            t = min(max(r[i] for r in per_rank) for i in range(reps_for(nbytes))) / iters
             rows.append({"bytes": nbytes, "latency_us": t * 1e6, "busbw_gbps": busbw(nbytes, t)})
             print(f"  mpiray {nbytes:>10} B: {t * 1e6:10.1f} us {busbw(nbytes, t):7.3f} GB/s",
                   file=sys.stderr, flush=True)
@@ -106,7 +112,8 @@ def run_mpi(sizes, budget_s, build_dir):
     if not exe.exists():
         raise RuntimeError(f"{exe} is missing: run make build")
     cmd = [str(REPO / "scripts" / "mpirun"), "-n", str(RANKS), str(exe),
-           "--sizes", ",".join(map(str, sizes)), "--budget-s", str(budget_s), "--reps", str(REPS)]
+           "--sizes", ",".join(map(str, sizes)), "--budget-s", str(budget_s), "--reps", str(REPS),
+           "--small-reps", str(SMALL_REPS), "--small-bytes", str(SMALL_BYTES)]
     out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True, timeout=1800).stdout
     rows = []
     for r in json.loads(out)["results"]:
@@ -133,7 +140,7 @@ def gloo_member(rank, port, sizes, budget_s):
         for _ in range(min(3, iters)):
             dist.all_reduce(x)
         reps = []
-        for _ in range(REPS):
+        for _ in range(reps_for(nbytes)):
             x.fill_(1.0)
             dist.barrier()
             t = time.perf_counter()
@@ -166,7 +173,7 @@ def run_gloo(sizes, budget_s):
     per_rank = [json.loads(o.strip().splitlines()[-1]) for o in outs]
     rows = []
     for i, nbytes in enumerate(sizes):
-        t = min(max(r[i][k] for r in per_rank) for k in range(REPS))
+        t = min(max(r[i][k] for r in per_rank) for k in range(reps_for(nbytes)))
         rows.append({"bytes": nbytes, "latency_us": t * 1e6, "busbw_gbps": busbw(nbytes, t)})
         print(f"  gloo   {nbytes:>10} B: {t * 1e6:10.1f} us {busbw(nbytes, t):7.3f} GB/s",
               file=sys.stderr, flush=True)
