@@ -102,17 +102,20 @@ uint32_t SpinIterations(int busy) {
   return busy > Cpus() ? 0 : 512;
 }
 
-uint32_t YieldIterations(int busy) {
-  static const int64_t forced = EnvCount("MPIRAY_COLLECTIVE_YIELDS");
+uint32_t YieldMicros(int busy) {
+  static const int64_t forced = EnvCount("MPIRAY_COLLECTIVE_YIELD_US");
   if (forced >= 0) return static_cast<uint32_t>(forced);
-  return busy > Cpus() ? 32 : 4096;
+  return busy > Cpus() ? 50 : 2000;
 }
 
 void Backoff::Pause(const std::function<void()>& sleep) {
   ++iter_;
   if (iter_ <= spin_) {
     MPIRAY_CPU_RELAX();
-  } else if (iter_ <= uint64_t{spin_} + yields_ || !sleep) {
+    return;
+  }
+  if (iter_ == uint64_t{spin_} + 1) yield_start_ = Clock::now();
+  if (!sleep || Clock::now() - yield_start_ < std::chrono::microseconds(yield_us_)) {
     sched_yield();
   } else {
     sleep();
@@ -185,8 +188,8 @@ Status Health::Check(const char* what, Clock::time_point start, bool force_liven
 }
 
 Status Health::Wait(const std::function<bool()>& ready, const char* what, Clock::time_point start,
-                    const std::function<void()>& sleep, uint32_t spin, uint32_t yields) {
-  Backoff backoff(spin, yields);
+                    const std::function<void()>& sleep, uint32_t spin, uint32_t yield_us) {
+  Backoff backoff(spin, yield_us);
   auto last_check = start;
   for (uint64_t i = 0;; ++i) {
     if (ready()) return Status::OK();

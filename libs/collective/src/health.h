@@ -44,8 +44,9 @@ struct PeerProcess {
 /// node must not burn the cores its peers need).
 class Backoff {
  public:
-  /// @brief `spin`: busy-wait iterations before yielding (see SpinIterations).
-  explicit Backoff(uint32_t spin = 512, uint32_t yields = 4096) : spin_(spin), yields_(yields) {}
+  /// @brief `spin`: busy-wait iterations before yielding (see SpinIterations); `yield_us`: how
+  /// long to keep yielding before sleeping (see YieldMicros).
+  explicit Backoff(uint32_t spin = 512, uint32_t yield_us = 2000) : spin_(spin), yield_us_(yield_us) {}
   /// @brief `sleep` is called once spinning and yielding gave nothing for a while; it should
   /// block for at most about a millisecond (a futex wait, a poll on an event fd).
   void Pause(const std::function<void()>& sleep = nullptr);
@@ -53,14 +54,16 @@ class Backoff {
 
  private:
   uint32_t spin_;
-  uint32_t yields_;
+  uint32_t yield_us_;
   uint64_t iter_ = 0;
+  Clock::time_point yield_start_{};
 };
 
-/// @brief Yields before a waiter sleeps when `busy` processes share this process's CPUs: 32
-/// when they outnumber the CPUs (blocked waiters let the scheduler run exactly the members that
-/// have work), 4096 otherwise. MPIRAY_COLLECTIVE_YIELDS overrides.
-uint32_t YieldIterations(int busy);
+/// @brief How long (microseconds) a waiter yields before it sleeps when `busy` processes share
+/// this process's CPUs: 50 when they outnumber the CPUs (long enough for a peer's next call,
+/// short enough that blocked waiters soon let the scheduler run exactly the members that have
+/// work), 2000 otherwise. MPIRAY_COLLECTIVE_YIELD_US overrides.
+uint32_t YieldMicros(int busy);
 
 /// @brief How long to spin before yielding when `busy` processes share this process's CPUs:
 /// 0 when they outnumber the CPUs (a spinning waiter only delays the peer it waits for, as
@@ -86,7 +89,7 @@ class Health {
   /// operation `what` takes longer than the timeout (counted from `start`). `sleep` (if given)
   /// blocks briefly once spinning and yielding found nothing.
   Status Wait(const std::function<bool()>& ready, const char* what, Clock::time_point start,
-              const std::function<void()>& sleep = nullptr, uint32_t spin = 512, uint32_t yields = 4096);
+              const std::function<void()>& sleep = nullptr, uint32_t spin = 512, uint32_t yield_us = 2000);
   /// @brief The checks of one wait iteration without the predicate (liveness, transports).
   Status Check(const char* what, Clock::time_point start, bool force_liveness);
 

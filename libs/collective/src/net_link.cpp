@@ -32,7 +32,7 @@ struct NetLink::Impl {
   int world = 0;
   size_t piece = 1 << 20;
   uint32_t spin = 512;
-  uint32_t yields = 4096;
+  uint32_t yield_us = 2000;
   ucp_context_h context = nullptr;
   ucp_worker_h worker = nullptr;
   int efd = -1;
@@ -178,13 +178,13 @@ struct NetLink::Impl {
 };
 
 Result<std::unique_ptr<NetLink>> NetLink::Create(Health& health, int rank, int world_size, size_t piece,
-                                                 uint32_t spin, uint32_t yields) {
+                                                 uint32_t spin, uint32_t yield_us) {
   auto impl = std::make_unique<Impl>(health);
   impl->rank = rank;
   impl->world = world_size;
   impl->piece = piece;
   impl->spin = spin;
-  impl->yields = yields;
+  impl->yield_us = yield_us;
   ucp_config_t* config = nullptr;
   ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
   if (st != UCS_OK) return UcxError(st, "ucp_config_read");
@@ -400,7 +400,7 @@ Status NetLink::Wait(std::vector<Op*>& ops, const char* what, Clock::time_point 
     if (all_done) m.live.clear();
     return st;
   };
-  Backoff backoff(m.spin, m.yields);
+  Backoff backoff(m.spin, m.yield_us);
   uint64_t idle = 0;
   auto last_check = start;
   size_t next = 0;  // ops before `next` are done

@@ -27,7 +27,7 @@ class NetLink {
   /// @brief A UCX worker for member `rank` (largest piece per tagged message: `piece` bytes;
   /// `spin`: busy-wait iterations before a waiting caller yields, see SpinIterations).
   static Result<std::unique_ptr<NetLink>> Create(Health& health, int rank, int world_size, size_t piece,
-                                                 uint32_t spin, uint32_t yields);
+                                                 uint32_t spin, uint32_t yield_us);
   ~NetLink();
 
   /// @brief This worker's address (published through the rendezvous).

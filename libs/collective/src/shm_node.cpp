@@ -218,7 +218,7 @@ ShmNode::ShmNode(const ShmPlan& plan, Health& health, void* base, size_t bytes)
       base_(base),
       bytes_(bytes),
       spin_(SpinIterations(static_cast<int>(plan.ranks.size()))),
-      yields_(YieldIterations(static_cast<int>(plan.ranks.size()))) {
+      yield_us_(YieldMicros(static_cast<int>(plan.ranks.size()))) {
   Layout l = ComputeLayout(n_, cfg_, sizeof(Header), sizeof(MemberCtl), sizeof(ChanCtl));
   auto* b = static_cast<uint8_t*>(base);
   hdr_ = reinterpret_cast<Header*>(b);
@@ -304,7 +304,7 @@ Status ShmNode::Run(const OpDesc& d, uint64_t chunks, bool has_mid, Post&& post,
   bool checked = false;
   auto start = Clock::now();
   auto last_check = start;
-  Backoff backoff(spin_, yields_);
+  Backoff backoff(spin_, yield_us_);
   // Whether a step below could run now (for sleeping without missing a post).
   auto can_progress = [&] {
     if (n_out < (has_mid ? n_mid : n_in) && min_of(has_mid ? &MemberCtl::red : &MemberCtl::in) > base + n_out) return true;
@@ -505,7 +505,7 @@ Status ShmNode::Send(int dst_local, const void* data, size_t bytes, DType dtype)
   auto start = Clock::now();
   for (uint64_t k = 0; k < chunks; ++k) {
     auto room = [&] { return sent - c->recvd.v.load(std::memory_order_acquire) < cfg_.p2p_slots; };
-    MPIRAY_RETURN_IF_ERROR(health_.Wait(room, "send", start, [&] { Sleep(room); }, spin_, yields_));
+    MPIRAY_RETURN_IF_ERROR(health_.Wait(room, "send", start, [&] { Sleep(room); }, spin_, yield_us_));
     uint64_t s = sent % cfg_.p2p_slots;
     if (k == 0) hdrs[s] = MsgHdr{bytes, static_cast<uint8_t>(dtype), {}};
     size_t len = std::min<size_t>(C, bytes - k * C);
@@ -529,7 +529,7 @@ Status ShmNode::Recv(int src_local, void* data, size_t bytes, DType dtype) {
   auto start = Clock::now();
   for (uint64_t k = 0; k < chunks; ++k) {
     auto arrived = [&] { return c->sent.v.load(std::memory_order_acquire) > recvd; };
-    MPIRAY_RETURN_IF_ERROR(health_.Wait(arrived, "recv", start, [&] { Sleep(arrived); }, spin_, yields_));
+    MPIRAY_RETURN_IF_ERROR(health_.Wait(arrived, "recv", start, [&] { Sleep(arrived); }, spin_, yield_us_));
     uint64_t s = recvd % cfg_.p2p_slots;
     if (k == 0) {
       const MsgHdr& h = hdrs[s];

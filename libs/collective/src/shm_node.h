@@ -121,7 +121,7 @@ class ShmNode {
   size_t chan_stride_;
   uint64_t next_chunk_ = 0;
   uint32_t spin_;    // busy-wait iterations before yielding (0 when the node is oversubscribed)
-  uint32_t yields_;  // yields before sleeping on the segment's futex
+  uint32_t yield_us_;  // how long a waiter yields before sleeping on the segment's futex
   std::vector<uint64_t> sent_;   // per destination: chunks sent on my channel to it
   std::vector<uint64_t> recvd_;  // per source: chunks received
 };

@@ -141,7 +141,7 @@ class UcxCommunicator final : public Communicator {
       // elsewhere, or at least not counted on to share our CPUs).
       const int busy = static_cast<int>(nodes_[static_cast<size_t>(my_node_)].size());
       MPIRAY_ASSIGN_OR_RETURN(net_, NetLink::Create(*health_, rank_, world_, NetPieceFromEnv(), SpinIterations(busy),
-                                                    YieldIterations(busy)));
+                                                    YieldMicros(busy)));
       MPIRAY_ASSIGN_OR_RETURN(auto addresses, exchange(1, net_->address()));
       std::vector<int> eager;
       if (my_local_ == 0) {

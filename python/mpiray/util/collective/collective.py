@@ -258,7 +258,8 @@ def _check_rank_valid(g, rank: int):
 
 def allreduce(tensor, group_name: str = "default", op=types.ReduceOp.SUM):
     """All-reduce ``tensor`` in place over the group."""
-    g = get_group_handle(group_name)
+    by_owner = _group_mgr._groups.get(group_name)  # the hot path of get_group_handle, inline
+    g = next(iter(by_owner.values())) if by_owner and len(by_owner) == 1 else get_group_handle(group_name)
     fast = getattr(g, "allreduce_one", None)
     if fast is not None:  # the native groups: no option objects on the hot path
         fast(tensor, op)

@@ -11,6 +11,7 @@ from ..types import (AllGatherOptions, AllReduceOptions, BarrierOptions, Broadca
 from .base_collective_group import BaseGroup
 
 _OPS = {ReduceOp.SUM: 0, ReduceOp.PRODUCT: 1, ReduceOp.MIN: 2, ReduceOp.MAX: 3}
+_SUM = ReduceOp.SUM
 
 
 def _op_code(op):
@@ -33,6 +34,7 @@ class NativeGroup(BaseGroup):
 
     def __init__(self, world_size, rank, group_name, timeout_ms=None):
         super().__init__(world_size, rank, group_name)
+        self._host = self._device == "host"
         join_ms = _env_ms("MPIRAY_COLLECTIVE_JOIN_TIMEOUT_MS", 60000)
         self._rdv = _rendezvous.Rendezvous(group_name, world_size, rank, join_ms / 1000.0)
         self._g = _collective.create_group(
@@ -80,8 +82,8 @@ class NativeGroup(BaseGroup):
         self.allreduce_one(tensors[0], allreduce_options.reduceOp)
 
     def allreduce_one(self, tensor, op):
-        code = _OPS.get(op)
-        if code is not None and self._device == "host" and self._g.allreduce_array(tensor, code):
+        code = 0 if op is _SUM else _OPS.get(op)  # (an Enum's hash is a Python call)
+        if code is not None and self._host and self._g.allreduce_array(tensor, code):
             return  # a numpy array, straight through the buffer protocol
         ptr, n, code = self._buf(tensor, "allreduce")
         self._g.allreduce(ptr, n, code, _op_code(op))
