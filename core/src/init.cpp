@@ -235,7 +235,6 @@ void StartHead(Runtime& r, const InitOptions& options, Bootstrap& b, const EnvMa
                const BootstrapResult& result, int local_workers, int reaper,
                std::unique_lock<std::mutex>& lk) {
   r.set_reaper_fd(reaper);
-  if (local_workers == 0) r.set_finalizer([&b] { b.AtShutdown(); });
   if (std::string warning = b.LaunchWarning(); !warning.empty()) MPIRAY_LOG(warn, "{}", warning);
   Status st = r.StartListener(env, result.session.config.ranks_per_node, result.peers);
   if (st.ok() && local_workers > 0) {
@@ -294,6 +293,9 @@ void Start(const InitOptions& options, Bootstrap& b, int local_workers, std::uni
   auto rt = Runtime::Create(std::move(setup));
   if (!rt.ok()) StartupFailed(rank, rt.status(), &result.session);
   Runtime* r = rt->get();
+  // Kept MPI is finalized at the end by every rank (a worker that exits without it makes
+  // mpirun report an abnormal termination).
+  if (local_workers == 0) r->set_finalizer([&b] { b.AtShutdown(); });
   InstallRuntime(std::move(rt).value(), options.handle_sigint);
   if (rank != 0) {
     lk.unlock();
