@@ -190,8 +190,11 @@ class DataParallelTrainer:
             t.fit()
 
         train_trainable.__name__ = type(self).__name__
+        # the trial's own function holds nothing: the training workers get their own placement
+        # group (mpiray cannot run them inside the trial's), and a trial holding CPUs while its
+        # workers wait for CPUs could deadlock a full cluster
         from ..tune import with_resources
-        return with_resources(train_trainable, self.scaling_config.as_placement_group_factory())
+        return with_resources(train_trainable, {"CPU": 0})
 
 
 def _copy_for_trial(trainer, config):

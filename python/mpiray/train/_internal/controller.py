@@ -171,8 +171,8 @@ class TrainController:
             if self.group is not None:
                 self._teardown()
             self._kill_probes()
-            if isinstance(e, (KeyboardInterrupt, SystemExit)):
-                raise
+            if not isinstance(e, Exception):
+                raise  # KeyboardInterrupt, SystemExit, a Tune trial being stopped
             if not isinstance(e, (ControllerError, WorkerGroupError)):
                 e = ControllerError(e)
             error = e
@@ -239,24 +239,52 @@ class TrainController:
         return n
 
     def _place(self, group):
-        """Create the placement group and wait for it; an elastic run takes fewer workers
-        (down to min) when the group does not fit now."""
-        from ...exceptions import RayError
-        n0 = group.n
+        """Create the placement group and wait for it. An elastic run takes fewer workers (down
+        to min) when the group does not fit now. A group that can never fit is an error at the
+        first attempt; when restarting after a failure the cluster may be short only for a
+        while (a dead local worker is being replaced, a node is coming back), so it is tried
+        again for up to ``MPIRAY_TRAIN_RESOURCE_WAIT_S`` (120 s)."""
+        restarting = self.generation > 1
+        wait_s = float(os.environ.get("MPIRAY_TRAIN_RESOURCE_WAIT_S", "120"))
+        infeasible_since = None
         while True:
+            if restarting and not self._cluster_can_hold(group.n):
+                # do not ask for a group the cluster cannot hold yet (the head would call it
+                # infeasible); wait for the capacity to come back
+                infeasible_since = infeasible_since or time.time()
+                if time.time() - infeasible_since > wait_s:
+                    raise ControllerError(ValueError(
+                        "after a failure the cluster no longer has room for the training workers: " +
+                        self._infeasible_message(group.n, "waited %.0f s" % wait_s))) from None
+                if self.sc.elasticity_enabled and group.n > self.sc.min_workers:
+                    group.n -= 1
+                    continue
+                time.sleep(0.2)
+                continue
             group.create_placement_group()
+            shrinkable = self.sc.elasticity_enabled and group.n > self.sc.min_workers
             try:
-                if group.wait_placed(2.0 if self.sc.elasticity_enabled and group.n > self.sc.min_workers else 30.0):
+                if group.wait_placed(2.0 if shrinkable else 30.0):
                     return
             except Exception as e:
-                if "nfeasible" in type(e).__name__ or "nfeasible" in str(e):
-                    self._remove_pg(group)
-                    if self.sc.elasticity_enabled and group.n > self.sc.min_workers:
-                        group.n -= 1
-                        continue
+                if "nfeasible" not in type(e).__name__ and "nfeasible" not in str(e):
+                    raise
+                self._remove_pg(group)
+                if shrinkable:
+                    group.n -= 1
+                    continue
+                if not restarting:
                     raise ControllerError(ValueError(self._infeasible_message(group.n, e))) from None
-                raise
-            if self.sc.elasticity_enabled and group.n > self.sc.min_workers:
+                infeasible_since = infeasible_since or time.time()
+                if time.time() - infeasible_since > wait_s:
+                    raise ControllerError(ValueError(
+                        "after a failure the cluster no longer has room for the training workers: " +
+                        self._infeasible_message(group.n, e))) from None
+                if infeasible_since == time.time() or int(time.time() - infeasible_since) % 30 == 0:
+                    logger.info("waiting for the cluster to regain room for %d training workers", group.n)
+                time.sleep(1.0)
+                continue
+            if shrinkable:
                 self._remove_pg(group)
                 group.n -= 1
                 continue
@@ -268,6 +296,10 @@ class TrainController:
                                group.n, _fmt(self.sc._resources_per_worker_not_none),
                                _fmt(mpiray.available_resources()))
             return
+
+    def _cluster_can_hold(self, n):
+        total = mpiray.cluster_resources()
+        return all(total.get(k, 0.0) + 1e-9 >= v * n for k, v in self.sc._resources_per_worker_not_none.items())
 
     def _remove_pg(self, group):
         from ...util.placement_group import remove_placement_group
@@ -284,7 +316,7 @@ class TrainController:
                 f"placement_strategy={self.sc.placement_strategy!r}) can never be placed: the training workers "
                 f"need {_fmt(need)} in all, the cluster has {_fmt(mpiray.cluster_resources())} "
                 f"({len(mpiray.nodes())} node(s)). Use fewer workers or smaller resources_per_worker, or start "
-                f"the job with more processes/nodes. ({err})")
+                f"the job with more processes/nodes." + (f" ({err})" if len(str(err)) < 200 else ""))
 
     def _configure(self, group):
         base = {"experiment_name": self.rc.name, "storage_path": self.rc.storage_path,
@@ -559,7 +591,8 @@ class TrainController:
                     logger.warning("callback %s.after_exception raised: %s", type(cb).__name__, e)
 
     def _group_error(self, errors, failures, mf):
-        ranks = sorted(errors)
+        first = _primary_rank(errors)
+        ranks = [first] + sorted(r for r in errors if r != first)
         lines = []
         for r in ranks:
             lines.append(errors[r][1].rstrip())
@@ -567,9 +600,9 @@ class TrainController:
         if mf:
             msg += f"\n(the worker group failed {failures} time(s); FailureConfig(max_failures={mf}))"
         err = WorkerGroupError(msg, {r: errors[r][0] for r in ranks})
-        first = errors[ranks[0]][0]
-        if isinstance(first, BaseException):
-            err.__cause__ = first
+        cause = errors[first][0]
+        if isinstance(cause, BaseException):
+            err.__cause__ = cause
         return err
 
     # Tune logger callbacks (MLflow, W&B, CSV...) see the run as one trial
@@ -625,10 +658,25 @@ def _is_actor_death(e):
     return name in ("ActorDiedError", "RayActorError", "WorkerCrashedError", "ActorUnavailableError")
 
 
+_PEER_ERRORS = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "CollectiveError",
+                "NCCL communicator was aborted", "Socket Timeout", "recvBytes", "sendBytes")
+
+
+def _primary_rank(errors):
+    """The rank whose error is the cause: a dead worker first, then an error that is not a
+    collective failing because a peer went away, then the lowest rank."""
+    def rank_key(r):
+        e, text = errors[r]
+        died = _is_actor_death(e) or " died" in text.splitlines()[0]
+        peer = any(p in str(e) for p in _PEER_ERRORS) or type(e).__name__ == "CollectiveError"
+        return (0 if died else 1 if not peer else 2, r)
+    return min(errors, key=rank_key)
+
+
 def _summary(errors):
     if not errors:
         return "no error"
-    r = sorted(errors)[0]
+    r = _primary_rank(errors)
     e = errors[r][0]
     who = f"rank {r}" if r >= 0 else "a worker"
     return f"{who}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
