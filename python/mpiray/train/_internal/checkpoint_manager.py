@@ -62,6 +62,10 @@ class CheckpointManager:
             self.num_reports = int(state.get("num_reports", 0))
             self.last_metrics = state.get("last_metrics")
             self.time_total_s = float(state.get("time_total_s", 0.0))
+            if self.config is None and state.get("score_attribute"):
+                from .._train_config import CheckpointConfig
+                self.config = CheckpointConfig(checkpoint_score_attribute=state["score_attribute"],
+                                               checkpoint_score_order=state.get("score_order", "max"))
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise RuntimeError(f"cannot read the run's checkpoint snapshot {p}: {e}") from e
         # a checkpoint directory removed by hand is dropped with a warning, not an error later
@@ -83,6 +87,8 @@ class CheckpointManager:
             "num_reports": self.num_reports,
             "last_metrics": self.last_metrics,
             "time_total_s": self.time_total_s,
+            "score_attribute": self.config.checkpoint_score_attribute if self.config else None,
+            "score_order": self.config.checkpoint_score_order if self.config else "max",
             "saved_at": time.time(),
         }
         write_atomic(self.storage.snapshot_path, json.dumps(state, default=_json_default))
