@@ -1,0 +1,219 @@
+"""Real DDP with TorchTrainer, run as users run it (the loop in the script's ``__main__``):
+gloo and the mpiray gradient hook, loss falls, disjoint shards, equal weights on every rank,
+two jobs on one node, and a SIGKILLed training worker (standalone and under
+``mpirun --enable-recovery``) after which the run finishes with the same final model."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+SCRIPT = r'''
+import json, os, signal, sys, tempfile, time
+import torch, torch.nn as nn
+import mpiray
+from mpiray import train
+from mpiray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig, UserCallback
+from mpiray.train.torch import TorchConfig, TorchTrainer, get_device, prepare_data_loader, prepare_model
+
+storage, backend, workers, kill_mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+EPOCHS = 5
+
+
+class Indexed(torch.utils.data.Dataset):
+    def __init__(self):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(384, 8, generator=g)
+        w = torch.randn(8, 1, generator=g)
+        self.y = self.x @ w + 0.05 * torch.randn(384, 1, generator=g)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i], i
+
+
+def loop(config):
+    ctx = train.get_context()
+    rank = ctx.get_world_rank()
+    dl = prepare_data_loader(torch.utils.data.DataLoader(Indexed(), batch_size=32, shuffle=True))
+    torch.manual_seed(123)
+    model = prepare_model(nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 1)))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    start = 0
+    ck = train.get_checkpoint()
+    if ck:
+        with ck.as_directory() as d:
+            st = torch.load(os.path.join(d, "model.pt"))
+        model.module.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        start = st["epoch"] + 1
+    for epoch in range(start, EPOCHS):
+        dl.sampler.set_epoch(epoch)
+        seen, tot, n = [], 0.0, 0
+        for step, (x, y, idx) in enumerate(dl):
+            if config["kill"] and epoch == 2 and step == 3 and rank == 1 and not os.path.exists(config["mark"]):
+                open(config["mark"], "w").write(str(os.getpid()))
+                os.kill(os.getpid(), signal.SIGKILL)
+            loss = nn.functional.mse_loss(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            seen += idx.tolist()
+            tot += loss.item()
+            n += 1
+        params = torch.cat([p.detach().flatten() for p in model.parameters()])
+        with tempfile.TemporaryDirectory() as d:
+            ckpt = None
+            if rank == 0:
+                torch.save({"model": model.module.state_dict(), "opt": opt.state_dict(), "epoch": epoch},
+                           os.path.join(d, "model.pt"))
+                ckpt = Checkpoint.from_directory(d)
+            train.report({"loss": tot / n, "epoch": epoch, "start": start, "seen": seen,
+                          "param_sum": float(params.sum()), "param_abs": float(params.abs().sum()),
+                          "port": os.environ.get("MASTER_PORT"), "device": str(get_device()),
+                          "pid": os.getpid()}, checkpoint=ckpt)
+
+
+class Keep(UserCallback):
+    def __init__(self):
+        self.reports = []
+
+    def after_report(self, run_context, metrics, checkpoint):
+        self.reports.append(metrics)
+
+
+def fit(name, kill):
+    keep = Keep()
+    cfg = {"kill": kill, "mark": os.path.join(storage, name + ".killed")}
+    r = TorchTrainer(loop, train_loop_config=cfg,
+                     torch_config=TorchConfig(backend=None if backend == "default" else backend),
+                     scaling_config=ScalingConfig(num_workers=workers),
+                     run_config=RunConfig(storage_path=storage, name=name, callbacks=[keep],
+                                          failure_config=FailureConfig(max_failures=2 if kill else 0))).fit()
+    return r, keep.reports
+
+
+mpiray.init()
+out = {}
+if kill_mode in ("none", "both"):
+    r, reps = fit("clean", False)
+    out["clean"] = {"final": r.metrics["loss"], "losses": list(r.metrics_dataframe["loss"]), "reports": reps}
+if kill_mode in ("kill", "both"):
+    r, reps = fit("killed", True)
+    out["killed"] = {"final": r.metrics["loss"], "losses": list(r.metrics_dataframe["loss"]),
+                     "starts": list(r.metrics_dataframe["start"]), "reports": reps,
+                     "dead": open(os.path.join(storage, "killed.killed")).read()}
+print("RESULT " + json.dumps(out), flush=True)
+'''
+
+
+def _result(world):
+    for line in world.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise AssertionError(f"no RESULT line:\n{world}")
+
+
+def _check_ddp(run, workers):
+    reps = run["reports"]
+    assert len(reps) == 5
+    # the loss falls
+    assert run["losses"][-1] < 0.25 * run["losses"][0], run["losses"]
+    for per_rank in reps:
+        assert len(per_rank) == workers
+        # DDP keeps every rank's weights equal
+        assert len({round(m["param_sum"], 4) for m in per_rank}) == 1, per_rank
+        # each rank its own process, its own part of the data
+        assert len({m["pid"] for m in per_rank}) == workers
+        seen = [set(m["seen"]) for m in per_rank]
+        for i in range(workers):
+            for j in range(i + 1, workers):
+                assert not seen[i] & seen[j]
+        assert set().union(*seen) == set(range(384))
+        assert {m["device"] for m in per_rank} == {"cpu"}
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("backend", ["default", "mpiray"])
+def test_ddp_standalone(run_script, tmp_path, backend):
+    world = run_script(SCRIPT, args=(tmp_path, backend, 3, "none"), env={"MPIRAY_NUM_WORKERS": "3"},
+                       timeout=200)
+    assert world.returncode == 0, world
+    _check_ddp(_result(world)["clean"], 3)
+
+
+@pytest.mark.timeout(240)
+def test_sigkilled_worker_standalone_same_final_model(run_script, tmp_path):
+    world = run_script(SCRIPT, args=(tmp_path, "default", 2, "both"), env={"MPIRAY_NUM_WORKERS": "2"},
+                       timeout=220)
+    assert world.returncode == 0, world
+    res = _result(world)
+    clean, killed = res["clean"], res["killed"]
+    _check_ddp(clean, 2)
+    # the killed run restarted from the epoch-1 checkpoint and ended with the same model
+    assert killed["starts"] == [0, 0, 2, 2, 2], killed["starts"]
+    assert killed["final"] == pytest.approx(clean["final"], rel=1e-4)
+    assert killed["losses"] == pytest.approx(clean["losses"], rel=1e-4)
+    assert "worker group failed" in world.stderr and "ActorDiedError" in world.stderr
+    assert "training resumed with 2 worker(s)" in world.stderr
+
+
+@pytest.mark.timeout(240)
+def test_sigkilled_worker_mpirun_recovery(run_mpi, tmp_path):
+    # 4 ranks: the driver and 3 workers; 2 train, the third takes over from the killed one
+    world = run_mpi(SCRIPT, 4, args=(tmp_path, "default", 2, "kill"), recovery=True, timeout=220)
+    assert world.returncode == 0, world
+    killed = _result(world)["killed"]
+    assert killed["starts"] == [0, 0, 2, 2, 2]
+    assert killed["losses"][-1] < 0.25 * killed["losses"][0]
+    dead_pid = int(killed["dead"])
+    last = killed["reports"][-1]
+    assert dead_pid not in {m["pid"] for m in last}
+
+
+@pytest.mark.timeout(200)
+def test_two_jobs_on_one_node_do_not_collide(run_script, tmp_path):
+    """Two jobs train at the same time on this node: each process group's store listens on
+    a port the kernel picked, so neither collides with the other (Ray Train on one node with
+    a fixed MASTER_PORT would)."""
+    launcher = run_script.launcher
+    procs = []
+    for k in range(2):
+        work, session_root, shm_dir, path = launcher.prepare(SCRIPT)
+        sys.path.insert(0, str(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        env = _env(work, session_root, shm_dir)
+        procs.append(subprocess.Popen([sys.executable, str(path), str(tmp_path / f"job{k}"), "default", "2", "none"],
+                                      cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = []
+    for p in procs:
+        try:
+            o, e = p.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+        outs.append((p.returncode, o, e))
+    ports = []
+    for rc, o, e in outs:
+        assert rc == 0, e[-3000:]
+        res = json.loads([l for l in o.splitlines() if l.startswith("RESULT ")][0][7:])
+        _check_ddp(res["clean"], 2)
+        ports.append({m["port"] for r in res["clean"]["reports"] for m in r})
+    assert all(len(p) == 1 for p in ports) and ports[0] != ports[1]
+
+
+def _env(work, session_root, shm_dir):
+    import uuid
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[3]
+    env = dict(os.environ)
+    env.update({"PYTHONPATH": str(repo / "python"), "MPIRAY_SESSION_ROOT": str(session_root),
+                "MPIRAY_SHM_DIR": str(shm_dir), "MPIRAY_TEST_TAG": uuid.uuid4().hex, "MPIRAY_NUM_WORKERS": "2",
+                "PYTHONUNBUFFERED": "1"})
+    env.setdefault("MPIRAY_BUILD_DIR", str(repo / "build"))
+    return env
