@@ -18,6 +18,7 @@ import mpiray
 from mpiray import train
 from mpiray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig, UserCallback
 from mpiray.train.torch import TorchConfig, TorchTrainer, get_device, prepare_data_loader, prepare_model
+from mpiray.train.torch import _mpiray_hook
 
 storage, backend, workers, kill_mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 EPOCHS = 5
@@ -76,7 +77,8 @@ def loop(config):
             train.report({"loss": tot / n, "epoch": epoch, "start": start, "seen": seen,
                           "param_sum": float(params.sum()), "param_abs": float(params.abs().sum()),
                           "port": os.environ.get("MASTER_PORT"), "device": str(get_device()),
-                          "pid": os.getpid()}, checkpoint=ckpt)
+                          "pid": os.getpid(), "hook_buckets": _mpiray_hook.allreduced_buckets()},
+                         checkpoint=ckpt)
 
 
 class Keep(UserCallback):
@@ -119,8 +121,11 @@ def _result(world):
     raise AssertionError(f"no RESULT line:\n{world}")
 
 
-def _check_ddp(run, workers):
+def _check_ddp(run, workers, hook=False):
     reps = run["reports"]
+    # with TorchConfig(backend="mpiray") the gradients went through mpiray's collectives
+    buckets = [m["hook_buckets"] for m in reps[-1]]
+    assert buckets == ([5 * 384 // (32 * workers)] * workers if hook else [0] * workers), buckets
     assert len(reps) == 5
     # the loss falls
     assert run["losses"][-1] < 0.25 * run["losses"][0], run["losses"]
@@ -144,7 +149,7 @@ def test_ddp_standalone(run_script, tmp_path, backend):
     world = run_script(SCRIPT, args=(tmp_path, backend, 3, "none"), env={"MPIRAY_NUM_WORKERS": "3"},
                        timeout=200)
     assert world.returncode == 0, world
-    _check_ddp(_result(world)["clean"], 3)
+    _check_ddp(_result(world)["clean"], 3, hook=backend == "mpiray")
 
 
 @pytest.mark.timeout(240)

@@ -20,6 +20,12 @@ import torch
 
 _states = []
 _lock = threading.Lock()
+_buckets = [0]   # buckets all-reduced by this process (tests, benchmarks)
+
+
+def allreduced_buckets():
+    """How many gradient buckets this process has all-reduced through the hook."""
+    return _buckets[0]
 
 
 class _HookState:
@@ -43,6 +49,7 @@ class _HookState:
                     raise self.error
                 col.allreduce(buf, group_name=self.group_name)
                 buf.div_(self.world_size)
+                _buckets[0] += 1
                 fut.set_result(buf)
             except BaseException as e:  # a dead peer: every later bucket fails at once
                 self.error = e if isinstance(e, Exception) else RuntimeError(str(e))
