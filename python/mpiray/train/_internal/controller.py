@@ -329,6 +329,11 @@ class TrainController:
         for rank, (actor, ctx) in enumerate(zip(group.actors, self._contexts)):
             env = {"RANK": ctx["world_rank"], "WORLD_SIZE": ctx["world_size"], "LOCAL_RANK": ctx["local_rank"],
                    "LOCAL_WORLD_SIZE": ctx["local_world_size"], "NODE_RANK": ctx["node_rank"]}
+            # as Ray and torchrun: a worker's math libraries use as many threads as it has CPUs
+            # (OpenMP threads that spin on cores another rank needs make DDP crawl)
+            threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, int(self.sc.num_cpus_per_worker or 1)))
+            env["OMP_NUM_THREADS"] = threads
+            ctx["num_threads"] = int(threads) if threads.isdigit() else None
             own = group.infos[rank]["gpu_ids"]
             if own:
                 if share:

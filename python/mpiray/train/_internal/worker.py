@@ -267,6 +267,9 @@ class TrainWorker:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = str(v)
+        t = sys.modules.get("torch")
+        if t is not None and ctx.get("num_threads"):
+            t.set_num_threads(ctx["num_threads"])  # torch read OMP_NUM_THREADS when it was imported
         return True
 
     def execute(self, fn, *args, **kwargs):

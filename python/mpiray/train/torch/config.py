@@ -86,6 +86,11 @@ def _resolve_backend(config, use_gpu):
 
 
 # ---------------------------------------------------------------- functions run in the workers
+def _import_torch():
+    import torch.distributed  # noqa: F401
+    return True
+
+
 def _open_store(addr, world_size, timeout_s):
     import torch.distributed as dist
     store = dist.TCPStore(addr, 0, world_size, is_master=True, wait_for_workers=False,
@@ -97,6 +102,9 @@ def _open_store(addr, world_size, timeout_s):
 def _init_process_group(backend, addr, port, rank, world_size, timeout_s, run_key):
     import torch
     import torch.distributed as dist
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        torch.set_num_threads(int(threads))
     if dist.is_initialized():
         raise RuntimeError("a torch.distributed process group already exists in this worker process")
     if backend == "nccl" or (backend and "nccl" in backend):
@@ -170,10 +178,13 @@ class _TorchBackend(Backend):
         backend = _resolve_backend(backend_config, use_gpu)
         if backend in ("nccl",) and not use_gpu:
             raise ValueError("TorchConfig(backend='nccl') needs GPUs: set ScalingConfig(use_gpu=True)")
+        # every worker imports torch at once (rank 0's store would otherwise import it alone first)
+        import mpiray
+        warm = worker_group.execute_async(_import_torch)
         addr = worker_group.infos[0]["ip"]
         addr, port = worker_group.execute_single(0, _open_store, addr, n, backend_config.timeout_s)
+        mpiray.get(warm)
         run_key = f"mpiray-train/{worker_group.run_id}/{worker_group.generation}/"
-        import mpiray
         refs = [a.execute.remote(_init_process_group, backend, addr, port, rank, n, backend_config.timeout_s,
                                  run_key)
                 for rank, a in enumerate(worker_group.actors)]
