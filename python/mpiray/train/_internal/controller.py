@@ -110,6 +110,7 @@ class TrainController:
         self._commit_after_walltime = threading.Event()
         self._lock = threading.Lock()
         self._probes = []
+        self._checkpoints_committed = 0
         self._start_time = time.time()
         self._logger_trial = None
 
@@ -365,6 +366,7 @@ class TrainController:
         return_value = None
         first_error_at = None
         next_resize_check = time.time() + self.sc.elastic_resize_monitor_interval_s
+        grow_since = grow_ckpts = None
         if self.sc.elasticity_enabled and n < self.sc.max_workers:
             self._make_probes(self.sc.max_workers - n)
         while True:
@@ -415,11 +417,18 @@ class TrainController:
                 return _Outcome("finished", return_value=return_value)
             if self._walltime.is_set() and self._walltime_done.is_set():
                 return _Outcome("preempted")
-            if self.sc.elasticity_enabled and time.time() >= next_resize_check:
-                next_resize_check = time.time() + self.sc.elastic_resize_monitor_interval_s
-                grow = self._probes_placed()
-                if grow:
-                    return _Outcome("resize", note=f"{grow} more worker(s) fit now")
+            if self.sc.elasticity_enabled and self._probes and time.time() >= next_resize_check:
+                # grow once the probes are placed, at the group's next checkpoint (so that the
+                # restart loses nothing), or one more interval later if none comes
+                next_resize_check = time.time() + min(1.0, self.sc.elastic_resize_monitor_interval_s)
+                if grow_since is None:
+                    grow = self._probes_placed()
+                    if grow:
+                        grow_since, grow_ckpts = time.time(), self._checkpoints_committed
+                if grow_since is not None and (
+                        self._checkpoints_committed > grow_ckpts or
+                        time.time() - grow_since >= self.sc.elastic_resize_monitor_interval_s):
+                    return _Outcome("resize", note=f"{self._probes_placed()} more worker(s) fit now")
 
     def _commit(self, items):
         """Report i of every worker is in: record rank 0's metrics and the checkpoint."""
@@ -431,6 +440,8 @@ class TrainController:
                 "(pass the same checkpoint_dir_name on every rank, or none)"))
         name = next(iter(names)) if names else None
         ckpt = self.manager.record_report(dict(r0["metrics"]), name, r0.get("time_this_iter_s", 0.0))
+        if ckpt is not None:
+            self._checkpoints_committed += 1
         if self._pending_restart is not None:
             pr = self._pending_restart
             pr["resumed_after_s"] = time.time() - pr["detected_at"]
