@@ -2,6 +2,7 @@
 
 import os
 
+from .._extras import require
 from ..train._result import Result
 from .error import TuneError
 
@@ -71,7 +72,7 @@ class ResultGrid:
     def get_dataframe(self, filter_metric=None, filter_mode=None):
         """One row per trial: its last result (or the best one by ``filter_metric``), with
         ``config/...`` columns and ``logdir``."""
-        import pandas as pd
+        pd = require("tune", "pandas")
         rows = []
         for t in self._trials:
             if filter_metric:
@@ -131,7 +132,7 @@ class _LazyFrame:
 
     def _load(self):
         if self._df is None:
-            import pandas as pd
+            pd = require("tune", "pandas")
             p = os.path.join(self._path, "progress.csv")
             self._df = pd.read_csv(p) if os.path.exists(p) and os.path.getsize(p) else pd.DataFrame()
         return self._df

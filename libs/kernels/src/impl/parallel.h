@@ -13,12 +13,30 @@
 #include <Kokkos_Core.hpp>
 #define MPIRAY_KFN KOKKOS_INLINE_FUNCTION
 #else
+#include <cmath>
 #define MPIRAY_KFN inline
 #endif
 
 #include "mpiray/kernels/runtime.h"
 
 namespace mpiray::kernels::impl {
+
+// Math usable in kernels on every backend (Kokkos moved these from Experimental in 3.7).
+namespace kmath {
+#if defined(MPIRAY_KERNELS_KOKKOS) && KOKKOS_VERSION >= 30700
+using Kokkos::cos;
+using Kokkos::fmod;
+using Kokkos::sin;
+#elif defined(MPIRAY_KERNELS_KOKKOS)
+using Kokkos::Experimental::cos;
+using Kokkos::Experimental::fmod;
+using Kokkos::Experimental::sin;
+#else
+using std::cos;
+using std::fmod;
+using std::sin;
+#endif
+}  // namespace kmath
 
 #ifdef MPIRAY_KERNELS_KOKKOS
 using DeviceSpace = Kokkos::DefaultExecutionSpace;
@@ -96,5 +114,51 @@ class DeviceArray {
   std::vector<T> v_;
 };
 #endif
+
+/// @brief Host input as the device sees it: the caller's array itself when the device reads
+/// host memory, else one copy into device memory. Null stays null.
+template <class T>
+class DeviceIn {
+ public:
+  DeviceIn(const T* host, size_t n) : ptr_(host) {
+    if (!kDeviceIsHost && host != nullptr && n > 0) {
+      copy_.Resize("mpiray::kernels::in", n);
+      copy_.FromHost(host, n);
+      ptr_ = copy_.data();
+    }
+  }
+  const T* data() const { return ptr_; }
+
+ private:
+  const T* ptr_;
+  DeviceArray<T> copy_;
+};
+
+/// @brief Host output as the device writes it: the caller's array itself when the device
+/// reads host memory, else a device buffer copied back by Finish() (one transfer).
+template <class T>
+class DeviceOut {
+ public:
+  DeviceOut(T* host, size_t n) : host_(host), n_(n), ptr_(host) {
+    if (!kDeviceIsHost && host != nullptr && n > 0) {
+      buf_.Resize("mpiray::kernels::out", n);
+      ptr_ = buf_.data();
+    }
+  }
+  T* data() const { return ptr_; }
+  /// @brief Start the device buffer from the host array's contents (for partial writes).
+  void FromHostInit(const T* host) {
+    if (!kDeviceIsHost && host != nullptr && n_ > 0) buf_.FromHost(host, n_);
+  }
+  void Finish() {
+    if (!kDeviceIsHost && host_ != nullptr && n_ > 0) buf_.ToHost(host_, n_);
+  }
+
+ private:
+  T* host_;
+  size_t n_;
+  T* ptr_;
+  DeviceArray<T> buf_;
+};
 
 }  // namespace mpiray::kernels::impl

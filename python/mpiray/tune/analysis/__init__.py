@@ -3,6 +3,7 @@ experiment directory."""
 
 import os
 
+from ..._extras import require
 from ..result_grid import ResultGrid
 
 
@@ -96,7 +97,7 @@ class ExperimentAnalysis:
 
     @property
     def best_result_df(self):
-        import pandas as pd
+        pd = require("tune", "pandas")
         t = self.best_trial
         return pd.DataFrame([{k: v for k, v in t.last_result.items() if k != "config"}])
 
@@ -106,7 +107,7 @@ class ExperimentAnalysis:
 
     @property
     def results_df(self):
-        import pandas as pd
+        pd = require("tune", "pandas")
         return pd.DataFrame([{k: v for k, v in t.last_result.items() if k != "config"} for t in self.trials])
 
     def dataframe(self, metric=None, mode=None):
@@ -114,7 +115,7 @@ class ExperimentAnalysis:
 
     @property
     def trial_dataframes(self):
-        import pandas as pd
+        pd = require("tune", "pandas")
         out = {}
         for t in self.trials:
             p = os.path.join(t.local_path, "progress.csv")
