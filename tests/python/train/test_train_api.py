@@ -268,3 +268,37 @@ def test_default_storage_and_name(tmp_path, monkeypatch):
     assert RunConfig().name == "ray_train_run-slurm4242"
     monkeypatch.delenv("MPIRAY_RESULTS_DIR")
     assert RunConfig().storage_path == os.path.expanduser("~/mpiray_results")
+
+
+@pytest.mark.timeout(180)
+def test_walltime_signal_checkpoints_and_the_next_run_resumes(spawn_script, run_script, tmp_path):
+    """The early-warning signal (what Slurm's --signal sends) outside Slurm: the loops see
+    get_preemption_info(), save a checkpoint, the job exits 0; the same script run again
+    resumes from that checkpoint (tests/slurm: the same with sbatch --requeue)."""
+    import signal
+    import subprocess
+    from pathlib import Path
+    script = (Path(__file__).parent / "scripts" / "walltime.py").read_text()
+    script = script.replace("sys.argv[1]", repr(str(tmp_path))).replace(
+        "sys.argv[2] if len(sys.argv) > 2 else None", "'wt'")
+    proc, tag, _, _ = spawn_script(script, env={"MPIRAY_NUM_WORKERS": "2", "MPIRAY_TRAIN_WALLTIME_GRACE_S": "20"})
+    lines = []
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "EPOCH 6" in line:
+            proc.send_signal(signal.SIGUSR1)
+            break
+    out, err = proc.communicate(timeout=90)
+    text = "".join(lines) + out
+    assert proc.returncode == 0, text + err
+    saved = [l for l in text.splitlines() if "SAVED ON WARNING AT EPOCH" in l]
+    assert saved and "TRAINING DONE" not in text, text + err
+    epoch = int(saved[0].split("AT EPOCH ")[1].split()[0])
+    world = run_script(script, env={"MPIRAY_NUM_WORKERS": "2"}, timeout=120)
+    assert world.returncode == 0, world
+    assert f"RESUMED FROM EPOCH {epoch + 1} (checkpoint_" in world.stdout, world
+    assert f"TRAINING DONE run=wt epoch=29 start={epoch + 1}" in world.stdout, world

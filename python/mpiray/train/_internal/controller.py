@@ -439,7 +439,8 @@ class TrainController:
                 f"the workers reported different checkpoint directories for one report: {sorted(names)} "
                 "(pass the same checkpoint_dir_name on every rank, or none)"))
         name = next(iter(names)) if names else None
-        ckpt = self.manager.record_report(dict(r0["metrics"]), name, r0.get("time_this_iter_s", 0.0))
+        with self._lock:  # the walltime callback saves the snapshot from another thread
+            ckpt = self.manager.record_report(dict(r0["metrics"]), name, r0.get("time_this_iter_s", 0.0))
         if ckpt is not None:
             self._checkpoints_committed += 1
         if self._pending_restart is not None:
@@ -542,6 +543,7 @@ class TrainController:
         self._contexts = [ctx]
         shards = self._shard_datasets(1)
         w = TrainWorker()
+        self._local_worker = w
         w.configure(ctx, {})
         w.start({"context": ctx, "run_path": self.storage.path, "report_base": self.manager.num_reports,
                  "checkpoint": ck.path if ck else None, "train_fn": train_fn_ref, "datasets": shards[0],
@@ -588,6 +590,11 @@ class TrainController:
 
     def _send_preemption(self):
         group = self.group
+        local = getattr(self, "_local_worker", None)
+        if local is not None:
+            local.set_preemption(PreemptionInfo(getattr(self, "_walltime_deadline_ms", None),
+                                                {"local": [0]}))
+            return
         if group is None or not group.actors:
             return
         nodes = {}

@@ -20,6 +20,7 @@ import math
 import numbers
 import os
 import shutil
+import threading
 
 SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"
 CHECKPOINT_PREFIX = "checkpoint_"
@@ -30,7 +31,7 @@ def checkpoint_dir_name(report_index):
 
 
 def write_atomic(path, text):
-    tmp = f"{path}.tmp{os.getpid()}"
+    tmp = f"{path}.tmp{os.getpid()}.{threading.get_ident()}"
     with open(tmp, "w") as f:
         f.write(text)
         f.flush()

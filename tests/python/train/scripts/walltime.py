@@ -5,6 +5,7 @@ run name inside a Slurm job is ``ray_train_run-slurm<jobid>``, the same after a 
 mpiray.train resumes from the latest checkpoint.
 
     srun python walltime.py <storage>      (inside a --requeue batch job)
+    python walltime.py <storage> <name>    (outside Slurm: the run name given)
 """
 
 import json
@@ -52,6 +53,7 @@ def loop(config):
 
 mpiray.init()
 result = DataParallelTrainer(loop, scaling_config=ScalingConfig(num_workers=2),
-                             run_config=RunConfig(storage_path=sys.argv[1])).fit()
+                             run_config=RunConfig(storage_path=sys.argv[1],
+                                                  name=sys.argv[2] if len(sys.argv) > 2 else None)).fit()
 print(f"TRAINING DONE run={os.path.basename(result.path)} epoch={result.metrics['epoch']} "
       f"start={result.metrics['start']}", flush=True)
