@@ -302,3 +302,20 @@ def test_walltime_signal_checkpoints_and_the_next_run_resumes(spawn_script, run_
     assert world.returncode == 0, world
     assert f"RESUMED FROM EPOCH {epoch + 1} (checkpoint_" in world.stdout, world
     assert f"TRAINING DONE run=wt epoch=29 start={epoch + 1}" in world.stdout, world
+
+
+def test_mlflow_logger_callback_sees_every_report(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    from mlflow.tracking import MlflowClient
+    from mpiray.air.integrations.mlflow import MLflowLoggerCallback
+    uri = "file://" + str(tmp_path / "mlruns")
+    DataParallelTrainer(loop_reports, train_loop_config={"n": 3, "scores": [1, 2, 3]},
+                        scaling_config=ScalingConfig(num_workers=2),
+                        run_config=rc(tmp_path, name="ml", callbacks=[
+                            MLflowLoggerCallback(tracking_uri=uri, experiment_name="train-test")])).fit()
+    c = MlflowClient(tracking_uri=uri)
+    (run,) = c.search_runs([c.get_experiment_by_name("train-test").experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "ml"
+    assert [m.value for m in c.get_metric_history(run.info.run_id, "score")] == [1, 2, 3]
+    assert run.data.params["n"] == "3"

@@ -633,12 +633,7 @@ class TrainController:
         loggers = [cb for cb in self.callbacks if not hasattr(cb, "after_report")]
         if not loggers:
             return
-        from types import SimpleNamespace
-        self._logger_trial = SimpleNamespace(trial_id=self.rc.name, trial_name=self.rc.name,
-                                             config=dict(self.train_loop_config or {}), local_path=self.storage.path,
-                                             path=self.storage.path, experiment_tag=self.rc.name,
-                                             last_result={}, status="RUNNING", logdir=self.storage.path,
-                                             evaluated_params=dict(self.train_loop_config or {}))
+        self._logger_trial = _RunAsTrial(self.rc.name, dict(self.train_loop_config or {}), self.storage.path)
         for cb in loggers:
             try:
                 if hasattr(cb, "setup"):
@@ -668,6 +663,20 @@ class TrainController:
                         cb.on_experiment_end([self._logger_trial])
                 except Exception as e:
                     logger.warning("callback %s failed to end: %s", type(cb).__name__, e)
+
+
+class _RunAsTrial:
+    """The training run as the one trial a Tune logger callback sees."""
+
+    def __init__(self, name, config, path):
+        self.trial_id = self.trial_name = self.experiment_tag = name
+        self.config = self.evaluated_params = config
+        self.local_path = self.path = self.logdir = path
+        self.last_result = {}
+        self.status = "RUNNING"
+
+    def __str__(self):
+        return self.trial_name
 
 
 class _GroupDied(Exception):
