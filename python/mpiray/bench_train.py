@@ -18,9 +18,11 @@ Keys:
   ``train_start_to_first_step_mpirun_s``: the first ``fit()`` of a job launched with
   ``mpirun -n 3`` whose script imports torch at its top (every rank runs the script up to
   ``init()``, so the workers have torch before ``fit()``).
-* ``train_epoch_s``: the median epoch time (epochs after the first), gloo;
+* ``train_epoch_s``: the best epoch time (epochs after the first; on a shared machine other load
+  only adds time), gloo (best of two runs around the hook's);
   ``train_epoch_mpiray_hook_s``: the same with the mpiray gradient hook;
-  ``torchrun_epoch_s``: the same loop under torchrun; ``ray_train_epoch_s``,
+  ``torchrun_epoch_s``: the same loop under torchrun (best of a run before and one after
+  mpiray's); ``ray_train_epoch_s``,
   ``ray_train_start_to_first_step_s``: Ray Train.
 * ratios: ``start_speedup_vs_ray`` (Ray / mpiray), ``epoch_vs_torchrun`` (mpiray / torchrun),
   ``hook_speedup_vs_gloo`` (gloo epoch / hook epoch).
@@ -124,14 +126,21 @@ def _fit_once(lib, backend, epochs, storage, name):
     with open(log) as f:
         rows = [json.loads(line) for line in f]
     first = min(r["t_first_step"] for r in rows)
-    epoch_s = sorted(r["epoch_s"] for r in rows[1:]) or [rows[0]["epoch_s"]]
-    return {"start_to_first_step_s": first - t0, "epoch_s": epoch_s[len(epoch_s) // 2],
+    return {"start_to_first_step_s": first - t0, "epoch_s": _epoch_time([r["epoch_s"] for r in rows]),
             "final_loss": rows[-1]["loss"], "threads": rows[-1].get("threads")}
+
+
+def _epoch_time(times):
+    """The best epoch after the first: on a shared machine the other load only ever adds time,
+    so the minimum is the run's own cost (the median is printed to stderr)."""
+    later = sorted(times[1:]) or list(times)
+    print(f"  epochs: best {later[0]:.3f} s, median {later[len(later) // 2]:.3f} s", file=sys.stderr, flush=True)
+    return later[0]
 
 
 def run_mpiray(quick):
     import mpiray
-    epochs = 4 if quick else 6
+    epochs = 4 if quick else 8
     storage = tempfile.mkdtemp(prefix="bench-train-")
     out = {}
     mpiray.init(num_cpus=2)
@@ -140,9 +149,10 @@ def run_mpiray(quick):
     out["train_start_to_first_step_s"] = cold["start_to_first_step_s"]
     gloo = _fit_once("mpiray", None, epochs, storage, "gloo")
     out["train_start_to_first_step_warm_s"] = gloo["start_to_first_step_s"]
-    out["train_epoch_s"] = out["train_epoch_gloo_s"] = gloo["epoch_s"]
     out["train_final_loss"] = gloo["final_loss"]
     hook = _fit_once("mpiray", "mpiray", epochs, storage, "hook")
+    gloo2 = _fit_once("mpiray", None, epochs, storage, "gloo2")   # gloo, hook, gloo: same conditions
+    out["train_epoch_s"] = out["train_epoch_gloo_s"] = min(gloo["epoch_s"], gloo2["epoch_s"])
     out["train_epoch_mpiray_hook_s"] = hook["epoch_s"]
     out["train_final_loss_mpiray_hook"] = hook["final_loss"]
     out["torch_threads_per_worker"] = gloo["threads"]
@@ -167,7 +177,7 @@ def run_mpiray_launched(quick):
 
 def run_ray(quick):
     import ray
-    epochs = 4 if quick else 6
+    epochs = 4 if quick else 8
     storage = tempfile.mkdtemp(prefix="bench-train-ray-")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     r = _fit_once("ray", None, epochs, storage, "gloo")
@@ -192,15 +202,14 @@ def _torchrun_main(epochs):
     times = []
     _epochs(model, loader, sampler, epochs, lambda t: None, lambda e, dt, loss: times.append((dt, loss)))
     if rank == 0:
-        later = sorted(dt for dt, _ in times[1:])
-        print("TORCHRUN " + json.dumps({"torchrun_epoch_s": later[len(later) // 2],
+        print("TORCHRUN " + json.dumps({"torchrun_epoch_s": _epoch_time([dt for dt, _ in times]),
                                         "torchrun_final_loss": times[-1][1],
                                         "torchrun_torch_threads": torch.get_num_threads()}), flush=True)
     dist.destroy_process_group()
 
 
 def run_torchrun(quick):
-    epochs = 4 if quick else 6
+    epochs = 4 if quick else 8
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "mpiray.bench_train", "--torchrun-child", str(epochs)]
     res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=True)
@@ -231,9 +240,11 @@ def _child_mpirun(quick):
 
 def run_suite(against_ray, quick):
     out = {}
+    first = _child("torchrun", quick)      # torchrun before and after mpiray: the better of the two
     out.update(_child("mpiray", quick))
     out.update(_child_mpirun(quick))
     out.update(_child("torchrun", quick))
+    out["torchrun_epoch_s"] = min(out["torchrun_epoch_s"], first["torchrun_epoch_s"])
     if against_ray:
         out.update(_child("ray", quick))
     ratio = {"epoch_vs_torchrun": out["train_epoch_s"] / out["torchrun_epoch_s"],
