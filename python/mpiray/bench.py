@@ -210,7 +210,7 @@ def main(argv=None):
     args, rest = p.parse_known_args(argv)
     if args.suite == "collective":
         from . import bench_collective
-        return bench_collective.main(rest)
+        return bench_collective.main((["--quick"] if args.quick else []) + rest)
     if rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.suite in ("tune", "train"):

@@ -97,6 +97,36 @@ ReduceOp ToOp(int code) {
 
 void* Ptr(uintptr_t p) { return reinterpret_cast<void*>(p); }
 
+// The hot path for numpy arrays: the buffer protocol straight to (address, count, dtype) (numpy
+// keeps the buffer's format per array, so this is cheap after the first call). False (no Python
+// error set) when `obj` is not a C-contiguous writeable buffer of a supported element type: the
+// caller then takes the Python path, which names the problem.
+bool ArrayBuffer(PyObject* obj, Py_buffer* view, DType* dtype) {
+  if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
+    PyErr_Clear();
+    return false;
+  }
+  const char* f = view->format ? view->format : "B";
+  if (*f == '<' || *f == '=' || *f == '@') ++f;
+  bool ok = f[0] != '\0' && f[1] == '\0';
+  switch (ok ? f[0] : 0) {
+    case 'e': *dtype = DType::kFloat16; break;
+    case 'f': *dtype = DType::kFloat32; break;
+    case 'd': *dtype = DType::kFloat64; break;
+    case 'i':
+    case 'l':
+    case 'q':
+      if (view->itemsize == 4) *dtype = DType::kInt32;
+      else if (view->itemsize == 8) *dtype = DType::kInt64;
+      else ok = false;
+      break;
+    case 'B': *dtype = DType::kUInt8; break;
+    default: ok = false;
+  }
+  if (!ok) PyBuffer_Release(view);
+  return ok;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_collective, m) {
@@ -136,6 +166,21 @@ PYBIND11_MODULE(_collective, m) {
         py::gil_scoped_release r;
         std::lock_guard<std::mutex> lk(g.mu);
         g.Get().AllReduce(Ptr(p), n, ToDType(dt), ToOp(op));
+      })
+      .def("allreduce_array", [](PyGroup& g, py::handle arr, int op) {
+        // True when done; False: not a contiguous writeable array of a supported dtype.
+        Py_buffer view;
+        DType dt;
+        if (!ArrayBuffer(arr.ptr(), &view, &dt)) return false;
+        struct Release {  // after the GIL is back
+          Py_buffer* v;
+          ~Release() { PyBuffer_Release(v); }
+        } release{&view};
+        const size_t n = static_cast<size_t>(view.len) / kernels::DTypeSize(dt);
+        py::gil_scoped_release r;
+        std::lock_guard<std::mutex> lk(g.mu);
+        g.Get().AllReduce(view.buf, n, dt, ToOp(op));
+        return true;
       })
       .def("reduce", [](PyGroup& g, uintptr_t p, size_t n, int dt, int root, int op) {
         py::gil_scoped_release r;

@@ -55,7 +55,6 @@ std::string HostKey() {
   return std::string(name) + "/" + boot;
 }
 
-constexpr uint64_t kYieldIters = 4096;
 constexpr auto kLivenessInterval = std::chrono::milliseconds(100);
 
 }  // namespace
@@ -78,26 +77,42 @@ bool ProcessAlive(const ProcessIdentity& who) {
   return start == who.start_time;
 }
 
-uint32_t SpinIterations(int busy) {
-  static const int64_t forced = [] {
-    const char* v = std::getenv("MPIRAY_COLLECTIVE_SPIN");
-    return v && *v ? std::atoll(v) : -1;
-  }();
-  if (forced >= 0) return static_cast<uint32_t>(forced);
+namespace {
+
+int Cpus() {
   static const int cpus = [] {
     cpu_set_t set;
     CPU_ZERO(&set);
     if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
     return static_cast<int>(std::thread::hardware_concurrency());
   }();
-  return busy > cpus ? 0 : 512;
+  return cpus;
+}
+
+int64_t EnvCount(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoll(v) : -1;
+}
+
+}  // namespace
+
+uint32_t SpinIterations(int busy) {
+  static const int64_t forced = EnvCount("MPIRAY_COLLECTIVE_SPIN");
+  if (forced >= 0) return static_cast<uint32_t>(forced);
+  return busy > Cpus() ? 0 : 512;
+}
+
+uint32_t YieldIterations(int busy) {
+  static const int64_t forced = EnvCount("MPIRAY_COLLECTIVE_YIELDS");
+  if (forced >= 0) return static_cast<uint32_t>(forced);
+  return busy > Cpus() ? 32 : 4096;
 }
 
 void Backoff::Pause(const std::function<void()>& sleep) {
   ++iter_;
-  if (iter_ < spin_) {
+  if (iter_ <= spin_) {
     MPIRAY_CPU_RELAX();
-  } else if (iter_ < spin_ + kYieldIters || !sleep) {
+  } else if (iter_ <= uint64_t{spin_} + yields_ || !sleep) {
     sched_yield();
   } else {
     sleep();
@@ -170,14 +185,19 @@ Status Health::Check(const char* what, Clock::time_point start, bool force_liven
 }
 
 Status Health::Wait(const std::function<bool()>& ready, const char* what, Clock::time_point start,
-                    const std::function<void()>& sleep, uint32_t spin) {
-  Backoff backoff(spin);
+                    const std::function<void()>& sleep, uint32_t spin, uint32_t yields) {
+  Backoff backoff(spin, yields);
+  auto last_check = start;
   for (uint64_t i = 0;; ++i) {
     if (ready()) return Status::OK();
     if (is_broken_.load(std::memory_order_relaxed)) return broken();
-    if ((i & 255) == 255) {
-      Status st = Check(what, start, false);
-      if (!st.ok()) return st;
+    if ((i & 15) == 15) {
+      auto now = Clock::now();
+      if (now - last_check > std::chrono::milliseconds(20)) {
+        last_check = now;
+        Status st = Check(what, start, false);
+        if (!st.ok()) return st;
+      }
     }
     backoff.Pause(sleep);
   }

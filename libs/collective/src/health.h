@@ -45,7 +45,7 @@ struct PeerProcess {
 class Backoff {
  public:
   /// @brief `spin`: busy-wait iterations before yielding (see SpinIterations).
-  explicit Backoff(uint32_t spin = 512) : spin_(spin) {}
+  explicit Backoff(uint32_t spin = 512, uint32_t yields = 4096) : spin_(spin), yields_(yields) {}
   /// @brief `sleep` is called once spinning and yielding gave nothing for a while; it should
   /// block for at most about a millisecond (a futex wait, a poll on an event fd).
   void Pause(const std::function<void()>& sleep = nullptr);
@@ -53,8 +53,14 @@ class Backoff {
 
  private:
   uint32_t spin_;
+  uint32_t yields_;
   uint64_t iter_ = 0;
 };
+
+/// @brief Yields before a waiter sleeps when `busy` processes share this process's CPUs: 32
+/// when they outnumber the CPUs (blocked waiters let the scheduler run exactly the members that
+/// have work), 4096 otherwise. MPIRAY_COLLECTIVE_YIELDS overrides.
+uint32_t YieldIterations(int busy);
 
 /// @brief How long to spin before yielding when `busy` processes share this process's CPUs:
 /// 0 when they outnumber the CPUs (a spinning waiter only delays the peer it waits for, as
@@ -80,7 +86,7 @@ class Health {
   /// operation `what` takes longer than the timeout (counted from `start`). `sleep` (if given)
   /// blocks briefly once spinning and yielding found nothing.
   Status Wait(const std::function<bool()>& ready, const char* what, Clock::time_point start,
-              const std::function<void()>& sleep = nullptr, uint32_t spin = 512);
+              const std::function<void()>& sleep = nullptr, uint32_t spin = 512, uint32_t yields = 4096);
   /// @brief The checks of one wait iteration without the predicate (liveness, transports).
   Status Check(const char* what, Clock::time_point start, bool force_liveness);
 

@@ -262,6 +262,7 @@ class NcclCommunicator final : public Communicator {
   }
   Status Barrier() override {
     // NCCL has no barrier: an all-reduce of one element on the device does it.
+    MPIRAY_RETURN_IF_ERROR(Enter());
     if (!barrier_buf_) {
       if (cudaError_t e = api_.Malloc(&barrier_buf_, sizeof(float)); e != 0) return CudaStatus(e, "cudaMalloc");
     }
@@ -286,7 +287,14 @@ class NcclCommunicator final : public Communicator {
     return Status(StatusCode::kUnavailable, "collective group '" + opts_.name + "' (nccl): " + what + ": " +
                                                 api_.GetErrorString(r));
   }
+  // The communicator's device is current on the calling thread (actor calls may come on
+  // another thread than the one that created the group).
+  Status Enter() {
+    if (cudaError_t e = api_.SetDevice(device_); e != 0) return CudaStatus(e, "cudaSetDevice");
+    return Status::OK();
+  }
   Status CheckDevice(const void* p, const char* what) {
+    MPIRAY_RETURN_IF_ERROR(Enter());
     // cudaPointerAttributes starts with {int type; int device; ...}; type 2 is device, 3 managed.
     alignas(8) unsigned char attr[256] = {};
     if (api_.PointerGetAttributes(attr, p) != 0) {

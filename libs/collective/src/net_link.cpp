@@ -31,6 +31,8 @@ struct NetLink::Impl {
   int rank = 0;
   int world = 0;
   size_t piece = 1 << 20;
+  uint32_t spin = 512;
+  uint32_t yields = 4096;
   ucp_context_h context = nullptr;
   ucp_worker_h worker = nullptr;
   int efd = -1;
@@ -175,11 +177,14 @@ struct NetLink::Impl {
   }
 };
 
-Result<std::unique_ptr<NetLink>> NetLink::Create(Health& health, int rank, int world_size, size_t piece) {
+Result<std::unique_ptr<NetLink>> NetLink::Create(Health& health, int rank, int world_size, size_t piece,
+                                                 uint32_t spin, uint32_t yields) {
   auto impl = std::make_unique<Impl>(health);
   impl->rank = rank;
   impl->world = world_size;
   impl->piece = piece;
+  impl->spin = spin;
+  impl->yields = yields;
   ucp_config_t* config = nullptr;
   ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
   if (st != UCS_OK) return UcxError(st, "ucp_config_read");
@@ -212,6 +217,8 @@ Result<std::unique_ptr<NetLink>> NetLink::Create(Health& health, int rank, int w
 }
 
 NetLink::NetLink(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+size_t NetLink::piece() const { return impl_->piece; }
 
 NetLink::~NetLink() {
   Impl& m = *impl_;
@@ -393,8 +400,9 @@ Status NetLink::Wait(std::vector<Op*>& ops, const char* what, Clock::time_point 
     if (all_done) m.live.clear();
     return st;
   };
-  Backoff backoff;
+  Backoff backoff(m.spin, m.yields);
   uint64_t idle = 0;
+  auto last_check = start;
   size_t next = 0;  // ops before `next` are done
   for (;;) {
     if (Status b = m.health.broken(); !b.ok()) return finish(b);
@@ -432,9 +440,13 @@ Status NetLink::Wait(std::vector<Op*>& ops, const char* what, Clock::time_point 
       backoff.Reset();
       continue;
     }
-    if ((++idle & 255) == 0) {
-      Status st = m.health.Check(what, start, false);
-      if (!st.ok()) return finish(st);
+    if ((++idle & 15) == 0) {
+      auto now = Clock::now();
+      if (now - last_check > std::chrono::milliseconds(20)) {
+        last_check = now;
+        Status st = m.health.Check(what, start, false);
+        if (!st.ok()) return finish(st);
+      }
     }
     backoff.Pause([this] { Sleep(); });
   }

@@ -24,12 +24,16 @@ enum class Stream : uint8_t { kData = 1, kDesc = 2, kP2p = 3, kAbort = 4 };
 
 class NetLink {
  public:
-  /// @brief A UCX worker for member `rank` (largest piece per tagged message: `piece` bytes).
-  static Result<std::unique_ptr<NetLink>> Create(Health& health, int rank, int world_size, size_t piece);
+  /// @brief A UCX worker for member `rank` (largest piece per tagged message: `piece` bytes;
+  /// `spin`: busy-wait iterations before a waiting caller yields, see SpinIterations).
+  static Result<std::unique_ptr<NetLink>> Create(Health& health, int rank, int world_size, size_t piece,
+                                                 uint32_t spin, uint32_t yields);
   ~NetLink();
 
   /// @brief This worker's address (published through the rendezvous).
   const std::string& address() const { return address_; }
+  /// @brief The largest piece of one tagged message (PostSend/PostRecv split at this size).
+  size_t piece() const;
   /// @brief Every member's address (empty for members without one), and connect now to
   /// `eager` (the others on first use).
   Status SetPeers(const std::vector<std::string>& addresses, const std::vector<int>& eager);

@@ -150,7 +150,7 @@ Layout ComputeLayout(int n, const ShmConfig& c, size_t header, size_t ctl, size_
 
 }  // namespace
 
-Result<std::unique_ptr<ShmNode>> ShmNode::Open(const ShmPlan& plan, Health& health, int64_t timeout_ms) {
+Result<std::unique_ptr<ShmNode>> ShmNode::Open(const ShmPlan& plan, Health& health) {
   const int n = static_cast<int>(plan.ranks.size());
   Layout l = ComputeLayout(n, plan.config, sizeof(Header), sizeof(MemberCtl), sizeof(ChanCtl));
   const bool leader = plan.local_index == 0;
@@ -193,7 +193,6 @@ Result<std::unique_ptr<ShmNode>> ShmNode::Open(const ShmPlan& plan, Health& heal
   auto node = std::unique_ptr<ShmNode>(new ShmNode(plan, health, base, l.total));
   node->hdr_->attached.fetch_add(1, std::memory_order_acq_rel);
   node->Notify();
-  (void)timeout_ms;
   Status st = health.Wait(
       [&] { return node->hdr_->attached.load(std::memory_order_acquire) >= static_cast<uint32_t>(n); },
       "joining the node's shared memory", start);
@@ -209,7 +208,8 @@ ShmNode::ShmNode(const ShmPlan& plan, Health& health, void* base, size_t bytes)
       cfg_(plan.config),
       base_(base),
       bytes_(bytes),
-      spin_(SpinIterations(static_cast<int>(plan.ranks.size()))) {
+      spin_(SpinIterations(static_cast<int>(plan.ranks.size()))),
+      yields_(YieldIterations(static_cast<int>(plan.ranks.size()))) {
   Layout l = ComputeLayout(n_, cfg_, sizeof(Header), sizeof(MemberCtl), sizeof(ChanCtl));
   auto* b = static_cast<uint8_t*>(base);
   hdr_ = reinterpret_cast<Header*>(b);
@@ -235,10 +235,17 @@ void ShmNode::Notify() {
   }
 }
 
-void ShmNode::Sleep() {
+// Sleep until another member posts (Notify), unless `ready` already holds. Registering as a
+// sleeper before the last look at the counters pairs with Notify's fence: a post either sees
+// the sleeper (and wakes it) or is seen by `ready` (so no sleep). The timeout only bounds how
+// long health checks wait.
+template <class Ready>
+void ShmNode::Sleep(Ready&& ready) {
   hdr_->sleepers.fetch_add(1, std::memory_order_seq_cst);
   uint32_t s = hdr_->signal.load(std::memory_order_seq_cst);
-  FutexWait(&hdr_->signal, s, 1000000);  // 1 ms at most: a missed wake-up costs no more
+  if (!ready() && hdr_->abort_state.load(std::memory_order_acquire) != 2) {
+    FutexWait(&hdr_->signal, s, 20 * 1000 * 1000);
+  }
   hdr_->sleepers.fetch_sub(1, std::memory_order_seq_cst);
 }
 
@@ -287,7 +294,18 @@ Status ShmNode::Run(const OpDesc& d, uint64_t chunks, bool has_mid, Post&& post,
   uint64_t n_in = 0, n_mid = 0, n_out = 0;
   bool checked = false;
   auto start = Clock::now();
-  Backoff backoff(spin_);
+  auto last_check = start;
+  Backoff backoff(spin_, yields_);
+  // Whether a step below could run now (for sleeping without missing a post).
+  auto can_progress = [&] {
+    if (n_out < (has_mid ? n_mid : n_in) && min_of(has_mid ? &MemberCtl::red : &MemberCtl::in) > base + n_out) return true;
+    if (has_mid && n_mid < n_in && min_of(&MemberCtl::in) > base + n_mid) return true;
+    if (n_in < chunks) {
+      uint64_t g = base + n_in;
+      if (g < slots || min_of(&MemberCtl::done) >= g - slots + 1) return true;
+    }
+    return false;
+  };
   uint64_t idle = 0;
   while (n_out < chunks) {
     bool progress = false;
@@ -338,12 +356,15 @@ Status ShmNode::Run(const OpDesc& d, uint64_t chunks, bool has_mid, Post&& post,
       idle = 0;
       continue;
     }
-    if ((++idle & 255) == 0) {
-      MPIRAY_RETURN_IF_ERROR(health_.Check(OpKindName(static_cast<OpKind>(d.kind)), start, false));
-    } else if (hdr_->abort_state.load(std::memory_order_relaxed) == 2) {
-      return health_.Fail(PollAbort());
+    if (hdr_->abort_state.load(std::memory_order_relaxed) == 2) return health_.Fail(PollAbort());
+    if ((++idle & 15) == 0) {
+      auto now = Clock::now();
+      if (now - last_check > std::chrono::milliseconds(20)) {
+        last_check = now;
+        MPIRAY_RETURN_IF_ERROR(health_.Check(OpKindName(static_cast<OpKind>(d.kind)), start, false));
+      }
     }
-    backoff.Pause([this] { Sleep(); });
+    backoff.Pause([&] { Sleep(can_progress); });
   }
   next_chunk_ = base + chunks;
   return Status::OK();
@@ -476,9 +497,8 @@ Status ShmNode::Send(int dst_local, const void* data, size_t bytes, DType dtype)
   auto* p = static_cast<const uint8_t*>(data);
   auto start = Clock::now();
   for (uint64_t k = 0; k < chunks; ++k) {
-    MPIRAY_RETURN_IF_ERROR(health_.Wait(
-        [&] { return sent - c->recvd.v.load(std::memory_order_acquire) < cfg_.p2p_slots; }, "send", start,
-        [this] { Sleep(); }, spin_));
+    auto room = [&] { return sent - c->recvd.v.load(std::memory_order_acquire) < cfg_.p2p_slots; };
+    MPIRAY_RETURN_IF_ERROR(health_.Wait(room, "send", start, [&] { Sleep(room); }, spin_, yields_));
     uint64_t s = sent % cfg_.p2p_slots;
     if (k == 0) hdrs[s] = MsgHdr{bytes, static_cast<uint8_t>(dtype), {}};
     size_t len = std::min<size_t>(C, bytes - k * C);
@@ -501,8 +521,8 @@ Status ShmNode::Recv(int src_local, void* data, size_t bytes, DType dtype) {
   auto* p = static_cast<uint8_t*>(data);
   auto start = Clock::now();
   for (uint64_t k = 0; k < chunks; ++k) {
-    MPIRAY_RETURN_IF_ERROR(health_.Wait(
-        [&] { return c->sent.v.load(std::memory_order_acquire) > recvd; }, "recv", start, [this] { Sleep(); }, spin_));
+    auto arrived = [&] { return c->sent.v.load(std::memory_order_acquire) > recvd; };
+    MPIRAY_RETURN_IF_ERROR(health_.Wait(arrived, "recv", start, [&] { Sleep(arrived); }, spin_, yields_));
     uint64_t s = recvd % cfg_.p2p_slots;
     if (k == 0) {
       const MsgHdr& h = hdrs[s];

@@ -57,7 +57,7 @@ class ShmNode {
  public:
   /// @brief Map the node's segment (the leader sizes it first) and wait until every local
   /// member has attached.
-  static Result<std::unique_ptr<ShmNode>> Open(const ShmPlan& plan, Health& health, int64_t timeout_ms);
+  static Result<std::unique_ptr<ShmNode>> Open(const ShmPlan& plan, Health& health);
   ~ShmNode();
 
   int size() const { return n_; }
@@ -99,7 +99,8 @@ class ShmNode {
   Status CheckDescs(const OpDesc& d);
   uint8_t* Slot(int member, uint64_t chunk) const;
   void Notify();
-  void Sleep();
+  template <class Ready>
+  void Sleep(Ready&& ready);
 
   Health& health_;
   std::vector<int> ranks_;
@@ -114,7 +115,8 @@ class ShmNode {
   uint8_t* chans_;
   size_t chan_stride_;
   uint64_t next_chunk_ = 0;
-  uint32_t spin_;  // busy-wait iterations before yielding (0 when the node is oversubscribed)
+  uint32_t spin_;    // busy-wait iterations before yielding (0 when the node is oversubscribed)
+  uint32_t yields_;  // yields before sleeping on the segment's futex
   std::vector<uint64_t> sent_;   // per destination: chunks sent on my channel to it
   std::vector<uint64_t> recvd_;  // per source: chunks received
 };

@@ -65,7 +65,7 @@ constexpr size_t kRecursiveDoublingMax = 64 << 10;
 
 size_t NetPieceFromEnv() {
   const char* v = std::getenv("MPIRAY_COLLECTIVE_NET_PIECE_BYTES");
-  if (v && *v) return std::clamp<size_t>(std::strtoull(v, nullptr, 10), 4096, size_t{64} << 20);
+  if (v && *v) return std::clamp<size_t>(std::strtoull(v, nullptr, 10), 4096, size_t{64} << 20) / 64 * 64;
   return size_t{1} << 20;
 }
 
@@ -108,13 +108,18 @@ class UcxCommunicator final : public Communicator {
     my_local_ = local_of_[static_cast<size_t>(rank_)];
     const MemberInfo& me = members_[static_cast<size_t>(rank_)];
 
+    // Members on this host are watched through /proc. MPIRAY_COLLECTIVE_WATCH_OTHER_NODES=0
+    // watches only this node's members, as if every node were another host (tests of the
+    // cross-host path: failures must then arrive over UCX).
+    const char* watch_env = std::getenv("MPIRAY_COLLECTIVE_WATCH_OTHER_NODES");
+    const bool watch_other_nodes = !(watch_env && std::string(watch_env) == "0");
     std::vector<PeerProcess> peers;
     for (const auto& m : members_) {
       if (m.rank == rank_) continue;
       PeerProcess p;
       p.rank = m.rank;
       p.id = ProcessIdentity{m.pid, m.start_time, m.host};
-      p.same_host = m.host == me.host;
+      p.same_host = m.host == me.host && (watch_other_nodes || m.node == me.node);
       p.where = "pid " + std::to_string(m.pid) + " on host " + m.host.substr(0, m.host.find('/')) + ", node " +
                 std::to_string(node_of_[static_cast<size_t>(m.rank)]);
       peers.push_back(std::move(p));
@@ -132,7 +137,11 @@ class UcxCommunicator final : public Communicator {
         });
 
     if (nodes_.size() > 1) {
-      MPIRAY_ASSIGN_OR_RETURN(net_, NetLink::Create(*health_, rank_, world_, NetPieceFromEnv()));
+      // Processes busy on this host during a collective: this node's members (the others are
+      // elsewhere, or at least not counted on to share our CPUs).
+      const int busy = static_cast<int>(nodes_[static_cast<size_t>(my_node_)].size());
+      MPIRAY_ASSIGN_OR_RETURN(net_, NetLink::Create(*health_, rank_, world_, NetPieceFromEnv(), SpinIterations(busy),
+                                                    YieldIterations(busy)));
       MPIRAY_ASSIGN_OR_RETURN(auto addresses, exchange(1, net_->address()));
       std::vector<int> eager;
       if (my_local_ == 0) {
@@ -153,7 +162,7 @@ class UcxCommunicator final : public Communicator {
       plan.config.slots = leader.slots;
       plan.config.small = leader.small;
       plan.config.stream = ShmConfigFromEnv().stream;  // local choice, not part of the protocol
-      MPIRAY_ASSIGN_OR_RETURN(shm_, ShmNode::Open(plan, *health_, EffectiveTimeoutMs(opts_)));
+      MPIRAY_ASSIGN_OR_RETURN(shm_, ShmNode::Open(plan, *health_));
     }
     return Status::OK();
   }
@@ -402,12 +411,22 @@ class UcxCommunicator final : public Communicator {
     const int next = LeadOf(me + 1), prev = LeadOf(me - 1);
     size_t max_block = (count / static_cast<size_t>(n) + 1) * esz;
     net_tmp_.resize(max_block);
+    const size_t piece = net_->piece() / esz * esz;
     for (int s = 0; s < n - 1; ++s) {
       size_t so, sl, ro, rl;
       block(me - s, &so, &sl);
       block(me - s - 1, &ro, &rl);
-      MPIRAY_RETURN_IF_ERROR(Exchange(next, buf + so, sl, prev, net_tmp_.data(), rl, what, start));
-      kernels::ReduceInto(op, dtype, buf + ro, net_tmp_.data(), rl / esz);
+      // Reduce each piece as it arrives while the later ones are still on the wire.
+      std::vector<NetLink::Op*> recvs, sends;
+      MPIRAY_RETURN_IF_ERROR(net_->PostRecv(prev, Stream::kData, net_tmp_.data(), rl, &recvs));
+      MPIRAY_RETURN_IF_ERROR(net_->PostSend(next, Stream::kData, buf + so, sl, &sends));
+      for (size_t i = 0; i < recvs.size(); ++i) {
+        std::vector<NetLink::Op*> one{recvs[i]};
+        MPIRAY_RETURN_IF_ERROR(net_->Wait(one, what, start));
+        size_t lo = i * piece, hi = std::min(rl, lo + piece);
+        if (hi > lo) kernels::ReduceInto(op, dtype, buf + ro + lo, net_tmp_.data() + lo, (hi - lo) / esz);
+      }
+      MPIRAY_RETURN_IF_ERROR(net_->Wait(sends, what, start));
     }
     for (int s = 0; s < n - 1; ++s) {
       size_t so, sl, ro, rl;

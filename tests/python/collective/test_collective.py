@@ -276,20 +276,27 @@ if __name__ == "__main__":
     assert len(set(pids)) == n, pids  # one member per process
     ray.get([m.join.remote("fragile") for m in members])
     assert ray.get([m.allreduce.remote("fragile", 1.0) for m in members]) == [("ok", 3.0)] * n
-    # Members 0 and 1 enter an all-reduce that member 2 never joins: it is killed.
-    pending = [m.timed_allreduce.remote("fragile") for m in members[:2]]
+    # The victim: a member alone on its node if there is one (then only UCX can tell the
+    # others on other nodes), else the last rank.
+    nodes = ray.get([m.node.remote() for m in members])
+    alone = [r for r in range(n) if nodes.count(nodes[r]) == 1]
+    victim = alone[-1] if alone else n - 1
+    survivors = [r for r in range(n) if r != victim]
+    # The survivors enter an all-reduce that the victim never joins: it is killed.
+    pending = [members[r].timed_allreduce.remote("fragile") for r in survivors]
     time.sleep(1.0)
-    os.kill(pids[2], signal.SIGKILL)
+    os.kill(pids[victim], signal.SIGKILL)
     t = time.monotonic()
     outcome = ray.get(pending, timeout=60)
     waited = time.monotonic() - t
-    later = ray.get(members[0].allreduce.remote("fragile", 1.0))
+    later = ray.get(members[survivors[0]].allreduce.remote("fragile", 1.0))
     # Destroy and create again, with a new member in the dead one's place.
-    ray.get([m.destroy.remote("fragile") for m in members[:2]])
-    members[2] = Member.remote(2, n)
+    ray.get([members[r].destroy.remote("fragile") for r in survivors])
+    members[victim] = Member.remote(victim, n)
     ray.get([m.join.remote("fragile") for m in members])
     again = ray.get([m.allreduce.remote("fragile", 2.0) for m in members])
-    print("RESULT " + json.dumps({"outcome": outcome, "waited": waited, "later": later, "again": again}))
+    print("RESULT " + json.dumps({"outcome": outcome, "waited": waited, "later": later, "again": again,
+                                  "victim": victim, "alone": bool(alone)}))
     ray.shutdown()
 '''
 
@@ -297,7 +304,8 @@ if __name__ == "__main__":
 def _check_death(res):
     for kind, msg, elapsed in res["outcome"]:
         assert kind == "CollectiveError", res
-        assert "rank 2" in msg and ("died" in msg or "unreachable" in msg or "lost" in msg), msg
+        assert f"rank {res['victim']}" in msg, msg
+        assert "died" in msg or "unreachable" in msg or "lost" in msg, msg
         assert "destroy" in msg.lower()
     assert res["waited"] < 10, res
     assert res["later"][0] == "CollectiveError"
@@ -310,11 +318,15 @@ def test_member_death_fails_pending_ops_then_recreate(run_script):
 
 
 @pytest.mark.timeout(240)
-def test_member_death_across_nodes_under_mpirun(run_mpi):
-    # 5 ranks as virtual nodes {0,1} {2,3} {4}: the members are on 3 nodes; the killed one is
-    # alone on its node, so the others learn of it over UCX (endpoint error or abort message).
-    res = _result(run_mpi(DEATH_SCRIPT, 5, args=("{}",), env={"MPIRAY_RANKS_PER_NODE": "2"},
-                          recovery=True, timeout=200))
+@pytest.mark.parametrize("watch_other_nodes", ["1", "0"])
+def test_member_death_across_nodes_under_mpirun(run_mpi, watch_other_nodes):
+    # 5 ranks as virtual nodes {0,1} {2,3} {4}: the members are on 3 nodes. With
+    # MPIRAY_COLLECTIVE_WATCH_OTHER_NODES=0 members watch only their own node's processes, as if
+    # the nodes were separate hosts: the others must learn of the death over UCX (a failed
+    # endpoint, or the abort message of the dead member's node leader).
+    res = _result(run_mpi(DEATH_SCRIPT, 5, args=("{}",), recovery=True, timeout=200,
+                          env={"MPIRAY_RANKS_PER_NODE": "2",
+                               "MPIRAY_COLLECTIVE_WATCH_OTHER_NODES": watch_other_nodes}))
     _check_death(res)
 
 
@@ -329,7 +341,12 @@ class Probe:
                 out[key] = "no error"
             except Exception as e:
                 out[key] = [type(e).__name__, str(e)]
-        catch("unknown_backend", lambda: col.init_collective_group(2, 0, "gloo", "x"))
+        catch("unknown_backend", lambda: col.init_collective_group(2, 0, "hccl", "x"))
+        # Ray's host-memory backend name runs on "ucx" (Ray programs run unchanged).
+        col.init_collective_group(1, 0, "gloo", "ray-gloo")
+        y = np.ones(3)
+        col.allreduce(y, "ray-gloo")
+        out["gloo_alias"] = [col.get_group_handle("ray-gloo").backend(), y.tolist()]
         catch("unknown_group", lambda: col.allreduce(np.ones(3), "nosuch"))
         catch("bad_rank", lambda: col.init_collective_group(2, 5, "ucx", "x"))
         catch("nccl_no_gpu", lambda: col.init_collective_group(1, 0, "nccl", "gpu"))
@@ -396,6 +413,7 @@ def test_bad_input_gives_clear_errors(run_script):
     out = _result(run_script(BAD_SCRIPT, timeout=150))
     assert out["unknown_backend"][0] == "ValueError" and "'ucx'" in out["unknown_backend"][1]
     assert out["unknown_group"][0] == "RuntimeError" and "not initialized" in out["unknown_group"][1]
+    assert out["gloo_alias"] == ["ucx", [1.0, 1.0, 1.0]]
     assert out["bad_rank"][0] == "ValueError"
     assert out["nccl_no_gpu"][0] == "RuntimeError" and "GPU" in out["nccl_no_gpu"][1]
     assert out["mpi_not_kept"][0] == "RuntimeError" and "keep_mpi" in out["mpi_not_kept"][1]

@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 register_collective_backend("UCX", UCXGroup)
 register_collective_backend("NCCL", NCCLGroup)
 register_collective_backend("MPI", MPIGroup)
+# Ray's host-memory backend names run on "ucx", so Ray programs that ask for gloo run unchanged.
+_ALIASES = {"GLOO": "UCX", "TORCH_GLOO": "UCX"}
 
 
 def ucx_available():
@@ -37,18 +39,19 @@ def mpi_available():
 
 
 def gloo_available():
-    """Ray's torch-gloo backend is not provided ('ucx' is the host-memory backend)."""
-    return False
+    """Ray's "gloo" (host memory) is served by the "ucx" backend here."""
+    return ucx_available()
 
 
 def is_backend_available(backend: str) -> bool:
     """Whether ``backend`` is registered and can run in this process."""
-    return _global_registry.check(backend)
+    return _global_registry.check(_ALIASES.get(str(backend).upper(), backend))
 
 
 def _backend_name(backend):
     if not isinstance(backend, str):
         raise ValueError(f"Unrecognized backend: {backend!r}")
+    backend = _ALIASES.get(backend.upper(), backend)
     if not _global_registry.is_registered(backend):
         types.Backend(backend)  # raises the error that lists the backends
     return backend.upper()

@@ -30,6 +30,7 @@ class Backend(object):
     UCX = "ucx"
     NCCL = "nccl"
     MPI = "mpi"
+    GLOO = "ucx"  # Ray's host-memory backend: served by "ucx"
     UNRECOGNIZED = "unrecognized"
 
     def __new__(cls, name: str):
@@ -39,11 +40,13 @@ class Backend(object):
             raise ValueError(f"Unrecognized backend: {name!r}. A backend is a name: "
                              f"{sorted(_global_registry.names())}")
         key = name.upper()
+        if key in ("GLOO", "TORCH_GLOO"):
+            return Backend.UCX
         if key in _global_registry.names():
             return getattr(Backend, key, name.lower())
         raise ValueError(f"Unrecognized backend: '{name}'. The backends are "
                          f"{sorted(n.lower() for n in _global_registry.names())} ('ucx' is the default; "
-                         f"'gloo' is not provided: 'ucx' runs on host memory)")
+                         f"Ray's 'gloo' is accepted and runs on 'ucx')")
 
 
 class ReduceOp(Enum):

@@ -80,6 +80,9 @@ class NativeGroup(BaseGroup):
         self.allreduce_one(tensors[0], allreduce_options.reduceOp)
 
     def allreduce_one(self, tensor, op):
+        code = _OPS.get(op)
+        if code is not None and self._device == "host" and self._g.allreduce_array(tensor, code):
+            return  # a numpy array, straight through the buffer protocol
         ptr, n, code = self._buf(tensor, "allreduce")
         self._g.allreduce(ptr, n, code, _op_code(op))
 
