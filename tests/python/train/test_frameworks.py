@@ -49,7 +49,7 @@ def test_tensorflow_multi_worker_mirrored(run_script, tmp_path):
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("backend", ["default", "mpiray"])
+@pytest.mark.parametrize("backend", ["mpiray"])   # gloo DDP itself: test_torch.py
 def test_lightning_ddp(run_script, tmp_path, backend):
     _need("lightning")
     world = run_script((SCRIPTS / "lightning_ddp.py").read_text(), args=(tmp_path, backend),

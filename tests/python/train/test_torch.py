@@ -83,18 +83,47 @@ def test_sigkilled_worker_mpirun_recovery(run_mpi, tmp_path):
     assert dead_pid not in {m["pid"] for m in last}
 
 
+TWO_JOBS = r'''
+import json, os, sys
+import torch, torch.distributed as dist
+import mpiray
+from mpiray import train
+from mpiray.train import RunConfig, ScalingConfig, UserCallback
+from mpiray.train.torch import TorchTrainer
+
+def loop(config):
+    rank = train.get_context().get_world_rank()
+    for step in range(3):
+        t = torch.full((4,), float(rank + 1 + step))
+        dist.all_reduce(t)                       # on the process group TorchTrainer made
+        train.report({"sum": float(t[0]), "port": os.environ["MASTER_PORT"],
+                      "backend": dist.get_backend()})
+
+class Keep(UserCallback):
+    def __init__(self):
+        self.reports = []
+    def after_report(self, run_context, metrics, checkpoint):
+        self.reports.append(metrics)
+
+mpiray.init()
+keep = Keep()
+TorchTrainer(loop, scaling_config=ScalingConfig(num_workers=2),
+             run_config=RunConfig(storage_path=sys.argv[1], name="job", callbacks=[keep])).fit()
+print("RESULT " + json.dumps(keep.reports), flush=True)
+'''
+
+
 @pytest.mark.timeout(200)
 def test_two_jobs_on_one_node_do_not_collide(run_script, tmp_path):
-    """Two jobs train at the same time on this node: each process group's store listens on
+    """Two jobs set up process groups at the same time on this node: each store listens on
     a port the kernel picked, so neither collides with the other (Ray Train on one node with
     a fixed MASTER_PORT would)."""
     launcher = run_script.launcher
     procs = []
     for k in range(2):
-        work, session_root, shm_dir, path = launcher.prepare(SCRIPT)
-        sys.path.insert(0, str(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        work, session_root, shm_dir, path = launcher.prepare(TWO_JOBS)
         env = _env(work, session_root, shm_dir)
-        procs.append(subprocess.Popen([sys.executable, str(path), str(tmp_path / f"job{k}"), "default", "2", "none"],
+        procs.append(subprocess.Popen([sys.executable, str(path), str(tmp_path / f"job{k}")],
                                       cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = []
     for p in procs:
@@ -108,10 +137,14 @@ def test_two_jobs_on_one_node_do_not_collide(run_script, tmp_path):
     ports = []
     for rc, o, e in outs:
         assert rc == 0, e[-3000:]
-        res = json.loads([l for l in o.splitlines() if l.startswith("RESULT ")][0][7:])
-        _check_ddp(res["clean"], 2)
-        ports.append({m["port"] for r in res["clean"]["reports"] for m in r})
+        reports = json.loads([l for l in o.splitlines() if l.startswith("RESULT ")][0][7:])
+        assert len(reports) == 3
+        for step, per_rank in enumerate(reports):
+            assert [m["sum"] for m in per_rank] == [3.0 + 2 * step] * 2      # (1+s) + (2+s)
+            assert {m["backend"] for m in per_rank} == {"gloo"}
+        ports.append({m["port"] for r in reports for m in r})
     assert all(len(p) == 1 for p in ports) and ports[0] != ports[1]
+    assert not ports[0] & {"29500"}       # not torch's default MASTER_PORT
 
 
 def _env(work, session_root, shm_dir):
