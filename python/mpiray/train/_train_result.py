@@ -1,11 +1,9 @@
 """``Result`` of ``trainer.fit()`` (Ray 2.60's ``ray.train.Result``)."""
 
-import json
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
-from ._checkpoint import Checkpoint
 from ._result import Result as _TuneResult
 
 

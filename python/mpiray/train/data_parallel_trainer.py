@@ -3,7 +3,6 @@ function on every worker, each with its shard of the data (SPMD)."""
 
 import inspect
 import os
-import threading
 import warnings
 
 import cloudpickle
@@ -183,7 +182,6 @@ class DataParallelTrainer:
         trainer = self
 
         def train_trainable(config):
-            from .. import tune
             from ..tune.integration.ray_train import TuneReportCallback
             t = _copy_for_trial(trainer, config)
             t.run_config.callbacks = list(t.run_config.callbacks) + [TuneReportCallback()]

@@ -276,7 +276,6 @@ def test_walltime_signal_checkpoints_and_the_next_run_resumes(spawn_script, run_
     get_preemption_info(), save a checkpoint, the job exits 0; the same script run again
     resumes from that checkpoint (tests/slurm: the same with sbatch --requeue)."""
     import signal
-    import subprocess
     from pathlib import Path
     script = (Path(__file__).parent / "scripts" / "walltime.py").read_text()
     script = script.replace("sys.argv[1]", repr(str(tmp_path))).replace(

@@ -14,7 +14,6 @@ home directory); workers write their checkpoint files straight into it.
 """
 
 import csv
-import io
 import json
 import math
 import numbers

@@ -13,7 +13,6 @@ with ``mpiray.util.collective`` (shared memory within a node, UCX between nodes)
 background thread, so communication overlaps the backward pass as gloo's does.
 """
 
-import contextlib
 import datetime
 import logging
 import os

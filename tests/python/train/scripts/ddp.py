@@ -8,7 +8,7 @@ Prints one line ``RESULT {json}`` with each run's losses, per-report metrics of 
 and the pid of the killed worker. Used by tests/python/train/test_torch.py and by the Slurm
 tests (tests/slurm/CMakeLists.txt: srun_train_worker_killed)."""
 
-import json, os, signal, sys, tempfile, time
+import json, os, signal, sys, tempfile
 import torch, torch.nn as nn
 import mpiray
 from mpiray import train
