@@ -318,3 +318,15 @@ def test_mlflow_logger_callback_sees_every_report(tmp_path, monkeypatch):
     assert run.info.status == "FINISHED" and run.info.run_name == "ml"
     assert [m.value for m in c.get_metric_history(run.info.run_id, "score")] == [1, 2, 3]
     assert run.data.params["n"] == "3"
+
+
+def test_torch_trainer_restore(tmp_path):
+    from mpiray.train.torch import TorchConfig, TorchTrainer
+    with pytest.raises(train.WorkerGroupError):
+        TorchTrainer(loop_resume, train_loop_config={"n": 4, "stop_at": 2}, torch_config=TorchConfig(timeout_s=60),
+                     scaling_config=ScalingConfig(num_workers=2), run_config=rc(tmp_path, name="t")).fit()
+    with pytest.warns(DeprecationWarning):
+        t = TorchTrainer.restore(str(tmp_path / "t"), train_loop_config={"n": 4})
+    assert isinstance(t, TorchTrainer) and t.backend_config.timeout_s == 60
+    r = t.fit()
+    assert r.metrics == {"i": 3, "start": 2}
