@@ -330,3 +330,36 @@ def test_torch_trainer_restore(tmp_path):
     assert isinstance(t, TorchTrainer) and t.backend_config.timeout_s == 60
     r = t.fit()
     assert r.metrics == {"i": 3, "start": 2}
+
+
+STUCK = r'''
+import os, time
+import mpiray
+from mpiray import train
+from mpiray.train import DataParallelTrainer, RunConfig, ScalingConfig
+
+def loop(config):
+    if train.get_context().get_world_rank() == 0:
+        time.sleep(0.5)
+        raise RuntimeError("rank 0 gives up")
+    print("STUCK PID", os.getpid(), flush=True)
+    while True:              # never reports, never returns: only ending its process stops it
+        time.sleep(0.05)
+
+mpiray.init()
+t0 = time.time()
+try:
+    DataParallelTrainer(loop, scaling_config=ScalingConfig(num_workers=2),
+                        run_config=RunConfig(storage_path=os.getcwd(), name="stuck")).fit()
+except train.WorkerGroupError as e:
+    print("FAILED IN", round(time.time() - t0, 1), "s:", str(e).splitlines()[1], flush=True)
+'''
+
+
+@pytest.mark.timeout(120)
+def test_a_loop_that_never_stops_does_not_hang_the_job(run_script):
+    world = run_script(STUCK, env={"MPIRAY_NUM_WORKERS": "2", "MPIRAY_TRAIN_STOP_GRACE_S": "2"}, timeout=100)
+    assert world.returncode == 0, world
+    line = [l for l in world.stdout.splitlines() if l.startswith("FAILED IN")][0]
+    assert "rank 0" in line and float(line.split()[2]) < 30, line
+    assert "does not stop; ending its worker process" in world.stderr or "did not stop" in world.stderr, world
