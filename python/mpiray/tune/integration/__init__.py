@@ -1,0 +1,1 @@
+"""Integrations of Tune with other libraries (Ray's ``ray.tune.integration``)."""
