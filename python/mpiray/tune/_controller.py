@@ -1,11 +1,14 @@
 """The experiment loop on the driver (Ray's TuneController).
 
 Trials are ``TrialRunner`` actors (with the trial's resources; a placement group when the
-trial asks for several bundles). Each running trial has one outstanding ``poll`` call that
-returns its results in batches; the loop waits on all of them at once with ``wait``, feeds
-each result through the stoppers, searcher, scheduler and callbacks, and starts trials while
-there is room. Trials that do not fit yet are still created (up to about the cluster's
-capacity again), so they start the moment resources free up and, with the Slurm
+trial asks for several bundles). Each running trial has one outstanding ``poll`` call; the
+loop waits on all of them at once with ``wait``, feeds each result through the stopper, the
+scheduler, the searcher and the callbacks (in Ray's order), and only then sends the trial its
+next ``poll``, which is what lets its ``report()`` return: decisions act exactly at the
+reported iteration, as in Ray. Where nothing can act on a result (FIFO, no stopper, no time
+budget, the basic generator) trials may run up to ``MPIRAY_TUNE_RUN_AHEAD`` results ahead and
+results travel in batches. Trials that do not fit yet are still created (up to about the
+cluster's capacity again), so they start the moment resources free up and, with the Slurm
 autoscaler, they are the demand that grows the job."""
 
 import math
@@ -32,6 +35,8 @@ from .schedulers.trial_scheduler import TrialScheduler
 from .search.searcher import Searcher
 
 _POLL_TIMEOUT = 5.0
+_STOP_WAIT_S = 2.0      # how long a stopping trial's actor waits for its thread before the kill
+_KILL_AFTER_S = 5.0     # kill a stopping actor after this long even without its answer
 _active = None                      # the controller of the running fit() (walltime hook)
 _hook_registered = False
 _hook_lock = threading.Lock()
@@ -54,13 +59,15 @@ def _register_walltime_hook():
 
 class _Live:
     """A trial's actor and the call outstanding on it."""
-    __slots__ = ("actor", "pg", "inc", "poll_ref", "start_ref", "started", "draining", "pgf", "restored")
+    __slots__ = ("actor", "pg", "inc", "poll_ref", "start_ref", "started", "draining", "pgf", "restored",
+                 "drain_status")
 
     def __init__(self, actor, pg, inc, pgf):
         self.actor, self.pg, self.inc, self.pgf = actor, pg, inc, pgf
         self.poll_ref = self.start_ref = None
         self.started = False
-        self.draining = False
+        self.draining = False       # stopped, but a class trainable's last checkpoint is awaited
+        self.drain_status = None    # TERMINATED or PAUSED once drained
         self.restored = False
 
 
@@ -88,7 +95,8 @@ class TuneController:
         self._trials = list(trials or [])
         self._by_id = {t.trial_id: t for t in self._trials}
         self._live = {}          # trial_id -> _Live
-        self._ref_owner = {}     # ref -> (kind, trial_id)
+        self._ref_owner = {}     # ref -> (kind, trial_id, incarnation)
+        self._stopping = {}      # stop ref -> (_Live, kill deadline): actors killed once stopped
         self._free_actors = []   # reusable (_Live) for reuse_actors
         self._exp_id = uuid.uuid4().hex[:5]
         self._counter = max([t.index + 1 for t in self._trials], default=0)
@@ -118,6 +126,20 @@ class TuneController:
         self._pbt_ckpt = getattr(scheduler, "checkpoint_interval", 0) if is_class else 0
         self._resources = resources
         self._default_pgf = resources_to_pgf(None if callable(resources) else resources)
+        self._window = self._report_window()
+        self._flatten = False
+
+    def _report_window(self):
+        """How many results a function trial may report before the driver processed them: 1
+        (Ray's semantics: report() returns after the decision on its result) unless nothing
+        can act on a result."""
+        from .schedulers.trial_scheduler import FIFOScheduler
+        from .search.basic_variant import BasicVariantGenerator
+        passive = (type(self._scheduler) is FIFOScheduler and self._stopper is None
+                   and self._time_budget is None and type(self._search) is BasicVariantGenerator)
+        if not passive or self._is_class:
+            return 1
+        return max(1, int(os.environ.get("MPIRAY_TUNE_RUN_AHEAD", "64")))
 
     def _pgf_for(self, config):
         r = self._resources
@@ -135,6 +157,11 @@ class TuneController:
     def get_live_trials(self):
         return [t for t in self._trials if not t.is_finished()]
 
+    def is_live(self, trial):
+        """Whether ``trial`` has an actor (starting or running): schedulers choose among the
+        others in ``choose_trial_to_run``."""
+        return trial.trial_id in self._live
+
     def cluster_resources(self):
         return self._ray.cluster_resources()
 
@@ -142,23 +169,27 @@ class TuneController:
         """PAUSED -> PENDING: it resumes from its latest checkpoint when there is room."""
         if trial.status == Trial.PAUSED:
             trial.status = Trial.PENDING
-        elif trial.status == Trial.RUNNING:
-            pass  # never paused (it went on): nothing to do
 
     def stop_trial(self, trial):
-        """End a trial for good (TERMINATED), whatever it is doing."""
+        """End a trial for good (TERMINATED), whatever it is doing (the scheduler hears of it
+        through ``on_trial_complete``, as in Ray)."""
         if trial.is_finished():
             return
         self._release(trial)
-        self._set_terminated(trial, notify_scheduler=False)
+        self._set_terminated(trial)
 
-    def pause_trial(self, trial):
-        self._pause(trial)
+    def pause_trial(self, trial, should_checkpoint=True):
+        """Stop the trial's actor; it resumes later from its latest checkpoint (a class
+        trainable saves one first when ``should_checkpoint``)."""
+        if trial.status in (Trial.PAUSED,) or trial.is_finished():
+            return
+        self._pause(trial, save=should_checkpoint)
 
-    def exploit_trial(self, trial, donor, new_config):
-        """PBT: ``trial`` continues from a copy of ``donor``'s latest checkpoint with
-        ``new_config``."""
-        src = donor.checkpoint.path
+    def exploit_trial(self, trial, donor, new_config, checkpoint=None):
+        """PBT: ``trial`` continues from a copy of ``donor``'s checkpoint (``checkpoint``,
+        default its latest) with ``new_config``."""
+        ck = checkpoint or donor.checkpoint
+        src = ck.path
         name = f"checkpoint_{trial.ckpt_index:06d}"
         dest = os.path.join(trial.local_path, name)
         shutil.copytree(src, dest, dirs_exist_ok=True)
@@ -166,15 +197,14 @@ class TuneController:
         self._release(trial)
         trial.config = new_config
         trial.checkpoint = Checkpoint(dest)
-        trial.ckpt_iteration = donor.ckpt_iteration
-        trial.ckpt_time_total = donor.ckpt_time_total
+        info = getattr(ck, "_mpiray_info", None) or (donor.ckpt_iteration, donor.ckpt_time_total)
+        trial.ckpt_iteration, trial.ckpt_time_total = info
         trial.exploited_from = (donor.trial_id, src)
         self.journal.config_changed(trial)
         self.journal.checkpoint(trial)
-        trial.status = Trial.PENDING
-        if hasattr(self._scheduler, "reset_state_after_exploit"):
-            self._scheduler.reset_state_after_exploit(trial.trial_id, trial.last_result.get(
-                getattr(self._scheduler, "_time_attr", "training_iteration"), 0))
+        if trial.status != Trial.PAUSED:     # as Ray: paused, the scheduler restarts it
+            trial.status = Trial.PAUSED
+            self.journal.status(trial, Trial.PAUSED)
 
     def change_resources(self, trial, pgf):
         """ResourceChangingScheduler: restart ``trial`` from its latest checkpoint with new
@@ -214,6 +244,8 @@ class TuneController:
                 if self._fatal is not None:
                     raise self._fatal
                 if self._finished():
+                    if self._fatal is not None:
+                        raise self._fatal
                     break
                 self._wait_and_process()
                 if self._fatal is not None:
@@ -236,13 +268,23 @@ class TuneController:
     def _finished(self):
         if self._stop_all:
             return not self._live
-        pending = any(t.status == Trial.PENDING for t in self._trials)
-        return not self._live and not pending and (self._search.is_finished() or self._search_blocked())
+        if self._live:
+            return False
+        waiting = any(t.status in (Trial.PENDING, Trial.PAUSED) for t in self._trials)
+        if waiting:
+            # nothing runs: a paused or pending trial that no scheduler will start is a bug in
+            # the scheduler; end instead of spinning (Ray raises a TuneError here too)
+            if self._scheduler.choose_trial_to_run(self) is not None:
+                return False
+            stuck = [str(t) for t in self._trials if t.status in (Trial.PENDING, Trial.PAUSED)]
+            self._fatal = TuneError(f"No trial is running and the scheduler {self._scheduler} starts none of "
+                                    f"the waiting trials {stuck[:10]}")
+            return True
+        return self._search.is_finished() or self._search_blocked()
 
     def _search_blocked(self):
         # a searcher that returns None forever with nothing running can never make progress
-        return not self._live and getattr(self, "_search_none", False) and not any(
-            t.status in (Trial.PENDING, Trial.PAUSED) for t in self._trials)
+        return not self._live and getattr(self, "_search_none", False)
 
     def _periodic(self):
         now = time.time()
@@ -253,6 +295,8 @@ class TuneController:
         if now - self._last_state_save >= 10.0:
             self._save_state()
             self._last_state_save = now
+        if self._stopping:
+            self._reap_stopping(now)
         if self._time_budget is not None and now - self._start >= self._time_budget and not self._stop_all:
             self._stop_everything()
         if self._stopper is not None and not self._stop_all:
@@ -336,20 +380,25 @@ class TuneController:
         self._scheduler.on_trial_add(self, t)
 
     def _launch(self):
+        """Start what the scheduler chooses (PENDING trials, PAUSED ones it resumes) while
+        there is room."""
         if self._stop_all:
             return
         while True:
             trial = self._scheduler.choose_trial_to_run(self)
-            if trial is None or trial.trial_id in self._live:
-                trial = next((t for t in self._trials if t.status == Trial.PENDING and t.trial_id not in self._live), None)
             if trial is None:
                 return
+            if trial.trial_id in self._live or trial.is_finished():
+                # a scheduler that does not skip trials with an actor: take the next pending one
+                trial = next((t for t in self._trials
+                              if t.status == Trial.PENDING and t.trial_id not in self._live), None)
+                if trial is None:
+                    return
             if len(self._live) >= self._launch_limit(trial.placement_group_factory):
                 return
             self._start_trial(trial)
 
     def _start_trial(self, trial):
-        ray = self._ray
         pgf = trial.placement_group_factory
         live = None
         if self._reuse:
@@ -362,14 +411,20 @@ class TuneController:
         else:
             live.inc += 1
             live.started = False
+            live.draining = False
+            live.drain_status = None
+            live.restored = False
+        trial.status = Trial.PENDING   # as Ray: a resumed (paused) trial is pending until it runs
         restore = trial.checkpoint.path if trial.checkpoint is not None else None
         start_iter = trial.ckpt_iteration if restore else 0
         if trial.last_result and trial.last_result.get("training_iteration", 0) > start_iter:
+            # it reports those iterations again: each is logged once
+            for lg in self._loggers:
+                lg.flush_trial(trial)
             truncate_logs(trial.local_path, start_iter)
+        if restore:
+            live.restored = True    # on_trial_restore instead of on_trial_start (as Ray)
             self._callbacks.on_trial_restore(self._iteration, self._trials, trial)
-            live.restored = True
-        elif restore:
-            live.restored = True
         spec = {
             "incarnation": live.inc, "trial_id": trial.trial_id, "trial_name": str(trial),
             "trial_dir": trial.local_path, "experiment_name": self.experiment_name,
@@ -379,6 +434,7 @@ class TuneController:
             "ckpt_index": trial.ckpt_index, "resources": pgf, "reuse": self._reuse,
             "checkpoint_frequency": self._ckpt_cfg.checkpoint_frequency or self._pbt_ckpt,
             "checkpoint_at_end": bool(self._ckpt_cfg.checkpoint_at_end),
+            "report_window": self._window,
         }
         live.start_ref = live.actor.start.remote(spec)
         live.poll_ref = live.actor.poll.remote(live.inc, _POLL_TIMEOUT)
@@ -417,6 +473,8 @@ class TuneController:
                 refs.append(live.start_ref)
             if live.poll_ref is not None:
                 refs.append(live.poll_ref)
+        if self._stopping:
+            refs.extend(self._stopping)
         if not refs:
             time.sleep(0.01)
             return
@@ -428,6 +486,10 @@ class TuneController:
         # starts first, then results
         ready.sort(key=lambda r: 0 if self._ref_owner.get(r, ("",))[0] == "start" else 1)
         for ref in ready:
+            if ref in self._stopping:
+                live, _ = self._stopping.pop(ref)
+                self._kill(live)
+                continue
             owner = self._ref_owner.pop(ref, None)
             if owner is None:
                 continue
@@ -457,6 +519,8 @@ class TuneController:
 
     def _mark_started(self, trial, live):
         live.started = True
+        if live.draining:
+            return
         if trial.status in (Trial.PENDING, Trial.PAUSED):
             trial.status = Trial.RUNNING
         if not live.restored:
@@ -481,22 +545,27 @@ class TuneController:
             return
         if finished:
             if live.draining:
-                self._release(trial)
-                self._drop_unregistered_checkpoints(trial)
+                status = live.drain_status
+                self._release(trial, thread_done=True)
+                if status == Trial.TERMINATED:
+                    self._drop_unregistered_checkpoints(trial)
             elif error is not None:
                 cause, tb = error
                 self._failure(trial, RayTaskError(str(trial), tb, cause).as_instanceof_cause(), tb)
             else:
                 if trial.last_result is not None:
                     trial.last_result["done"] = True
-                self._release(trial)
+                self._release(trial, thread_done=True)
                 self._set_terminated(trial)
             return
         if live.poll_ref is None:
+            # the next poll is the "continue" for what this one returned
             live.poll_ref = live.actor.poll.remote(live.inc, _POLL_TIMEOUT)
             self._ref_owner[live.poll_ref] = ("poll", trial.trial_id, live.inc)
 
     def _on_result(self, trial, r):
+        """One result, in Ray's order: stopper, else scheduler; the searcher (unless
+        stopped); callbacks and loggers; then the decision is carried out."""
         ckpt = r.pop("_ckpt", None)
         r["config"] = trial.config
         r["experiment_tag"] = trial.experiment_tag
@@ -505,26 +574,32 @@ class TuneController:
             self._check_metric(trial, r)
             if self._fatal is not None:
                 return
-        trial.update_last_result(r)
-        self._search.on_trial_result(trial.trial_id, r)
-        self._callbacks.on_trial_result(self._iteration, self._trials, trial, r)
-        if ckpt:  # after the loggers wrote the result it belongs to
-            self._register_checkpoint(trial, ckpt, r["training_iteration"], r)
-        self._reporter.trial_result(trial, r)
+            self._flatten = self._flatten or any(isinstance(v, dict) for k, v in r.items() if k != "config")
+        if ckpt:
+            # the scheduler (PBT) sees this result's checkpoint; it is journaled once the
+            # result is on disk (below)
+            self._set_checkpoint(trial, ckpt, r["training_iteration"], r)
+        flat = _flat_result(r) if self._flatten else r
+        live = self._live.get(trial.trial_id)
         stop = bool(r.get("done"))
         if self._stopper is not None and not stop:
             try:
-                stop = self._stopper(trial.trial_id, r)
+                stop = bool(self._stopper(trial.trial_id, r))
             except KeyError as e:
                 self._fatal = ValueError(str(e.args[0]) if e.args else str(e))
                 return
-        if stop:
-            self._stop_running(trial)
-            return
-        live = self._live.get(trial.trial_id)
-        decision = self._scheduler.on_trial_result(self, trial, r)
+        decision = TrialScheduler.STOP if stop else self._scheduler.on_trial_result(self, trial, flat)
+        if decision == TrialScheduler.STOP:
+            r["done"] = True
+        else:
+            self._search.on_trial_result(trial.trial_id, flat)
+        self._callbacks.on_trial_result(self._iteration, self._trials, trial, r)
+        trial.update_last_result(r)
+        if ckpt:
+            self._journal_checkpoint(trial, r)
+        self._reporter.trial_result(trial, r)
         if self._live.get(trial.trial_id) is not live:
-            return  # the scheduler restarted it (exploit, new resources)
+            return  # the scheduler restarted or paused it already (exploit, new resources)
         if decision == TrialScheduler.STOP:
             self._stop_running(trial)
         elif decision == TrialScheduler.PAUSE:
@@ -546,18 +621,27 @@ class TuneController:
             f"your calls to `tune.report()` include the metric, or set the "
             f"TUNE_DISABLE_STRICT_METRIC_CHECKING environment variable to 1. Reported keys: {keys}")
 
-    def _register_checkpoint(self, trial, path, iteration, metrics):
+    def _set_checkpoint(self, trial, path, iteration, metrics):
         ck = Checkpoint(path)
+        ck._mpiray_info = (iteration, (metrics or {}).get("time_total_s", trial.ckpt_time_total))
         trial.checkpoint = ck
         trial.ckpt_iteration = iteration
-        trial.ckpt_time_total = (metrics or {}).get("time_total_s", trial.ckpt_time_total)
+        trial.ckpt_time_total = ck._mpiray_info[1]
         trial.ckpt_index = max(trial.ckpt_index, _ckpt_number(path) + 1)
-        trial.checkpoints.append((ck, dict(metrics or {})))
+        trial.checkpoints.append((ck, metrics))
+        return ck
+
+    def _journal_checkpoint(self, trial, metrics):
+        ck = trial.checkpoint
         for lg in self._loggers:   # the results before a checkpoint are on disk before it is journaled
             lg.flush_trial(trial)
         self.journal.checkpoint(trial)
         self._enforce_num_to_keep(trial)
         self._callbacks.on_checkpoint(self._iteration, self._trials, trial, ck)
+
+    def _register_checkpoint(self, trial, path, iteration, metrics):
+        self._set_checkpoint(trial, path, iteration, dict(metrics or {}))
+        self._journal_checkpoint(trial, metrics)
 
     def _enforce_num_to_keep(self, trial):
         n = self._ckpt_cfg.num_to_keep
@@ -572,8 +656,8 @@ class TuneController:
             drop = cands[: len(trial.checkpoints) - n]
         else:
             drop = cands[: len(trial.checkpoints) - n]
-        for ck, _ in drop:
-            trial.checkpoints.remove((ck, _))
+        for ck, m in drop:
+            trial.checkpoints.remove((ck, m))
             shutil.rmtree(ck.path, ignore_errors=True)
         assert trial.checkpoints[-1] is latest
 
@@ -582,19 +666,23 @@ class TuneController:
         live = self._live.get(trial.trial_id)
         if self._is_class and self._ckpt_cfg.checkpoint_at_end and live is not None and live.started:
             # a class trainable saves once more at its step boundary; keep polling until then
-            live.draining = True
-            live.actor.stop.remote(live.inc, True)
+            self._drain(trial, live, Trial.TERMINATED)
             self._set_terminated(trial)
-            if live.poll_ref is None:
-                live.poll_ref = live.actor.poll.remote(live.inc, _POLL_TIMEOUT)
-                self._ref_owner[live.poll_ref] = ("poll", trial.trial_id, live.inc)
             return
         self._release(trial)
         self._set_terminated(trial)
 
+    def _drain(self, trial, live, status):
+        live.draining = True
+        live.drain_status = status
+        live.actor.stop.remote(live.inc, True)
+        if live.poll_ref is None:
+            live.poll_ref = live.actor.poll.remote(live.inc, _POLL_TIMEOUT)
+            self._ref_owner[live.poll_ref] = ("poll", trial.trial_id, live.inc)
+
     def _drop_unregistered_checkpoints(self, trial):
-        # a trial that ran ahead of a stop decision may have saved checkpoints the
-        # experiment never saw: they never happened
+        # a trial stopped while saving may leave a checkpoint the experiment never
+        # registered: it never happened
         keep = {os.path.basename(c.path) for c, _ in trial.checkpoints}
         try:
             names = os.listdir(trial.local_path)
@@ -615,25 +703,44 @@ class TuneController:
         self.journal.status(trial, Trial.TERMINATED)
         self._reporter.trial_completed(trial)
 
-    def _pause(self, trial):
-        self._release(trial)
+    def _pause(self, trial, save=True):
+        live = self._live.get(trial.trial_id)
+        if self._is_class and save and live is not None and live.started and not live.draining:
+            # as Ray: a class trainable saves before it pauses and resumes from that checkpoint
+            self._drain(trial, live, Trial.PAUSED)
+        else:
+            self._release(trial)
         trial.status = Trial.PAUSED
         self.journal.status(trial, Trial.PAUSED)
 
-    def _release(self, trial):
-        """Stop the trial's actor (or keep it for reuse)."""
+    def _release(self, trial, thread_done=False):
+        """Stop the trial's actor (or keep it for reuse). Its thread is told to stop first
+        (it ends at its next report, at once when it waits for the driver), and the actor is
+        killed when that is done: a worker process hosts several trials, and killing the
+        actor alone would leave the thread running."""
         live = self._live.pop(trial.trial_id, None)
         if live is None:
             return
         for ref in (live.poll_ref, live.start_ref):
             if ref is not None:
                 self._ref_owner.pop(ref, None)
+        live.poll_ref = live.start_ref = None
         if self._reuse and live.started and not live.draining and live.pg is None:
-            live.actor.stop.remote(live.inc)
-            live.poll_ref = live.start_ref = None
+            if not thread_done:
+                live.actor.stop.remote(live.inc)   # the next start() waits for the thread
             self._free_actors.append(live)
             return
-        self._kill(live)
+        if thread_done:
+            self._kill(live)
+        else:
+            ref = live.actor.stop.remote(live.inc, False, _STOP_WAIT_S)
+            self._stopping[ref] = (live, time.time() + _KILL_AFTER_S)
+
+    def _reap_stopping(self, now):
+        for ref, (live, deadline) in list(self._stopping.items()):
+            if now >= deadline:
+                del self._stopping[ref]
+                self._kill(live)
 
     def _kill(self, live):
         try:
@@ -682,27 +789,35 @@ class TuneController:
     def _shutdown_trials(self):
         for trial_id in list(self._live):
             live = self._live.pop(trial_id)
-            self._kill(live)
+            self._stopping[live.actor.stop.remote(live.inc, False, 0.5)] = (live, 0.0)
         for live in self._free_actors:
             self._kill(live)
         self._free_actors = []
+        if self._stopping:
+            # give the trials' threads a moment to end at their report, then kill the actors
+            try:
+                self._ray.wait(list(self._stopping), num_returns=len(self._stopping), timeout=2.0)
+            except Exception:
+                pass
+            for live, _ in self._stopping.values():
+                self._kill(live)
+            self._stopping = {}
 
     # ------------------------------------------------------------------ walltime
     def _save_for_walltime(self):
         """Early warning: running trials stop at their next report or step (class trainables
-        checkpoint first), their buffered results are written, and the state is synced."""
+        checkpoint first), their reported results are written, and the state is synced."""
         deadline = time.time() + float(os.environ.get("MPIRAY_TUNE_WALLTIME_SAVE_S", "20"))
         for trial_id, live in list(self._live.items()):
             if live.started:
-                live.draining = False
                 live.actor.stop.remote(live.inc, self._is_class)
-        # keep processing until every running trial's thread has ended (or the deadline)
-        interrupted = [self._by_id[tid] for tid in self._live]
+        interrupted = [self._by_id[tid] for tid in self._live
+                       if not self._live[tid].draining]
         self._stop_all = True
         while self._live and time.time() < deadline:
             self._walltime_pass()
         for t in interrupted:
-            if t.status == Trial.RUNNING or t.status == Trial.PENDING:
+            if t.status in (Trial.RUNNING, Trial.PENDING):
                 t.status = Trial.PENDING
                 self.journal.status(t, "INTERRUPTED")
         for lg in self._loggers:
@@ -715,9 +830,17 @@ class TuneController:
 
     def _walltime_pass(self):
         ray = self._ray
-        refs = [l.poll_ref for l in self._live.values() if l.poll_ref is not None]
+        refs = []
+        for tid, l in list(self._live.items()):
+            if l.poll_ref is None:
+                if not l.started:
+                    self._live.pop(tid)       # never started: nothing to save
+                    self._kill(l)
+                    continue
+                l.poll_ref = l.actor.poll.remote(l.inc, 0.5)
+                self._ref_owner[l.poll_ref] = ("poll", tid, l.inc)
+            refs.append(l.poll_ref)
         if not refs:
-            self._live.clear()
             return
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0.2)
         for ref in ready:
@@ -734,11 +857,13 @@ class TuneController:
                 if "_ckpt_only" in r:
                     self._register_checkpoint(trial, r["_ckpt_only"], r["training_iteration"], trial.last_result)
                     continue
+                if live.draining:
+                    continue
                 ckpt = r.pop("_ckpt", None)
                 r["config"] = trial.config
                 r["experiment_tag"] = trial.experiment_tag
-                trial.update_last_result(r)
                 self._callbacks.on_trial_result(self._iteration, self._trials, trial, r)
+                trial.update_last_result(r)
                 if ckpt:
                     self._register_checkpoint(trial, ckpt, r["training_iteration"], r)
             if finished:
@@ -746,9 +871,6 @@ class TuneController:
                 if error is None and not trial.is_finished() and not live.draining and \
                         self._trial_really_done(results):
                     self._set_terminated(trial)
-            else:
-                live.poll_ref = live.actor.poll.remote(live.inc, 0.5)
-                self._ref_owner[live.poll_ref] = ("poll", trial_id, live.inc)
 
     @staticmethod
     def _trial_really_done(results):
@@ -781,6 +903,16 @@ class TuneController:
         return (f"Logical resource usage: {used.get('CPU', 0.0)}/{total.get('CPU', 0.0):g} CPUs, "
                 f"{used.get('GPU', 0.0)}/{total.get('GPU', 0.0):g} GPUs")
 
+
+def _flat_result(r):
+    out = {}
+    for k, v in r.items():
+        if isinstance(v, dict) and k != "config":
+            for k2, v2 in _flat_result(v).items():
+                out[f"{k}/{k2}"] = v2
+        else:
+            out[k] = v
+    return out
 
 
 _AUTO_KEYS = {"done", "training_iteration", "trial_id", "date", "timestamp", "time_this_iter_s",

@@ -1,10 +1,14 @@
 """The actor that runs trials (in the workers).
 
 One ``TrialRunner`` actor hosts one trial at a time (several in turn with ``reuse_actors``).
-The trainable runs on a thread of its own; ``report()`` appends the result to a buffer and
-returns at once. The driver keeps one ``poll`` call outstanding per trial: it returns as soon
-as results are buffered (all of them, as one batch), so a trial never waits for the driver
-and the driver pays one actor call per batch, not per result.
+The trainable runs on a thread of its own. ``report()`` hands the result to the driver and,
+as in Ray, returns only once the driver has processed it and decided that the trial goes on
+(``window`` = 1): a stop, pause or PBT exploit takes effect exactly at the reported
+iteration. The driver keeps one ``poll`` call outstanding per running trial; the arrival of
+the next ``poll`` is the "continue" for the results the previous one returned. Where nothing
+on the driver can act on a result (FIFO scheduler, no stopper, no time budget, the basic
+variant generator) the controller passes a larger ``window``: ``report()`` then returns while
+fewer than ``window`` results are unprocessed, and results travel in batches.
 """
 
 import os
@@ -27,7 +31,6 @@ try:
     _IP = socket.gethostbyname(_HOST)
 except OSError:
     _IP = "127.0.0.1"
-_MAX_BUFFERED = 10_000      # a trial that outruns the driver this far waits for it (backpressure)
 
 
 class StopTrial(BaseException):
@@ -68,7 +71,8 @@ class _Run(Session):
         self.last = self.start
         self.iters_since_restore = 0
         self.handed_out = self.iteration   # iteration of the last result the driver took
-        self.acked = self.iteration        # ... and has processed (class trainables wait for it)
+        self.acked = self.iteration        # ... and has processed (report() waits for it)
+        self.window = max(1, int(spec.get("report_window", 1)))
         self._date_sec = -1
         self._date = ""
 
@@ -92,6 +96,15 @@ class _Run(Session):
                 raise TypeError(f"report(checkpoint=...) expects a Checkpoint, got {type(checkpoint).__name__}")
             ckpt_path = self._persist(checkpoint.path, checkpoint_dir_name)
         self._push(result, ckpt_path)
+        self._wait_for_driver()
+
+    def _wait_for_driver(self):
+        """Block until the driver has processed enough of our results (all of them with
+        window 1: the decision on this result is made); a stop ends the trial here."""
+        cond = self.runner._cond
+        with cond:
+            while self.acked <= self.iteration - self.window and not self.stop_flag:
+                cond.wait(1.0)
         if self.stop_flag:
             raise StopTrial()
 
@@ -132,8 +145,6 @@ class _Run(Session):
             result["_ckpt"] = ckpt_path
         cond = self.runner._cond
         with cond:
-            while len(self.runner._buf) >= _MAX_BUFFERED and not self.stop_flag:
-                cond.wait(0.1)
             self.runner._buf.append(result)
             cond.notify_all()
 
@@ -244,21 +255,25 @@ def _transportable(e, spec, tb):
 
 class TrialRunner:
     """The trial actor. Calls: ``start(spec)``, ``poll(incarnation, timeout)``,
-    ``stop(incarnation)``, ``save(incarnation)``."""
+    ``stop(incarnation, save, wait_s)``, ``save(incarnation)``."""
 
     def __init__(self):
         self._cond = threading.Condition()
         self._buf = []
         self._run = None
-        self._instance = None  # a class trainable kept for reuse
+        self._stopped_inc = 0   # incarnations up to this one must not start (stopped early)
+        self._instance = None   # a class trainable kept for reuse
 
     def start(self, spec):
         with self._cond:
             old = self._run
+            if spec["incarnation"] <= self._stopped_inc:
+                return os.getpid(), _HOST        # stopped before it started
         if old is not None and not old.finished:
             old.stop_flag = True
             deadline = time.time() + 30
             with self._cond:
+                self._cond.notify_all()
                 while not old.finished and time.time() < deadline:
                     self._cond.wait(0.1)
         with self._cond:
@@ -270,42 +285,59 @@ class TrialRunner:
         return os.getpid(), _HOST
 
     def poll(self, incarnation, timeout):
-        """Wait (up to ``timeout`` s) for results; returns (incarnation, results, finished,
-        error)."""
+        """Take the results reported so far, waiting up to ``timeout`` s for one. Its arrival
+        tells the trial that the driver processed the previous batch (``report()`` returns).
+        Returns (incarnation, results, finished, error)."""
         deadline = time.time() + timeout
-        with self._cond:
+        cond = self._cond
+        with cond:
             # start() may not have run yet (calls run concurrently): wait for our incarnation
-            while (self._run is None or self._run.inc < incarnation) and time.time() < deadline:
-                self._cond.wait(max(0.0, min(0.05, deadline - time.time())))
-            run = self._run
-            while run is not None and run.inc == incarnation and not self._buf and not run.finished:
+            while (self._run is None or self._run.inc < incarnation) and incarnation > self._stopped_inc:
                 left = deadline - time.time()
                 if left <= 0:
                     break
-                self._cond.wait(left)
+                cond.wait(min(0.05, left))
+            run = self._run
             if run is None or run.inc < incarnation:
-                return incarnation, [], False, None      # not started yet: poll again
-            if run.inc == incarnation and run.acked < run.handed_out:
-                run.acked = run.handed_out               # the previous batch was processed
-                self._cond.notify_all()
+                # not started yet (poll again), or stopped before it started (finished)
+                return incarnation, [], incarnation <= self._stopped_inc, None
             if run.inc != incarnation:
                 return incarnation, [], True, None
+            if run.acked < run.handed_out:
+                run.acked = run.handed_out               # the previous batch was processed
+                cond.notify_all()
+            while not self._buf and not run.finished:
+                left = deadline - time.time()
+                if left <= 0:
+                    break
+                cond.wait(left)
             out, self._buf = self._buf, []
             for r in reversed(out):
                 if "training_iteration" in r:
                     run.handed_out = r["training_iteration"]
                     break
-            self._cond.notify_all()
             return incarnation, out, run.finished, run.error
 
-    def stop(self, incarnation, save=False):
+    def stop(self, incarnation, save=False, wait_s=0.0):
+        """End incarnation ``incarnation`` at its next report (or step); a class trainable
+        saves first when ``save``. Waits up to ``wait_s`` for its thread to end; returns
+        whether it has."""
         with self._cond:
+            self._stopped_inc = max(self._stopped_inc, incarnation)
             run = self._run
-            if run is not None and run.inc == incarnation:
-                run.stop_flag = True
-                run.spec["checkpoint_at_end"] = bool(save) or run.spec.get("checkpoint_at_end")
-                self._cond.notify_all()
-        return True
+            if run is None or run.inc != incarnation:
+                return True
+            run.stop_flag = True
+            if save:
+                run.spec["checkpoint_at_end"] = True
+            self._cond.notify_all()
+            deadline = time.time() + wait_s
+            while not run.finished:
+                left = deadline - time.time()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return run.finished
 
     def save(self, incarnation):
         """Ask a class trainable to checkpoint after its current step."""

@@ -1,5 +1,6 @@
 """``Trial``: one configuration's run, as the driver sees it."""
 
+import collections
 import os
 
 from ...train._checkpoint import Checkpoint
@@ -76,22 +77,31 @@ class Trial:
         return self.placement_group_factory
 
     def update_last_result(self, result):
+        """Keep the result and Ray's ``metric_analysis`` per numeric key: max, min, avg,
+        last, last-5-avg, last-10-avg."""
         self.last_result = result
+        ma, steps = self.metric_analysis, self.metric_n_steps
         for k, v in result.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
-                m = self.metric_analysis.get(k)
+                m = ma.get(k)
                 if m is None:
-                    self.metric_analysis[k] = {"max": v, "min": v, "avg": v, "last": v}
-                    self.metric_n_steps[k] = 1
+                    ma[k] = {"max": v, "min": v, "avg": v, "last": v, "last-5-avg": v, "last-10-avg": v}
+                    steps[k] = {"n": 1, "5": collections.deque([v], maxlen=5),
+                                "10": collections.deque([v], maxlen=10)}
                 else:
-                    n = self.metric_n_steps[k] + 1
-                    self.metric_n_steps[k] = n
+                    st = steps[k]
+                    n = st["n"] = st["n"] + 1
                     if v > m["max"]:
                         m["max"] = v
                     if v < m["min"]:
                         m["min"] = v
                     m["avg"] += (v - m["avg"]) / n
                     m["last"] = v
+                    d5, d10 = st["5"], st["10"]
+                    d5.append(v)
+                    d10.append(v)
+                    m["last-5-avg"] = sum(d5) / len(d5)
+                    m["last-10-avg"] = sum(d10) / len(d10)
 
     def __str__(self):
         if self.custom_trial_name:
