@@ -136,7 +136,8 @@ class TuneController:
         from .schedulers.trial_scheduler import FIFOScheduler
         from .search.basic_variant import BasicVariantGenerator
         passive = (type(self._scheduler) is FIFOScheduler and self._stopper is None
-                   and self._time_budget is None and type(self._search) is BasicVariantGenerator)
+                   and self._time_budget is None and type(self._search) is BasicVariantGenerator
+                   and not self._fail_fast)
         if not passive or self._is_class:
             return 1
         return max(1, int(os.environ.get("MPIRAY_TUNE_RUN_AHEAD", "64")))
