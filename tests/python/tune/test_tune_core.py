@@ -272,3 +272,68 @@ def test_with_parameters_resources_and_reuse(tmp_path):
                    run_config=rc(tmp_path, name="reuse")).fit()
     assert g.num_terminated == 6
     assert {r.metrics["setup_no"] for r in g} == {1}       # one instance served all six trials
+
+
+def _shaped(config):
+    """q=1: 10 then 0s; q=2: always 2; q=3: 0s then 3 (10 results, a checkpoint each)."""
+    q = config["q"]
+    for i in range(1, 11):
+        v = {1: 10.0 if i == 1 else 0.0, 2: 2.0, 3: 3.0 if i == 10 else 0.0}[q]
+        d = os.path.join(tune.get_context().get_trial_dir(), "tmpck")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "it"), "w") as f:
+            f.write(str(i))
+        tune.report({"v": v, "nested": {"w": -v}}, checkpoint=train.Checkpoint.from_directory(d))
+
+
+def test_result_grid_and_experiment_analysis_as_ray(tmp_path):
+    g = tune.Tuner(_shaped, param_space={"q": tune.grid_search([1, 2, 3])},
+                   tune_config=tune.TuneConfig(metric="v", mode="max"),
+                   run_config=rc(tmp_path, name="shape", checkpoint_config=tune.CheckpointConfig(
+                       num_to_keep=2, checkpoint_score_attribute="v"))).fit()
+    q = lambda r: r.config["q"]   # noqa: E731
+    assert q(g.get_best_result()) == 3                       # last: 0, 2, 3
+    assert q(g.get_best_result(scope="avg")) == 2            # 1, 2, 0.3
+    assert q(g.get_best_result(scope="all")) == 1            # best ever: 10, 2, 3
+    assert q(g.get_best_result(scope="last-5-avg")) == 2     # 0, 2, 0.6
+    assert q(g.get_best_result(metric="nested/w", mode="max")) == 1   # nested keys flattened with "/"
+    with pytest.raises(ValueError, match="scope"):
+        g.get_best_result(scope="best")
+    last = g.get_dataframe().sort_values("config/q")
+    assert list(last["training_iteration"]) == [10, 10, 10] and list(last["v"]) == [0.0, 2.0, 3.0]
+    best = g.get_dataframe(filter_metric="v", filter_mode="max").sort_values("config/q")
+    assert list(best["training_iteration"]) == [1, 1, 10] and list(best["v"]) == [10.0, 2.0, 3.0]
+    assert "nested/w" in best.columns and "logdir" in best.columns
+    with pytest.raises(ValueError, match="metric"):
+        g.get_dataframe(filter_mode="max")
+
+    def check(analysis):
+        trials = {t.config["q"]: t for t in analysis.trials}
+        assert analysis.get_best_trial("v", "max", scope="all") is trials[1]
+        assert analysis.get_best_config("v", "min", scope="avg") == {"q": 3}
+        ck = analysis.get_best_checkpoint(trials[1], "v", "max")     # kept: the best and the latest
+        assert open(os.path.join(ck.path, "it")).read() == "1"
+        ck = analysis.get_last_checkpoint(trials[1])
+        assert open(os.path.join(ck.path, "it")).read() == "10"
+        assert len(analysis.trial_dataframes[trials[3].trial_id]) == 10
+        assert set(analysis.results_df.index) == set(t.trial_id for t in analysis.trials)
+        assert set(analysis.get_all_configs(prefix=True)[trials[2].trial_id]) == {"config/q"}
+
+    with pytest.raises(ValueError, match="metric"):
+        tune.ExperimentAnalysis(g.experiment_path).best_config    # as Ray: no defaults from the run
+    analysis = tune.ExperimentAnalysis(g.experiment_path, default_metric="v", default_mode="max")
+    assert analysis.best_config == {"q": 3}
+    check(analysis)
+    check(g._analysis)
+    # every trial kept exactly 2 checkpoint directories
+    assert all(len([d for d in os.listdir(r.path) if d.startswith("checkpoint_")]) == 2 for r in g)
+
+
+def test_default_storage_is_mpiray_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("MPIRAY_RESULTS_DIR", raising=False)
+    g = tune.Tuner(quadratic, param_space={"x": 1, "y": 0},
+                   run_config=tune.RunConfig(name="where", verbose=0)).fit()
+    assert g.experiment_path == os.path.join(str(tmp_path), "mpiray_results", "where")
+    assert os.path.exists(os.path.join(g[0].path, "result.json"))
+    assert not os.path.exists(os.path.join(str(tmp_path), "ray_results"))

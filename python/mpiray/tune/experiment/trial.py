@@ -6,6 +6,15 @@ import os
 from ...train._checkpoint import Checkpoint
 
 
+def _numbers(d, prefix=""):
+    """(key, value) of the numbers in a result, nested dicts as ``a/b`` (as Ray)."""
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _numbers(v, f"{prefix}{k}/")
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            yield (f"{prefix}{k}" if prefix else k), v
+
+
 class _RunMetadata:
     def __init__(self):
         self.num_failures = 0
@@ -81,8 +90,7 @@ class Trial:
         last, last-5-avg, last-10-avg."""
         self.last_result = result
         ma, steps = self.metric_analysis, self.metric_n_steps
-        for k, v in result.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
+        for k, v in _numbers(result):
                 m = ma.get(k)
                 if m is None:
                     ma[k] = {"max": v, "min": v, "avg": v, "last": v, "last-5-avg": v, "last-10-avg": v}
