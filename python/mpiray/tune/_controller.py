@@ -57,18 +57,48 @@ def _register_walltime_hook():
             _hook_registered = True
 
 
-class _Live:
-    """A trial's actor and the call outstanding on it."""
-    __slots__ = ("actor", "pg", "inc", "poll_ref", "start_ref", "started", "draining", "pgf", "restored",
-                 "drain_status")
+class _Slot:
+    """A TrialRunner actor (with the trials' resources; and its placement group when the
+    trial asks for several bundles). It runs trials one after another: a finished trial's slot
+    takes the next trial at once, and with ``prequeue`` the next trial waits inside it and
+    starts the moment the current one returns, without a round trip to the driver."""
+    __slots__ = ("actor", "pg", "pgf", "inc", "placed", "running", "queued", "stopping", "dead")
 
-    def __init__(self, actor, pg, inc, pgf):
-        self.actor, self.pg, self.inc, self.pgf = actor, pg, inc, pgf
+    def __init__(self, actor, pg, pgf):
+        self.actor, self.pg, self.pgf = actor, pg, pgf
+        self.inc = 0              # the last incarnation (trial run) given to the actor
+        self.placed = False       # the actor exists (its resources are held)
+        self.running = None       # trial id of the trial whose thread runs (or will, when placed)
+        self.queued = None        # trial id waiting inside the actor behind ``running``
+        self.stopping = 0         # stop calls in flight (a stopped trial's thread still ends)
+        self.dead = False
+
+    def free(self):
+        """Nothing runs or waits in it (a stopped trial's thread may still be ending: the
+        actor's start() waits for it)."""
+        return self.placed and not self.dead and self.running is None and self.queued is None
+
+
+class _Live:
+    """One run (incarnation) of a trial in a slot, and the calls outstanding on it."""
+    __slots__ = ("slot", "inc", "poll_ref", "start_ref", "started", "draining", "drain_status", "restored",
+                 "queued")
+
+    def __init__(self, slot, inc, queued=False):
+        self.slot, self.inc, self.queued = slot, inc, queued
         self.poll_ref = self.start_ref = None
         self.started = False
         self.draining = False       # stopped, but a class trainable's last checkpoint is awaited
         self.drain_status = None    # TERMINATED or PAUSED once drained
         self.restored = False
+
+    @property
+    def actor(self):
+        return self.slot.actor
+
+    @property
+    def pgf(self):
+        return self.slot.pgf
 
 
 class TuneController:
@@ -94,10 +124,11 @@ class TuneController:
         self._loggers = [c for c in callbacks if isinstance(c, LoggerCallback)]
         self._trials = list(trials or [])
         self._by_id = {t.trial_id: t for t in self._trials}
-        self._live = {}          # trial_id -> _Live
-        self._ref_owner = {}     # ref -> (kind, trial_id, incarnation)
-        self._stopping = {}      # stop ref -> (_Live, kill deadline): actors killed once stopped
-        self._free_actors = []   # reusable (_Live) for reuse_actors
+        self._live = {}          # trial_id -> _Live (started, starting or queued in a slot)
+        self._slots = []         # every actor the experiment holds
+        self._ref_owner = {}     # poll/start ref -> (kind, trial_id, incarnation)
+        self._stopping = {}      # stop ref -> (_Slot, deadline): a stopped trial's thread ending
+        self._pings = {}         # ping ref -> _Slot (learning that a new actor is placed)
         self._exp_id = uuid.uuid4().hex[:5]
         self._counter = max([t.index + 1 for t in self._trials], default=0)
         self._seed = seed
@@ -128,6 +159,12 @@ class TuneController:
         self._default_pgf = resources_to_pgf(None if callable(resources) else resources)
         self._window = self._report_window()
         self._flatten = False
+        from .schedulers.trial_scheduler import FIFOScheduler
+        from .search.basic_variant import BasicVariantGenerator
+        # the next trial waits inside a running trial's actor (FIFO order is all that decides
+        # what runs next, so it can be decided early)
+        self._prequeue = (type(self._scheduler) is FIFOScheduler and type(self._search) is BasicVariantGenerator
+                          and not is_class and os.environ.get("MPIRAY_TUNE_PREQUEUE", "1") != "0")
 
     def _report_window(self):
         """How many results a function trial may report before the driver processed them: 1
@@ -333,24 +370,35 @@ class TuneController:
         return self._capacity
 
     def _launch_limit(self, pgf):
+        """How many trials may hold an actor (running or starting)."""
         if self._max_concurrent:
             return self._max_concurrent
-        cap = self._refresh_capacity(pgf)
-        if self._reuse:
-            return cap
+        return self._refresh_capacity(pgf)
+
+    def _extra(self, pgf):
+        """Trials waiting for resources beyond what the cluster holds (the autoscaler's demand,
+        and what starts the moment a slot frees): as many again for the basic generator, one
+        for searchers that learn from results."""
+        if self._max_concurrent:
+            return 0
         from .search.basic_variant import BasicVariantGenerator
-        extra = cap if isinstance(self._search, BasicVariantGenerator) else 1
-        return cap + extra
+        return self._refresh_capacity(pgf) if isinstance(self._search, BasicVariantGenerator) else 1
+
+    def _bound(self):
+        return sum(1 for l in self._live.values() if not l.queued)
 
     def _fill(self):
         """Ask the searcher for new trials while there is room to start them."""
         self._search_none = False
         if self._stop_all:
             return
+        pgf = self._default_pgf
+        limit = self._launch_limit(pgf) + self._extra(pgf)
+        if self._prequeue:
+            limit += self._launch_limit(pgf)
         while not self._search.is_finished():
             waiting = sum(1 for t in self._trials if t.status == Trial.PENDING and t.trial_id not in self._live)
-            pgf = self._default_pgf
-            if len(self._live) + waiting >= self._launch_limit(pgf):
+            if len(self._live) + waiting >= limit:
                 return
             trial_id = f"{self._exp_id}_{self._counter:05d}"
             item = self._search._next(trial_id)
@@ -381,40 +429,80 @@ class TuneController:
         self._scheduler.on_trial_add(self, t)
 
     def _launch(self):
-        """Start what the scheduler chooses (PENDING trials, PAUSED ones it resumes) while
-        there is room."""
-        if self._stop_all:
-            return
-        while True:
-            trial = self._scheduler.choose_trial_to_run(self)
-            if trial is None:
-                return
-            if trial.trial_id in self._live or trial.is_finished():
-                # a scheduler that does not skip trials with an actor: take the next pending one
-                trial = next((t for t in self._trials
-                              if t.status == Trial.PENDING and t.trial_id not in self._live), None)
+        """Start what the scheduler chooses (PENDING trials, PAUSED ones it resumes): in a free
+        actor, in a new one while the cluster has room, or (FIFO) queued in a running trial's
+        actor. Then keep actors without a trial waiting for resources as demand for the next
+        chosen trials, and release actors that have nothing to do."""
+        wanted = None
+        if not self._stop_all:
+            while True:
+                trial = self._scheduler.choose_trial_to_run(self)
                 if trial is None:
-                    return
-            if len(self._live) >= self._launch_limit(trial.placement_group_factory):
-                return
-            self._start_trial(trial)
-
-    def _start_trial(self, trial):
-        pgf = trial.placement_group_factory
-        live = None
-        if self._reuse:
-            for i, cand in enumerate(self._free_actors):
-                if cand.pgf == pgf:
-                    live = self._free_actors.pop(i)
                     break
-        if live is None:
-            live = self._new_actor(pgf)
-        else:
-            live.inc += 1
-            live.started = False
-            live.draining = False
-            live.drain_status = None
-            live.restored = False
+                if trial.trial_id in self._live or trial.is_finished():
+                    # a scheduler that does not skip trials with an actor: take the next pending one
+                    trial = next((t for t in self._trials
+                                  if t.status == Trial.PENDING and t.trial_id not in self._live), None)
+                    if trial is None:
+                        break
+                pgf = trial.placement_group_factory
+                slot = next((s for s in self._slots if s.pgf == pgf and s.free()), None)
+                if slot is not None:
+                    self._start_trial(trial, slot)
+                    continue
+                if self._bound() < self._launch_limit(pgf):
+                    self._start_trial(trial, self._new_slot(pgf))
+                    continue
+                if self._prequeue:
+                    host = self._queue_host(pgf)
+                    if host is not None:
+                        self._start_trial(trial, host, queued=True)
+                        continue
+                wanted = trial
+                break
+        self._balance_spares(wanted)
+        for s in list(self._slots):
+            if s.free() and not s.stopping:
+                self._kill(s)      # nothing to run in it: give its resources back (once a
+                #                    stopped thread was told, or the actor keeps running it)
+
+    def _queue_host(self, pgf):
+        best = None
+        for s in self._slots:
+            if s.pgf != pgf or s.pg is not None or s.dead or s.queued is not None or s.running is None \
+                    or s.stopping:
+                continue
+            live = self._live.get(s.running)
+            if live is None or not live.started or live.draining:
+                continue
+            if best is None or live.inc < best[1]:
+                best = (s, live.inc)
+        return best[0] if best else None
+
+    def _balance_spares(self, wanted):
+        """Actors without a trial, waiting for resources: one per trial the scheduler wants
+        to start next (up to ``_extra``); they are what the Slurm autoscaler sees as demand.
+        A spare that gets placed takes the next trial."""
+        spares = [s for s in self._slots if not s.placed and not s.dead and s.running is None and s.queued is None]
+        want = {}
+        if wanted is not None and not self._stop_all:
+            pgf = wanted.placement_group_factory
+            n = 1 + sum(1 for t in self._trials if t is not wanted and t.status == Trial.PENDING
+                        and t.trial_id not in self._live and t.placement_group_factory == pgf)
+            want[pgf] = min(n, self._extra(pgf)) if self._extra(pgf) else 0
+        for s in spares:
+            if want.get(s.pgf, 0) > 0:
+                want[s.pgf] -= 1
+            else:
+                self._kill(s)
+        for pgf, n in want.items():
+            for _ in range(n):
+                self._new_slot(pgf)
+
+    def _start_trial(self, trial, slot, queued=False):
+        pgf = slot.pgf
+        slot.inc += 1
+        live = _Live(slot, slot.inc, queued)
         trial.status = Trial.PENDING   # as Ray: a resumed (paused) trial is pending until it runs
         restore = trial.checkpoint.path if trial.checkpoint is not None else None
         start_iter = trial.ckpt_iteration if restore else 0
@@ -437,18 +525,23 @@ class TuneController:
             "checkpoint_at_end": bool(self._ckpt_cfg.checkpoint_at_end),
             "report_window": self._window,
         }
-        live.start_ref = live.actor.start.remote(spec)
-        live.poll_ref = live.actor.poll.remote(live.inc, _POLL_TIMEOUT)
-        self._ref_owner[live.start_ref] = ("start", trial.trial_id, live.inc)
+        if queued:
+            slot.queued = trial.trial_id
+            slot.actor.enqueue.remote(spec)   # an actor that dies fails the poll below
+        else:
+            slot.running = trial.trial_id
+            live.start_ref = slot.actor.start.remote(spec)
+            self._ref_owner[live.start_ref] = ("start", trial.trial_id, live.inc)
+        live.poll_ref = slot.actor.poll.remote(live.inc, _POLL_TIMEOUT)
         self._ref_owner[live.poll_ref] = ("poll", trial.trial_id, live.inc)
         self._live[trial.trial_id] = live
         if trial.start_time is None:
             trial.start_time = time.time()
 
-    def _new_actor(self, pgf):
+    def _new_slot(self, pgf):
         bundles = pgf.bundles
         head = bundles[0]
-        opts = {"max_concurrency": 4, "num_cpus": head.get("CPU", 0.0)}
+        opts = {"max_concurrency": 8, "num_cpus": head.get("CPU", 0.0)}
         if head.get("GPU"):
             opts["num_gpus"] = head["GPU"]
         if head.get("memory"):
@@ -462,8 +555,10 @@ class TuneController:
             from ..util.scheduling_strategies import PlacementGroupSchedulingStrategy
             pg = placement_group(bundles, strategy=pgf.strategy)
             opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(pg, 0)
-        actor = self._runner_cls.options(**opts).remote()
-        return _Live(actor, pg, 1, pgf)
+        slot = _Slot(self._runner_cls.options(**opts).remote(), pg, pgf)
+        self._pings[slot.actor.ping.remote()] = slot
+        self._slots.append(slot)
+        return slot
 
     # ------------------------------------------------------------------ waiting and results
     def _wait_and_process(self):
@@ -474,8 +569,8 @@ class TuneController:
                 refs.append(live.start_ref)
             if live.poll_ref is not None:
                 refs.append(live.poll_ref)
-        if self._stopping:
-            refs.extend(self._stopping)
+        refs.extend(self._stopping)
+        refs.extend(self._pings)
         if not refs:
             time.sleep(0.01)
             return
@@ -487,9 +582,23 @@ class TuneController:
         # starts first, then results
         ready.sort(key=lambda r: 0 if self._ref_owner.get(r, ("",))[0] == "start" else 1)
         for ref in ready:
+            if ref in self._pings:
+                slot = self._pings.pop(ref)
+                try:
+                    ray.get(ref)
+                    slot.placed = True
+                except Exception:
+                    self._slot_died(slot)
+                continue
             if ref in self._stopping:
-                live, _ = self._stopping.pop(ref)
-                self._kill(live)
+                slot, _ = self._stopping.pop(ref)
+                slot.stopping -= 1
+                try:
+                    ended = ray.get(ref)
+                except Exception:
+                    ended = True        # the actor is gone
+                if not ended and slot.running is None and slot.queued is None:
+                    self._kill(slot)    # its thread still runs: do not start another trial in it
                 continue
             owner = self._ref_owner.pop(ref, None)
             if owner is None:
@@ -504,19 +613,58 @@ class TuneController:
                 try:
                     ray.get(ref)
                 except Exception as e:  # the actor could not be created or started
+                    self._slot_died(live.slot)
                     self._failure(trial, e)
                     continue
+                live.slot.placed = True
                 self._mark_started(trial, live)
             else:
                 live.poll_ref = None
                 try:
-                    _, results, finished, error = ray.get(ref)
+                    _, results, finished, error, begun = ray.get(ref)
                 except Exception as e:  # the trial's actor (or its worker) died
-                    self._failure(trial, e)
+                    self._slot_died(live.slot)
+                    if live.queued or not live.started:
+                        self._requeue(trial)   # it never ran: no failure of its own
+                    else:
+                        self._failure(trial, e)
                     continue
-                if not live.started:
-                    self._mark_started(trial, live)
+                if not begun and finished:
+                    self._requeue(trial)       # cancelled before it began (not by us): run it later
+                    continue
+                if begun:
+                    live.slot.placed = True
+                    if live.queued:
+                        self._promote(live.slot, trial_id)
+                    if not live.started:
+                        self._mark_started(trial, live)
                 self._handle_batch(trial, live, results, finished, error)
+
+    def _promote(self, slot, trial_id):
+        """The trial queued in ``slot`` is now its running one."""
+        if slot.queued == trial_id:
+            slot.queued = None
+            slot.running = trial_id
+        live = self._live.get(trial_id)
+        if live is not None:
+            live.queued = False
+
+    def _requeue(self, trial):
+        live = self._live.pop(trial.trial_id, None)
+        if live is not None:
+            self._forget(live)
+        trial.status = Trial.PENDING
+
+    def _forget(self, live):
+        for ref in (live.poll_ref, live.start_ref):
+            if ref is not None:
+                self._ref_owner.pop(ref, None)
+        live.poll_ref = live.start_ref = None
+
+    def _slot_died(self, slot):
+        if not slot.dead:
+            slot.dead = True
+            self._kill(slot)
 
     def _mark_started(self, trial, live):
         live.started = True
@@ -552,7 +700,8 @@ class TuneController:
                     self._drop_unregistered_checkpoints(trial)
             elif error is not None:
                 cause, tb = error
-                self._failure(trial, RayTaskError(str(trial), tb, cause).as_instanceof_cause(), tb)
+                self._failure(trial, RayTaskError(str(trial), tb, cause).as_instanceof_cause(), tb,
+                              thread_done=True)
             else:
                 if trial.last_result is not None:
                     trial.last_result["done"] = True
@@ -715,48 +864,56 @@ class TuneController:
         self.journal.status(trial, Trial.PAUSED)
 
     def _release(self, trial, thread_done=False):
-        """Stop the trial's actor (or keep it for reuse). Its thread is told to stop first
-        (it ends at its next report, at once when it waits for the driver), and the actor is
-        killed when that is done: a worker process hosts several trials, and killing the
-        actor alone would leave the thread running."""
+        """The trial leaves its slot. A running thread is told to stop (it ends at its next
+        report, at once when it waits for the driver); the slot takes another trial once it
+        has, or is released. A trial queued in a slot is taken out before it starts."""
         live = self._live.pop(trial.trial_id, None)
         if live is None:
             return
-        for ref in (live.poll_ref, live.start_ref):
-            if ref is not None:
-                self._ref_owner.pop(ref, None)
-        live.poll_ref = live.start_ref = None
-        if self._reuse and live.started and not live.draining and live.pg is None:
-            if not thread_done:
-                live.actor.stop.remote(live.inc)   # the next start() waits for the thread
-            self._free_actors.append(live)
+        self._forget(live)
+        slot = live.slot
+        if slot.dead:
             return
-        if thread_done:
-            self._kill(live)
-        else:
-            ref = live.actor.stop.remote(live.inc, False, _STOP_WAIT_S)
-            self._stopping[ref] = (live, time.time() + _KILL_AFTER_S)
+        if slot.queued == trial.trial_id:
+            slot.queued = None
+            slot.actor.stop.remote(live.inc)       # cancelled before it begins
+            return
+        if slot.running == trial.trial_id:
+            slot.running = None
+            if slot.queued is not None:
+                self._promote(slot, slot.queued)     # the actor starts it when this one ends
+        if not thread_done:
+            ref = slot.actor.stop.remote(live.inc, False, _STOP_WAIT_S)
+            slot.stopping += 1
+            self._stopping[ref] = (slot, time.time() + _KILL_AFTER_S)
 
     def _reap_stopping(self, now):
-        for ref, (live, deadline) in list(self._stopping.items()):
+        for ref, (slot, deadline) in list(self._stopping.items()):
             if now >= deadline:
                 del self._stopping[ref]
-                self._kill(live)
+                slot.stopping -= 1
+                if slot.running is None and slot.queued is None:
+                    self._kill(slot)
 
-    def _kill(self, live):
+    def _kill(self, slot):
+        slot.dead = True
         try:
-            self._ray.kill(live.actor)
+            self._slots.remove(slot)
+        except ValueError:
+            pass
+        try:
+            self._ray.kill(slot.actor)
         except Exception:
             pass
-        if live.pg is not None:
+        if slot.pg is not None:
             from ..util.placement_group import remove_placement_group
             try:
-                remove_placement_group(live.pg)
+                remove_placement_group(slot.pg)
             except Exception:
                 pass
 
-    def _failure(self, trial, exc, tb=None):
-        self._release(trial)
+    def _failure(self, trial, exc, tb=None, thread_done=False):
+        self._release(trial, thread_done=thread_done)
         trial.run_metadata.num_failures += 1
         tb = tb or "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         if self._max_failures < 0 or trial.run_metadata.num_failures <= self._max_failures:
@@ -788,32 +945,37 @@ class TuneController:
                 self._fatal = exc
 
     def _shutdown_trials(self):
+        stops = []
         for trial_id in list(self._live):
             live = self._live.pop(trial_id)
-            self._stopping[live.actor.stop.remote(live.inc, False, 0.5)] = (live, 0.0)
-        for live in self._free_actors:
-            self._kill(live)
-        self._free_actors = []
-        if self._stopping:
+            if not live.slot.dead:
+                stops.append(live.actor.stop.remote(live.inc, False, 0.5, True))
+        stops.extend(self._stopping)
+        self._stopping = {}
+        if stops:
             # give the trials' threads a moment to end at their report, then kill the actors
             try:
-                self._ray.wait(list(self._stopping), num_returns=len(self._stopping), timeout=2.0)
+                self._ray.wait(stops, num_returns=len(stops), timeout=2.0)
             except Exception:
                 pass
-            for live, _ in self._stopping.values():
-                self._kill(live)
-            self._stopping = {}
+        for slot in list(self._slots):
+            self._kill(slot)
+        self._pings = {}
 
     # ------------------------------------------------------------------ walltime
     def _save_for_walltime(self):
         """Early warning: running trials stop at their next report or step (class trainables
-        checkpoint first), their reported results are written, and the state is synced."""
+        checkpoint first), their reported results are written, and the state is synced.
+        Trials queued in an actor never start (they start after the restore)."""
         deadline = time.time() + float(os.environ.get("MPIRAY_TUNE_WALLTIME_SAVE_S", "20"))
         for trial_id, live in list(self._live.items()):
-            if live.started:
-                live.actor.stop.remote(live.inc, self._is_class)
-        interrupted = [self._by_id[tid] for tid in self._live
-                       if not self._live[tid].draining]
+            if live.queued and not live.started:
+                self._live.pop(trial_id)
+                self._forget(live)
+                live.slot.queued = None
+        for trial_id, live in list(self._live.items()):
+            live.actor.stop.remote(live.inc, self._is_class, 0.0, True)
+        interrupted = [self._by_id[tid] for tid, l in self._live.items() if not l.draining]
         self._stop_all = True
         while self._live and time.time() < deadline:
             self._walltime_pass()
@@ -834,10 +996,6 @@ class TuneController:
         refs = []
         for tid, l in list(self._live.items()):
             if l.poll_ref is None:
-                if not l.started:
-                    self._live.pop(tid)       # never started: nothing to save
-                    self._kill(l)
-                    continue
                 l.poll_ref = l.actor.poll.remote(l.inc, 0.5)
                 self._ref_owner[l.poll_ref] = ("poll", tid, l.inc)
             refs.append(l.poll_ref)
@@ -850,7 +1008,7 @@ class TuneController:
             trial = self._by_id[trial_id]
             live.poll_ref = None
             try:
-                _, results, finished, error = ray.get(ref)
+                _, results, finished, error, begun = ray.get(ref)
             except Exception:
                 self._live.pop(trial_id, None)
                 continue
@@ -894,7 +1052,7 @@ class TuneController:
     def _resource_str(self):
         used = {}
         for tid, live in self._live.items():
-            if self._by_id[tid].status == Trial.RUNNING:
+            if self._by_id[tid].status == Trial.RUNNING and not live.queued:
                 for k, v in live.pgf.required_resources.items():
                     used[k] = used.get(k, 0.0) + v
         try:
