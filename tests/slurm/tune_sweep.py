@@ -1,6 +1,6 @@
 """A Tune sweep as a Slurm batch job runs it (tests/slurm/tune-walltime.sh): a fresh
 experiment, or ``Tuner.restore`` of the one in <storage>/sweep when there is one (a requeued
-job). 6 trials of 20 one-second iterations, 2 at a time (the job has 2 workers)."""
+job). 8 trials of 20 one-second iterations, 2 at a time (the job has 2 workers)."""
 import json
 import os
 import sys
@@ -38,7 +38,7 @@ if tune.Tuner.can_restore(path):
     print("restoring", path, flush=True)
     tuner = tune.Tuner.restore(path, trainable)
 else:
-    tuner = tune.Tuner(trainable, param_space={"x": tune.grid_search(list(range(1, 7)))},
+    tuner = tune.Tuner(trainable, param_space={"x": tune.grid_search(list(range(1, 9)))},
                        tune_config=tune.TuneConfig(metric="score", mode="max", max_concurrent_trials=2),
                        run_config=tune.RunConfig(storage_path=storage, name="sweep", verbose=1))
 grid = tuner.fit()

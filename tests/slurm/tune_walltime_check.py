@@ -57,7 +57,7 @@ def snapshot(exp, out):
                                                           "interrupted" if s["interrupted"] else "-")
                                    for d, s in snap.items()})
     assert interrupted, "no trial was running at the early warning"
-    assert len(snap) < 6 or any(not s["iters"] for s in snap.values()), \
+    assert len(snap) < 8 or any(not s["iters"] for s in snap.values()), \
         "every trial had started: nothing left for the restore to start"
     for d, s in snap.items():
         assert s["iters"] == list(range(1, len(s["iters"]) + 1)), (d, s["iters"])
@@ -69,7 +69,7 @@ def final(exp, snap_file):
     with open(snap_file) as f:
         snap = json.load(f)
     all_trials = trials(exp)
-    assert len(all_trials) == 6, all_trials
+    assert len(all_trials) == 8, all_trials
     for tid, d in all_trials.items():
         its = iterations(d)
         assert its == list(range(1, ITERS + 1)), (d, its)          # none repeated, none lost
