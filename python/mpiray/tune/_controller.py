@@ -5,9 +5,9 @@ trial asks for several bundles). Each running trial has one outstanding ``poll``
 loop waits on all of them at once with ``wait``, feeds each result through the stopper, the
 scheduler, the searcher and the callbacks (in Ray's order), and only then sends the trial its
 next ``poll``, which is what lets its ``report()`` return: decisions act exactly at the
-reported iteration, as in Ray. Where nothing can act on a result (FIFO, no stopper, no time
-budget, the basic generator) trials may run up to ``MPIRAY_TUNE_RUN_AHEAD`` results ahead and
-results travel in batches. Trials that do not fit yet are still created (up to about the
+reported iteration, as in Ray. (Where nothing can act on a result -- FIFO, no stopper, no time
+budget, the basic generator -- ``MPIRAY_TUNE_RUN_AHEAD=n`` lets trials run up to n results
+ahead, results then travel in batches.) Trials that do not fit yet are still created (up to about the
 cluster's capacity again), so they start the moment resources free up and, with the Slurm
 autoscaler, they are the demand that grows the job."""
 
@@ -167,9 +167,10 @@ class TuneController:
                           and not is_class and os.environ.get("MPIRAY_TUNE_PREQUEUE", "1") != "0")
 
     def _report_window(self):
-        """How many results a function trial may report before the driver processed them: 1
-        (Ray's semantics: report() returns after the decision on its result) unless nothing
-        can act on a result."""
+        """How many results a function trial may report before the driver processed them: 1,
+        Ray's semantics (report() returns after the decision on its result). Only where
+        nothing can act on a result may ``MPIRAY_TUNE_RUN_AHEAD=n`` let trials run up to n
+        results ahead (more results per second; off by default)."""
         from .schedulers.trial_scheduler import FIFOScheduler
         from .search.basic_variant import BasicVariantGenerator
         passive = (type(self._scheduler) is FIFOScheduler and self._stopper is None
@@ -177,7 +178,7 @@ class TuneController:
                    and not self._fail_fast)
         if not passive or self._is_class:
             return 1
-        return max(1, int(os.environ.get("MPIRAY_TUNE_RUN_AHEAD", "64")))
+        return max(1, int(os.environ.get("MPIRAY_TUNE_RUN_AHEAD", "1")))
 
     def _pgf_for(self, config):
         r = self._resources

@@ -6,9 +6,9 @@ as in Ray, returns only once the driver has processed it and decided that the tr
 (``window`` = 1): a stop, pause or PBT exploit takes effect exactly at the reported
 iteration. The driver keeps one ``poll`` call outstanding per running trial; the arrival of
 the next ``poll`` is the "continue" for the results the previous one returned. Where nothing
-on the driver can act on a result (FIFO scheduler, no stopper, no time budget, the basic
-variant generator) the controller passes a larger ``window``: ``report()`` then returns while
-fewer than ``window`` results are unprocessed, and results travel in batches.
+on the driver can act on a result the controller may pass a larger ``window``
+(``MPIRAY_TUNE_RUN_AHEAD``): ``report()`` then returns while fewer than ``window`` results
+are unprocessed, and results travel in batches.
 """
 
 import os
