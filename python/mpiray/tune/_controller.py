@@ -347,10 +347,14 @@ class TuneController:
         self._reporter.heartbeat(self._trials, self._resource_str())
 
     def _stop_everything(self):
+        """Time budget, a stopper's stop_all or fail_fast: every unfinished trial ends
+        (TERMINATED, as Ray), running ones at their current result."""
         self._stop_all = True
         for t in list(self._trials):
             if t.trial_id in self._live:
                 self._release(t)
+                self._set_terminated(t)
+            elif t.status in (Trial.PENDING, Trial.PAUSED):
                 self._set_terminated(t)
 
     # ------------------------------------------------------------------ creating and starting trials
@@ -976,6 +980,11 @@ class TuneController:
                 live.slot.queued = None
         for trial_id, live in list(self._live.items()):
             live.actor.stop.remote(live.inc, self._is_class, 0.0, True)
+            if not live.started and not live.slot.placed:
+                # its actor waits for resources: the trial never ran
+                self._live.pop(trial_id)
+                self._forget(live)
+                self._kill(live.slot)
         interrupted = [self._by_id[tid] for tid, l in self._live.items() if not l.draining]
         self._stop_all = True
         while self._live and time.time() < deadline:
