@@ -11,7 +11,6 @@ ahead, results then travel in batches.) Trials that do not fit yet are still cre
 cluster's capacity again), so they start the moment resources free up and, with the Slurm
 autoscaler, they are the demand that grows the job."""
 
-import math
 import os
 import shutil
 import threading
@@ -21,7 +20,6 @@ import uuid
 
 import cloudpickle
 
-from .. import _api as _unused  # noqa: F401  (ensures the package is initialised)
 from ..exceptions import RayTaskError
 from ..train._checkpoint import Checkpoint
 from . import _journal

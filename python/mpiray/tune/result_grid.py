@@ -3,7 +3,6 @@
 import os
 
 from ..train._result import Result
-from .error import TuneError
 
 
 class ResultGrid:

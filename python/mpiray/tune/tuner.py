@@ -3,7 +3,6 @@
 
 import datetime
 import inspect
-import json
 import os
 import pickle
 import random
@@ -261,7 +260,7 @@ def _make_search_and_scheduler(tc, param_space, seed, restored):
 
 
 def _callbacks(rc):
-    from .logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback, default_logger_callbacks
+    from .logger import default_logger_callbacks
     user = list(rc.callbacks or [])
     from .callback import Callback
     for cb in user:
@@ -275,7 +274,6 @@ def _callbacks(rc):
 
 def _restore_trials(path, restored, search_alg, scheduler, read_all=False):
     from ._trial_dir import read_results
-    from .resources import resources_to_pgf
     events = _journal.read(path)
     trials, by_id = [], {}
     status, errors = {}, {}

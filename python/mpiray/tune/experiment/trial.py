@@ -1,9 +1,6 @@
 """``Trial``: one configuration's run, as the driver sees it."""
 
 import collections
-import os
-
-from ...train._checkpoint import Checkpoint
 
 
 def _numbers(d, prefix=""):

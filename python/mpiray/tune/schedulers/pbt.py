@@ -4,7 +4,7 @@ import copy
 import math
 import random
 
-from ..search.sample import Domain, Float, Integer
+from ..search.sample import Domain
 from ..search.searcher import check_kwargs, check_mode
 from ..error import TuneError
 from .trial_scheduler import FIFOScheduler, TrialScheduler
