@@ -5,9 +5,9 @@ trial asks for several bundles). Each running trial has one outstanding ``poll``
 loop waits on all of them at once with ``wait``, feeds each result through the stopper, the
 scheduler, the searcher and the callbacks (in Ray's order), and only then sends the trial its
 next ``poll``, which is what lets its ``report()`` return: decisions act exactly at the
-reported iteration, as in Ray. (Where nothing can act on a result -- FIFO, no stopper, no time
-budget, the basic generator -- ``MPIRAY_TUNE_RUN_AHEAD=n`` lets trials run up to n results
-ahead, results then travel in batches.) Trials that do not fit yet are still created (up to about the
+reported iteration, as in Ray. Where nothing can act on a result (FIFO, no stopper, no time
+budget, the basic generator) trials run up to ``MPIRAY_TUNE_RUN_AHEAD`` (64) results ahead
+and results travel in batches. Trials that do not fit yet are still created (up to about the
 cluster's capacity again), so they start the moment resources free up and, with the Slurm
 autoscaler, they are the demand that grows the job."""
 
@@ -157,18 +157,26 @@ class TuneController:
         self._default_pgf = resources_to_pgf(None if callable(resources) else resources)
         self._window = self._report_window()
         self._flatten = False
+        self._dirty = True          # something changed that may let a trial start or end the run
+        self._last_launch = 0.0
         from .schedulers.trial_scheduler import FIFOScheduler
         from .search.basic_variant import BasicVariantGenerator
         # the next trial waits inside a running trial's actor (FIFO order is all that decides
         # what runs next, so it can be decided early)
         self._prequeue = (type(self._scheduler) is FIFOScheduler and type(self._search) is BasicVariantGenerator
                           and not is_class and os.environ.get("MPIRAY_TUNE_PREQUEUE", "1") != "0")
+        # a result may change what the scheduler or searcher starts next (not so for FIFO and
+        # the basic generator: then only ends, starts and status changes do)
+        self._result_changes_plan = not (type(self._scheduler) is FIFOScheduler
+                                         and type(self._search) is BasicVariantGenerator)
 
     def _report_window(self):
         """How many results a function trial may report before the driver processed them: 1,
-        Ray's semantics (report() returns after the decision on its result). Only where
-        nothing can act on a result may ``MPIRAY_TUNE_RUN_AHEAD=n`` let trials run up to n
-        results ahead (more results per second; off by default)."""
+        Ray's semantics (report() returns after the decision on its result), wherever anything
+        can act on a result. Where nothing can (FIFO, no stopper, no time budget, the basic
+        generator, no fail_fast) trials run up to ``MPIRAY_TUNE_RUN_AHEAD`` (64) results ahead
+        and results travel in batches; ``MPIRAY_TUNE_RUN_AHEAD=1`` keeps the lockstep there
+        too."""
         from .schedulers.trial_scheduler import FIFOScheduler
         from .search.basic_variant import BasicVariantGenerator
         passive = (type(self._scheduler) is FIFOScheduler and self._stopper is None
@@ -176,7 +184,7 @@ class TuneController:
                    and not self._fail_fast)
         if not passive or self._is_class:
             return 1
-        return max(1, int(os.environ.get("MPIRAY_TUNE_RUN_AHEAD", "1")))
+        return max(1, int(os.environ.get("MPIRAY_TUNE_RUN_AHEAD", "64")))
 
     def _pgf_for(self, config):
         r = self._resources
@@ -204,6 +212,7 @@ class TuneController:
 
     def resume_trial(self, trial):
         """PAUSED -> PENDING: it resumes from its latest checkpoint when there is room."""
+        self._dirty = True
         if trial.status == Trial.PAUSED:
             trial.status = Trial.PENDING
 
@@ -276,8 +285,12 @@ class TuneController:
                     while True:           # mpiray ends the process from here on
                         time.sleep(1)
                 self._callbacks.on_step_begin(self._iteration, self._trials)
-                self._fill()
-                self._launch()
+                now = time.time()
+                if self._dirty or now - self._last_launch >= 0.5:
+                    self._dirty = False
+                    self._last_launch = now
+                    self._fill()
+                    self._launch()
                 if self._fatal is not None:
                     raise self._fatal
                 if self._finished():
@@ -312,6 +325,7 @@ class TuneController:
             # nothing runs: a paused or pending trial that no scheduler will start is a bug in
             # the scheduler; end instead of spinning (Ray raises a TuneError here too)
             if self._scheduler.choose_trial_to_run(self) is not None:
+                self._dirty = True
                 return False
             stuck = [str(t) for t in self._trials if t.status in (Trial.PENDING, Trial.PAUSED)]
             self._fatal = TuneError(f"No trial is running and the scheduler {self._scheduler} starts none of "
@@ -342,7 +356,7 @@ class TuneController:
                     self._stop_everything()
             except NotImplementedError:
                 pass
-        self._reporter.heartbeat(self._trials, self._resource_str())
+        self._reporter.heartbeat(self._trials, self._resource_str)   # computed only when printed
 
     def _stop_everything(self):
         """Time budget, a stopper's stop_all or fail_fast: every unfinished trial ends
@@ -587,6 +601,7 @@ class TuneController:
         for ref in ready:
             if ref in self._pings:
                 slot = self._pings.pop(ref)
+                self._dirty = True
                 try:
                     ray.get(ref)
                     slot.placed = True
@@ -594,6 +609,7 @@ class TuneController:
                     self._slot_died(slot)
                 continue
             if ref in self._stopping:
+                self._dirty = True
                 slot, _ = self._stopping.pop(ref)
                 slot.stopping -= 1
                 try:
@@ -645,6 +661,7 @@ class TuneController:
 
     def _promote(self, slot, trial_id):
         """The trial queued in ``slot`` is now its running one."""
+        self._dirty = True
         if slot.queued == trial_id:
             slot.queued = None
             slot.running = trial_id
@@ -653,6 +670,7 @@ class TuneController:
             live.queued = False
 
     def _requeue(self, trial):
+        self._dirty = True
         live = self._live.pop(trial.trial_id, None)
         if live is not None:
             self._forget(live)
@@ -671,6 +689,7 @@ class TuneController:
 
     def _mark_started(self, trial, live):
         live.started = True
+        self._dirty = True
         if live.draining:
             return
         if trial.status in (Trial.PENDING, Trial.PAUSED):
@@ -742,6 +761,8 @@ class TuneController:
                 self._fatal = ValueError(str(e.args[0]) if e.args else str(e))
                 return
         decision = TrialScheduler.STOP if stop else self._scheduler.on_trial_result(self, trial, flat)
+        if self._result_changes_plan:
+            self._dirty = True
         if decision == TrialScheduler.STOP:
             r["done"] = True
         else:
@@ -846,6 +867,7 @@ class TuneController:
                 shutil.rmtree(os.path.join(trial.local_path, n), ignore_errors=True)
 
     def _set_terminated(self, trial, notify_scheduler=True):
+        self._dirty = True
         if trial.trial_id not in self._live:
             self._drop_unregistered_checkpoints(trial)
         trial.status = Trial.TERMINATED
@@ -857,6 +879,7 @@ class TuneController:
         self._reporter.trial_completed(trial)
 
     def _pause(self, trial, save=True):
+        self._dirty = True
         live = self._live.get(trial.trial_id)
         if self._is_class and save and live is not None and live.started and not live.draining:
             # as Ray: a class trainable saves before it pauses and resumes from that checkpoint
@@ -870,6 +893,7 @@ class TuneController:
         """The trial leaves its slot. A running thread is told to stop (it ends at its next
         report, at once when it waits for the driver); the slot takes another trial once it
         has, or is released. A trial queued in a slot is taken out before it starts."""
+        self._dirty = True
         live = self._live.pop(trial.trial_id, None)
         if live is None:
             return
@@ -893,6 +917,7 @@ class TuneController:
     def _reap_stopping(self, now):
         for ref, (slot, deadline) in list(self._stopping.items()):
             if now >= deadline:
+                self._dirty = True
                 del self._stopping[ref]
                 slot.stopping -= 1
                 if slot.running is None and slot.queued is None:

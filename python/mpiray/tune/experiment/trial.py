@@ -3,15 +3,6 @@
 import collections
 
 
-def _numbers(d, prefix=""):
-    """(key, value) of the numbers in a result, nested dicts as ``a/b`` (as Ray)."""
-    for k, v in d.items():
-        if isinstance(v, dict):
-            yield from _numbers(v, f"{prefix}{k}/")
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            yield (f"{prefix}{k}" if prefix else k), v
-
-
 class _RunMetadata:
     def __init__(self):
         self.num_failures = 0
@@ -83,30 +74,44 @@ class Trial:
         return self.placement_group_factory
 
     def update_last_result(self, result):
-        """Keep the result and Ray's ``metric_analysis`` per numeric key: max, min, avg,
-        last, last-5-avg, last-10-avg."""
+        """Keep the result and Ray's ``metric_analysis`` per numeric key (nested dicts as
+        ``a/b``): max, min, avg, last, last-5-avg, last-10-avg."""
         self.last_result = result
+        self._analyse(result, "")
+
+    def _analyse(self, d, prefix):
         ma, steps = self.metric_analysis, self.metric_n_steps
-        for k, v in _numbers(result):
-                m = ma.get(k)
-                if m is None:
-                    ma[k] = {"max": v, "min": v, "avg": v, "last": v, "last-5-avg": v, "last-10-avg": v}
-                    steps[k] = {"n": 1, "5": collections.deque([v], maxlen=5),
-                                "10": collections.deque([v], maxlen=10)}
-                else:
-                    st = steps[k]
-                    n = st["n"] = st["n"] + 1
-                    if v > m["max"]:
-                        m["max"] = v
-                    if v < m["min"]:
-                        m["min"] = v
-                    m["avg"] += (v - m["avg"]) / n
-                    m["last"] = v
-                    d5, d10 = st["5"], st["10"]
-                    d5.append(v)
-                    d10.append(v)
-                    m["last-5-avg"] = sum(d5) / len(d5)
-                    m["last-10-avg"] = sum(d10) / len(d10)
+        for k, v in d.items():
+            if v.__class__ is float or v.__class__ is int:
+                pass
+            elif isinstance(v, dict):
+                self._analyse(v, f"{prefix}{k}/")
+                continue
+            elif not isinstance(v, (int, float)) or isinstance(v, bool):
+                continue
+            if prefix:
+                k = prefix + k
+            m = ma.get(k)
+            if m is None:
+                ma[k] = {"max": v, "min": v, "avg": v, "last": v, "last-5-avg": v, "last-10-avg": v}
+                steps[k] = [1, collections.deque([v], maxlen=5), collections.deque([v], maxlen=10), v, v]
+                continue
+            st = steps[k]
+            n = st[0] = st[0] + 1
+            if v > m["max"]:
+                m["max"] = v
+            if v < m["min"]:
+                m["min"] = v
+            m["avg"] += (v - m["avg"]) / n
+            m["last"] = v
+            d5, d10 = st[1], st[2]
+            # running sums of the last 5 and 10 values
+            st[3] += v - (d5[0] if len(d5) == 5 else 0)
+            st[4] += v - (d10[0] if len(d10) == 10 else 0)
+            d5.append(v)
+            d10.append(v)
+            m["last-5-avg"] = st[3] / len(d5)
+            m["last-10-avg"] = st[4] / len(d10)
 
     def __str__(self):
         if self.custom_trial_name:
