@@ -174,14 +174,16 @@ class TuneController:
         """How many results a function trial may report before the driver processed them: 1,
         Ray's semantics (report() returns after the decision on its result), wherever anything
         can act on a result. Where nothing can (FIFO, no stopper, no time budget, the basic
-        generator, no fail_fast) trials run up to ``MPIRAY_TUNE_RUN_AHEAD`` (64) results ahead
+        generator, no fail_fast, no max_failures) trials run up to ``MPIRAY_TUNE_RUN_AHEAD`` (64) results ahead
         and results travel in batches; ``MPIRAY_TUNE_RUN_AHEAD=1`` keeps the lockstep there
         too."""
         from .schedulers.trial_scheduler import FIFOScheduler
         from .search.basic_variant import BasicVariantGenerator
+        # max_failures: where a trial restarts depends on which of its checkpoints the driver
+        # has registered, so a failure acts on results too
         passive = (type(self._scheduler) is FIFOScheduler and self._stopper is None
                    and self._time_budget is None and type(self._search) is BasicVariantGenerator
-                   and not self._fail_fast)
+                   and not self._fail_fast and self._max_failures == 0)
         if not passive or self._is_class:
             return 1
         return max(1, int(os.environ.get("MPIRAY_TUNE_RUN_AHEAD", "64")))

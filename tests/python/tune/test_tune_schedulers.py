@@ -175,14 +175,53 @@ def test_synchronous_pbt_copies_the_best_trials_checkpoint(tmp_path):
         assert len(f.readlines()) == 3
 
 
+def _wait_file(path, timeout=60.0):
+    deadline = time.time() + timeout
+    while not os.path.exists(path) and time.time() < deadline:
+        time.sleep(0.01)
+
+
+def _async_pbt_fn(config):
+    """lr=0.1 (weak) or 2.0 (strong). Two file barriers fix the order of events that
+    asynchronous PBT depends on (not their timing): the strong trial reports iteration 8 only
+    once the weak one's score at 4 is known (so at 8 the strong one is the upper quantile and
+    keeps its checkpoint), and goes past 11 only once the weak one was exploited (so it is
+    still running when the weak one reaches 8)."""
+    exp = os.path.dirname(tune.get_context().get_trial_dir())
+    me = tune.get_context().get_trial_id()
+    value, origin, start = 0.0, me, 0
+    ckpt = tune.get_checkpoint()
+    if ckpt:
+        with open(os.path.join(ckpt.path, "state.json")) as f:
+            st = json.load(f)
+        value, origin, start = st["value"], st["origin"], st["iter"]
+        if origin != me:
+            open(os.path.join(exp, "exploited"), "w").close()
+    strong = config["lr"] == 2.0
+    for i in range(start, 16):
+        value += config["lr"]
+        if strong and i + 1 == 8:
+            _wait_file(os.path.join(exp, "weak_scored_4"))
+        if strong and i + 1 == 12:
+            _wait_file(os.path.join(exp, "exploited"))
+        d = os.path.join(tune.get_context().get_trial_dir(), f"tmp_{i}")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "state.json"), "w") as f:
+            json.dump({"value": value, "origin": origin, "iter": i + 1}, f)
+        tune.report({"value": value, "origin": origin}, checkpoint=train.Checkpoint.from_directory(d))
+        if not strong and i + 1 == 4:
+            open(os.path.join(exp, "weak_scored_4"), "w").close()   # report(4) returned: scored
+
+
+@pytest.mark.timeout(240)
 def test_asynchronous_pbt_exploits_the_better_trial(tmp_path):
-    """Two trials, quantile 1/2: whichever reaches a perturbation point first, the lr=0.1
-    trial copies the lr=2.0 trial's checkpoint at 4 or at 8 and then gains >= 1.0 a step."""
+    """Two trials, quantile 1/2: the weak trial copies the strong one's checkpoint at its
+    perturbation point 8 (or 4) and then gains >= 1.0 a step."""
     pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=4,
                                   hyperparam_mutations={"lr": [0.1, 0.5, 1.0, 2.0]}, quantile_fraction=0.5,
                                   resample_probability=0.0)
-    g = tune.Tuner(tune.with_resources(_pbt_fn, {"cpu": 0.5}),
-                   param_space={"lr": tune.grid_search([0.1, 2.0]), "iters": 16},
+    g = tune.Tuner(tune.with_resources(_async_pbt_fn, {"cpu": 0.5}),
+                   param_space={"lr": tune.grid_search([0.1, 2.0])},
                    tune_config=tune.TuneConfig(metric="value", mode="max", scheduler=pbt),
                    run_config=rc(tmp_path)).fit()
     weak, strong = sorted(g, key=lambda r: r.path.rsplit("lr=", 1)[1])
@@ -191,6 +230,7 @@ def test_asynchronous_pbt_exploits_the_better_trial(tmp_path):
     assert weak.metrics["value"] > 10
     assert g.num_terminated == 2
     assert logged_iterations(weak) == list(range(1, 17))
+    assert logged_iterations(strong) == list(range(1, 17))
 
 
 def test_resource_changing_scheduler_gives_a_lone_trial_the_cluster(tmp_path):
