@@ -9,7 +9,7 @@ CMAKE_ARGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPython_EXECUTABLE=$(PYTHON)
 PYENV      := PYTHONPATH=$(CURDIR)/python MPIRAY_BUILD_DIR=$(CURDIR)/$(BUILD)
 CTEST_ARGS ?= --output-on-failure -j 2
 
-.PHONY: all deps build build-asan demo test test-unit test-chaos test-python bench bench-python bench-scale clean
+.PHONY: all deps build build-asan demo test test-unit test-chaos test-python test-install bench bench-python bench-scale clean
 
 all: build
 
@@ -35,15 +35,22 @@ demo: build
 	MPIRAY_RANKS_PER_NODE=2 scripts/mpirun -n 4 $(BUILD)/examples/cpp/quickstart
 	$(PYENV) MPIRAY_RANKS_PER_NODE=2 scripts/mpirun -n 4 $(PYTHON) examples/python/quickstart.py
 
-# Every test: unit, integration (mpirun worlds, singleton), the Python suite, then the unit
-# tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
+# Every test: unit, integration (mpirun worlds, singleton), the Python suite, installing as
+# users do, then the unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
 test: build build-asan
 	cd $(BUILD) && ctest $(CTEST_ARGS)
 	$(PYENV) $(PYTHON) -m pytest -q tests/python tests/spack
+	$(PYENV) $(PYTHON) -m pytest -q tests/install
 	cd $(ASAN_BUILD) && ctest $(CTEST_ARGS)
 
 test-python: build
 	$(PYENV) $(PYTHON) -m pytest -q tests/python tests/spack
+
+# The README's install lines in fresh virtual environments (sdist, checkout, editable; pip
+# with build isolation, the compiler cache reused), each then running a program under python
+# and mpirun; cmake --install with find_package(mpiray) and pkg-config applications.
+test-install: build
+	$(PYENV) $(PYTHON) -m pytest -q tests/install
 
 test-unit: build
 	cd $(BUILD) && ctest $(CTEST_ARGS) -L unit

@@ -18,6 +18,12 @@ _ext_dir = _os.path.abspath(_os.path.join(_build, "python", "mpiray"))
 if _os.path.isdir(_ext_dir) and _ext_dir not in __path__:
     __path__.append(_ext_dir)
 
+# The extension; when a system library it needs (MPI, UCX, ...) is missing, a stand-in whose
+# first use raises an error naming the library (_native.py), so that the import still works.
+from ._native import load_core as _load_core  # noqa: E402
+
+_load_core()
+
 from . import exceptions, runtime_env  # noqa: E402
 from ._api import (  # noqa: E402
     ActorClass, ActorHandle, ActorID, ObjectRef, RemoteFunction, RuntimeContext, available_resources,

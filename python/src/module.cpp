@@ -795,7 +795,7 @@ PYBIND11_MODULE(_core, m) {
     return py::make_tuple(py::bytes(reinterpret_cast<const char*>(&id.value), 8), AdoptRef(ready));
   });
   // Streaming tasks: stream_next -> (1, ref) an item, (0, None) the end; GetTimeoutError.
-  m.def("stream_next", [](py::bytes task, uint32_t index, py::object timeout, bool want) {
+  m.def("stream_next", [](py::bytes task, uint32_t index, py::object timeout, bool want) -> py::tuple {
     std::string t = task;
     mpiray::TaskId tid;
     if (t.size() >= 8) std::memcpy(&tid.value, t.data(), 8);

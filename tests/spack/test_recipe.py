@@ -4,7 +4,9 @@ Spack itself is not installable on this machine (no Debian or PyPI package)."""
 
 import importlib.util
 import pathlib
+import re
 import sys
+import tomllib
 import types
 
 import pytest
@@ -82,7 +84,7 @@ def _load():
 def test_recipe_declares_the_variants_and_dependencies():
     mod, rec = _load()
     assert issubclass(mod.Mpiray, object) and mod.Mpiray.__doc__
-    assert set(rec.variants) == {"python", "kokkos", "hdf5", "cuda", "nccl"}
+    assert set(rec.variants) == {"python", "kokkos", "openmp", "hdf5", "cuda", "nccl"}
     names = {d[0].split("+")[0].split("@")[0] for d in rec.depends}
     for need in ["mpi", "ucx", "boost", "spdlog", "catch2", "py-pybind11", "kokkos", "hdf5",
                  "msgpack-c", "nlohmann-json", "libsodium", "cpp-httplib"]:
@@ -90,10 +92,40 @@ def test_recipe_declares_the_variants_and_dependencies():
     assert ("boost+program_options", None, None) in rec.depends
     assert ("hdf5+mpi", None, "+hdf5") in rec.depends
     assert ("catch2@2", "test", None) in rec.depends
-    assert any(d[0] == "py-pybind11" and d[2] == "+python" for d in rec.depends)
+    assert any(d[0].startswith("py-pybind11@") and d[2] == "+python" for d in rec.depends)
     assert rec.extends == ["python"]
     assert ("+nccl", "~cuda") in rec.conflicts  # impossible combinations are refused
     assert "main" in rec.versions
+
+
+def test_recipe_passes_the_kokkos_backend_through():
+    mod, rec = _load()
+    assert ("kokkos+openmp", None, "+kokkos+openmp") in rec.depends
+    assert ("kokkos+cuda+wrapper", None, "+kokkos+cuda") in rec.depends
+    assert ("+openmp", "~kokkos") in rec.conflicts
+
+    class Dep:
+        prefix = "/opt/kokkos"
+
+    class Spec:
+        variants = {"+kokkos", "+openmp"}
+
+        def __contains__(self, v):
+            return v in self.variants
+
+        def __getitem__(self, name):
+            assert name == "kokkos"
+            return Dep()
+
+    pkg = mod.Mpiray.__new__(mod.Mpiray)
+    pkg.run_tests = False
+    pkg.spec = Spec()
+    defined = {}
+    pkg.define = lambda k, v: defined.setdefault(k, v) or f"-D{k}={v}"
+    pkg.define_from_variant = lambda k, v: defined.setdefault(k, f"+{v}" in pkg.spec) or f"-D{k}"
+    pkg.cmake_args()
+    assert defined["MPIRAY_WITH_KOKKOS"] is True
+    assert defined["Kokkos_ROOT"] == "/opt/kokkos"
 
 
 def test_recipe_cmake_arguments_follow_the_variants():
@@ -113,7 +145,20 @@ def test_recipe_cmake_arguments_follow_the_variants():
     pkg.define = lambda k, v: defined.setdefault(k, v) or f"-D{k}={v}"
     pkg.define_from_variant = lambda k, v: defined.setdefault(k, f"+{v}" in pkg.spec) or f"-D{k}"
     args = pkg.cmake_args()
-    assert len(args) == 4
+    assert len(args) == 7
+    assert defined["MPIRAY_WITH_KOKKOS"] is False and defined["MPIRAY_WITH_NCCL"] is False
     assert defined["MPIRAY_PYTHON"] is True
     assert defined["MPIRAY_BUILD_TESTS"] is False
     assert defined["MPIRAY_WERROR"] is False
+
+
+def test_recipe_pybind11_range_matches_pyproject():
+    """pip and Spack build with the same tested pybind11 versions (docs/install.md)."""
+    _, rec = _load()
+    pyproject = tomllib.loads((RECIPE.parents[3] / "pyproject.toml").read_text())
+    req = next(r for r in pyproject["build-system"]["requires"] if r.startswith("pybind11"))
+    m = re.fullmatch(r"pybind11>=([\d.]+),<(\d+)\.(\d+)", req.replace(" ", ""))
+    low, major, minor = m.group(1), int(m.group(2)), int(m.group(3))
+    assert minor > 0, "an upper bound X.0 has no Spack spelling here; use <X.Y with Y > 0"
+    spec = next(d[0] for d in rec.depends if d[0].startswith("py-pybind11"))
+    assert spec == f"py-pybind11@{low}:{major}.{minor - 1}"

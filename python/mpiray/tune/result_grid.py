@@ -2,6 +2,7 @@
 
 import os
 
+from .._extras import require
 from ..train._result import Result
 
 
@@ -89,7 +90,7 @@ class _LazyFrame:
 
     def _load(self):
         if self._df is None:
-            import pandas as pd
+            pd = require("tune", "pandas")
             p = os.path.join(self._path, "progress.csv")
             self._df = pd.read_csv(p) if os.path.exists(p) and os.path.getsize(p) else pd.DataFrame()
         return self._df

@@ -5,6 +5,8 @@ import json
 import math
 import os
 
+from ..._extras import require
+
 _CONFIG_PREFIX = "config"
 _SCOPES = ("all", "last", "avg", "last-5-avg", "last-10-avg")
 
@@ -179,7 +181,7 @@ class ExperimentAnalysis:
 
     @property
     def best_result_df(self):
-        import pandas as pd
+        pd = require("tune", "pandas")
         return pd.DataFrame.from_records([_flatten(self.best_result, self._delimiter())], index="trial_id")
 
     @property
@@ -189,7 +191,7 @@ class ExperimentAnalysis:
 
     @property
     def results_df(self):
-        import pandas as pd
+        pd = require("tune", "pandas")
         return pd.DataFrame.from_records([_flatten(t.last_result, self._delimiter()) for t in self.trials],
                                          index="trial_id")
 
@@ -199,7 +201,7 @@ class ExperimentAnalysis:
 
     # ------------------------------------------------------------------ per-trial frames
     def _fetch_trial_dataframe(self, trial):
-        import pandas as pd
+        pd = require("tune", "pandas")
         if not trial.last_result:
             return pd.DataFrame()
         path = os.path.join(trial.local_path, "result.json")
@@ -222,7 +224,7 @@ class ExperimentAnalysis:
     def trial_dataframes(self):
         """trial_id -> DataFrame of every result the trial reported (from result.json)."""
         if self._dfs is None:
-            import pandas as pd
+            pd = require("tune", "pandas")
             dfs = {}
             for t in self.trials:
                 try:
@@ -236,7 +238,7 @@ class ExperimentAnalysis:
         """One row per trial: its last result or, with ``metric`` and ``mode``, the result
         where ``metric`` was lowest/highest (not necessarily the last), plus ``config/...``
         columns and ``logdir``."""
-        import pandas as pd
+        pd = require("tune", "pandas")
         if mode and mode not in ("min", "max"):
             raise ValueError("If set, `mode` has to be one of [min, max]")
         if mode and not metric:

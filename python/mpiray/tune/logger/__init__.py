@@ -13,6 +13,7 @@ import numbers
 import os
 import pickle
 
+from ..._extras import require
 from ..callback import Callback
 
 EXCLUDE_FROM_CSV = {"config"}
@@ -219,7 +220,7 @@ class TBXLoggerCallback(LoggerCallback):
              "experiment_tag", "checkpoint_dir_name")
 
     def __init__(self):
-        from tensorboardX import SummaryWriter  # noqa: F401  (fails early when missing)
+        require("tune", "tensorboardX")  # fails early (MissingExtraError, an ImportError) when missing
         import queue
         import threading
         self._q = queue.SimpleQueue()

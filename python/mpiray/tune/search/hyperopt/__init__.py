@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from ...._extras import require
 from ..sample import Categorical, Domain, Float, Function, Integer, LogUniform, Normal, Quantized, Uniform
 from ..searcher import Searcher, check_kwargs, check_mode
 from ..variant_generator import flatten_dict, has_unresolved, unflatten_dict
@@ -57,7 +58,7 @@ class HyperOptSearch(Searcher):
                  random_state_seed=None, gamma=0.25, **kwargs):
         check_kwargs("HyperOptSearch", kwargs, ["space", "metric", "mode", "points_to_evaluate",
                                                 "n_initial_points", "random_state_seed", "gamma"])
-        import hyperopt  # noqa: F401
+        require("tune", "hyperopt")  # says `pip install "mpiray[tune]"` when missing
         from hyperopt import tpe
         import functools
         super().__init__(metric=metric, mode=mode)

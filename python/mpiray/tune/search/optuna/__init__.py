@@ -3,6 +3,7 @@
 
 import math
 
+from ...._extras import require
 from ..sample import Categorical, Domain, Float, Function, Integer, LogUniform, Normal, Quantized, Uniform
 from ..searcher import Searcher, check_kwargs, check_mode, UNRESOLVED_SEARCH_SPACE
 from ..variant_generator import flatten_dict, has_unresolved, unflatten_dict
@@ -51,7 +52,7 @@ class OptunaSearch(Searcher):
                  evaluated_rewards=None, **kwargs):
         check_kwargs("OptunaSearch", kwargs, ["space", "metric", "mode", "points_to_evaluate", "sampler", "seed",
                                               "evaluated_rewards"])
-        import optuna  # noqa: F401  (a clear ImportError when missing)
+        require("tune", "optuna")  # says `pip install "mpiray[tune]"` when missing
         super().__init__(metric=metric, mode=mode)
         if isinstance(space, dict) and space and has_unresolved(space):
             space = convert_search_space(space)
