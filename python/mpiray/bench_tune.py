@@ -7,11 +7,16 @@ with ``init(num_cpus=2)`` and Tune's default logger callbacks (JSON, CSV, Tensor
   CPU each so that 4 run at once: ``fit()`` wall time / ideal (N * 0.2 s / 4). 1.0 is no
   overhead.
 * ``tune_results_per_s``: 8 trials (0.25 CPU each: all at once) reporting as fast as they
-  can for 10 s (quick 3 s): results received / ``fit()`` wall time.
+  can for 10 s (quick 3 s): results received / ``fit()`` wall time. Nothing acts on the
+  results (FIFO, no stopper), so mpiray lets trials run ahead of the driver (bounded).
+* ``tune_results_per_s_lockstep``: the same with a stopper (``MaximumIterationStopper`` that
+  never fires): ``report()`` returns only after the driver decided on the result, on both
+  (Ray always works this way).
 * ``tune_trial_start_ms``: N trivial trials (200; quick 20) that report once, 4 at once:
   ``fit()`` wall time per trial, in ms.
 """
 
+import importlib
 import json
 import os
 import sys
@@ -23,10 +28,10 @@ def _workloads(ray, tune, quick):
     out = {}
     storage = tempfile.mkdtemp(prefix="bench-tune-")
 
-    def fit(fn, space, cpus, name):
+    def fit(fn, space, cpus, name, stop=None):
         t0 = time.perf_counter()
         grid = tune.Tuner(tune.with_resources(fn, {"cpu": cpus}), param_space=space,
-                          run_config=tune.RunConfig(storage_path=storage, name=name, verbose=0)).fit()
+                          run_config=tune.RunConfig(storage_path=storage, name=name, verbose=0, stop=stop)).fit()
         return time.perf_counter() - t0, grid
 
     def trivial(config):
@@ -60,6 +65,13 @@ def _workloads(ray, tune, quick):
     out["tune_results_per_s"] = total / wall
     print(f"  tune_results_per_s: {out['tune_results_per_s']:.0f} ({total} results in {wall:.1f} s)",
           file=sys.stderr, flush=True)
+
+    stopper = importlib.import_module(tune.__name__ + ".stopper").MaximumIterationStopper(10 ** 12)
+    wall, grid = fit(fast, {"i": tune.grid_search(list(range(8)))}, 0.25, "lockstep", stop=stopper)
+    total = sum(r.metrics["training_iteration"] for r in grid)
+    out["tune_results_per_s_lockstep"] = total / wall
+    print(f"  tune_results_per_s_lockstep: {out['tune_results_per_s_lockstep']:.0f} ({total} results in "
+          f"{wall:.1f} s)", file=sys.stderr, flush=True)
 
     n = 20 if quick else 200
     wall, grid = fit(trivial, {"i": tune.grid_search(list(range(n)))}, 0.5, "start")

@@ -65,8 +65,9 @@ class RunConfig:
 
     name: the experiment directory's name under ``storage_path`` (default
         ``<trainable>_<date>``).
-    storage_path: default ``~/ray_results`` (as Ray; ``$MPIRAY_RESULTS_DIR`` overrides), a
-        directory every node sees.
+    storage_path: default ``~/mpiray_results`` (``$MPIRAY_RESULTS_DIR`` overrides; not Ray's
+        ``~/ray_results``, which real Ray jobs of the same user write to), a directory every
+        node sees. A given path is used as it is.
     stop: a dict ``{result key: threshold}``, a function ``(trial_id, result) -> bool`` or a
         ``tune.Stopper``.
     callbacks: ``tune.Callback`` objects (logger callbacks included).
@@ -96,6 +97,6 @@ class RunConfig:
             self.storage_path = os.path.abspath(os.path.expanduser(os.fspath(self.storage_path)))
 
     def resolved_storage_path(self):
-        """The storage root: ``storage_path``, ``$MPIRAY_RESULTS_DIR`` or ``~/ray_results``."""
+        """The storage root: ``storage_path``, ``$MPIRAY_RESULTS_DIR`` or ``~/mpiray_results``."""
         return self.storage_path or os.path.abspath(os.path.expanduser(
-            os.environ.get("MPIRAY_RESULTS_DIR", "~/ray_results")))
+            os.environ.get("MPIRAY_RESULTS_DIR") or "~/mpiray_results"))

@@ -42,6 +42,11 @@ def json_safe(d):
     return out
 
 
+def _finite_all(d):
+    import math
+    return all(isinstance(x, (int, float)) and math.isfinite(x) for x in d.values())
+
+
 class Journal:
     def __init__(self, experiment_path):
         self.path = os.path.join(experiment_path, JOURNAL)
@@ -66,8 +71,12 @@ class Journal:
                    pgf=_b64(trial.placement_group_factory))
 
     def status(self, trial, status, error=None):
+        extra = {}
+        if status in ("TERMINATED", "ERROR") and trial.metric_analysis:
+            # what ResultGrid/ExperimentAnalysis rank by (scope="avg", "last-5-avg", ...)
+            extra["analysis"] = {k: v for k, v in trial.metric_analysis.items() if _finite_all(v)}
         self.write("status", id=trial.trial_id, status=status, result=json_safe(trial.last_result or {}),
-                   failures=trial.run_metadata.num_failures, error=error)
+                   failures=trial.run_metadata.num_failures, error=error, **extra)
 
     def sync(self):
         self._f.flush()

@@ -1,10 +1,14 @@
 """The actor that runs trials (in the workers).
 
 One ``TrialRunner`` actor hosts one trial at a time (several in turn with ``reuse_actors``).
-The trainable runs on a thread of its own; ``report()`` appends the result to a buffer and
-returns at once. The driver keeps one ``poll`` call outstanding per trial: it returns as soon
-as results are buffered (all of them, as one batch), so a trial never waits for the driver
-and the driver pays one actor call per batch, not per result.
+The trainable runs on a thread of its own. ``report()`` hands the result to the driver and,
+as in Ray, returns only once the driver has processed it and decided that the trial goes on
+(``window`` = 1): a stop, pause or PBT exploit takes effect exactly at the reported
+iteration. The driver keeps one ``poll`` call outstanding per running trial; the arrival of
+the next ``poll`` is the "continue" for the results the previous one returned. Where nothing
+on the driver can act on a result the controller may pass a larger ``window``
+(``MPIRAY_TUNE_RUN_AHEAD``): ``report()`` then returns while fewer than ``window`` results
+are unprocessed, and results travel in batches.
 """
 
 import os
@@ -27,7 +31,6 @@ try:
     _IP = socket.gethostbyname(_HOST)
 except OSError:
     _IP = "127.0.0.1"
-_MAX_BUFFERED = 10_000      # a trial that outruns the driver this far waits for it (backpressure)
 
 
 class StopTrial(BaseException):
@@ -53,6 +56,7 @@ class _Run(Session):
     def __init__(self, runner, spec):
         self.runner = runner
         self.spec = spec
+        self.buf = []              # results not yet taken by the driver's poll
         self.inc = spec["incarnation"]
         self.trial_id = spec["trial_id"]
         self.trial_dir = spec["trial_dir"]
@@ -68,7 +72,8 @@ class _Run(Session):
         self.last = self.start
         self.iters_since_restore = 0
         self.handed_out = self.iteration   # iteration of the last result the driver took
-        self.acked = self.iteration        # ... and has processed (class trainables wait for it)
+        self.acked = self.iteration        # ... and has processed (report() waits for it)
+        self.window = max(1, int(spec.get("report_window", 1)))
         self._date_sec = -1
         self._date = ""
 
@@ -92,6 +97,15 @@ class _Run(Session):
                 raise TypeError(f"report(checkpoint=...) expects a Checkpoint, got {type(checkpoint).__name__}")
             ckpt_path = self._persist(checkpoint.path, checkpoint_dir_name)
         self._push(result, ckpt_path)
+        self._wait_for_driver()
+
+    def _wait_for_driver(self):
+        """Block until the driver has processed enough of our results (all of them with
+        window 1: the decision on this result is made); a stop ends the trial here."""
+        cond = self.runner._cond
+        with cond:
+            while self.acked <= self.iteration - self.window and not self.stop_flag:
+                cond.wait(1.0)
         if self.stop_flag:
             raise StopTrial()
 
@@ -132,9 +146,7 @@ class _Run(Session):
             result["_ckpt"] = ckpt_path
         cond = self.runner._cond
         with cond:
-            while len(self.runner._buf) >= _MAX_BUFFERED and not self.stop_flag:
-                cond.wait(0.1)
-            self.runner._buf.append(result)
+            self.buf.append(result)
             cond.notify_all()
 
     # -- the trial's thread
@@ -154,9 +166,7 @@ class _Run(Session):
         except BaseException as e:  # the trial's error goes to the driver
             self.error = _transportable(e, self.spec, traceback.format_exc())
         finally:
-            with self.runner._cond:
-                self.finished = True
-                self.runner._cond.notify_all()
+            self.runner._run_ended(self)
 
     def _run_class(self, cls):
         spec = self.spec
@@ -201,7 +211,7 @@ class _Run(Session):
             if at_end and (not spec.get("_saved_last")):
                 ckpt = self._save_class(inst)
                 with self.runner._cond:
-                    self.runner._buf.append({"_ckpt_only": ckpt, "training_iteration": self.iteration})
+                    self.buf.append({"_ckpt_only": ckpt, "training_iteration": self.iteration})
                     self.runner._cond.notify_all()
         finally:
             if not spec.get("reuse"):
@@ -243,75 +253,137 @@ def _transportable(e, spec, tb):
 
 
 class TrialRunner:
-    """The trial actor. Calls: ``start(spec)``, ``poll(incarnation, timeout)``,
-    ``stop(incarnation)``, ``save(incarnation)``."""
+    """The trial actor: runs trials one after another (the controller reuses it for the next
+    trial of the same resources). Calls: ``start(spec)``, ``enqueue(spec)`` (start when the
+    current trial ends: no round trip to the driver in between), ``poll(incarnation,
+    timeout)``, ``stop(incarnation, save, wait_s)``, ``save(incarnation)``, ``ping()``."""
 
     def __init__(self):
         self._cond = threading.Condition()
-        self._buf = []
-        self._run = None
-        self._instance = None  # a class trainable kept for reuse
+        self._runs = {}         # incarnation -> _Run, until the driver took its end
+        self._current = None    # the _Run whose thread runs (or ran last)
+        self._next = None       # a spec to start when the current run ends
+        self._cancelled = set() # incarnations stopped before they started
+        self._instance = None   # a class trainable kept for reuse
+
+    def _begin(self, spec):
+        """(under the lock) start ``spec``'s thread."""
+        run = _Run(self, spec)
+        for inc in [i for i, r in self._runs.items() if r.finished and i < run.inc - 1]:
+            del self._runs[inc]     # ended long ago and the driver no longer asks for it
+        self._runs[run.inc] = run
+        self._current = run
+        t = threading.Thread(target=run.run, name=f"trial-{spec['trial_id']}", daemon=True)
+        t.start()
+        self._cond.notify_all()
+
+    def _run_ended(self, run):
+        with self._cond:
+            run.finished = True
+            if self._current is run and self._next is not None:
+                spec, self._next = self._next, None
+                self._begin(spec)
+            self._cond.notify_all()
 
     def start(self, spec):
+        """Start a trial now (after the previous one here ended: it is told to stop)."""
         with self._cond:
-            old = self._run
+            if spec["incarnation"] in self._cancelled:
+                return os.getpid(), _HOST        # stopped before it started
+            old = self._current
         if old is not None and not old.finished:
             old.stop_flag = True
             deadline = time.time() + 30
             with self._cond:
+                self._cond.notify_all()
                 while not old.finished and time.time() < deadline:
                     self._cond.wait(0.1)
         with self._cond:
-            self._buf = []
-            self._run = _Run(self, spec)
-            self._cond.notify_all()
-        t = threading.Thread(target=self._run.run, name=f"trial-{spec['trial_id']}", daemon=True)
-        t.start()
+            if spec["incarnation"] not in self._cancelled:
+                self._begin(spec)
         return os.getpid(), _HOST
 
-    def poll(self, incarnation, timeout):
-        """Wait (up to ``timeout`` s) for results; returns (incarnation, results, finished,
-        error)."""
-        deadline = time.time() + timeout
+    def enqueue(self, spec):
+        """Start ``spec`` when the current trial ends (at once when none runs)."""
         with self._cond:
-            # start() may not have run yet (calls run concurrently): wait for our incarnation
-            while (self._run is None or self._run.inc < incarnation) and time.time() < deadline:
-                self._cond.wait(max(0.0, min(0.05, deadline - time.time())))
-            run = self._run
-            while run is not None and run.inc == incarnation and not self._buf and not run.finished:
+            if spec["incarnation"] in self._cancelled:
+                return False
+            if self._current is None or self._current.finished:
+                self._begin(spec)
+            else:
+                self._next = spec
+        return True
+
+    def poll(self, incarnation, timeout):
+        """Take the results of ``incarnation`` reported so far, waiting up to ``timeout`` s for
+        one. Its arrival tells the trial that the driver processed the previous batch
+        (``report()`` returns). Returns (incarnation, results, finished, error, begun)."""
+        deadline = time.time() + timeout
+        cond = self._cond
+        with cond:
+            # a queued trial, or start() not run yet (calls run concurrently): wait for it,
+            # and say at once when it began (the driver may queue the next trial behind it)
+            waited = False
+            while incarnation not in self._runs and incarnation not in self._cancelled:
+                waited = True
                 left = deadline - time.time()
                 if left <= 0:
                     break
-                self._cond.wait(left)
-            if run is None or run.inc < incarnation:
-                return incarnation, [], False, None      # not started yet: poll again
-            if run.inc == incarnation and run.acked < run.handed_out:
+                cond.wait(left)
+            run = self._runs.get(incarnation)
+            if run is None:
+                # not begun yet (poll again), or stopped before it began (finished)
+                return incarnation, [], incarnation in self._cancelled, None, False
+            if waited and not run.buf and not run.finished:
+                return incarnation, [], False, None, True
+            if run.acked < run.handed_out:
                 run.acked = run.handed_out               # the previous batch was processed
-                self._cond.notify_all()
-            if run.inc != incarnation:
-                return incarnation, [], True, None
-            out, self._buf = self._buf, []
+                cond.notify_all()
+            while not run.buf and not run.finished:
+                left = deadline - time.time()
+                if left <= 0:
+                    break
+                cond.wait(left)
+            out, run.buf = run.buf, []
             for r in reversed(out):
                 if "training_iteration" in r:
                     run.handed_out = r["training_iteration"]
                     break
-            self._cond.notify_all()
-            return incarnation, out, run.finished, run.error
+            if run.finished:
+                self._runs.pop(incarnation, None)    # the driver has all of it
+            return incarnation, out, run.finished, run.error, True
 
-    def stop(self, incarnation, save=False):
+    def stop(self, incarnation, save=False, wait_s=0.0, drop_next=False):
+        """End ``incarnation`` at its next report (or step); a class trainable saves first
+        when ``save``. A queued one never starts. ``drop_next`` also cancels what is queued
+        behind it. Waits up to ``wait_s`` for its thread to end; returns whether it has."""
         with self._cond:
-            run = self._run
-            if run is not None and run.inc == incarnation:
-                run.stop_flag = True
-                run.spec["checkpoint_at_end"] = bool(save) or run.spec.get("checkpoint_at_end")
-                self._cond.notify_all()
-        return True
+            if self._next is not None and (self._next["incarnation"] == incarnation or drop_next):
+                self._cancelled.add(self._next["incarnation"])
+                self._next = None
+            run = self._runs.get(incarnation)
+            if run is None:
+                if self._current is None or self._current.inc < incarnation:
+                    self._cancelled.add(incarnation)     # start() may still be on its way
+                self._cond.notify_all()                  # a poll waiting for it returns
+                return True
+            run.stop_flag = True
+            if save:
+                run.spec["checkpoint_at_end"] = True
+            self._cond.notify_all()
+            deadline = time.time() + wait_s
+            while not run.finished:
+                left = deadline - time.time()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return run.finished
 
     def save(self, incarnation):
         """Ask a class trainable to checkpoint after its current step."""
         with self._cond:
-            run = self._run
-            if run is not None and run.inc == incarnation:
+            run = self._runs.get(incarnation)
+            if run is not None:
                 run.save_request = True
         return True
 

@@ -134,6 +134,8 @@ class TuneReporter:
         if not force and now - self._last < self.HEARTBEAT_S:
             return
         self._last = now
+        if callable(resources):
+            resources = resources()
         print(self.status_text(trials, resources, all_rows=force), flush=True)
 
     def final(self, trials, resources):

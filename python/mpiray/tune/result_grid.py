@@ -4,15 +4,15 @@ import os
 
 from .._extras import require
 from ..train._result import Result
-from .error import TuneError
 
 
 class ResultGrid:
     def __init__(self, trials, experiment_path, metric=None, mode=None):
+        from .analysis import ExperimentAnalysis
         self._trials = list(trials)
         self._experiment_path = experiment_path
-        self._metric = metric
-        self._mode = mode
+        self._analysis = ExperimentAnalysis(experiment_path, trials=self._trials, default_metric=metric,
+                                            default_mode=mode)
         self._results = [self._trial_to_result(t) for t in self._trials]
 
     @property
@@ -25,71 +25,29 @@ class ResultGrid:
 
     def get_best_result(self, metric=None, mode=None, scope="last", filter_nan_and_inf=True):
         """The best trial's Result by ``metric``/``mode`` (default: TuneConfig's) over its last
-        result (``scope="last"``), all results (``"all"``), or the mean of the last 5/10
-        (``"last-5-avg"``, ``"last-10-avg"``)."""
+        result (``scope="last"``), its best one (``"all"``), or the mean of all, the last 5 or
+        the last 10 (``"avg"``, ``"last-5-avg"``, ``"last-10-avg"``)."""
         if len(self._trials) == 1:
             return self._results[0]
-        metric = metric or self._metric
-        mode = mode or self._mode
-        if not metric or not mode:
-            raise ValueError("No metric is provided. Either pass in a `metric` arg to `get_best_result` "
-                             "or specify a metric in the `TuneConfig` of your `Tuner`.")
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        if scope not in ("last", "avg", "last-5-avg", "last-10-avg", "all"):
-            raise ValueError(f"ResultGrid's `scope` must be one of last, avg, last-5-avg, last-10-avg, all; got {scope}")
-        best, best_v = None, None
-        for t, r in zip(self._trials, self._results):
-            v = self._score(t, metric, mode, scope)
-            if v is None:
-                continue
-            if filter_nan_and_inf and (v != v or v in (float("inf"), float("-inf"))):
-                continue
-            if best_v is None or (v > best_v if mode == "max" else v < best_v):
-                best, best_v = r, v
+        if not metric and not self._analysis.default_metric:
+            raise ValueError("No metric is provided. Either pass in a `metric` arg to `get_best_result` or specify "
+                             "a metric in the `TuneConfig` of your `Tuner`.")
+        if not mode and not self._analysis.default_mode:
+            raise ValueError("No mode is provided. Either pass in a `mode` arg to `get_best_result` or specify a "
+                             "mode in the `TuneConfig` of your `Tuner`.")
+        best = self._analysis.get_best_trial(metric, mode, scope, filter_nan_and_inf)
         if best is None:
-            raise RuntimeError(f"No best trial found for the given metric: {metric}. This means that no "
-                               "trial has reported this metric, or all values reported for this metric are NaN.")
-        return best
-
-    @staticmethod
-    def _score(trial, metric, mode, scope):
-        if scope == "last":
-            v = trial.last_result.get(metric)
-            return v if isinstance(v, (int, float)) else None
-        m = trial.metric_analysis.get(metric)
-        if m is None:
-            return None
-        if scope == "all":
-            return m["max"] if mode == "max" else m["min"]
-        if scope == "avg":
-            return m["avg"]
-        from ._trial_dir import read_results
-        n = 5 if scope == "last-5-avg" else 10
-        vals = [r[metric] for r in read_results(trial.local_path) if isinstance(r.get(metric), (int, float))][-n:]
-        return sum(vals) / len(vals) if vals else None
+            msg = (f"No best trial found for the given metric: {metric or self._analysis.default_metric}. This "
+                   "means that no trial has reported this metric")
+            msg += (", or all values reported for this metric are NaN. To not ignore NaN values, you can set the "
+                    "`filter_nan_and_inf` arg to False.") if filter_nan_and_inf else "."
+            raise RuntimeError(msg)
+        return self._results[self._trials.index(best)]
 
     def get_dataframe(self, filter_metric=None, filter_mode=None):
-        """One row per trial: its last result (or the best one by ``filter_metric``), with
-        ``config/...`` columns and ``logdir``."""
-        pd = require("tune", "pandas")
-        rows = []
-        for t in self._trials:
-            if filter_metric:
-                from ._trial_dir import read_results
-                rs = [r for r in read_results(t.local_path) if filter_metric in r]
-                if not rs:
-                    continue
-                fn = max if filter_mode == "max" else min
-                res = fn(rs, key=lambda r: r[filter_metric])
-            else:
-                res = t.last_result
-            row = {k: v for k, v in res.items() if k != "config"}
-            for k, v in _flat(t.config).items():
-                row[f"config/{k}"] = v
-            row["logdir"] = os.path.basename(t.local_path)
-            rows.append(row)
-        return pd.DataFrame(rows)
+        """One row per trial: its last result, or with ``filter_metric``/``filter_mode`` the
+        result where that metric was lowest/highest; ``config/...`` columns (Ray's)."""
+        return self._analysis.dataframe(metric=filter_metric, mode=filter_mode)
 
     def __len__(self):
         return len(self._results)

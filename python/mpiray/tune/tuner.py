@@ -3,7 +3,6 @@
 
 import datetime
 import inspect
-import json
 import os
 import pickle
 import random
@@ -261,7 +260,7 @@ def _make_search_and_scheduler(tc, param_space, seed, restored):
 
 
 def _callbacks(rc):
-    from .logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback, default_logger_callbacks
+    from .logger import default_logger_callbacks
     user = list(rc.callbacks or [])
     from .callback import Callback
     for cb in user:
@@ -273,9 +272,8 @@ def _callbacks(rc):
     return user + [c for c in default_logger_callbacks() if type(c) not in have]
 
 
-def _restore_trials(path, restored, search_alg, scheduler):
+def _restore_trials(path, restored, search_alg, scheduler, read_all=False):
     from ._trial_dir import read_results
-    from .resources import resources_to_pgf
     events = _journal.read(path)
     trials, by_id = [], {}
     status, errors = {}, {}
@@ -299,17 +297,30 @@ def _restore_trials(path, restored, search_alg, scheduler):
             t.placement_group_factory = _journal._unb64(ev["pgf"])
         elif kind == "status" and ev["id"] in by_id:
             status[ev["id"]] = ev["status"]
-            by_id[ev["id"]].run_metadata.num_failures = ev.get("failures", 0)
+            t = by_id[ev["id"]]
+            t.run_metadata.num_failures = ev.get("failures", 0)
             if ev.get("result"):
-                by_id[ev["id"]].last_result = ev["result"]
+                t.last_result = ev["result"]
+            if ev.get("analysis"):
+                t.metric_analysis = ev["analysis"]
             if ev.get("error"):
                 errors[ev["id"]] = ev["error"]
     for t in trials:
         st = status.get(t.trial_id)
-        results = None
-        if st != "TERMINATED":
+        # checkpoints num_to_keep deleted are gone
+        t.checkpoints = [(c, m) for c, m in t.checkpoints if os.path.isdir(c.path)]
+        if read_all or st != "TERMINATED" or not t.metric_analysis:
             results = read_results(t.local_path)
+            by_iter = {r.get("training_iteration"): r for r in results}
+            t.checkpoints = [(c, by_iter.get(m["training_iteration"], m)) for c, m in t.checkpoints]
             if results:
+                # what the trial will report again after resuming from its checkpoint counts
+                # once: the analysis covers the results up to the checkpoint
+                upto = t.ckpt_iteration if st not in ("TERMINATED", "ERROR") else float("inf")
+                t.metric_analysis, t.metric_n_steps = {}, {}
+                for r in results:
+                    if r.get("training_iteration", 0) <= upto:
+                        t.update_last_result(r)
                 t.last_result = results[-1]
         if st == "TERMINATED":
             t.status = Trial.TERMINATED
@@ -329,10 +340,6 @@ def _restore_trials(path, restored, search_alg, scheduler):
                 t.run_metadata.error_filename = p if os.path.exists(p) else None
         else:
             t.status = Trial.PENDING if restored["resume_unfinished"] else Trial.TERMINATED
-        for r in (results or []):
-            t.update_last_result(r) if False else None
-        if t.last_result:
-            t.update_last_result(t.last_result)
     # the basic generator continues after the trials the journal already has
     from .search.basic_variant import BasicVariantGenerator
     if isinstance(search_alg, BasicVariantGenerator):

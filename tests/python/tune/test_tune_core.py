@@ -10,8 +10,7 @@ import pytest
 
 import mpiray as ray
 from mpiray import train, tune
-from mpiray.tune.schedulers import (ASHAScheduler, HyperBandScheduler, MedianStoppingRule,
-                                    PopulationBasedTraining, ResourceChangingScheduler)
+from mpiray.tune.schedulers import ASHAScheduler
 from mpiray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Repeater
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -95,59 +94,6 @@ def test_search_space_primitives():
         tune.loguniform(0, 1)
 
 
-def test_asha_stops_bad_trials_early(tmp_path):
-    def train_fn(config):
-        for i in range(1, 21):
-            time.sleep(0.01)
-            tune.report({"score": config["q"] * i})
-
-    sched = ASHAScheduler(max_t=20, grace_period=2, reduction_factor=2)
-    # good trials first: the later, worse ones are compared with them at each rung
-    grid = tune.Tuner(train_fn, param_space={"q": tune.grid_search(list(range(8, 0, -1)))},
-                      tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=sched,
-                                                  max_concurrent_trials=2),
-                      run_config=rc(tmp_path)).fit()
-    iters = {r.config["q"]: r.metrics["training_iteration"] for r in grid}
-    assert iters[8] == 20, iters             # the best runs to max_t
-    assert sum(1 for v in iters.values() if v < 20) >= 3, iters   # bad ones stopped early
-    assert min(iters.values()) <= 4, iters
-    assert grid.num_terminated == 8
-
-
-def test_pbt_copies_a_better_trials_checkpoint(tmp_path):
-    def train_fn(config):
-        value, origin = 0.0, tune.get_context().get_trial_id()
-        ckpt = tune.get_checkpoint()
-        start = 0
-        if ckpt:
-            with open(os.path.join(ckpt.path, "state.json")) as f:
-                st = json.load(f)
-            value, origin, start = st["value"], st["origin"], st["iter"]
-        for i in range(start, 16):
-            value += config["lr"]
-            d = os.path.join(tune.get_context().get_trial_dir(), f"tmp_{i}")
-            os.makedirs(d, exist_ok=True)
-            with open(os.path.join(d, "state.json"), "w") as f:
-                json.dump({"value": value, "origin": origin, "iter": i + 1}, f)
-            time.sleep(0.05)
-            tune.report({"value": value, "origin_is_self": origin == tune.get_context().get_trial_id()},
-                        checkpoint=train.Checkpoint.from_directory(d))
-
-    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=4,
-                                  hyperparam_mutations={"lr": [0.1, 0.5, 1.0, 2.0]}, quantile_fraction=0.25,
-                                  resample_probability=0.0)
-    grid = tune.Tuner(tune.with_resources(train_fn, {"cpu": 0.5}),   # all four at once
-                      param_space={"lr": tune.grid_search([0.1, 0.1, 2.0, 2.0])},
-                      tune_config=tune.TuneConfig(metric="value", mode="max", scheduler=pbt),
-                      run_config=rc(tmp_path)).fit()
-    assert pbt.exploits, "PBT never exploited"
-    exploited, donor, donor_ckpt = pbt.exploits[0]
-    trials = {r.metrics["trial_id"]: r for r in grid}
-    assert trials[exploited].metrics["origin_is_self"] is False   # it continued from the donor's state
-    assert trials[exploited].metrics["value"] > 10                 # far above what lr=0.1 gives alone
-    assert grid.num_terminated == 4
-
-
 @pytest.mark.parametrize("which", ["optuna", "hyperopt"])
 def test_model_based_searchers_suggest(tmp_path, which):
     def objective(config):
@@ -161,8 +107,9 @@ def test_model_based_searchers_suggest(tmp_path, which):
         from mpiray.tune.search.hyperopt import HyperOptSearch
         searcher = HyperOptSearch(n_initial_points=5, random_state_seed=1)
     grid = tune.Tuner(objective, param_space=space,
+                      # one at a time: each suggestion sees every earlier result (deterministic)
                       tune_config=tune.TuneConfig(metric="loss", mode="min", search_alg=searcher, num_samples=24,
-                                                  max_concurrent_trials=2),
+                                                  max_concurrent_trials=1),
                       run_config=rc(tmp_path, name=which)).fit()
     assert len(grid) == 24 and grid.num_terminated == 24
     if which == "optuna":
@@ -252,69 +199,6 @@ def test_class_trainable_checkpoints_and_stop(tmp_path):
             assert int(f.read()) == 5 * r.config["step"]
 
 
-def test_stoppers(tmp_path):
-    from mpiray.tune.stopper import (CombinedStopper, ExperimentPlateauStopper, MaximumIterationStopper,
-                                     TimeoutStopper, TrialPlateauStopper)
-
-    def train_fn(config):
-        for i in range(1000):
-            tune.report({"v": 1.0 if i > 2 else float(i), "i": i})
-            time.sleep(0.002)
-
-    g = tune.Tuner(train_fn, run_config=rc(tmp_path, name="a", stop=MaximumIterationStopper(7))).fit()
-    assert g[0].metrics["training_iteration"] == 7
-    g = tune.Tuner(train_fn, run_config=rc(tmp_path, name="b", stop=TrialPlateauStopper("v", num_results=3,
-                                                                                        grace_period=3))).fit()
-    assert 5 <= g[0].metrics["training_iteration"] <= 8
-    g = tune.Tuner(train_fn, run_config=rc(tmp_path, name="c", stop=lambda tid, r: r["i"] >= 4)).fit()
-    assert g[0].metrics["i"] == 4
-    start = time.time()
-    g = tune.Tuner(train_fn, param_space={"k": tune.grid_search([1, 2])},
-                   run_config=rc(tmp_path, name="d", stop=CombinedStopper(TimeoutStopper(1.0),
-                                                                           ExperimentPlateauStopper("v", top=500)))).fit()
-    assert time.time() - start < 8 and g.num_terminated == 2
-
-
-def test_hyperband_median_and_resource_changing(tmp_path):
-    def train_fn(config):
-        start = 0
-        ckpt = tune.get_checkpoint()
-        if ckpt:
-            start = int(open(os.path.join(ckpt.path, "i")).read())
-        for i in range(start, 9):
-            d = os.path.join(tune.get_context().get_trial_dir(), "tmpck")
-            os.makedirs(d, exist_ok=True)
-            open(os.path.join(d, "i"), "w").write(str(i + 1))
-            time.sleep(0.01)
-            tune.report({"score": config["q"] * (i + 1),
-                         "cpus": tune.get_context().get_trial_resources().required_resources["CPU"]},
-                        checkpoint=train.Checkpoint.from_directory(d))
-
-    hb = HyperBandScheduler(max_t=9, reduction_factor=3)
-    g = tune.Tuner(train_fn, param_space={"q": tune.grid_search(list(range(1, 10)))},
-                   tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=hb),
-                   run_config=rc(tmp_path, name="hb")).fit()
-    iters = {r.config["q"]: r.metrics["training_iteration"] for r in g}
-    assert iters[9] == 9 and min(iters.values()) < 9, iters
-    assert g.num_terminated == 9
-    def slow_fn(config):
-        for i in range(9):
-            time.sleep(0.05)
-            tune.report({"score": config["q"] * (i + 1)})
-
-    msr = MedianStoppingRule(time_attr="training_iteration", grace_period=2, min_samples_required=2)
-    g = tune.Tuner(tune.with_resources(slow_fn, {"cpu": 0.5}), param_space={"q": tune.grid_search([1, 5, 10, 20])},
-                   tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=msr, max_concurrent_trials=4),
-                   run_config=rc(tmp_path, name="msr")).fit()
-    iters = {r.config["q"]: r.metrics["training_iteration"] for r in g}
-    assert iters[20] == 9 and iters[1] < 9, iters
-    rcs = ResourceChangingScheduler()
-    g = tune.Tuner(tune.with_resources(train_fn, {"cpu": 0.5}), param_space={"q": tune.grid_search([1])},
-                   tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=rcs),
-                   run_config=rc(tmp_path, name="rcs")).fit()
-    assert rcs.changes and g[0].metrics["cpus"] == 2.0 and g[0].metrics["training_iteration"] == 9
-
-
 def test_searcher_wrappers_callbacks_and_tune_run(tmp_path):
     events = []
 
@@ -388,3 +272,68 @@ def test_with_parameters_resources_and_reuse(tmp_path):
                    run_config=rc(tmp_path, name="reuse")).fit()
     assert g.num_terminated == 6
     assert {r.metrics["setup_no"] for r in g} == {1}       # one instance served all six trials
+
+
+def _shaped(config):
+    """q=1: 10 then 0s; q=2: always 2; q=3: 0s then 3 (10 results, a checkpoint each)."""
+    q = config["q"]
+    for i in range(1, 11):
+        v = {1: 10.0 if i == 1 else 0.0, 2: 2.0, 3: 3.0 if i == 10 else 0.0}[q]
+        d = os.path.join(tune.get_context().get_trial_dir(), "tmpck")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "it"), "w") as f:
+            f.write(str(i))
+        tune.report({"v": v, "nested": {"w": -v}}, checkpoint=train.Checkpoint.from_directory(d))
+
+
+def test_result_grid_and_experiment_analysis_as_ray(tmp_path):
+    g = tune.Tuner(_shaped, param_space={"q": tune.grid_search([1, 2, 3])},
+                   tune_config=tune.TuneConfig(metric="v", mode="max"),
+                   run_config=rc(tmp_path, name="shape", checkpoint_config=tune.CheckpointConfig(
+                       num_to_keep=2, checkpoint_score_attribute="v"))).fit()
+    q = lambda r: r.config["q"]   # noqa: E731
+    assert q(g.get_best_result()) == 3                       # last: 0, 2, 3
+    assert q(g.get_best_result(scope="avg")) == 2            # 1, 2, 0.3
+    assert q(g.get_best_result(scope="all")) == 1            # best ever: 10, 2, 3
+    assert q(g.get_best_result(scope="last-5-avg")) == 2     # 0, 2, 0.6
+    assert q(g.get_best_result(metric="nested/w", mode="max")) == 1   # nested keys flattened with "/"
+    with pytest.raises(ValueError, match="scope"):
+        g.get_best_result(scope="best")
+    last = g.get_dataframe().sort_values("config/q")
+    assert list(last["training_iteration"]) == [10, 10, 10] and list(last["v"]) == [0.0, 2.0, 3.0]
+    best = g.get_dataframe(filter_metric="v", filter_mode="max").sort_values("config/q")
+    assert list(best["training_iteration"]) == [1, 1, 10] and list(best["v"]) == [10.0, 2.0, 3.0]
+    assert "nested/w" in best.columns and "logdir" in best.columns
+    with pytest.raises(ValueError, match="metric"):
+        g.get_dataframe(filter_mode="max")
+
+    def check(analysis):
+        trials = {t.config["q"]: t for t in analysis.trials}
+        assert analysis.get_best_trial("v", "max", scope="all") is trials[1]
+        assert analysis.get_best_config("v", "min", scope="avg") == {"q": 3}
+        ck = analysis.get_best_checkpoint(trials[1], "v", "max")     # kept: the best and the latest
+        assert open(os.path.join(ck.path, "it")).read() == "1"
+        ck = analysis.get_last_checkpoint(trials[1])
+        assert open(os.path.join(ck.path, "it")).read() == "10"
+        assert len(analysis.trial_dataframes[trials[3].trial_id]) == 10
+        assert set(analysis.results_df.index) == set(t.trial_id for t in analysis.trials)
+        assert set(analysis.get_all_configs(prefix=True)[trials[2].trial_id]) == {"config/q"}
+
+    with pytest.raises(ValueError, match="metric"):
+        tune.ExperimentAnalysis(g.experiment_path).best_config    # as Ray: no defaults from the run
+    analysis = tune.ExperimentAnalysis(g.experiment_path, default_metric="v", default_mode="max")
+    assert analysis.best_config == {"q": 3}
+    check(analysis)
+    check(g._analysis)
+    # every trial kept exactly 2 checkpoint directories
+    assert all(len([d for d in os.listdir(r.path) if d.startswith("checkpoint_")]) == 2 for r in g)
+
+
+def test_default_storage_is_mpiray_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("MPIRAY_RESULTS_DIR", raising=False)
+    g = tune.Tuner(quadratic, param_space={"x": 1, "y": 0},
+                   run_config=tune.RunConfig(name="where", verbose=0)).fit()
+    assert g.experiment_path == os.path.join(str(tmp_path), "mpiray_results", "where")
+    assert os.path.exists(os.path.join(g[0].path, "result.json"))
+    assert not os.path.exists(os.path.join(str(tmp_path), "ray_results"))

@@ -66,12 +66,29 @@ def _wait_for(pred, timeout):
     return False
 
 
-def _terminated(exp):
+def _journal(exp):
     try:
         with open(os.path.join(exp, "experiment_journal.jsonl")) as f:
-            return sum(1 for l in f if '"status":"TERMINATED"' in l)
+            return [json.loads(line) for line in f if line.endswith("\n")]
     except FileNotFoundError:
-        return 0
+        return []
+
+
+def _terminated(exp):
+    return sum(1 for e in _journal(exp) if e.get("status") == "TERMINATED")
+
+
+def _running_with_checkpoint(exp, at_most=5):
+    """A trial has a checkpoint in the journal, at most at iteration ``at_most`` of 8, and
+    has not ended: stopping the driver now interrupts it mid-way (it has at least 0.45 s of
+    work left and must resume from that checkpoint)."""
+    latest, ended = {}, set()
+    for e in _journal(exp):
+        if e.get("ev") == "ckpt":
+            latest[e["id"]] = e["iter"]
+        elif e.get("status") == "TERMINATED":
+            ended.add(e["id"])
+    return any(it <= at_most for tid, it in latest.items() if tid not in ended)
 
 
 @pytest.mark.timeout(180)
@@ -79,8 +96,9 @@ def test_restore_after_driver_kill(spawn_script, run_script, tmp_path):
     storage = str(tmp_path / "results")
     proc, tag, _, _ = spawn_script(SWEEP.replace("sys.argv[1], sys.argv[2]", f"{storage!r}, 'fresh'"))
     exp = os.path.join(storage, "sweep")
-    assert _wait_for(lambda: _terminated(exp) >= 2, 60), proc.communicate(timeout=5)
-    time.sleep(0.4)                                  # two more trials are mid-way
+    # two trials done and another one mid-way (conditions, not a delay: the machine may be slow)
+    assert _wait_for(lambda: _terminated(exp) >= 2 and _running_with_checkpoint(exp), 90), \
+        proc.communicate(timeout=5)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     w = run_script(SWEEP, args=(storage, "restore"), timeout=120)
@@ -97,8 +115,7 @@ def test_walltime_signal_saves_and_restore_finishes(spawn_script, run_script, tm
     storage = str(tmp_path / "results")
     proc, tag, _, _ = spawn_script(SWEEP.replace("sys.argv[1], sys.argv[2]", f"{storage!r}, 'fresh'"))
     exp = os.path.join(storage, "sweep")
-    assert _wait_for(lambda: _terminated(exp) >= 1, 60)
-    time.sleep(0.3)
+    assert _wait_for(lambda: _terminated(exp) >= 1 and _running_with_checkpoint(exp), 90)
     proc.send_signal(signal.SIGUSR1)                 # Slurm's early warning (--signal=USR1@...)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-3000:]

@@ -1,8 +1,6 @@
 """``Trial``: one configuration's run, as the driver sees it."""
 
-import os
-
-from ...train._checkpoint import Checkpoint
+import collections
 
 
 class _RunMetadata:
@@ -76,22 +74,44 @@ class Trial:
         return self.placement_group_factory
 
     def update_last_result(self, result):
+        """Keep the result and Ray's ``metric_analysis`` per numeric key (nested dicts as
+        ``a/b``): max, min, avg, last, last-5-avg, last-10-avg."""
         self.last_result = result
-        for k, v in result.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                m = self.metric_analysis.get(k)
-                if m is None:
-                    self.metric_analysis[k] = {"max": v, "min": v, "avg": v, "last": v}
-                    self.metric_n_steps[k] = 1
-                else:
-                    n = self.metric_n_steps[k] + 1
-                    self.metric_n_steps[k] = n
-                    if v > m["max"]:
-                        m["max"] = v
-                    if v < m["min"]:
-                        m["min"] = v
-                    m["avg"] += (v - m["avg"]) / n
-                    m["last"] = v
+        self._analyse(result, "")
+
+    def _analyse(self, d, prefix):
+        ma, steps = self.metric_analysis, self.metric_n_steps
+        for k, v in d.items():
+            if v.__class__ is float or v.__class__ is int:
+                pass
+            elif isinstance(v, dict):
+                self._analyse(v, f"{prefix}{k}/")
+                continue
+            elif not isinstance(v, (int, float)) or isinstance(v, bool):
+                continue
+            if prefix:
+                k = prefix + k
+            m = ma.get(k)
+            if m is None:
+                ma[k] = {"max": v, "min": v, "avg": v, "last": v, "last-5-avg": v, "last-10-avg": v}
+                steps[k] = [1, collections.deque([v], maxlen=5), collections.deque([v], maxlen=10), v, v]
+                continue
+            st = steps[k]
+            n = st[0] = st[0] + 1
+            if v > m["max"]:
+                m["max"] = v
+            if v < m["min"]:
+                m["min"] = v
+            m["avg"] += (v - m["avg"]) / n
+            m["last"] = v
+            d5, d10 = st[1], st[2]
+            # running sums of the last 5 and 10 values
+            st[3] += v - (d5[0] if len(d5) == 5 else 0)
+            st[4] += v - (d10[0] if len(d10) == 10 else 0)
+            d5.append(v)
+            d10.append(v)
+            m["last-5-avg"] = st[3] / len(d5)
+            m["last-10-avg"] = st[4] / len(d10)
 
     def __str__(self):
         if self.custom_trial_name:

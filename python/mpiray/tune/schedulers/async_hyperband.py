@@ -11,8 +11,9 @@ class _Bracket:
     """Rungs at min_t * rf**k; a trial reaching a rung continues only if its score is in the
     top 1/rf of the scores recorded at that rung so far."""
 
-    def __init__(self, min_t, max_t, reduction_factor, s):
+    def __init__(self, min_t, max_t, reduction_factor, s, stop_last_trials=True):
         self.rf = reduction_factor
+        self.stop_last_trials = stop_last_trials
         max_rungs = int(math.log(max_t / min_t, reduction_factor) - s + 1 + 1e-9)
         self.rungs = [(min_t * reduction_factor ** (k + s), {}) for k in reversed(range(max(max_rungs, 0)))]
 
@@ -24,12 +25,15 @@ class _Bracket:
     def on_result(self, trial_id, cur_iter, cur_rew):
         action = TrialScheduler.CONTINUE
         for milestone, recorded in self.rungs:
+            if cur_iter >= milestone and trial_id in recorded and not self.stop_last_trials:
+                break
             if cur_iter < milestone or trial_id in recorded:
                 continue
             cutoff = self.cutoff(recorded)
-            if cutoff is not None and cur_rew < cutoff:
+            if cutoff is not None and cur_rew is not None and cur_rew < cutoff:
                 action = TrialScheduler.STOP
-            recorded[trial_id] = cur_rew if cur_rew is not None else float("-inf")
+            if cur_rew is not None:
+                recorded[trial_id] = cur_rew
             break
         return action
 
@@ -54,24 +58,28 @@ class AsyncHyperBandScheduler(FIFOScheduler):
             raise ValueError("brackets must be positive!")
         if max_t <= 0:
             raise ValueError("max_t must be positive!")
+        if grace_period > max_t:
+            raise ValueError("grace_period must be <= max_t!")
         self._time_attr = time_attr
         self._metric = metric
         self._mode = mode
         self._max_t = max_t
         self._stop_last_trials = stop_last_trials
-        self._brackets = [_Bracket(grace_period, max_t, reduction_factor, s) for s in range(brackets)]
+        self._brackets = [_Bracket(grace_period, max_t, reduction_factor, s, stop_last_trials)
+                          for s in range(brackets)]
         self._counter = 0
         self._trial_info = {}
         self._num_stopped = 0
 
     def on_trial_add(self, tune_controller, trial):
+        # as Ray: brackets with more rungs are likelier (softmax over the rung counts)
         sizes = [len(b.rungs) for b in self._brackets]
-        # Ray picks brackets with probability proportional to their sizes
-        total = sum(sizes) or 1
-        r = random.random() * total
-        idx = 0
-        for i, s in enumerate(sizes):
-            r -= s
+        top = max(sizes)
+        weights = [math.exp(s - top) for s in sizes]
+        r = random.random() * sum(weights)
+        idx = len(weights) - 1
+        for i, w in enumerate(weights):
+            r -= w
             if r <= 0:
                 idx = i
                 break

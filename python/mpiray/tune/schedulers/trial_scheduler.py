@@ -51,10 +51,12 @@ class TrialScheduler:
         pass
 
     def choose_trial_to_run(self, tune_controller):
-        """The next PENDING or PAUSED-and-resumable trial to start, or None."""
-        for t in tune_controller.get_trials():
-            if t.status == "PENDING":
-                return t
+        """The next trial to start (as Ray's FIFO): the first PENDING one, else the first
+        PAUSED one; None when there is none."""
+        for status in ("PENDING", "PAUSED"):
+            for t in tune_controller.get_trials():
+                if t.status == status and not _has_actor(tune_controller, t):
+                    return t
         return None
 
     def debug_string(self):
@@ -86,6 +88,13 @@ class FIFOScheduler(TrialScheduler):
 
     def __init__(self, **kwargs):
         check_kwargs("FIFOScheduler", kwargs)
+
+
+def _has_actor(tune_controller, trial):
+    """Whether the controller already started an actor for ``trial`` (it is PENDING until
+    the actor runs)."""
+    is_live = getattr(tune_controller, "is_live", None)
+    return bool(is_live and is_live(trial))
 
 
 def _percentile(values, q):

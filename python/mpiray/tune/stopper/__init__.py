@@ -110,9 +110,8 @@ class TrialPlateauStopper(Stopper):
         self._trial_results = collections.defaultdict(lambda: collections.deque(maxlen=self._num_results))
 
     def __call__(self, trial_id, result):
-        if self._metric not in result:
-            return False
-        v = result[self._metric]
+        # as Ray: every result counts toward the grace period, a missing metric included
+        v = result.get(self._metric)
         self._trial_results[trial_id].append(v)
         self._iter[trial_id] += 1
         if self._iter[trial_id] < self._grace_period:
@@ -120,13 +119,16 @@ class TrialPlateauStopper(Stopper):
         vals = self._trial_results[trial_id]
         if len(vals) < self._num_results:
             return False
-        if self._metric_threshold is not None:
+        if self._metric_threshold is not None and v is not None:
             if self._mode == "min" and v > self._metric_threshold:
                 return False
             if self._mode == "max" and v < self._metric_threshold:
                 return False
-        mean = sum(vals) / len(vals)
-        std = math.sqrt(sum((x - mean) ** 2 for x in vals) / len(vals))
+        try:
+            mean = sum(vals) / len(vals)
+            std = math.sqrt(sum((x - mean) ** 2 for x in vals) / len(vals))
+        except TypeError:
+            return False
         return std < self._std
 
     def stop_all(self):
@@ -145,6 +147,8 @@ class ExperimentPlateauStopper(Stopper):
             raise ValueError("Top results to consider must be a positive integer greater than one.")
         if not isinstance(patience, int) or patience < 0:
             raise ValueError("Patience must be a strictly positive integer.")
+        if not isinstance(std, float) or std <= 0:
+            raise ValueError("The standard deviation must be a strictly positive float number.")
         self._metric = metric
         self._mode = mode
         self._std = std
@@ -155,21 +159,27 @@ class ExperimentPlateauStopper(Stopper):
 
     def __call__(self, trial_id, result):
         if self._metric not in result:
-            return False
+            raise KeyError(f"ExperimentPlateauStopper: the metric {self._metric!r} is not in the trial's result. "
+                           f"Reported keys: {sorted(k for k in result if k != 'config')}")
         self._values.append(result[self._metric])
         self._values.sort(reverse=self._mode == "max")
         self._values = self._values[: self._top]
-        if len(self._values) == self._top:
-            mean = sum(self._values) / self._top
-            std = math.sqrt(sum((x - mean) ** 2 for x in self._values) / self._top)
-            if std <= self._std:
-                self._iterations += 1
-            else:
-                self._iterations = 0
+        if self.has_plateaued():
+            self._iterations += 1
+        else:
+            self._iterations = 0
         return self.stop_all()
 
+    def has_plateaued(self):
+        if len(self._values) != self._top:
+            return False
+        mean = sum(self._values) / self._top
+        return math.sqrt(sum((x - mean) ** 2 for x in self._values) / self._top) <= self._std
+
     def stop_all(self):
-        return len(self._values) == self._top and self._iterations > self._patience
+        """True once the top results have plateaued for ``patience`` results (as Ray:
+        patience 0 stops at the first plateaued result)."""
+        return self.has_plateaued() and self._iterations >= self._patience
 
 
 class TimeoutStopper(Stopper):
@@ -184,17 +194,24 @@ class TimeoutStopper(Stopper):
         else:
             raise ValueError(f"`timeout` parameter has to be either a number or a `datetime.timedelta` "
                              f"object. Found: {type(timeout)}")
-        self._start = None
+        self._timeout_seconds = self._budget
+        self._last_check = None
 
     def __call__(self, trial_id, result):
         return False
 
     def stop_all(self):
+        """The budget counts down while the experiment runs (as Ray; a restored experiment
+        goes on with what was left)."""
         now = time.time()
-        if self._start is None:
-            self._start = now
-            return False
-        return now - self._start >= self._budget
+        if self._last_check is not None:
+            self._budget -= now - self._last_check
+        self._last_check = now
+        return self._budget <= 0
+
+    def __setstate__(self, state):
+        state["_last_check"] = None
+        self.__dict__.update(state)
 
 
 def to_stopper(stop):
