@@ -84,7 +84,7 @@ def _load():
 def test_recipe_declares_the_variants_and_dependencies():
     mod, rec = _load()
     assert issubclass(mod.Mpiray, object) and mod.Mpiray.__doc__
-    assert set(rec.variants) == {"python", "kokkos", "hdf5", "cuda", "nccl"}
+    assert set(rec.variants) == {"python", "kokkos", "openmp", "hdf5", "cuda", "nccl"}
     names = {d[0].split("+")[0].split("@")[0] for d in rec.depends}
     for need in ["mpi", "ucx", "boost", "spdlog", "catch2", "py-pybind11", "kokkos", "hdf5",
                  "msgpack-c", "nlohmann-json", "libsodium", "cpp-httplib"]:
@@ -96,6 +96,36 @@ def test_recipe_declares_the_variants_and_dependencies():
     assert rec.extends == ["python"]
     assert ("+nccl", "~cuda") in rec.conflicts  # impossible combinations are refused
     assert "main" in rec.versions
+
+
+def test_recipe_passes_the_kokkos_backend_through():
+    mod, rec = _load()
+    assert ("kokkos+openmp", None, "+kokkos+openmp") in rec.depends
+    assert ("kokkos+cuda+wrapper", None, "+kokkos+cuda") in rec.depends
+    assert ("+openmp", "~kokkos") in rec.conflicts
+
+    class Dep:
+        prefix = "/opt/kokkos"
+
+    class Spec:
+        variants = {"+kokkos", "+openmp"}
+
+        def __contains__(self, v):
+            return v in self.variants
+
+        def __getitem__(self, name):
+            assert name == "kokkos"
+            return Dep()
+
+    pkg = mod.Mpiray.__new__(mod.Mpiray)
+    pkg.run_tests = False
+    pkg.spec = Spec()
+    defined = {}
+    pkg.define = lambda k, v: defined.setdefault(k, v) or f"-D{k}={v}"
+    pkg.define_from_variant = lambda k, v: defined.setdefault(k, f"+{v}" in pkg.spec) or f"-D{k}"
+    pkg.cmake_args()
+    assert defined["MPIRAY_WITH_KOKKOS"] is True
+    assert defined["Kokkos_ROOT"] == "/opt/kokkos"
 
 
 def test_recipe_cmake_arguments_follow_the_variants():
@@ -115,7 +145,8 @@ def test_recipe_cmake_arguments_follow_the_variants():
     pkg.define = lambda k, v: defined.setdefault(k, v) or f"-D{k}={v}"
     pkg.define_from_variant = lambda k, v: defined.setdefault(k, f"+{v}" in pkg.spec) or f"-D{k}"
     args = pkg.cmake_args()
-    assert len(args) == 4
+    assert len(args) == 7
+    assert defined["MPIRAY_WITH_KOKKOS"] is False and defined["MPIRAY_WITH_NCCL"] is False
     assert defined["MPIRAY_PYTHON"] is True
     assert defined["MPIRAY_BUILD_TESTS"] is False
     assert defined["MPIRAY_WERROR"] is False

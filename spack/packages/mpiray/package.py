@@ -16,6 +16,8 @@ class Mpiray(CMakePackage):
 
     variant("python", default=True, description="Build the Python binding and package")
     variant("kokkos", default=False, description="Kokkos kernels (portable CPU/GPU)")
+    variant("openmp", default=False,
+            description="Kokkos' OpenMP backend: the kernels run on the host's threads")
     variant("hdf5", default=False, description="Parallel HDF5 I/O for datasets and checkpoints")
     variant("cuda", default=False, description="CUDA support (GPU objects, kernels)")
     variant("nccl", default=False, description="NCCL collectives between GPU workers")
@@ -43,24 +45,37 @@ class Mpiray(CMakePackage):
         depends_on("py-cloudpickle", type="run")
         depends_on("py-pytest", type="test")
 
+    # The Kokkos backend passes through: +openmp and +cuda select Kokkos' own, and mpiray's
+    # kernels run on whatever Kokkos' default execution space is (CUDA over OpenMP over Serial).
     depends_on("kokkos", when="+kokkos")
-    depends_on("kokkos+cuda", when="+kokkos+cuda")
+    depends_on("kokkos+openmp", when="+kokkos+openmp")
+    depends_on("kokkos+cuda+wrapper", when="+kokkos+cuda")
     depends_on("hdf5+mpi", when="+hdf5")
     depends_on("cuda", when="+cuda")
     depends_on("ucx+cuda", when="+cuda")
     depends_on("nccl", when="+nccl")
 
     conflicts("+nccl", when="~cuda", msg="NCCL collectives need +cuda")
+    conflicts("+openmp", when="~kokkos", msg="+openmp is Kokkos' OpenMP backend: it needs +kokkos")
     conflicts("platform=darwin", msg="mpiray needs Linux (shared memory, UCX, Slurm)")
     conflicts("%gcc@:9", msg="mpiray needs C++20 (GCC 10 or newer)")
 
     def cmake_args(self):
-        return [
+        args = [
             self.define_from_variant("MPIRAY_PYTHON", "python"),
             self.define("MPIRAY_BUILD_TESTS", self.run_tests),
             self.define("MPIRAY_BUILD_EXAMPLES", False),
             self.define("MPIRAY_WERROR", False),
+            # The optional libraries follow the variants, not what the build machine happens
+            # to have installed.
+            self.define_from_variant("MPIRAY_WITH_KOKKOS", "kokkos"),
+            self.define_from_variant("MPIRAY_WITH_HDF5", "hdf5"),
+            self.define_from_variant("MPIRAY_WITH_NCCL", "nccl"),
         ]
+        if "+kokkos" in self.spec:
+            # This Kokkos (and with +cuda its nvcc_wrapper, used for the Kokkos targets only).
+            args.append(self.define("Kokkos_ROOT", self.spec["kokkos"].prefix))
+        return args
 
     @run_after("install")
     @on_package_attributes(run_tests=True)
