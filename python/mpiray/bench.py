@@ -204,9 +204,20 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="0.5 s windows instead of 2 s")
     p.add_argument("--window", type=float, default=None, help="seconds per workload")
     p.add_argument("--backend", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--suite", default="core", choices=["core", "tune"],
-                   help="core: Ray's microbenchmark workloads; tune: mpiray.tune vs Ray Tune")
+    p.add_argument("--suite", default="core", choices=["core", "tune", "data"],
+                   help="core: Ray's microbenchmark workloads; tune: mpiray.tune vs Ray Tune; "
+                        "data: mpiray.data vs Ray Data (and raw h5py)")
     args = p.parse_args(argv)
+    if args.suite == "data":
+        if args.against_ray:
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                print("--against-ray needs Ray: pip install 'ray[data]'", file=sys.stderr)
+                return 2
+        from .bench_data import run_suite as run_data
+        print(json.dumps(run_data(args.against_ray, args.quick), indent=2))
+        return 0
     if args.suite == "tune":
         if args.against_ray:
             try:

@@ -246,10 +246,11 @@ def partial_aggregate(block, keys, aggs):
     for col, fn, _ in specs:
         if col != []:
             cols.add(col)
-    for agg in aggs:
-        if not agg.vectorized and getattr(agg, "on", None) is not None:
-            cols.add(agg.on)
     present = B.column_names(block)
+    for agg in aggs:
+        if not agg.vectorized:
+            on = getattr(agg, "on", None)
+            cols.update([on] if on is not None else present)  # a generic one sees whole rows
     missing = [c for c in cols if c not in present]
     if missing:
         raise ValueError(f"aggregation on column(s) {sorted(missing)} that the dataset does not have "
@@ -315,7 +316,10 @@ def combine_aggregate(partials, keys, aggs):
     parts = [p for p in partials if p.num_rows]
     if not parts:
         return None
-    t = pa.concat_tables(parts, promote_options="default")
+    try:
+        t = pa.concat_tables(parts, promote_options="permissive")  # int64 + double -> double, ...
+    except (TypeError, pa.ArrowInvalid, pa.ArrowTypeError):
+        t = pa.concat_tables(parts, promote_options="default")
     df = t.to_pandas()
     if keys:
         grouped = df.groupby(keys, sort=True, dropna=False)

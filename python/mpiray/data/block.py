@@ -465,7 +465,11 @@ def concat(blocks):
     if all(isinstance(b, pa.Table) for b in blocks):
         try:
             return pa.concat_tables(blocks, promote_options="default")
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
+        try:
+            return pa.concat_tables(blocks, promote_options="permissive")
+        except (TypeError, pa.ArrowInvalid, pa.ArrowTypeError) as e:
             raise ValueError(f"cannot concatenate blocks with different schemas: {e}") from None
     try:
         return pa.concat_tables([to_arrow(b) for b in blocks], promote_options="default")

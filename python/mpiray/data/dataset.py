@@ -728,24 +728,19 @@ def _repr(ds):
         types = [str(t) for t in schema.types] if schema is not None else []
         rows = ds.take(10) if n else []
         return _table_repr(names, types, rows, n)
-    lines = []
-    op = plan
-    indent = ""
     chain = []
-    while op is not None and not isinstance(op, (P.Read, P.InputData)) and len(op.inputs) == 1:
+    op = plan
+    while not isinstance(op, (P.Read, P.InputData)) and len(op.inputs) == 1:
         chain.append(op.name)
         op = op.inputs[0]
-    n = plan.num_rows()
-    schema = plan.schema()
-    for name in chain:
-        lines.append(f"{indent}{name}" if not lines else f"{indent}+- {name}")
-        indent = indent if not lines[:-1] else indent
-    base = op
-    sch = "Unknown schema" if schema is None else "{" + ", ".join(f"{a}: {b}" for a, b in zip(schema.names, schema.types)) + "}"
-    base_desc = f"Dataset(num_rows={n if n is not None else '?'}, schema={sch})"
-    if chain:
-        return "\n".join([chain[0]] + [f"+- {c}" for c in chain[1:]] + [f"+- {base_desc}"])
-    return base_desc if base is plan else base_desc
+    n = op.num_rows() if isinstance(op, (P.Read, P.InputData)) else None
+    schema = op.schema() if isinstance(op, (P.Read, P.InputData)) else None
+    sch = "Unknown schema" if schema is None else \
+        "{" + ", ".join(f"{a}: {b}" for a, b in zip(schema.names, schema.types)) + "}"
+    base = f"Dataset(num_rows={n if n is not None else '?'}, schema={sch})"
+    if not chain:
+        return base
+    return "\n".join([chain[0]] + [f"+- {c}" for c in chain[1:]] + [f"+- {base}"])
 
 
 def _table_repr(names, types, rows, n):

@@ -283,7 +283,9 @@ class _MapOpBase(PhysicalOp):
 
     def running_bytes(self):
         est = self.est_output_bytes()
-        return sum(t.in_bytes + est for t in self.tasks.values())
+        # Outputs of finished tasks that wait for earlier ones (preserve_order) count too.
+        waiting = sum(b.size_bytes for bs in self.finished_out.values() for b in bs)
+        return sum(t.in_bytes + est for t in self.tasks.values()) + waiting
 
     def _tctx(self, seq, read_task, inputs):
         if read_task is not None:
@@ -729,7 +731,12 @@ class StreamingExecutor:
 
     def _dispatch(self):
         launched = False
-        stuck = time.perf_counter() - self.last_progress > 0.5
+        # Stuck: tasks are in flight but none finished for a while and the consumer has
+        # nothing to read (e.g. tasks wait for CPUs that an actor pool holds while its
+        # outputs fill the budget). Then one more launch is allowed; a slow consumer is not
+        # a reason (its unread blocks are what the budget is for).
+        stuck = (time.perf_counter() - self.last_progress > 0.5 and self.out_bytes == 0
+                 and not self.root.outputs)
         for op in reversed(self.ops):
             while op.can_launch():
                 est = op.est_output_bytes()

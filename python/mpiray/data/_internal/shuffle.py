@@ -24,6 +24,16 @@ def _parts(refs, P):
     return [refs] if P == 1 else list(refs)
 
 
+def _num_partitions(bundles):
+    """Output blocks of a sort or shuffle: as many as input blocks (Ray), but no more than
+    needed for two per CPU and blocks of about 32 MiB (every map task makes one piece per
+    output block, so pieces grow quadratically in number)."""
+    from .executor import cluster_cpus
+    total = sum(b.size_bytes for b in bundles)
+    want = max(int(2 * cluster_cpus()), -(-total // (32 << 20)))
+    return max(1, min(len(bundles), want))
+
+
 def _seed(seed, *rest):
     return None if seed is None else [int(seed), *rest]
 
@@ -56,7 +66,7 @@ def random_shuffle(seed, num_blocks):
         inputs[0].clear()
         if not bundles:
             return []
-        P = num_blocks or len(bundles)
+        P = num_blocks or _num_partitions(bundles)
         maps = [_parts(_shuffle_map.options(num_returns=P).remote(b.ref, P, seed, i), P)
                 for i, b in enumerate(bundles)]
         op.stats.extra.append(f"Shuffle Map: {len(maps)} tasks")
@@ -162,7 +172,7 @@ def sort(keys, descending):
             missing = [k for k in keys if k not in names]
             if missing:
                 raise ValueError(f"sort: key column(s) {missing} not found; the dataset has {names}")
-        P = len(bundles)
+        P = _num_partitions(bundles)
         samples = ray.get([_sort_sample.remote(b.ref, keys[0], 100, i) for i, b in enumerate(bundles)])
         bnd = _boundaries(samples, P)
         maps = [_parts(_sort_map.options(num_returns=P).remote(b.ref, keys, descending, bnd, P), P)

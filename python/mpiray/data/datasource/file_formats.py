@@ -70,7 +70,16 @@ class RangeDatasource(Datasource):
 
     def get_read_tasks(self, parallelism, ctx):
         row_bytes = 8 * int(np.prod(self.tensor_shape)) if self.tensor_shape else 8
-        k = target_num_blocks(parallelism, self.n * row_bytes, max(1, self.n), ctx)
+        if parallelism is None or parallelism == -1:
+            # Ids are tiny but what follows a range usually is not (map_batches making rows):
+            # blocks of at most 50k rows, at least two per CPU, at most 200, and not smaller
+            # than the size rules allow for big rows.
+            from .._internal.executor import cluster_cpus
+            by_size = target_num_blocks(None, self.n * row_bytes, max(1, self.n), ctx)
+            k = max(by_size, min(ctx.read_op_min_num_blocks, -(-self.n // 50_000)), int(2 * cluster_cpus()))
+            k = max(1, min(k, self.n))
+        else:
+            k = target_num_blocks(parallelism, self.n * row_bytes, max(1, self.n), ctx)
         tasks = []
         per, extra = divmod(self.n, k)
         start = 0
