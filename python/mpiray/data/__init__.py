@@ -5,27 +5,44 @@ actor pools with back-pressure against a memory budget; Ray Data's API and resul
 native, chunk-aware HDF5 reading and parallel writing. See docs/data.md.
 
 Needs the ``data`` extra (pandas, pyarrow): ``pip install "mpiray[data]"``.
+
+The names below are loaded on first use (PEP 562): importing the package imports no
+submodule, so that worker threads unpickling blocks and datasets at the same time never meet
+a half-initialised package.
 """
 
-from . import aggregate, expressions, hdf5  # noqa: F401
-from ._internal.executor import ActorPoolStrategy, TaskPoolStrategy
-from .block import NumpyBlock, Schema
-from .context import DataContext, ExecutionOptions, ExecutionResources
-from .dataset import Dataset, MaterializedDataset
-from .datasource import Datasource, Partitioning, PartitionStyle, ReadTask
-from .datasource.hdf5 import HDF5DatasetNotFoundError, HDF5Error, HDF5ValueError
-from .grouped_data import GroupedData
-from .iterator import DataIterator
-from .read_api import (from_arrow, from_arrow_refs, from_items, from_numpy, from_numpy_refs, from_pandas,
-                       from_pandas_refs, from_torch, range, range_tensor, read_binary_files, read_csv,
-                       read_datasource, read_hdf5, read_images, read_json, read_numpy, read_parquet, read_text)
+import importlib
 
-__all__ = [
-    "Dataset", "MaterializedDataset", "DataIterator", "DataContext", "ExecutionOptions", "ExecutionResources",
-    "ActorPoolStrategy", "TaskPoolStrategy", "Schema", "NumpyBlock", "GroupedData", "Datasource", "ReadTask",
-    "Partitioning", "PartitionStyle", "aggregate", "expressions", "hdf5", "HDF5Error", "HDF5DatasetNotFoundError",
-    "HDF5ValueError",
-    "range", "range_tensor", "from_items", "from_numpy", "from_numpy_refs", "from_pandas", "from_pandas_refs",
-    "from_arrow", "from_arrow_refs", "from_torch", "read_parquet", "read_csv", "read_json", "read_numpy",
-    "read_text", "read_binary_files", "read_images", "read_hdf5", "read_datasource",
-]
+_NAMES = {
+    "Dataset": ".dataset", "MaterializedDataset": ".dataset", "DataIterator": ".iterator",
+    "DataContext": ".context", "ExecutionOptions": ".context", "ExecutionResources": ".context",
+    "ActorPoolStrategy": "._internal.executor", "TaskPoolStrategy": "._internal.executor",
+    "Schema": ".block", "NumpyBlock": ".block", "GroupedData": ".grouped_data",
+    "Datasource": ".datasource", "ReadTask": ".datasource", "Partitioning": ".datasource",
+    "PartitionStyle": ".datasource",
+    "HDF5Error": ".datasource.hdf5", "HDF5DatasetNotFoundError": ".datasource.hdf5",
+    "HDF5ValueError": ".datasource.hdf5",
+}
+for _n in ("range", "range_tensor", "from_items", "from_numpy", "from_numpy_refs", "from_pandas",
+           "from_pandas_refs", "from_arrow", "from_arrow_refs", "from_torch", "read_parquet", "read_csv",
+           "read_json", "read_numpy", "read_text", "read_binary_files", "read_images", "read_hdf5",
+           "read_datasource"):
+    _NAMES[_n] = ".read_api"
+_MODULES = ("aggregate", "expressions", "hdf5", "block", "context", "dataset", "iterator", "grouped_data",
+            "read_api", "datasource")
+
+__all__ = sorted(_NAMES) + ["aggregate", "expressions", "hdf5"]
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name], __name__), name)
+        globals()[name] = value
+        return value
+    if name in _MODULES:
+        return importlib.import_module("." + name, __name__)
+    raise AttributeError(f"module 'mpiray.data' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -635,8 +635,9 @@ class Dataset:
         """Writes the dataset as one HDF5 file with one dataset per column (``datasets``: a
         list of columns, or a dict column -> dataset name). Each block writes its rows into
         its own file under ``<path>.parts/`` in parallel; ``path`` holds virtual datasets that
-        join them, readable by any HDF5 reader (h5py: one array per column). ``chunks``: a
-        chunk shape (tuple) for every dataset; ``compression="gzip"`` with
+        join them, readable by any HDF5 reader (h5py: one array per column). ``chunks``: rows
+        per chunk (int), a chunk shape (tuple; for columns of another rank its first entry is
+        the rows), or a dict column -> either; ``compression="gzip"`` with
         ``compression_opts`` 0-9 and ``shuffle``. ``mode``: "overwrite" (default), "error",
         "ignore"."""
         from .datasource import hdf5 as H

@@ -18,26 +18,54 @@ from ._internal.transforms import _Batcher
 
 
 class _Prefetcher:
-    """Fetches the blocks of upcoming bundles on a thread while the consumer works."""
+    """Fetches the blocks of upcoming bundles on a thread while the consumer works.
+
+    A fetched block is mapped, so it stays in the object store's memory: at most ``depth``
+    blocks are fetched ahead of the consumer, and a block larger than a quarter of the memory
+    budget is fetched only when the consumer asks for it (in a small store, the consumer's
+    previous block, the one it gets and one fetched ahead might not fit together)."""
 
     def __init__(self, bundles, depth):
         self.bundles = bundles
         self.depth = max(0, int(depth))
-        self.q = queue.Queue(maxsize=max(1, self.depth))
+        self.q = queue.Queue()
+        self.slots = threading.Semaphore(max(1, self.depth))
+        self.cond = threading.Condition()
+        self.asking = False
         self.thread = None
         self.closed = False
+        try:
+            from ._internal.executor import memory_budget
+            from .context import DataContext
+            self.max_ahead = memory_budget(DataContext.get_current()) // 4
+        except Exception:
+            self.max_ahead = 64 << 20
+
+    def _wait(self, bundle):
+        if bundle.size_bytes > self.max_ahead:
+            with self.cond:
+                while not (self.asking and self.q.empty()):
+                    if self.closed:
+                        return False
+                    self.cond.wait(0.2)
+            return True
+        while not self.slots.acquire(timeout=0.2):
+            if self.closed:
+                return False
+        return True
 
     def _fill(self):
         try:
             for bundle in self.bundles:
-                if self.closed:
-                    break
+                if self.closed or not self._wait(bundle):
+                    return
                 block = ray.get(bundle.ref)
-                self.q.put((bundle, block, None))
+                self.q.put((bundle, block, bundle.size_bytes <= self.max_ahead, None))
+                del block
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
-            self.q.put((None, None, e))
+            self.q.put((None, None, False, e))
             return
-        self.q.put((None, None, None))
+        self.q.put((None, None, False, None))
 
     def __iter__(self):
         if self.depth == 0:
@@ -48,14 +76,24 @@ class _Prefetcher:
         self.thread.start()
         try:
             while True:
-                bundle, block, err = self.q.get()
+                with self.cond:
+                    self.asking = True
+                    self.cond.notify_all()
+                bundle, block, small, err = self.q.get()
+                with self.cond:
+                    self.asking = False
                 if err is not None:
                     raise err
                 if bundle is None:
                     return
+                if small:
+                    self.slots.release()
                 yield bundle, block
+                del block
         finally:
             self.closed = True
+            with self.cond:
+                self.cond.notify_all()
             try:
                 while True:
                     self.q.get_nowait()

@@ -104,7 +104,7 @@ def test_iter_torch_batches():
     assert batches[0]["x"].dtype == torch.float32 and batches[0]["y"].dtype == torch.int64
     assert torch.cat([b["x"] for b in batches]).tolist() == [float(i) for i in range(10)]
     batches[0]["x"] += 1  # writable: never a view of read-only store memory
-    out = list(ds.iter_torch_batches(batch_size=5, collate_fn=lambda b: torch.as_tensor(b["y"]).sum()))
+    out = list(ds.iter_torch_batches(batch_size=5, collate_fn=lambda b: torch.tensor(b["y"]).sum()))
     assert [t.item() for t in out] == [2, 3]
 
 

@@ -148,10 +148,19 @@ class _FilesRead:
         self.indices = indices
 
     def __call__(self):
+        first = None
         for i in self.indices:
             path = self.ds.files[i][0]
             for b in self.ds.read_file(path):
-                yield _decorate(b, path, self.ds._parts[i], self.ds.include_paths)
+                b = _decorate(b, path, self.ds._parts[i], self.ds.include_paths)
+                if B.num_rows(b):
+                    s = B.schema_of(b)
+                    if first is None:
+                        first = (s, path)
+                    elif s != first[0]:
+                        raise ValueError(f"{self.ds.name}: files have different schemas.\n{first[1]}:\n{first[0]}\n"
+                                         f"{path}:\n{s}\nRead them separately, or make the files agree.")
+                yield b
 
 
 class CSVDatasource(FileDatasource):

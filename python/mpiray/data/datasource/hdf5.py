@@ -472,8 +472,9 @@ class WriteHDF5:
                 d["strings"] = data
             else:
                 d["data"] = data.reshape(-1).view(np.uint8) if data.size else np.empty(0, np.uint8)
-            if self.chunks is not None:
-                d["chunks"] = list(self.chunks(shape)) if callable(self.chunks) else list(self.chunks)
+            ch = self.chunks.get(col) if isinstance(self.chunks, dict) else self.chunks
+            if ch is not None:
+                d["chunks"] = _chunk_shape(ch, shape)
             if self.deflate is not None:
                 d["deflate"] = int(self.deflate)
             d["shuffle"] = bool(self.shuffle)
@@ -485,6 +486,17 @@ class WriteHDF5:
         rel = os.path.join(os.path.basename(self.parts_dir), fname)
         pa = B._pa()
         yield pa.table({"file": [rel], "rows": [n], "spec": [json.dumps(specs)]})
+
+
+def _chunk_shape(ch, shape):
+    """``chunks`` of write_hdf5 for one column: rows (int), or a shape; a shape of another rank
+    gives its first entry as rows and whole rows otherwise."""
+    if isinstance(ch, (int, np.integer)):
+        return [int(ch)] + list(shape[1:])
+    ch = [int(c) for c in ch]
+    if len(ch) == len(shape):
+        return ch
+    return [ch[0]] + list(shape[1:])
 
 
 def finish_write(path, parts_dir, results):
