@@ -255,11 +255,12 @@ class DataIterator:
 
 def _resolve_device(device, torch):
     if device == "auto":
+        # Inside a Train worker: the device Train gave it (ray.train.torch.get_device()); else CPU.
         try:
-            from mpiray.train import get_context  # the Train worker's device, when inside Train
-            dev = getattr(get_context(), "get_device", None)
-            if dev is not None:
-                return dev()
+            from mpiray.train._session import current_session
+            if current_session() is not None:
+                from mpiray.train.torch import get_device
+                return get_device()
         except Exception:
             pass
         return torch.device("cpu")
