@@ -170,3 +170,31 @@ def test_pipeline_across_virtual_nodes_under_mpirun(run_mpi):
     """, n=3, env={"MPIRAY_RANKS_PER_NODE": "1"}, timeout=150)
     assert w.returncode == 0, w
     assert "MPI OK" in w.stdout
+
+
+def test_example_hdf5_to_training_learns(run_script):
+    import os
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples", "python", "data_hdf5_train.py")
+    w = run_script(f"""
+        import runpy, sys
+        sys.argv = [{os.path.abspath(example)!r}, "work", "--rows", "20000", "--epochs", "3"]
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    """, env={"MPIRAY_DATA_PROGRESS_BARS": "0"}, timeout=240)
+    assert w.returncode == 0, w
+    line = [ln for ln in w.stdout.splitlines() if ln.startswith("final loss")][-1]
+    final, first = float(line.split()[2]), float(line.split()[4].rstrip(")"))
+    assert final < 0.25 * first, line
+    assert "layout virtual" in w.stdout
+
+
+def test_import_mpiray_data_needs_no_pandas_or_pyarrow(run_script):
+    w = run_script("""
+        import sys
+        import mpiray
+        import mpiray.data as rd
+        from mpiray.data import Dataset, read_hdf5, DataContext
+        assert "pandas" not in sys.modules and "pyarrow" not in sys.modules, "imported too early"
+        print("IMPORT OK")
+    """, timeout=60)
+    assert w.returncode == 0, w
+    assert "IMPORT OK" in w.stdout
