@@ -177,9 +177,9 @@ def test_example_hdf5_to_training_learns(run_script):
     example = os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples", "python", "data_hdf5_train.py")
     w = run_script(f"""
         import runpy, sys
-        sys.argv = [{os.path.abspath(example)!r}, "work", "--rows", "20000", "--epochs", "3"]
+        sys.argv = [{os.path.abspath(example)!r}, "work", "--rows", "10000", "--epochs", "3"]
         runpy.run_path(sys.argv[0], run_name="__main__")
-    """, env={"MPIRAY_DATA_PROGRESS_BARS": "0"}, timeout=240)
+    """, env={"MPIRAY_DATA_PROGRESS_BARS": "0"}, timeout=300)
     assert w.returncode == 0, w
     line = [ln for ln in w.stdout.splitlines() if ln.startswith("final loss")][-1]
     final, first = float(line.split()[2]), float(line.split()[4].rstrip(")"))

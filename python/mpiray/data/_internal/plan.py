@@ -234,7 +234,7 @@ def to_physical(root, ctx):
                                     source=[t for _, t in up.source] if up.source is not None else None,
                                     remote_args=args, min_rows_per_bundle=op.min_rows or up.min_rows,
                                     concurrency=op.concurrency or up.concurrency)
-                p.total_rows_hint = op.num_rows()
+                p.total_rows_hint = op.num_rows() if op.num_rows() is not None else up.total_rows_hint
             else:
                 chain = TransformChain([op.transform])
                 if isinstance(op.compute, X.ActorPoolStrategy):
@@ -243,7 +243,8 @@ def to_physical(root, ctx):
                 else:
                     p = X.TaskMapOp(op.name, [up], chain, remote_args=op.remote_args,
                                     min_rows_per_bundle=op.min_rows, concurrency=op.concurrency)
-                p.total_rows_hint = op.num_rows()
+                # Expected rows for progress bars: exact when known, else the input's (as Ray).
+                p.total_rows_hint = op.num_rows() if op.num_rows() is not None else up.total_rows_hint
         elif isinstance(op, Limit):
             p = X.LimitOp(build(op.inputs[0]), op.n)
             p.total_rows_hint = op.num_rows()
