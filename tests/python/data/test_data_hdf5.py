@@ -128,6 +128,8 @@ def test_errors_name_file_and_dataset(tmp_path, capfd):
         f.create_dataset("short", data=np.arange(5))
         f.create_dataset("scalar", data=3.0)
         f.create_dataset("lzf", data=np.arange(100), chunks=(10,), compression="lzf")
+        refs = f.create_dataset("refs", (2,), dtype=h5py.ref_dtype)
+        refs[0] = f["x"].ref
     with pytest.raises(FileNotFoundError, match="nothere.h5"):
         rd.read_hdf5(str(tmp_path / "nothere.h5"))
     with pytest.raises(rd.HDF5DatasetNotFoundError) as e:
@@ -139,6 +141,8 @@ def test_errors_name_file_and_dataset(tmp_path, capfd):
         rd.read_hdf5(str(path), datasets=["scalar"])
     with pytest.raises(rd.HDF5ValueError, match="lzf"):
         rd.read_hdf5(str(path), datasets=["lzf"])
+    with pytest.raises(rd.HDF5ValueError, match="'refs'.*reference type"):  # a dtype numpy cannot hold
+        rd.read_hdf5(str(path), datasets=["refs"])
     (tmp_path / "text.h5").write_text("not hdf5 at all")
     with pytest.raises(rd.HDF5Error, match="text.h5.*is not an HDF5 file"):
         rd.read_hdf5(str(tmp_path / "text.h5"))
