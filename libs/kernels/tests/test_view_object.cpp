@@ -15,7 +15,8 @@ namespace {
 
 // A payload as the store would hold it: page-aligned memory, like a shared-memory object.
 mpiray::Buffer StorePayload(const mpiray::detail::SerializedValue& s) {
-  auto mem = std::shared_ptr<uint8_t[]>(static_cast<uint8_t*>(std::aligned_alloc(4096, s.size() + 4096)),
+  const size_t bytes = (s.size() + 4095) / 4096 * 4096;  // aligned_alloc wants a multiple
+  auto mem = std::shared_ptr<uint8_t[]>(static_cast<uint8_t*>(std::aligned_alloc(4096, bytes)),
                                         [](uint8_t* p) { std::free(p); });
   s.WriteTo(mem.get());
   return mpiray::Buffer(mem.get(), s.size(), std::shared_ptr<const void>(mem, mem.get()));
