@@ -270,9 +270,6 @@ def partial_aggregate(block, keys, aggs):
             out[k] = res.column(i)
         for j, i in enumerate(state_idx):
             out[f"__s{j}"] = res.column(i)
-        key_table = pa.table({k: out[k] for k in keys}) if keys else None
-    else:
-        key_table = None
     generic = [a for a in aggs if not a.vectorized]
     if generic:
         import pickle

@@ -16,7 +16,6 @@ operation needs the other form (a ``pyarrow`` batch of a numpy block, a sort key
 """
 
 import collections
-import math
 
 import numpy as np
 
@@ -598,5 +597,3 @@ def ceil_div(a, b):
 
 
 __all__ = ["NumpyBlock", "Schema", "schema_of", "to_batch", "batch_to_block", "concat"]
-
-_unused = (math,)

@@ -8,7 +8,6 @@ Blocks live in the object store; see ``block.py`` for their formats.
 import itertools
 import math
 import os
-import time
 import uuid
 
 import numpy as np
@@ -21,7 +20,7 @@ from ._internal import shuffle as S
 from ._internal.executor import ActorPoolStrategy, StreamingExecutor, TaskPoolStrategy
 from ._internal.metadata import RefBundle
 from ._internal.transforms import (AddColumn, FilterExpr, FilterRows, FlatMap, MapBatches, MapRows, Project,
-                                   RandomSample, TransformChain)
+                                   RandomSample)
 from .context import DataContext
 from .iterator import StreamSplitDataIterator, _DatasetIterator
 
@@ -768,6 +767,3 @@ def _table_repr(names, types, rows, n):
     out.append("╰" + "┴".join("─" * (w + 2) for w in widths) + "╯")
     out.append(f"(Showing {len(rows)} of {n} rows)")
     return "\n".join(out)
-
-
-_unused = (time, TransformChain)

@@ -5,7 +5,6 @@ A batch is a zero-copy view of a block in the object store when it lies inside o
 (read-only numpy arrays); batches across block boundaries are concatenated copies.
 """
 
-import collections
 import queue
 import threading
 
@@ -343,6 +342,3 @@ class StreamSplitDataIterator(DataIterator):
 
     def __repr__(self):
         return f"StreamSplitDataIterator(split={self._index}, n={self._n})"
-
-
-_unused = (collections,)

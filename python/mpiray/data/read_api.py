@@ -3,7 +3,6 @@
 read lazily by tasks). Paths may be files, directories (walked recursively) or globs."""
 
 import builtins
-import inspect
 
 import numpy as np
 
@@ -12,7 +11,6 @@ import mpiray as ray
 from . import block as B
 from ._internal.metadata import BlockMetadata, RefBundle
 from ._internal.plan import InputData, Read
-from .context import DataContext
 from .datasource import file_formats as FF
 from .datasource.partitioning import Partitioning
 
@@ -283,6 +281,3 @@ def read_datasource(datasource, *, parallelism=-1, override_num_blocks=None, con
     """Reads a custom ``Datasource`` (``get_read_tasks(parallelism, ctx)`` returning
     ``ReadTask`` objects)."""
     return _read(datasource, override_num_blocks, parallelism, concurrency)
-
-
-_unused = (inspect, DataContext)

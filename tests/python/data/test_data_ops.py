@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 import mpiray.data as rd
-from mpiray.data.aggregate import AbsMax, AggregateFn, Count, Max, Mean, Min, Quantile, Std, Sum, Unique
+from mpiray.data.aggregate import AbsMax, AggregateFn, Count, Max, Mean, Quantile, Std, Sum, Unique
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 

@@ -27,7 +27,6 @@ import time
 
 import mpiray as ray
 
-from .. import block as B
 from .metadata import RefBundle
 from .progress import ProgressManager
 from .transforms import TaskContext
@@ -321,8 +320,7 @@ class _MapOpBase(PhysicalOp):
         if metas and metas[0].exec_stats is not None:
             self.stats.task_stats.append(metas[0].exec_stats)
         self.stats.task_rows.append(sum(m.num_rows for m in metas))
-        if self.source is not None or task.worker is not None or True:
-            self.ex.check_read_schema(self, metas)
+        self.ex.check_read_schema(self, metas)
         self.finished_out[task.seq] = bundles
         self._release()
 

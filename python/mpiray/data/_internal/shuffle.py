@@ -8,7 +8,7 @@ import numpy as np
 import mpiray as ray
 
 from .. import block as B
-from .metadata import BlockMetadata, RefBundle
+from .metadata import RefBundle
 from .remote import block_meta
 from .transforms import compact
 
@@ -293,7 +293,6 @@ def _zip_task(left, spec, *rights):
     cols = {}
     lb = B.to_numpy_block(left) if not _all_arrow(left, rights) else None
     if lb is None:
-        pa = B._pa()
         right = B.concat([B.slice_block(rights[i], s, e) for i, s, e in spec]) if spec else None
         out = left
         names = list(left.schema.names)
@@ -355,6 +354,3 @@ def zip_datasets():
             out_pairs = current
         return out_pairs if len(inputs) > 1 else left
     return fn
-
-
-_unused = (BlockMetadata,)

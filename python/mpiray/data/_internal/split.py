@@ -8,7 +8,6 @@ each epoch (the coordinator waits for all of them, then starts a new execution).
 
 import collections
 import threading
-import time
 
 import mpiray as ray
 
@@ -171,6 +170,3 @@ class SplitCoordinator:
                 if self.epoch == epoch:
                     self.exec_done = True
                 self.cond.notify_all()
-
-
-_unused = (time,)

@@ -1,4 +1,6 @@
 """Datasources: where read_* get their blocks (Ray's ``ray.data.datasource``)."""
 
-from .datasource import Datasource, ReadTask  # noqa: F401
-from .partitioning import Partitioning, PartitionStyle  # noqa: F401
+from .datasource import Datasource, ReadTask
+from .partitioning import Partitioning, PartitionStyle
+
+__all__ = ["Datasource", "ReadTask", "Partitioning", "PartitionStyle"]

@@ -1,9 +1,7 @@
 """The built-in datasources: range, Parquet, CSV, JSON, numpy, text, binary files, images.
 Each read task opens its own files on the worker it runs on."""
 
-import io
 import json
-import math
 import os
 
 import numpy as np
@@ -268,10 +266,9 @@ class ImageDatasource(FileDatasource):
     file_extensions = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif"]
 
     def __init__(self, paths, size=None, mode=None, **kw):
-        try:
-            import PIL  # noqa: F401
-        except ImportError:
-            raise ImportError("read_images needs Pillow: pip install pillow") from None
+        import importlib.util
+        if importlib.util.find_spec("PIL") is None:
+            raise ImportError("read_images needs Pillow: pip install pillow")
         super().__init__(paths, **kw)
         self.size = size
         self.mode = mode
@@ -463,6 +460,3 @@ def write_block(block, fmt, path, name, options):
     else:
         raise ValueError(f"unknown format {fmt!r}")
     return full
-
-
-_unused = (io, math)

@@ -16,7 +16,6 @@ import os
 import shutil
 import sys
 import threading
-import uuid
 
 import numpy as np
 
@@ -548,6 +547,3 @@ def prepare_write(path, mode):
     os.makedirs(d, exist_ok=True)
     os.makedirs(parts)
     return parts
-
-
-_unused = (uuid,)
