@@ -140,3 +140,12 @@ def test_bad_arguments_are_clear():
         ds.limit(-1)
     with pytest.raises(TypeError, match="iter_rows"):
         iter(ds)
+
+
+def test_wrong_return_types_are_named():
+    with pytest.raises(ValueError, match=r"returned a value of type <class 'int'>. This isn't allowed"):
+        rd.range(10).map_batches(lambda b: 5).take_all()
+    with pytest.raises(ValueError, match="Standalone Python objects are not allowed"):
+        rd.range(10).map(lambda r: 5).take_all()
+    with pytest.raises(ValueError, match="different lengths"):
+        rd.range(10).map_batches(lambda b: {"a": b["id"], "b": b["id"][:2]}).take_all()
