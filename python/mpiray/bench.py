@@ -205,14 +205,25 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="0.5 s windows instead of 2 s")
     p.add_argument("--window", type=float, default=None, help="seconds per workload")
     p.add_argument("--backend", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--suite", default="core", choices=["core", "tune", "collective", "train"],
-                   help="core: Ray's microbenchmark workloads; a library's suite (tune, collective, train)")
+    p.add_argument("--suite", default="core", choices=["core", "tune", "collective", "train", "data"],
+                   help="core: Ray's microbenchmark workloads; a library's suite (tune, collective, "
+                        "train, data)")
     args, rest = p.parse_known_args(argv)
     if args.suite == "collective":
         from . import bench_collective
         return bench_collective.main((["--quick"] if args.quick else []) + rest)
     if rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.suite == "data":
+        if args.against_ray:
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                print("--against-ray needs Ray: pip install 'ray[data]'", file=sys.stderr)
+                return 2
+        from .bench_data import run_suite as run_data
+        print(json.dumps(run_data(args.against_ray, args.quick), indent=2))
+        return 0
     if args.suite in ("tune", "train"):
         if args.against_ray:
             try:

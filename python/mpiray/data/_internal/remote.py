@@ -1,0 +1,164 @@
+"""The remote functions and actors that run a dataset's work on the cluster.
+
+Everything here runs on workers through mpiray's public API (``remote``, ``get``, ``put``).
+Each task returns two objects: its output (one block, or a list of ObjectRefs of blocks it
+``put`` when it produced several) and their metadata, which the driver reads without
+fetching blocks.
+"""
+
+import collections
+import threading
+import time
+
+import mpiray as ray
+
+from .. import block as B
+from .metadata import BlockMetadata, ExecStats
+from .transforms import pack_outputs
+
+_chain_cache = collections.OrderedDict()
+_chain_lock = threading.Lock()
+_node_id = None
+
+
+def _node():
+    global _node_id
+    if _node_id is None:
+        try:
+            _node_id = str(ray.get_runtime_context().get_node_id())
+        except Exception:
+            import socket
+            _node_id = socket.gethostname()
+    return _node_id
+
+
+def resolve_chain(holder):
+    """The TransformChain whose ObjectRef is ``holder[0]`` (cached per process: the UDFs are
+    unpickled, and callable classes constructed, once)."""
+    ref = holder[0]
+    key = ref.hex()
+    with _chain_lock:
+        chain = _chain_cache.get(key)
+        if chain is not None:
+            _chain_cache.move_to_end(key)
+            return chain
+    chain = ray.get(ref)
+    chain.init()
+    with _chain_lock:
+        _chain_cache[key] = chain
+        while len(_chain_cache) > 32:
+            _chain_cache.popitem(last=False)
+    return chain
+
+
+def _note(e, tctx, chain_name):
+    where = tctx.location or f"block {tctx.task_index}"
+    msg = f"mpiray.data: {chain_name} failed on {where}"
+    try:
+        notes = getattr(e, "__notes__", [])
+        if msg not in notes:
+            e.add_note(msg)
+    except Exception:
+        pass
+
+
+def execute(chain, blocks, tctx, input_files=None, input_schema_of=None):
+    """Run ``chain`` over ``blocks``; returns (output, metadata) as described above."""
+    t0 = time.perf_counter()
+    c0 = time.thread_time()
+    start = time.time()
+    outs = []
+    raw_schema = None
+    try:
+        it = blocks
+        if input_schema_of is not None:
+            it = input_schema_of(blocks)
+        for b in chain.apply(it, tctx):
+            outs.append(b)
+        if input_schema_of is not None:
+            raw_schema = input_schema_of.schema
+    except Exception as e:
+        _note(e, tctx, chain.name if chain.transforms else tctx.op_name)
+        raise
+    udf_s = time.perf_counter() - t0
+    packed = pack_outputs(outs, tctx.target_max_block_size)
+    stats = ExecStats(time.perf_counter() - t0, time.thread_time() - c0, udf_s, _node(), start, time.time())
+    metas = [BlockMetadata(B.num_rows(b), B.size_bytes(b), B.schema_of(b), input_files, stats, tctx.location,
+                           raw_schema) for b in packed]
+    if len(packed) == 1:
+        return packed[0], metas[0]
+    return [ray.put(b) for b in packed], metas
+
+
+class _SchemaTap:
+    """Passes blocks through and remembers the schema of the first (a read's raw schema, to
+    report files whose schemas differ)."""
+
+    def __init__(self):
+        self.schema = None
+
+    def __call__(self, blocks):
+        for b in blocks:
+            if self.schema is None and B.num_rows(b):
+                self.schema = B.schema_of(b)
+            yield b
+
+
+@ray.remote(num_returns=2)
+def map_task(holder, tctx, read_task, *blocks):
+    """A fused map stage over one read task or one bundle of input blocks."""
+    chain = resolve_chain(holder)
+    if read_task is not None:
+        return execute(chain, read_task(), tctx, read_task.input_files, _SchemaTap())
+    return execute(chain, iter(blocks), tctx)
+
+
+@ray.remote
+class MapWorker:
+    """An actor of an actor pool: constructs the chain's callable classes once."""
+
+    def __init__(self, holder):
+        self.holder = holder
+        self.chain = resolve_chain(holder)
+
+    def ready(self):
+        return True
+
+    @ray.method(num_returns=2)
+    def process(self, tctx, read_task, *blocks):
+        if read_task is not None:
+            return execute(self.chain, read_task(), tctx, read_task.input_files, _SchemaTap())
+        return execute(self.chain, iter(blocks), tctx)
+
+
+def block_meta(b, location=""):
+    return BlockMetadata(B.num_rows(b), B.size_bytes(b), B.schema_of(b), None, None, location)
+
+
+@ray.remote(num_returns=2)
+def slice_task(block, start, end):
+    from .transforms import compact
+    b = compact(B.slice_block(block, start, end))
+    return b, block_meta(b)
+
+
+@ray.remote(num_returns=2)
+def concat_slices_task(spec, *blocks):
+    """Rows ``spec = [(i, start, end), ...]`` of ``blocks`` concatenated into one block."""
+    from .transforms import compact
+    parts = [B.slice_block(blocks[i], s, e) for i, s, e in spec]
+    b = compact(B.concat(parts)) if parts else B.empty_block()
+    return b, block_meta(b)
+
+
+@ray.remote
+def to_format_task(block, fmt, column=None):
+    """A block as a numpy array / dict of arrays, pandas or pyarrow (to_*_refs)."""
+    if fmt == "numpy":
+        d = B.to_numpy_dict(block)
+        if column is not None:
+            return d[column]
+        return d
+    if fmt == "pandas":
+        return B.to_pandas(block)
+    return B.to_arrow(block)
