@@ -191,7 +191,7 @@ class AlgorithmConfig:
         self.add_default_connectors_to_learner_pipeline = True
         self.learner_config_dict = {}
         # rl module
-        self._model_config = DefaultModelConfig()
+        self._model_config = {}
         self._rl_module_spec = None
         self.algorithm_config_overrides_per_module = {}
         # evaluation

@@ -164,7 +164,9 @@ class EnvRunnerGroup:
         return results
 
     def _sample_call(self, actor, weights_ref, seq, kwargs):
-        return actor.sample_split.options(num_returns=2).remote(weights_ref, seq, **kwargs)
+        """(metrics_ref, batch_ref) of one sample call."""
+        bref, mref = actor.sample_split.options(num_returns=2).remote(weights_ref, seq, **kwargs)
+        return mref, bref
 
     # ------------------------------------------------------------------ asynchronous sampling
     def sample_async(self, weights_ref, weights_seq_no, timeout_s=None, **kwargs):

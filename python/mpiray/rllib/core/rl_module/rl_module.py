@@ -105,26 +105,41 @@ class RLModule(nn.Module):
         return self
 
     # ---------------------------------------------------------------- state
+    def _tensors(self):
+        """(name, tensor) of every parameter and buffer, as ``state_dict`` names them (cached:
+        walking the module tree costs more than copying a small net's weights)."""
+        cache = self.__dict__.get("_tensor_cache")
+        if cache is None or cache[0] != len(self._modules):
+            items = list(self.state_dict(keep_vars=True).items())
+            cache = (len(self._modules), items)
+            self.__dict__["_tensor_cache"] = cache
+        return cache[1]
+
+    def _invalidate_tensor_cache(self):
+        self.__dict__.pop("_tensor_cache", None)
+
     def get_state(self, components=None, *, not_components=None, inference_only=False, **kwargs):
         """The parameters and buffers as numpy arrays (a copy)."""
-        return {k: v.detach().cpu().numpy().copy() for k, v in self.state_dict().items()}
+        return {k: v.detach().cpu().numpy().copy() for k, v in self._tensors()}
 
     def set_state(self, state):
         """Load ``get_state()``'s dict (numpy arrays or tensors)."""
-        own = self.state_dict()
-        missing = [k for k in own if k not in state]
+        own = self._tensors()
+        missing = [k for k, _ in own if k not in state]
         if missing:
             raise ValueError(f"{type(self).__name__}.set_state: the state lacks {missing[:5]} "
                              f"(it holds {list(state)[:5]}...): it belongs to another module")
         with torch.no_grad():
-            for k, t in own.items():
+            for k, t in own:
                 v = state[k]
-                v = torch.as_tensor(np.asarray(v)) if not isinstance(v, torch.Tensor) else v
                 if tuple(v.shape) != tuple(t.shape):
                     raise ValueError(f"{type(self).__name__}.set_state: {k} has shape {tuple(v.shape)} in the "
                                      f"state but {tuple(t.shape)} in this module (observation or action "
                                      f"spaces, or model_config, differ)")
-                t.copy_(v)
+                if isinstance(v, torch.Tensor):
+                    t.copy_(v)
+                else:
+                    t.copy_(torch.from_numpy(np.array(v, copy=True)))
 
     def get_ctor_args_and_kwargs(self):
         return (), dict(self._ctor_kwargs)

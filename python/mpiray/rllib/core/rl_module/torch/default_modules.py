@@ -152,12 +152,14 @@ class DefaultActorCriticRLModule(RLModule):
 
     # -- APPO's target network (built on demand)
     def make_target_networks(self):
+        self._invalidate_tensor_cache()
         self._target_encoder = copy.deepcopy(self.encoder)
         self._target_pi = copy.deepcopy(self.pi)
         for p in list(self._target_encoder.parameters()) + list(self._target_pi.parameters()):
             p.requires_grad_(False)
         if self.free_log_std:
             self._target_log_std = nn.Parameter(self.log_std.detach().clone(), requires_grad=False)
+        self._invalidate_tensor_cache()
 
     def sync_target_networks(self, tau=1.0):
         with torch.no_grad():
@@ -186,13 +188,13 @@ class DefaultActorCriticRLModule(RLModule):
         return state
 
     def set_state(self, state):
-        own = self.state_dict()
+        own = dict(self._tensors())
         if any(k.startswith("_target") for k in own) and not any(k.startswith("_target") for k in state):
             # an inference-only state: keep the targets as they are
             state = dict(state)
-            for k in own:
+            for k, t in own.items():
                 if k.startswith("_target"):
-                    state[k] = own[k]
+                    state[k] = t.detach()
         super().set_state(state)
 
 
@@ -243,6 +245,7 @@ class DefaultDQNRLModule(RLModule):
         return self._forward(batch)
 
     def make_target_networks(self):
+        self._invalidate_tensor_cache()
         self._target = nn.ModuleDict({"encoder": copy.deepcopy(self.encoder), "af": copy.deepcopy(self.af)})
         if self.dueling:
             self._target["vf"] = copy.deepcopy(self.vf)
@@ -269,12 +272,12 @@ class DefaultDQNRLModule(RLModule):
         return state
 
     def set_state(self, state):
-        own = self.state_dict()
+        own = dict(self._tensors())
         if any(k.startswith("_target") for k in own) and not any(k.startswith("_target") for k in state):
             state = dict(state)
-            for k in own:
+            for k, t in own.items():
                 if k.startswith("_target"):
-                    state[k] = own[k]
+                    state[k] = t.detach()
         elif not any(k.startswith("_target") for k in own) and any(k.startswith("_target") for k in state):
             self.make_target_networks()
         super().set_state(state)
