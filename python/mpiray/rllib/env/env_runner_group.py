@@ -45,6 +45,7 @@ class EnvRunnerGroup:
         self.num_dropped = 0
         self._last_restart = {}
         self._consecutive_failures = 0
+        self._fresh = set()    # indices restarted and not yet heard from
         self.last_error = None
         if self.num_env_runners == 0:
             self.local_env_runner = self.runner_cls(config, 0, 0, evaluation=evaluation)
@@ -104,8 +105,22 @@ class EnvRunnerGroup:
         self.last_error = err
         self._consecutive_failures += 1
         self._inflight.pop(index, None)
-        old = self._actors.pop(index, None)
+        if index in self._fresh and isinstance(err, mpiray.exceptions.GetTimeoutError):
+            self.stop()
+            raise RuntimeError(
+                f"env runner {index} was restarted but its replacement did not answer within "
+                f"sample_timeout_s={cfg.sample_timeout_s}: the cluster has no room for it "
+                f"(num_cpus_per_env_runner={cfg.num_cpus_per_env_runner}, "
+                f"available: {mpiray.available_resources()})") from err
         kind = "its env raised" if _is_env_error(err) else "it failed"
+        if not cfg.restart_failed_env_runners and not cfg.ignore_env_runner_failures:
+            raise err  # the runner stays in the group: stop() ends it
+        old = self._actors.pop(index, None)
+        if old is not None:
+            try:
+                mpiray.kill(old)
+            except Exception:
+                pass
         if cfg.restart_failed_env_runners:
             if self.num_remote_worker_restarts >= cfg.max_num_env_runner_restarts:
                 raise RuntimeError(f"env runner {index}: {kind} and max_num_env_runner_restarts="
@@ -116,11 +131,6 @@ class EnvRunnerGroup:
                                    f"{cfg.num_consecutive_env_runner_failures_tolerance}); last error below") from err
             logger.warning("env runner %d: %s; restarting it (restart_failed_env_runners=True):\n%s", index, kind,
                            err)
-            if old is not None:
-                try:
-                    mpiray.kill(old)
-                except Exception:
-                    pass
             last = self._last_restart.get(index)
             delay = cfg.delay_between_env_runner_restarts_s
             if last is not None and delay and time.monotonic() - last < delay:
@@ -128,18 +138,17 @@ class EnvRunnerGroup:
                 time.sleep(min(delay, 1.0))
             self._last_restart[index] = time.monotonic()
             self._actors[index] = self._make(index, recreated=True)
+            self._fresh.add(index)
             self.num_remote_worker_restarts += 1
             cb = getattr(cfg, "on_env_runners_recreated", None)
             if cb:
                 cb(env_runner_group=self, env_runner_indices=[index], is_evaluation=self.evaluation)
-        elif cfg.ignore_env_runner_failures:
+        else:
             logger.warning("env runner %d: %s; dropping it (ignore_env_runner_failures=True):\n%s", index, kind, err)
             self.num_dropped += 1
             if not self._actors:
                 raise RuntimeError("every env runner failed and ignore_env_runner_failures cannot go on "
                                    "without any") from err
-        else:
-            raise err
 
     # ------------------------------------------------------------------ synchronous sampling
     def sample(self, weights_ref, weights_seq_no, **kwargs):
@@ -160,6 +169,7 @@ class EnvRunnerGroup:
                 self._handle_failure(i, e)
                 continue
             self._consecutive_failures = 0
+            self._fresh.discard(i)
             results.append((bref, metrics))
         return results
 
@@ -195,6 +205,7 @@ class EnvRunnerGroup:
                 self._handle_failure(i, e)
                 continue
             self._consecutive_failures = 0
+            self._fresh.discard(i)
             results.append((bref, metrics))
             if i in self._actors:
                 self._inflight[i] = self._sample_call(self._actors[i], weights_ref, weights_seq_no, kwargs)

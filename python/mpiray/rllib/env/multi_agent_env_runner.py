@@ -86,7 +86,7 @@ class MultiAgentEnvRunner(EnvRunnerBase):
         self.envs = []
         for i in range(self.num_envs):
             try:
-                env = make_single_env(self.env_spec, worker_index, i, num_workers)
+                env = make_single_env(self.env_spec, worker_index, i, num_workers, recreated)
             except (ValueError, TypeError):
                 raise
             except Exception as e:

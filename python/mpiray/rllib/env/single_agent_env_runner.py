@@ -35,7 +35,7 @@ class SingleAgentEnvRunner(EnvRunnerBase):
         kokkos = bool(getattr(config, "kokkos_vector_env", True))
         self.uses_kokkos = uses_kokkos(self.env_spec, self.num_envs, kokkos)
         try:
-            self.env = make_vector_env(self.env_spec, self.num_envs, worker_index, num_workers, kokkos)
+            self.env = make_vector_env(self.env_spec, self.num_envs, worker_index, num_workers, kokkos, recreated)
         except (ValueError, TypeError, gym.error.Error):
             raise
         except Exception as e:
@@ -101,6 +101,9 @@ class SingleAgentEnvRunner(EnvRunnerBase):
     def _reset(self):
         try:
             obs, _ = self.env.reset(seed=self._seed)
+        except ValueError as e:
+            self._raise_shape_error(e, "reset()")
+            raise env_error("reset()", self.env_spec.name, self.worker_index) from e
         except Exception as e:
             raise env_error("reset()", self.env_spec.name, self.worker_index) from e
         self._check_obs(obs, "reset()")
@@ -118,15 +121,21 @@ class SingleAgentEnvRunner(EnvRunnerBase):
                            f"{obs.shape[1:]} from {where}, but its observation_space is "
                            f"{self.observation_space} (the spaces do not match the data)")
 
+    def _raise_shape_error(self, e, where):
+        """Gymnasium's vector env failing to stack an observation: the env's spaces are wrong."""
+        msg = str(e)
+        if "could not broadcast" in msg or "wrong shape" in msg or "shape mismatch" in msg:
+            raise EnvError(f"The environment {self.env_spec.name!r} returned an observation from {where} that "
+                           f"does not fit its observation_space {self.observation_space} (the spaces do not "
+                           f"match the data): {msg}") from e
+
     def _step(self, env_actions):
         try:
             return self.env.step(env_actions)
         except EnvError:
             raise
         except ValueError as e:
-            if "could not broadcast" in str(e) or "shape" in str(e):
-                raise EnvError(f"The environment {self.env_spec.name!r} returned an observation that does "
-                               f"not fit its observation_space {self.observation_space}: {e}") from e
+            self._raise_shape_error(e, "step()")
             raise env_error("step()", self.env_spec.name, self.worker_index) from e
         except Exception as e:
             raise env_error("step()", self.env_spec.name, self.worker_index) from e

@@ -74,10 +74,10 @@ def resolve_env(env, env_config, registry):
     raise ValueError(f"config.environment(env=...) must be a string, an env class or a creator, got {env!r}")
 
 
-def make_single_env(spec, worker_index=0, vector_index=0, num_workers=None):
+def make_single_env(spec, worker_index=0, vector_index=0, num_workers=None, recreated=False):
     """One env instance (gym.Env or MultiAgentEnv)."""
     ctx = EnvContext(spec.env_config, worker_index=worker_index, vector_index=vector_index,
-                     remote=worker_index > 0, num_workers=num_workers)
+                     remote=worker_index > 0, num_workers=num_workers, recreated_worker=recreated)
     if spec.kind == "gym":
         try:
             return gym.make(spec.name, **spec.env_config)
@@ -117,10 +117,10 @@ def uses_kokkos(spec, num_envs, enabled=True):
     return set(spec.env_config) <= allowed
 
 
-def make_vector_env(spec, num_envs, worker_index=0, num_workers=None, kokkos=True):
+def make_vector_env(spec, num_envs, worker_index=0, num_workers=None, kokkos=True, recreated=False):
     """A Gymnasium vector env with NEXT_STEP autoreset for a single-agent spec."""
     if uses_kokkos(spec, num_envs, kokkos):
         from ...kernels import envs as kenvs
         return kenvs.make_vec(spec.name, num_envs=num_envs, **spec.env_config)
-    fns = [(lambda i=i: make_single_env(spec, worker_index, i, num_workers)) for i in range(num_envs)]
+    fns = [(lambda i=i: make_single_env(spec, worker_index, i, num_workers, recreated)) for i in range(num_envs)]
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
