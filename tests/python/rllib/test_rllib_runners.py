@@ -120,13 +120,17 @@ def test_weights_reach_remote_runners_through_one_object(ray_cluster):
         algo.train()
         ref = algo._weights
         assert isinstance(ref, ray.ObjectRef)     # one object for all runners
+        seqs = algo.env_runner_group.foreach_env_runner(lambda r: r.weights_seq_no)
+        assert seqs == [algo._weights_seq_no - 1] * 2   # they sampled with the weights before the update
+        algo.env_runner_group.sample(ref, algo._weights_seq_no)   # the next sample call brings the new ones
         learner_w = algo.get_module().get_state()
+        published = ray.get(ref)["default_policy"]
         runner_ws = algo.env_runner_group.foreach_env_runner(lambda r: r.get_weights()["default_policy"])
         for w in runner_ws:
             for k, v in w.items():
                 np.testing.assert_array_equal(v, learner_w[k])
-        seqs = algo.env_runner_group.foreach_env_runner(lambda r: r.weights_seq_no)
-        assert seqs == [algo._weights_seq_no - 1] * 2   # they sampled with the weights before the update
+                np.testing.assert_array_equal(v, published[k])
+        assert algo.env_runner_group.foreach_env_runner(lambda r: r.weights_seq_no) == [algo._weights_seq_no] * 2
         # the runners live in other processes, spread over the workers
         hosts = algo.env_runner_group.foreach_env_runner(lambda r: r.get_host())
         assert len({h["pid"] for h in hosts}) == 2

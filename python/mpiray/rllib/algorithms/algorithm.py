@@ -200,6 +200,10 @@ class Algorithm(Trainable):
         """One bundle holding the algorithm's process, its env runners and learners (its actors
         then reserve nothing more inside the trial)."""
         from ...tune.resources import PlacementGroupFactory
+        if isinstance(config, dict) and not config:
+            # mpiray.tune asks once, without a trial's config: reserve the algorithm's own CPU;
+            # its actors then run inside the trial without reservations of their own
+            return PlacementGroupFactory([{"CPU": 1.0}])
         if isinstance(config, dict):
             config = cls.get_default_config().update_from_dict(config)
         cpu = float(config.num_cpus_for_main_process)
@@ -292,6 +296,9 @@ class Algorithm(Trainable):
         result = self._compile_results(calls, time.perf_counter() - t0)
         if cfg.evaluation_interval and (self._iteration + 1) % int(cfg.evaluation_interval) == 0:
             result[M.EVALUATION_RESULTS] = self.evaluate()
+        cb = cfg.on_train_result or _callback(cfg, "on_train_result")
+        if cb:
+            cb(algorithm=self, metrics_logger=None, result=result)
         return result
 
     def train(self):
@@ -310,9 +317,6 @@ class Algorithm(Trainable):
             "timestamp": int(now), "date": time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(now)),
             "done": False, "trial_id": self._trial_info.get("trial_id", "default"), "pid": os.getpid(),
             "hostname": socket.gethostname(), "node_ip": _node_ip(), "config": self.config.to_dict()})
-        cb = self.config.on_train_result or _callback(self.config, "on_train_result")
-        if cb:
-            cb(algorithm=self, metrics_logger=None, result=result)
         return result
 
     def _compile_results(self, calls, elapsed):

@@ -371,8 +371,9 @@ class AlgorithmConfig:
             if not p:
                 raise ValueError("multi_agent(policies=...) is empty")
             self.policies = p
-            self._is_multi_agent = True
-        if "policy_mapping_fn" in kwargs and kwargs["policy_mapping_fn"] not in (NotProvided, None):
+            self._is_multi_agent = set(p) != {DEFAULT_MODULE_ID} or self._is_multi_agent
+        fn = kwargs.get("policy_mapping_fn", NotProvided)
+        if fn not in (NotProvided, None) and getattr(fn, "__qualname__", None) != "_default_policy_mapping_fn":
             self._is_multi_agent = True
         return out
 
@@ -550,8 +551,9 @@ class AlgorithmConfig:
             if a == "policies":
                 self.multi_agent(policies=v)
                 continue
-            if a == "policy_mapping_fn" and v is not None and v is not _default_policy_mapping_fn:
-                self._is_multi_agent = True
+            if a == "policy_mapping_fn":
+                self.multi_agent(policy_mapping_fn=v)
+                continue
             if a == "framework_str" and v != "torch":
                 raise ValueError(f"framework {v!r} is not supported (torch only)")
             setattr(self, a, v)
