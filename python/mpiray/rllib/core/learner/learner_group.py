@@ -28,7 +28,12 @@ class _LearnerActor:
         return self.learner.init_collective(backend, group_name, address)
 
     def update(self, batch_parts, timesteps, split=None):
-        """``batch_parts``: runner outputs ({"batches": {mid: batch}}) or ``{mid: batch}`` dicts."""
+        """``batch_parts``: ``{mid: batch}`` dicts or refs to them (read here from this node's
+        store: the rollouts do not pass through the algorithm's process)."""
+        import mpiray
+        refs = [p for p in batch_parts if isinstance(p, mpiray.ObjectRef)]
+        got = dict(zip(map(id, refs), mpiray.get(refs))) if refs else {}
+        batch_parts = [got.get(id(p), p) for p in batch_parts]
         per_module = {}
         for part in batch_parts:
             for mid, b in part.items():
@@ -100,6 +105,9 @@ class LearnerGroup:
             addr = mpiray.get(self._actors[0].collective_address.remote()) if backend == "torch" else None
             mpiray.get([a.init_collective.remote(backend, group, addr) for a in self._actors])
             self.collective_backend = backend
+            # every replica starts from learner 0's weights (then the averaged gradients keep them equal)
+            w = self._actors[0].get_weights.remote(None, False)
+            mpiray.get([a.call.remote("set_weights", w) for a in self._actors[1:]])
         else:
             self.collective_backend = None
 
