@@ -64,9 +64,11 @@ test-unit: build
 test-chaos: build
 	cd $(BUILD) && ctest $(CTEST_ARGS) -L chaos
 
-# The core benchmark (JSON) on 4 ranks as 2 virtual nodes, so cross-node gets cross UCX.
+# The core benchmark (JSON) on 4 ranks as 2 virtual nodes, so cross-node gets cross UCX; then the
+# collective suite (all-reduce on 4 processes beside Open MPI's MPI_Allreduce and torch gloo).
 bench: build
 	MPIRAY_RANKS_PER_NODE=2 scripts/mpirun -n 4 $(BUILD)/apps/mpiray bench core
+	$(PYENV) $(PYTHON) -m mpiray.bench --suite collective
 
 # Ray's microbenchmark workloads on mpiray (add ARGS=--against-ray to compare with Ray).
 bench-python: build

@@ -21,26 +21,11 @@ if(MPIRAY_WITH_KOKKOS)
   message(STATUS "mpiray: Kokkos ${Kokkos_VERSION} (devices: ${Kokkos_DEVICES})")
 endif()
 
-# NCCL (libs/collective, GPU collectives): headers from a system install, $NCCL_HOME, or the
-# nvidia-nccl-cu12 Python wheel; the library itself is loaded at run time.
-find_path(MPIRAY_NCCL_INCLUDE_DIR nccl.h
-  HINTS ENV NCCL_HOME ENV NCCL_ROOT
-  PATH_SUFFIXES include nvidia/nccl/include)
-if(NOT MPIRAY_NCCL_INCLUDE_DIR AND Python_EXECUTABLE)
-  execute_process(
-    COMMAND ${Python_EXECUTABLE} -c
-      "import os, nvidia.nccl as m; print(os.path.join(list(m.__path__)[0], 'include'))"
-    OUTPUT_VARIABLE _mpiray_nccl_wheel OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
-  if(_mpiray_nccl_wheel AND EXISTS "${_mpiray_nccl_wheel}/nccl.h")
-    set(MPIRAY_NCCL_INCLUDE_DIR "${_mpiray_nccl_wheel}" CACHE PATH "where nccl.h is" FORCE)
-  endif()
-endif()
-if(MPIRAY_NCCL_INCLUDE_DIR)
-  set(_mpiray_nccl_found ON)
-else()
-  set(_mpiray_nccl_found OFF)
-endif()
-option(MPIRAY_WITH_NCCL "Build the NCCL backend of libs/collective" ${_mpiray_nccl_found})
+# NCCL (libs/collective, GPU collectives): the backend declares the few NCCL and CUDA runtime
+# entry points it calls and loads libnccl.so.2 and libcudart.so at run time (dlopen: the
+# nvidia-nccl-cu12/-cu13 and CUDA runtime wheels that torch brings, or a system install), so
+# building it needs neither a header nor the CUDA toolkit: ON by default everywhere.
+option(MPIRAY_WITH_NCCL "Build the NCCL backend of libs/collective (loaded at run time)" ON)
 
 # HDF5 (libs/hdf5): the OpenMPI build where there is one.
 set(HDF5_PREFER_PARALLEL ON)

@@ -588,13 +588,15 @@ void InitWithBootstrap(const InitOptions& options, Bootstrap& b) {
     ThrowIfError(rt.status());
   }
   Runtime* r = rt->get();
+  // Kept MPI is finalized at the end by every rank (a worker that exits without it makes
+  // mpirun report an abnormal termination).
+  r->set_finalizer([&b] { b.AtShutdown(); });
   InstallRuntime(std::move(rt).value(), options.handle_sigint);
   if (rank != 0) {
     lk.unlock();
     r->ServeAsWorker();
   }
   r->set_reaper_fd(reaper);
-  r->set_finalizer([&b] { b.AtShutdown(); });
   if (std::string warning = b.LaunchWarning(); !warning.empty()) MPIRAY_LOG(warn, "{}", warning);
   ThrowIfError(r->StartListener(env, cfg.ranks_per_node, result.peers));
   AfterInit(options);

@@ -420,6 +420,7 @@ void Runtime::WorkerExit(int code) {
   logging::StopForwarding();
   fabric_->Stop();
   CleanupWorkerFiles();
+  if (finalizer_) finalizer_();  // MPI_Finalize when MPI was kept (the head does the same)
   fflush(nullptr);
   _exit(code);
 }

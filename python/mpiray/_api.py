@@ -32,7 +32,7 @@ _INIT_ARGS = {
     "logging_level", "log_to_driver", "ignore_reinit_error", "num_workers", "ranks_per_node",
     "runtime_env", "include_dashboard", "dashboard_host", "dashboard_port", "configure_logging",
     "logging_format", "local_mode", "job_config", "_temp_dir", "_system_config",
-    "session_root", "keep_session", "autoscale",
+    "session_root", "keep_session", "autoscale", "keep_mpi",
 }
 
 _LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",
@@ -70,7 +70,7 @@ def init(address=None, **kwargs):
         if level is not None:
             opts["log_level"] = _LEVELS.get(level, level) if isinstance(level, int) else str(level).lower()
         for k in ("num_cpus", "num_gpus", "resources", "object_store_memory", "ranks_per_node",
-                  "log_to_driver", "session_root", "keep_session", "num_workers"):
+                  "log_to_driver", "session_root", "keep_session", "num_workers", "keep_mpi"):
             if kwargs.get(k) is not None:
                 opts[k] = kwargs[k]
         if kwargs.get("namespace") is not None:

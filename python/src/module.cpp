@@ -754,6 +754,7 @@ PYBIND11_MODULE(_core, m) {
       else if (k == "log_level") opts.log_level = v.cast<std::string>();
       else if (k == "session_root") opts.session_root = v.cast<std::string>();
       else if (k == "keep_session") opts.keep_session = v.cast<bool>();
+      else if (k == "keep_mpi") opts.keep_mpi = v.cast<bool>();
       else if (k == "worker_command") opts.worker_command = v.cast<std::vector<std::string>>();
       else if (k == "log_to_driver") opts.log_to_driver = v.cast<bool>();
       else if (k == "namespace") opts.ns = v.cast<std::string>();
