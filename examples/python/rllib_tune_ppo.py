@@ -36,12 +36,16 @@ if __name__ == "__main__":
     best = grid.get_best_result()
     print(f"grid: best lr {best.config['lr']} return {best.metrics['env_runners']['episode_return_mean']:.1f}")
 
+    def flat_metric(algorithm, result, **kwargs):
+        # mpiray.tune's schedulers read top-level result keys (Ray's flatten the result first)
+        result["episode_return_mean"] = result["env_runners"]["episode_return_mean"]
+
     pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=2,
                                   hyperparam_mutations={"lr": [1e-4, 3e-4, 1e-3, 3e-3]}, quantile_fraction=0.5)
-    space = config.to_dict()
+    space = config.callbacks(on_train_result=flat_metric).to_dict()
     space["lr"] = tune.grid_search([1e-5, 1e-3])
     grid = tune.Tuner("PPO", param_space=space,
-                      tune_config=tune.TuneConfig(metric=metric, mode="max", scheduler=pbt),
+                      tune_config=tune.TuneConfig(metric="episode_return_mean", mode="max", scheduler=pbt),
                       run_config=tune.RunConfig(storage_path=args.storage, name="pbt",
                                                 stop={"training_iteration": args.iters},
                                                 checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1))).fit()

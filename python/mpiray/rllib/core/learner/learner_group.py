@@ -93,7 +93,7 @@ class LearnerGroup:
             return
         opts = {"num_cpus": 0 if config._in_tune_trial else
                 (1 if config.num_cpus_per_learner == "auto" else config.num_cpus_per_learner),
-                "num_gpus": config.num_gpus_per_learner or 0, "max_concurrency": 2}
+                "num_gpus": config.num_gpus_per_learner or 0}  # one call at a time: updates queue
         cls = mpiray.remote(**opts)(_LearnerActor)
         self._actors = [cls.remote(learner_cls, config, module_specs, r, n) for r in range(n)]
         mpiray.get([a.ping.remote() for a in self._actors])
