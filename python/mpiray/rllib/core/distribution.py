@@ -13,12 +13,17 @@ _LOG_2PI = math.log(2.0 * math.pi)
 class TorchCategorical:
     """A categorical distribution over ``logits`` [..., n]."""
 
-    def __init__(self, logits):
-        self.logits = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+    def __init__(self, logits, normalized=False):
+        self.logits = logits if normalized else logits - torch.logsumexp(logits, dim=-1, keepdim=True)
 
     @classmethod
     def from_logits(cls, logits):
         return cls(logits)
+
+    @classmethod
+    def from_normalized_logits(cls, logp):
+        """From log-probabilities (already normalised: saves a logsumexp per use)."""
+        return cls(logp, normalized=True)
 
     @staticmethod
     def required_input_dim(space, **kwargs):

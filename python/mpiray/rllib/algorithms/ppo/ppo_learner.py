@@ -7,6 +7,7 @@ import torch
 from ....kernels import discounted_returns, gae
 from ...core import ALL_MODULES
 from ...core.columns import Columns
+from ...core.distribution import TorchCategorical
 from ...core.learner.learner import Learner, as_tensor, explained_variance, piecewise
 from ...utils import metrics as M
 
@@ -72,14 +73,29 @@ class PPOTorchLearner(Learner):
             Columns.OBS: as_tensor(obs, dev),
             Columns.ACTIONS: as_tensor(actions, dev),
             Columns.ACTION_LOGP: as_tensor(batch["logp"].reshape(-1)[m], dev),
-            Columns.ACTION_DIST_INPUTS: as_tensor(batch["dist_inputs"].reshape((T * N, -1))[m], dev),
+            Columns.ACTION_DIST_INPUTS: self._prev_dist_inputs(module, as_tensor(batch["dist_inputs"].reshape(
+                (T * N, -1))[m], dev)),
             Columns.ADVANTAGES: as_tensor(adv, dev),
             Columns.VALUE_TARGETS: as_tensor(vt.reshape(-1)[m].astype(np.float32), dev),
         }
         return data, int(m.sum()), T * N
 
-    def compute_loss_for_module(self, mid, cfg, mb):
-        """RLlib's PPO loss; returns (total_loss, stats as one detached tensor, entropy coeff)."""
+    @staticmethod
+    def _prev_dist_inputs(module, x):
+        """The sampling policy's distribution inputs; categorical logits normalised once here
+        instead of in every minibatch."""
+        if module.get_train_action_dist_cls() is TorchCategorical:
+            return x - torch.logsumexp(x, dim=-1, keepdim=True)
+        return x
+
+    def _prev_dist(self, dist_cls, x):
+        if dist_cls is TorchCategorical:
+            return TorchCategorical.from_normalized_logits(x)
+        return dist_cls.from_logits(x)
+
+    def compute_loss_for_module(self, mid, cfg, mb, want_stats=True):
+        """RLlib's PPO loss; returns (total_loss, stats as one detached tensor or None, entropy
+        coeff). The stats' extra terms are computed only when ``want_stats``."""
         module = self.module[mid]
         fwd = module.forward_train({Columns.OBS: mb[Columns.OBS]})
         dist_cls = module.get_train_action_dist_cls()
@@ -88,13 +104,12 @@ class PPOTorchLearner(Learner):
         ratio = torch.exp(logp - mb[Columns.ACTION_LOGP])
         adv = mb[Columns.ADVANTAGES]
         if cfg.use_kl_loss:
-            prev = dist_cls.from_logits(mb[Columns.ACTION_DIST_INPUTS])
-            kl = prev.kl(curr).mean()
+            kl = self._prev_dist(dist_cls, mb[Columns.ACTION_DIST_INPUTS]).kl(curr).mean()
         else:
             kl = torch.zeros((), device=adv.device)
-        entropy = curr.entropy()
-        surr = torch.min(adv * ratio, adv * torch.clamp(ratio, 1 - cfg.clip_param, 1 + cfg.clip_param))
         ent_coeff = piecewise(cfg.entropy_coeff, self._timestep)
+        entropy = curr.entropy() if (ent_coeff or want_stats) else None
+        surr = torch.min(adv * ratio, adv * torch.clamp(ratio, 1 - cfg.clip_param, 1 + cfg.clip_param))
         if cfg.use_critic:
             values = module.compute_values({Columns.OBS: mb[Columns.OBS]}, embeddings=fwd.get(Columns.EMBEDDINGS))
             vf_unclipped = (values - mb[Columns.VALUE_TARGETS]) ** 2
@@ -108,8 +123,10 @@ class PPOTorchLearner(Learner):
         total = total.mean()
         if cfg.use_kl_loss:
             total = total + self.curr_kl_coeffs[mid] * kl
-        with torch.no_grad():
-            stats = torch.stack([total, -surr.mean(), vf.mean(), vf_unclipped.mean(), entropy.mean(), kl])
+        stats = None
+        if want_stats:
+            with torch.no_grad():
+                stats = torch.stack([total, -surr.mean(), vf.mean(), vf_unclipped.mean(), entropy.mean(), kl])
         return total, stats, ent_coeff
 
     _STATS = (M.TOTAL_LOSS_KEY, M.POLICY_LOSS_KEY, M.VF_LOSS_KEY, M.LEARNER_RESULTS_VF_LOSS_UNCLIPPED_KEY,
@@ -140,17 +157,22 @@ class PPOTorchLearner(Learner):
                 perm = self._rng.permutation(n)
                 if need > n:  # cycle, as RLlib's minibatch iterator does
                     perm = np.resize(perm, need)
-                idx = torch.from_numpy(perm[:need])
+                idx = torch.from_numpy(perm[:need]).to(self.device)
                 epoch = {k: v.index_select(0, idx) for k, v in data.items()}
                 for i in range(num_mb):
                     sl = slice(i * mb, (i + 1) * mb)
-                    loss, stats, ent = self.compute_loss_for_module(mid, cfg, {k: v[sl] for k, v in epoch.items()})
-                    g = self.apply_loss(mid, loss, lambda: dict(zip(self._STATS, stats.tolist())))
+                    # the loss terms are reported from each epoch's last minibatch (RLlib reports
+                    # the last values); computing them every step costs more than the step
+                    last = i == num_mb - 1
+                    loss, stats, ent = self.compute_loss_for_module(mid, cfg, {k: v[sl] for k, v in epoch.items()},
+                                                                    want_stats=last)
+                    g = self.apply_loss(mid, loss, lambda: {"total_loss": float(loss.detach())})
                     if g is not None:
                         gnorms.append(g)
-                    acc = stats if acc is None else acc + stats
+                    if last:
+                        acc = stats if acc is None else acc + stats
                     count += 1
-            res = dict(zip(self._STATS, (acc / count).tolist()))
+            res = dict(zip(self._STATS, (acc / cfg.num_epochs).tolist()))
             with torch.no_grad():
                 module = self.module[mid]
                 if cfg.use_critic:
