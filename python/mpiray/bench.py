@@ -205,15 +205,27 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="0.5 s windows instead of 2 s")
     p.add_argument("--window", type=float, default=None, help="seconds per workload")
     p.add_argument("--backend", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--suite", default="core", choices=["core", "tune", "collective", "train", "data"],
+    p.add_argument("--suite", default="core", choices=["core", "tune", "collective", "train", "data", "rllib"],
                    help="core: Ray's microbenchmark workloads; a library's suite (tune, collective, "
-                        "train, data)")
+                        "train, data, rllib) beside Ray's library with --against-ray")
+    p.add_argument("--num-envs", type=int, default=8, help="rllib: envs per env runner")
+    p.add_argument("--time-cap", type=float, default=None, help="rllib: seconds per time-to-475 run")
     args, rest = p.parse_known_args(argv)
     if args.suite == "collective":
         from . import bench_collective
         return bench_collective.main((["--quick"] if args.quick else []) + rest)
     if rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.suite == "rllib":
+        if args.against_ray:
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                print("--against-ray needs Ray: pip install 'ray[rllib]'", file=sys.stderr)
+                return 2
+        from .bench_rllib import run_suite as run_rllib
+        print(json.dumps(run_rllib(args.against_ray, args.quick, args.num_envs, args.time_cap), indent=2))
+        return 0
     if args.suite == "data":
         if args.against_ray:
             try:

@@ -165,6 +165,12 @@ _env_registry = {}
 
 def get_trainable_cls(name):
     if name not in _registry:
+        # RLlib's algorithms ("PPO", "DQN", ...) register themselves when mpiray.rllib is imported
+        try:
+            import mpiray.rllib  # noqa: F401
+        except ImportError:
+            pass
+    if name not in _registry:
         raise ValueError(f"Unknown trainable {name!r}: register it with tune.register_trainable "
                          f"(registered: {sorted(_registry)})")
     return _registry[name]

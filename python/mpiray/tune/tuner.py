@@ -34,6 +34,8 @@ class Tuner:
             raise ValueError(f"tune_config must be a tune.TuneConfig, got {type(tune_config).__name__}")
         if run_config is not None and not isinstance(run_config, RunConfig):
             raise ValueError(f"run_config must be a tune.RunConfig, got {type(run_config).__name__}")
+        if param_space is not None and not isinstance(param_space, dict) and callable(getattr(param_space, "to_dict", None)):
+            param_space = param_space.to_dict()  # an RLlib AlgorithmConfig, as Ray accepts it
         if param_space is not None and not isinstance(param_space, dict):
             raise ValueError(f"param_space must be a dict, got {type(param_space).__name__}")
         self._trainable = _resolve_trainable(trainable)

@@ -1,0 +1,5 @@
+"""DQN (``ray.rllib.algorithms.dqn``)."""
+
+from .dqn import DQN, DQNConfig
+
+__all__ = ["DQN", "DQNConfig"]

@@ -1,0 +1,5 @@
+"""PPO (``ray.rllib.algorithms.ppo``)."""
+
+from .ppo import PPO, PPOConfig
+
+__all__ = ["PPO", "PPOConfig"]

@@ -1,0 +1,17 @@
+"""Names shared by RLlib's core pieces (``ray.rllib.core``)."""
+
+DEFAULT_AGENT_ID = "default_agent"
+DEFAULT_POLICY_ID = "default_policy"
+DEFAULT_MODULE_ID = DEFAULT_POLICY_ID
+ALL_MODULES = "__all_modules__"
+
+COMPONENT_ENV_RUNNER = "env_runner"
+COMPONENT_EVAL_ENV_RUNNER = "eval_env_runner"
+COMPONENT_LEARNER_GROUP = "learner_group"
+COMPONENT_LEARNER = "learner"
+COMPONENT_RL_MODULE = "rl_module"
+COMPONENT_OPTIMIZER = "optimizer"
+
+__all__ = ["DEFAULT_AGENT_ID", "DEFAULT_POLICY_ID", "DEFAULT_MODULE_ID", "ALL_MODULES",
+           "COMPONENT_ENV_RUNNER", "COMPONENT_EVAL_ENV_RUNNER", "COMPONENT_LEARNER_GROUP",
+           "COMPONENT_LEARNER", "COMPONENT_RL_MODULE", "COMPONENT_OPTIMIZER"]

@@ -1,0 +1,23 @@
+"""Column names of RLlib's batches (``ray.rllib.core.columns.Columns``)."""
+
+
+class Columns:
+    OBS = "obs"
+    NEXT_OBS = "new_obs"
+    ACTIONS = "actions"
+    REWARDS = "rewards"
+    TERMINATEDS = "terminateds"
+    TRUNCATEDS = "truncateds"
+    INFOS = "infos"
+    ACTION_DIST_INPUTS = "action_dist_inputs"
+    ACTION_PROB = "action_prob"
+    ACTION_LOGP = "action_logp"
+    VF_PREDS = "vf_preds"
+    VALUES_BOOTSTRAPPED = "values_bootstrapped"
+    ADVANTAGES = "advantages"
+    VALUE_TARGETS = "value_targets"
+    EMBEDDINGS = "embeddings"
+    LOSS_MASK = "loss_mask"
+    STATE_IN = "state_in"
+    STATE_OUT = "state_out"
+    T = "t"

@@ -1,0 +1,5 @@
+"""``ray.rllib.core.rl_module.multi_rl_module``."""
+
+from .rl_module import MultiRLModule, MultiRLModuleSpec
+
+__all__ = ["MultiRLModule", "MultiRLModuleSpec"]

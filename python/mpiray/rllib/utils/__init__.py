@@ -1,0 +1,1 @@
+"""RLlib's utility names (``ray.rllib.utils``)."""
