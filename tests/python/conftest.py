@@ -344,3 +344,20 @@ def wait_for(predicate, timeout=10.0, interval=0.02):
             return True
         time.sleep(interval)
     return predicate()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_data_context(request):
+    """The mpiray.data tests (tests/python/data): progress bars off unless a test turns them
+    on, and each test's DataContext changes undone. (Here rather than in a conftest.py of that
+    folder: a second module named ``conftest`` would shadow this one's helpers, which the
+    tests import with ``from conftest import ...``.)"""
+    if request.path.parent.name != "data":
+        yield None
+        return
+    import mpiray.data as rd
+    ctx = rd.DataContext.get_current()
+    saved = ctx.copy()
+    ctx.enable_progress_bars = False
+    yield ctx
+    rd.DataContext._set_current(saved)
