@@ -284,9 +284,17 @@ Result<std::vector<Buffer>> ClientImpl::GetAll(const std::vector<ObjectId>& ids,
     if (id.nil()) return InvalidArgument("Get on an empty (default-constructed) ObjectRef");
   }
   std::vector<bool> ready;
-  MPIRAY_ASSIGN_OR_RETURN(auto locs, d_.head->Locate(ids, ids.size(), timeout_ms, &ready));
+  MPIRAY_ASSIGN_OR_RETURN(auto locs, d_.head->Locate(ids, ids.size(), timeout_ms, &ready,
+                                                     /*stop_on_error=*/true));
   size_t missing = 0;
   for (bool r : ready) missing += r ? 0 : 1;
+  for (size_t i = 0; i < locs.size() && missing; ++i) {
+    if (ready[i] && locs[i].where == static_cast<uint8_t>(Where::kError)) {
+      // One failed while others are pending: Get raises its error now (as Ray). Every slot
+      // carries it, so that whoever reads the values in order meets it first.
+      return std::vector<Buffer>(ids.size(), locs[i].data);
+    }
+  }
   if (missing) {
     return Status(StatusCode::kTimeout, "Get timed out after " + std::to_string(timeout_ms) + " ms: " +
                                             std::to_string(missing) + " of " + std::to_string(ids.size()) +

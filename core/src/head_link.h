@@ -32,10 +32,12 @@ class HeadLink {
   virtual Status Cancel(const ObjectId& id, bool force, bool recursive) = 0;
   virtual Status KillActor(const ActorId& actor, bool no_restart) = 0;
   /// @brief Wait until `num_ready` of `ids` are ready (or the timeout, < 0: none); the
-  /// locations of the ready ones (`ready[i]`).
+  /// locations of the ready ones (`ready[i]`). `stop_on_error`: also stop as soon as a
+  /// ready one is an error (Get raises it without waiting for the rest, as Ray).
   virtual Result<std::vector<proto::ObjectLoc>> Locate(const std::vector<ObjectId>& ids,
                                                        size_t num_ready, int64_t timeout_ms,
-                                                       std::vector<bool>* ready) = 0;
+                                                       std::vector<bool>* ready,
+                                                       bool stop_on_error = false) = 0;
   virtual Status CreatePlacementGroup(proto::PlacementGroupSpec&& spec) = 0;
   virtual Status RemovePlacementGroup(TaskId id) = 0;
   /// @brief This process waits for a streaming task's item `id` (see HeadService::StreamWant).
@@ -74,8 +76,9 @@ class LocalHeadLink final : public HeadLink {
     return head_.KillActor(actor, no_restart);
   }
   Result<std::vector<proto::ObjectLoc>> Locate(const std::vector<ObjectId>& ids, size_t num_ready,
-                                               int64_t timeout_ms, std::vector<bool>* ready) override {
-    return head_.WaitLocal(ids, num_ready, timeout_ms, ready, node_);
+                                               int64_t timeout_ms, std::vector<bool>* ready,
+                                               bool stop_on_error = false) override {
+    return head_.WaitLocal(ids, num_ready, timeout_ms, ready, node_, stop_on_error);
   }
   Status CreatePlacementGroup(proto::PlacementGroupSpec&& spec) override {
     return head_.CreatePlacementGroup(std::move(spec), self_);

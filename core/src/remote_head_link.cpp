@@ -166,8 +166,10 @@ bool RemoteHeadLink::WholeCall(const Route& r, const proto::TaskSpec& spec) {
 
 Result<std::vector<proto::ObjectLoc>> RemoteHeadLink::Locate(const std::vector<ObjectId>& ids,
                                                              size_t num_ready, int64_t timeout_ms,
-                                                             std::vector<bool>* ready) {
+                                                             std::vector<bool>* ready,
+                                                             bool stop_on_error) {
   PendingGet pg;
+  pg.stop_on_error = stop_on_error;
   pg.locs.resize(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) pg.positions.emplace(ids[i], i);
   uint64_t req = 0;
@@ -193,7 +195,7 @@ Result<std::vector<proto::ObjectLoc>> RemoteHeadLink::Locate(const std::vector<O
 Status RemoteHeadLink::AwaitGet(PendingGet& pg, uint64_t req, size_t num_ready, int64_t timeout_ms) {
   std::unique_lock<std::mutex> lk(get_mu_);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max<int64_t>(0, timeout_ms));
-  auto done = [&] { return pg.ready >= num_ready || closed_; };
+  auto done = [&] { return pg.ready >= num_ready || pg.error || closed_; };
   // Short waits are common (the object is already there); only tell the head we block when
   // the wait is real, so that it can lend our CPU to another task.
   bool told = false;
@@ -228,6 +230,7 @@ void RemoteHeadLink::OnObjectsReady(proto::ObjectsReady&& r) {
     auto range = pg.positions.equal_range(loc.id);
     for (auto p = range.first; p != range.second; ++p) {
       if (!pg.locs[p->second]) {
+        if (pg.stop_on_error && loc.where == static_cast<uint8_t>(proto::Where::kError)) pg.error = true;
         pg.locs[p->second] = loc;
         ++pg.ready;
       }

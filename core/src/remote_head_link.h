@@ -28,7 +28,8 @@ class RemoteHeadLink final : public HeadLink {
   Status Cancel(const ObjectId& id, bool force, bool recursive) override;
   Status KillActor(const ActorId& actor, bool no_restart) override;
   Result<std::vector<proto::ObjectLoc>> Locate(const std::vector<ObjectId>& ids, size_t num_ready,
-                                               int64_t timeout_ms, std::vector<bool>* ready) override;
+                                               int64_t timeout_ms, std::vector<bool>* ready,
+                                               bool stop_on_error = false) override;
   Status CreatePlacementGroup(proto::PlacementGroupSpec&& spec) override;
   Status RemovePlacementGroup(TaskId id) override;
   void StreamWant(const ObjectId& id) override;
@@ -51,6 +52,8 @@ class RemoteHeadLink final : public HeadLink {
     std::unordered_multimap<ObjectId, size_t> positions;
     std::vector<std::optional<proto::ObjectLoc>> locs;
     size_t ready = 0;
+    bool stop_on_error = false;
+    bool error = false;  // a ready one is an error (counts only with stop_on_error)
     std::condition_variable cv;
   };
   /// @brief Where this process sends its calls to one actor.

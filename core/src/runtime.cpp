@@ -326,6 +326,9 @@ void Runtime::OnPeerFailed(ProcId proc, const std::string& why) {
       gone_.insert(proc);
       bye_cv_.notify_all();
     }
+    // A local worker that will be replaced: its replacement is expected before the death is
+    // handled, so that work submitted meanwhile waits for it instead of being infeasible.
+    if (!shut_ && session_.config.replace_workers && IsLocalWorker(proc)) head_->ExpectWorkers(1);
     if (!shut_) head_->RemoveProcess(proc, why);  // logs a warning
     ReplaceLocalWorker(proc);
   } else if (proc == kHeadProc) {
@@ -632,6 +635,11 @@ Status Runtime::SpawnOneWorker(int index) {
   return Status::OK();
 }
 
+bool Runtime::IsLocalWorker(ProcId proc) {
+  std::lock_guard<std::mutex> lk(children_mu_);
+  return local_workers_.count(proc) > 0;
+}
+
 void Runtime::ReplaceLocalWorker(ProcId proc) {
   int pid = 0;
   {
@@ -658,7 +666,10 @@ void Runtime::ReplaceLocalWorker(ProcId proc) {
         spawn_queue_.pop_front();
         lk.unlock();
         Status s = shut_ ? Status::OK() : SpawnOneWorker(next);
-        if (!s.ok()) MPIRAY_LOG(error, "could not start a replacement worker: {}", s.message());
+        if (!s.ok()) {
+          MPIRAY_LOG(error, "could not start a replacement worker: {}", s.message());
+          head_->ExpectWorkers(-1);
+        }
         lk.lock();
       }
     });

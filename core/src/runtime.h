@@ -86,6 +86,7 @@ class Runtime final : public FabricHandler {
   /// @brief A local worker died: start another in its place (unless shutting down, or
   /// MPIRAY_REPLACE_WORKERS=0).
   void ReplaceLocalWorker(ProcId proc);
+  bool IsLocalWorker(ProcId proc);
   /// @brief Stop the cluster: workers exit, objects and session files are removed.
   void Shutdown();
   /// @brief A fatal signal: stop everything quickly and exit.

@@ -55,6 +55,7 @@ void Scheduler::AddWorker(ProcId worker, NodeId node) {
   w.alive = true;
   nodes_[node].workers.push_back(worker);
   ++alive_workers_;
+  if (expected_workers_ > 0) --expected_workers_;
 }
 
 void Scheduler::RemoveWorker(ProcId worker) {
@@ -99,7 +100,7 @@ void Scheduler::Release(Node& n, const ResourceRequest& r) {
 Status Scheduler::CheckFeasible(uint32_t shape) const {
   const ResourceRequest& r = shapes_[shape];
   for (const auto& [id, n] : nodes_) {
-    if (n.workers.empty()) continue;
+    if (n.workers.empty() && expected_workers_ == 0) continue;
     bool ok = true;
     for (const auto& [i, amount] : r) {
       int64_t have = i < n.total.size() ? n.total[i] : 0;

@@ -58,6 +58,11 @@ class Scheduler {
   /// @brief Forget a node whose processes are all gone.
   void RemoveNode(NodeId node);
 
+  /// @brief `delta` workers are on their way (replacements): while any is, a node without
+  /// workers still counts for feasibility. A worker that joins takes one off.
+  void ExpectWorkers(int delta) { expected_workers_ = std::max(0, expected_workers_ + delta); }
+  /// @brief Workers can run something now or soon (live ones, or replacements on their way).
+  bool HasOrExpectsWorkers() const { return alive_workers_ > 0 || expected_workers_ > 0; }
   /// @brief Infeasible (with an explanation) if no node could ever satisfy the shape.
   Status CheckFeasible(uint32_t shape) const;
 
@@ -155,6 +160,7 @@ class Scheduler {
   std::map<NodeId, Node> nodes_;
   std::unordered_map<ProcId, Worker> workers_;
   size_t alive_workers_ = 0;
+  int expected_workers_ = 0;  // replacements on their way
   NodeId spread_next_ = 0;  // SPREAD: the next node to try first
 };
 

@@ -171,7 +171,7 @@ Status CppRuntime::CallMethod(void* self, const std::string& method, const detai
 
 // ------------------------------------------------------------------ service
 
-struct WorkerService::Actor {
+struct WorkerService::Actor : std::enable_shared_from_this<WorkerService::Actor> {
   ActorId id;
   std::string name;  // for output lines: the actor's class or given name
   uint8_t language = 0;
@@ -185,10 +185,54 @@ struct WorkerService::Actor {
   std::deque<std::unique_ptr<proto::Execute>> mailbox;  // the constructor first, then calls
   std::map<ProcId, uint64_t> next_seq;
   std::map<ProcId, std::map<uint64_t, proto::TaskSpec>> early;
-  int threads = 0;
+  int threads = 0;      // threads serving the actor (started on demand, see WantThreads)
+  int idle = 0;         // of those, waiting for a call
+  int max_threads = 1;  // min(max_concurrency, MPIRAY_MAX_ACTOR_THREADS)
+  bool ready = false;   // the constructor succeeded: calls may run side by side
   bool stopping = false;
   std::vector<int32_t> gpus;  // GPU devices given to the actor for its lifetime
+
+  /// Threads to start now (reserved in `threads`; call under `mu`): one per queued call that
+  /// no idle thread will take, up to `max_threads`. A thread is only started when a call
+  /// needs it, so max_concurrency=100000 costs nothing until calls really overlap.
+  int WantThreads() {
+    if (!ready || stopping) return 0;
+    int want = std::min(static_cast<int>(mailbox.size()) - idle, max_threads - threads);
+    if (want <= 0) return 0;
+    threads += want;
+    return want;
+  }
 };
+
+namespace {
+
+// The most threads one actor runs calls on (MPIRAY_MAX_ACTOR_THREADS, default 1000, Ray's
+// default max_concurrency of async actors): a bigger max_concurrency queues the rest.
+int MaxActorThreads() {
+  static const int n = [] {
+    const char* v = std::getenv("MPIRAY_MAX_ACTOR_THREADS");
+    long x = v ? std::strtol(v, nullptr, 10) : 0;
+    return x >= 1 ? static_cast<int>(std::min(x, 100000L)) : 1000;
+  }();
+  return n;
+}
+
+}  // namespace
+
+void WorkerService::StartActorThreads(const std::shared_ptr<Actor>& a, int n) {
+  for (int i = 0; i < n; ++i) {
+    try {
+      std::thread([this, a] { RunActorLoop(a); }).detach();
+    } catch (const std::exception& e) {  // the process is out of threads: serve with fewer
+      std::lock_guard<std::mutex> lk(a->mu);
+      a->threads -= n - i;
+      a->max_threads = std::max(1, a->threads);
+      MPIRAY_LOG(warn, "actor {} ({}): cannot start another thread ({}); it runs at most {} "
+                 "calls at a time", a->id.ToString(), a->name, e.what(), a->max_threads);
+      return;
+    }
+  }
+}
 
 namespace {
 
@@ -321,6 +365,7 @@ void WorkerService::OnExecute(proto::Execute&& ex) {
     a->name = ex.spec.name.empty() ? ex.spec.function : ex.spec.name;
     a->language = ex.spec.language;
     a->max_concurrency = std::max(1, ex.spec.max_concurrency);
+    a->max_threads = std::min(a->max_concurrency, MaxActorThreads());
     a->incarnation = ex.spec.incarnation;
     a->mailbox.push_back(std::make_unique<proto::Execute>(std::move(ex)));
     a->threads = 1;
@@ -336,7 +381,23 @@ void WorkerService::OnExecute(proto::Execute&& ex) {
       }
     }
     for (auto& c : orphans) EnqueueCall(*a, std::move(c));
-    std::thread([this, a] { RunActorLoop(a); }).detach();
+    try {
+      std::thread([this, a] { RunActorLoop(a); }).detach();
+    } catch (const std::exception& e) {  // out of threads: the creation fails, the worker lives
+      std::unique_ptr<proto::Execute> create;
+      {
+        std::lock_guard<std::mutex> lk(a->mu);
+        a->threads = 0;
+        a->dead = true;
+        a->error = std::string("no thread could be started for it: ") + e.what();
+        create = std::move(a->mailbox.front());
+        a->mailbox.pop_front();
+      }
+      ReportDone(create->spec,
+                 ErrorReturns(create->spec, Status(StatusCode::kTaskError,
+                                                   Where(create->spec) + ": " + a->error)),
+                 proto::DoneStatus::kOk);
+    }
     return;
   }
   std::lock_guard<std::mutex> lk(mu_);
@@ -345,29 +406,39 @@ void WorkerService::OnExecute(proto::Execute&& ex) {
 }
 
 void WorkerService::EnqueueCall(Actor& a, proto::TaskSpec&& spec) {
-  std::lock_guard<std::mutex> lk(a.mu);
+  int start = 0;
+  {
+    std::lock_guard<std::mutex> lk(a.mu);
+    if (!QueueCall(a, std::move(spec))) return;
+    start = a.WantThreads();
+  }
+  if (start > 0) StartActorThreads(a.shared_from_this(), start);
+}
+
+bool WorkerService::QueueCall(Actor& a, proto::TaskSpec&& spec) {
   if (spec.incarnation != a.incarnation) {
     // Meant for an earlier instance of this actor: the head re-sends or fails it.
     MPIRAY_LOG(debug, "dropping call {} for instance {} of actor {} (this is instance {})",
                spec.id.ToString(), spec.incarnation, a.id.ToString(), a.incarnation);
-    return;
+    return false;
   }
   if (spec.seq == 0) {  // re-sent by the head after a restart: no order to keep
     auto item = std::make_unique<proto::Execute>();
     item->spec = std::move(spec);
     a.mailbox.push_back(std::move(item));
     a.cv.notify_one();
-    return;
+    return true;
   }
   uint64_t& next = a.next_seq.try_emplace(spec.caller, 1).first->second;
   if (spec.seq > next) {  // an earlier call from this caller is still on its way
     a.early[spec.caller].emplace(spec.seq, std::move(spec));
-    return;
+    return false;
   }
   auto push = [&](proto::TaskSpec&& s) {
     auto item = std::make_unique<proto::Execute>();
     item->spec = std::move(s);
     a.mailbox.push_back(std::move(item));
+    a.cv.notify_one();
   };
   ProcId caller = spec.caller;
   push(std::move(spec));
@@ -377,7 +448,7 @@ void WorkerService::EnqueueCall(Actor& a, proto::TaskSpec&& spec) {
     push(std::move(it->second));
     ++next;
   }
-  a.cv.notify_one();
+  return true;
 }
 
 void WorkerService::OnActorCall(proto::TaskSpec&& spec) {
@@ -492,7 +563,14 @@ void WorkerService::ExecLoop(bool main) {
     std::unique_ptr<proto::Execute> ex = std::move(queue_.front());
     queue_.pop_front();
     lk.unlock();
-    RunTask(*ex);
+    try {  // nothing may escape an executor thread (it would end the process)
+      RunTask(*ex);
+    } catch (...) {
+      Status st = CurrentExceptionStatus("running the task");
+      MPIRAY_LOG(error, "{}", st.message());
+      ReportDone(ex->spec, ErrorReturns(ex->spec, Status(st.code(), Where(ex->spec) + ": " + st.message())),
+                 proto::DoneStatus::kOk);
+    }
     lk.lock();
   }
   if (!main) --total_;
@@ -507,7 +585,12 @@ void WorkerService::OnBlockChange(bool blocked) {
       ++blocked_;
       if (total_ - blocked_ <= 0 && !stop_) {
         ++total_;
-        std::thread([this] { ExecLoop(false); }).detach();
+        try {
+          std::thread([this] { ExecLoop(false); }).detach();
+        } catch (const std::exception& e) {  // out of threads: tasks wait for a blocked one
+          --total_;
+          MPIRAY_LOG(warn, "cannot start a helper executor thread: {}", e.what());
+        }
       }
     } else {
       --blocked_;
@@ -641,13 +724,29 @@ void WorkerService::RunTask(proto::Execute& ex) {
 void WorkerService::RunActorLoop(std::shared_ptr<Actor> a) {
   tl_actor = a->id;
   while (true) {
-    std::unique_lock<std::mutex> lk(a->mu);
-    a->cv.wait(lk, [&] { return !a->mailbox.empty() || a->stopping; });
-    if (a->mailbox.empty()) break;
-    std::unique_ptr<proto::Execute> item = std::move(a->mailbox.front());
-    a->mailbox.pop_front();
-    lk.unlock();
-    RunActorItem(*a, *item);
+    std::unique_ptr<proto::Execute> item;
+    int start = 0;
+    {
+      std::unique_lock<std::mutex> lk(a->mu);
+      ++a->idle;
+      a->cv.wait(lk, [&] { return !a->mailbox.empty() || a->stopping; });
+      --a->idle;
+      if (a->mailbox.empty()) break;
+      item = std::move(a->mailbox.front());
+      a->mailbox.pop_front();
+      start = a->WantThreads();
+    }
+    if (start > 0) StartActorThreads(a, start);
+    // Nothing may escape a worker thread (it would end the process): a failure inside is the
+    // call's error.
+    try {
+      RunActorItem(*a, *item);
+    } catch (...) {
+      Status st = CurrentExceptionStatus("running the call");
+      MPIRAY_LOG(error, "actor {}: {}", a->id.ToString(), st.message());
+      ReportDone(item->spec, ErrorReturns(item->spec, Status(st.code(), Where(item->spec) + ": " + st.message())),
+                 proto::DoneStatus::kOk);
+    }
   }
   std::lock_guard<std::mutex> lk(a->mu);
   if (--a->threads == 0) a->instance.reset();  // the last thread out runs the destructor
@@ -693,21 +792,13 @@ void WorkerService::RunActorItem(Actor& a, proto::Execute& item) {
       StoreSink sink(client_, spec);
       sink.Emit(detail::Serialize(msgpack::type::nil_t()));
       returns = std::move(sink.out);
-      std::lock_guard<std::mutex> lk(a.mu);
-      for (int i = 1; i < a.max_concurrency; ++i) {
-        ++a.threads;
-        std::shared_ptr<Actor> self;
-        {
-          std::lock_guard<std::mutex> alk(actors_mu_);
-          auto it = actors_.find(a.id);
-          if (it != actors_.end()) self = it->second;
-        }
-        if (self) {
-          std::thread([this, self] { RunActorLoop(self); }).detach();
-        } else {
-          --a.threads;
-        }
+      int start;
+      {
+        std::lock_guard<std::mutex> lk(a.mu);
+        a.ready = true;  // calls queued meanwhile may start their threads now
+        start = a.WantThreads();
       }
+      if (start > 0) StartActorThreads(a.shared_from_this(), start);
     } else {
       std::lock_guard<std::mutex> lk(a.mu);
       a.dead = true;

@@ -95,6 +95,12 @@ class WorkerService {
   std::string Where(const proto::TaskSpec& spec) const;
   LanguageRuntime* Lang(uint8_t language);
   void EnqueueCall(Actor& a, proto::TaskSpec&& spec);
+  /// @brief Put a call into the actor's mailbox in its caller's order (under `a.mu`); false
+  /// when nothing can run yet (an earlier call is on its way, or a stale instance).
+  bool QueueCall(Actor& a, proto::TaskSpec&& spec);
+  /// @brief Start `n` threads reserved by Actor::WantThreads; a failure to create one lowers
+  /// the actor's thread limit instead of ending the process.
+  void StartActorThreads(const std::shared_ptr<Actor>& a, int n);
 
   Transport& transport_;
   ClientImpl& client_;

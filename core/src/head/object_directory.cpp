@@ -138,7 +138,8 @@ void ObjectDirectory::OnReady(const ObjectId& id, ObjectEntry& e) {
   e.extra->dependents.clear();
   for (Waiter* w : waiters) {
     ++w->ready;
-    if (w->ready >= w->needed) w->cv.notify_all();
+    if (w->stop_on_error && e.where == WhereByte(Where::kError)) w->error = true;
+    if (w->ready >= w->needed || w->error) w->cv.notify_all();
   }
   for (const auto& [proc, req] : remote) {
     proto::ObjectsReady r;

@@ -27,6 +27,8 @@ struct Waiter {
   std::condition_variable cv;
   size_t needed = 0;  // readiness events still needed
   size_t ready = 0;
+  bool stop_on_error = false;  // an object that becomes an error ends the wait too
+  bool error = false;
 };
 
 /// @brief One object as the directory knows it.

@@ -179,6 +179,11 @@ void HeadService::RemoveProcess(ProcId proc, const std::string& why) {
   Dispatch();
 }
 
+void HeadService::ExpectWorkers(int delta) {
+  std::lock_guard<std::mutex> lk(mu_);
+  sched_.ExpectWorkers(delta);
+}
+
 std::vector<proto::PeerInfo> HeadService::Peers() const {
   std::lock_guard<std::mutex> lk(mu_);
   return members_.Peers();
@@ -235,15 +240,19 @@ void HeadService::AddLocation(const ObjectId& id, NodeId node) {
 std::vector<proto::ObjectLoc> HeadService::WaitLocal(const std::vector<ObjectId>& ids,
                                                      size_t num_ready, int64_t timeout_ms,
                                                      std::vector<bool>* ready,
-                                                     NodeId requester_node) {
+                                                     NodeId requester_node, bool stop_on_error) {
   std::unique_lock<std::mutex> lk(mu_);
   head::Waiter w;
+  w.stop_on_error = stop_on_error;
   size_t have = 0;
   for (const ObjectId& id : ids) {
     const head::ObjectEntry* e = objects_.Find(id);
     if (!e || e->ready()) ++have;
+    if (stop_on_error && (!e || (e->ready() && e->where == head::WhereByte(proto::Where::kError)))) {
+      w.error = true;  // unknown (lost) or failed: Get raises it at once
+    }
   }
-  if (have < num_ready && timeout_ms != 0 && !closed_) {
+  if (have < num_ready && !w.error && timeout_ms != 0 && !closed_) {
     w.needed = num_ready - have;
     std::vector<ObjectId> registered;
     for (const ObjectId& id : ids) {
@@ -253,7 +262,7 @@ std::vector<proto::ObjectLoc> HeadService::WaitLocal(const std::vector<ObjectId>
         registered.push_back(id);
       }
     }
-    auto done = [&] { return w.ready >= w.needed || closed_; };
+    auto done = [&] { return w.ready >= w.needed || w.error || closed_; };
     if (timeout_ms < 0) {
       w.cv.wait(lk, done);
     } else {

@@ -49,6 +49,10 @@ class HeadService final : private head::ObjectEvents, private head::HeadRoutes::
   void AddProcess(const proto::PeerInfo& peer, bool is_worker);
   /// @brief A process died or left: retry or fail its tasks, kill its actors, drop its refs.
   void RemoveProcess(ProcId proc, const std::string& why);
+  /// @brief `delta` more (or, negative, fewer) workers are on their way (a replacement for a
+  /// dead local worker): until they join, requests the cluster's nodes could hold wait for
+  /// them instead of failing as infeasible.
+  void ExpectWorkers(int delta);
   /// @brief All known processes (for the address book given to joiners).
   std::vector<proto::PeerInfo> Peers() const;
   /// @brief Live worker processes.
@@ -66,7 +70,7 @@ class HeadService final : private head::ObjectEvents, private head::HeadRoutes::
   /// lost errors). `ready[i]` tells which are ready.
   std::vector<proto::ObjectLoc> WaitLocal(const std::vector<ObjectId>& ids, size_t num_ready,
                                           int64_t timeout_ms, std::vector<bool>* ready,
-                                          NodeId requester_node);
+                                          NodeId requester_node, bool stop_on_error = false);
   Status Cancel(const ObjectId& id, bool force, bool recursive);
   Status KillActor(const ActorId& actor, bool no_restart);
   void AddLocation(const ObjectId& id, NodeId node);

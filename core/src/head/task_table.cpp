@@ -56,7 +56,7 @@ Status TaskTable::Admit(const proto::TaskSpec& spec, uint32_t* shape_out) {
       // pending); only a request no node can hold needs the (slower) look at the groups.
       Status feasible = d_.sched->CheckFeasible(shape);
       if (!feasible.ok() && !d_.groups->AnyUses(shape)) return feasible;
-    } else if (d_.sched->num_workers() == 0) {
+    } else if (!d_.sched->HasOrExpectsWorkers()) {
       return Status(StatusCode::kInfeasible, "there are no worker processes to host the actor");
     }
   }
