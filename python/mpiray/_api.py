@@ -237,13 +237,45 @@ def _resources(options, default_cpus):
     return {k: v for k, v in res.items() if v != 0 or k == "CPU"}
 
 
-def _scheduling(options, resources, default_cpus):
+# While a task or actor placed in a placement group runs, the worker sets `value` on its
+# thread to (PlacementGroup, capture_child_tasks) (see _worker_hooks): work it submits without
+# a strategy of its own goes into the same group when capture is on (as Ray).
+_task_pg = threading.local()
+
+
+def _no_placement_option(options):
+    strategy = options.get("scheduling_strategy")
+    pg = options.get("placement_group")
+    return (strategy is None or strategy == "DEFAULT") and (pg is None or pg == "default")
+
+
+def _placement(options):
+    """(PlacementGroup, capture_child_tasks) that work submitted with ``options`` will run in,
+    or None: its own strategy, or else the calling task's group if that captures its children."""
+    strategy = options.get("scheduling_strategy")
+    pg = options.get("placement_group")
+    if _no_placement_option(options):
+        current = getattr(_task_pg, "value", None)
+        return current if current is not None and current[1] else None
+    if pg is not None and pg != "default":
+        return pg, bool(options.get("placement_group_capture_child_tasks"))
+    group = getattr(strategy, "placement_group", None)
+    if group is None:
+        return None
+    return group, bool(getattr(strategy, "placement_group_capture_child_tasks", False))
+
+
+def _scheduling(options, resources, default_cpus, placement=None):
     """(scheduling options for _core.TaskOptions, resources): from ``scheduling_strategy`` (or
-    the older ``placement_group=`` / ``placement_group_bundle_index=`` options)."""
+    the older ``placement_group=`` / ``placement_group_bundle_index=`` options, or the group
+    ``placement`` captured from the calling task)."""
     strategy = options.get("scheduling_strategy")
     pg = options.get("placement_group")
     if (strategy is None or strategy == "DEFAULT") and (pg is None or pg == "default"):
-        return {}, resources  # the common case: nothing to import
+        if placement is None:
+            return {}, resources  # the common case: nothing to import
+        from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
+        strategy = PlacementGroupSchedulingStrategy(placement[0], -1, True)
     from .util.placement_group import PlacementGroup
     from .util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
                                              PlacementGroupSchedulingStrategy)
@@ -282,6 +314,21 @@ def _call_args(args, kwargs, meta):
     return [meta, *args, *kwargs.values()]
 
 
+# Ray refuses to export a function or class whose pickle is larger than this (it usually
+# captured a big array from its scope by accident): a ValueError naming it and the size.
+_MAX_EXPORT_BYTES = int(os.environ.get("MPIRAY_MAX_EXPORT_BYTES", 100 * 1024 * 1024))
+
+
+def _check_export_size(blob, obj):
+    if len(blob) > _MAX_EXPORT_BYTES:
+        name = getattr(obj, "__qualname__", getattr(obj, "__name__", type(obj).__name__))
+        raise ValueError(
+            f"The remote function or actor class {name} is too large: its pickle has "
+            f"{len(blob) / 2**20:.1f} MiB (the limit is {_MAX_EXPORT_BYTES / 2**20:.0f} MiB, "
+            "MPIRAY_MAX_EXPORT_BYTES). Check whether it captures a large array or other object "
+            "from its scope; pass such values as arguments or with ray.put() instead.")
+
+
 class _Exported:
     """A function or class shipped by value through the object store (once per session).
     Tasks carry the ObjectRef of the export inside their metadata, so it stays alive while any
@@ -292,12 +339,29 @@ class _Exported:
         self._ref = None
         self._session = -1
         self._lock = threading.Lock()
+        self._pickling = threading.local()
 
     def ref(self):
+        """The export's ObjectRef (made at the first use in a session); None while this thread
+        is pickling this very object (a function whose globals hold itself, or mutually
+        recursive ones): that copy exports itself again where it is first used."""
+        with self._lock:
+            if self._ref is not None and self._session == _session:
+                return self._ref
+        if getattr(self._pickling, "active", False):
+            return None
+        # Pickled without the lock held: pickling may export other functions, which may need
+        # this one (recursion in `__main__`), and must not wait for this thread.
+        self._pickling.active = True
+        try:
+            blob = cloudpickle.dumps(self._obj)
+        finally:
+            self._pickling.active = False
+        _check_export_size(blob, self._obj)
+        ref = _core.put(blob)
         with self._lock:
             if self._ref is None or self._session != _session:
-                self._ref = _core.put(cloudpickle.dumps(self._obj))
-                self._session = _session
+                self._ref, self._session = ref, _session
             return self._ref
 
     def __getstate__(self):
@@ -308,6 +372,7 @@ class _Exported:
         self._ref = state["ref"]
         self._session = _session
         self._lock = threading.Lock()
+        self._pickling = threading.local()
 
 
 # ------------------------------------------------------------------ remote functions
@@ -438,14 +503,19 @@ class RemoteFunction:
             num_returns = 1
             retry = False
         renv = _runtime_env.for_submission(options.get("runtime_env"))
+        placement = _placement(options)
         meta = (tuple(kwargs), "streaming" if streaming else max(num_returns, 1), retry, name,
-                export, renv)
+                export, renv, placement)
         native = holder._native
-        if native is None:  # once per remote function and options
-            scheduling, resources = _scheduling(options, _resources(options, 1), 1)
-            native = holder._native = _core.TaskOptions(
+        captured = placement is not None and _no_placement_option(options)
+        if native is None or captured:  # once per remote function and options
+            scheduling, resources = _scheduling(options, _resources(options, 1), 1,
+                                                placement if captured else None)
+            native = _core.TaskOptions(
                 num_returns=max(num_returns, 1), resources=resources,
                 max_retries=options.get("max_retries", 3), name=name, **scheduling)
+            if not captured:
+                holder._native = native
         refs = _core.submit(_core.TaskKind.NORMAL, _core.Language.PYTHON, export.hex(),
                             _call_args(args, kwargs, meta), native)
         if streaming:
@@ -670,8 +740,9 @@ class ActorClass:
         display = name if name is not None else self._cls.__name__  # output lines show this
         # The actor's runtime_env applies to its constructor and every method.
         renv = _runtime_env.for_submission(options.get("runtime_env"))
-        meta = (tuple(kwargs), 1, False, display, export, renv)
-        scheduling, resources = _scheduling(options, _resources(options, 0), 0)
+        placement = _placement(options)
+        meta = (tuple(kwargs), 1, False, display, export, renv, placement)
+        scheduling, resources = _scheduling(options, _resources(options, 0), 0, placement)
         native = _core.TaskOptions(
             resources=resources, max_retries=0, name=name if name is not None else self._cls.__name__,
             max_concurrency=max_concurrency, namespace=ns if name is not None else "",

@@ -12,7 +12,7 @@ import weakref
 
 import cloudpickle
 
-from . import _core
+from . import _api, _core
 from . import _runtime_env
 from ._runtime_env import Scope as _Scope
 from .actor import ActorExit, _actor_loop_thread
@@ -20,6 +20,7 @@ from .actor import ActorExit, _actor_loop_thread
 _loaded = {}  # exported function/class id -> object
 _names = threading.local()  # what the calling thread runs, for its output lines
 _actor_names = {}
+_actor_pgs = {}  # actor id -> (PlacementGroup, capture) of the actors placed in a group
 
 
 class _TaggedStream:
@@ -186,10 +187,17 @@ def _run(function_id, export, pos, kw, num_returns, retry, name, cache_key):
         raise
 
 
+def _set_placement(args):
+    """The calling task's placement group (meta[6], see _api._placement) while it runs."""
+    meta = args[0]
+    _api._task_pg.value = meta[6] if len(meta) > 6 else None
+
+
 def run_task(function_id, args):
     pos, kw, num_returns, retry, name, export, renv = _unpack(args)
     _runtime_env.task_started()
     _names.current = name
+    _set_placement(args)
     if renv is None:
         return _run(function_id, export, pos, kw, num_returns, retry, name, function_id)
     # The function is loaded inside its environment (it may import from its packages), once
@@ -212,6 +220,8 @@ def create_actor(class_id, args):
     pos, kw, _, _, name, export, renv = _unpack(args)
     _runtime_env.task_started()
     _names.current = name
+    _set_placement(args)
+    _actor_pgs[_core.context()["actor_id"]] = _api._task_pg.value
     if renv is None:
         cls = _load(class_id, export)
         instance = cls(*pos, **kw)
@@ -288,6 +298,7 @@ def call_method(instance, method_name, args):
         if message is not None:
             raise ActorExit(message)
     pos, kw, num_returns, _, _, _, _ = _unpack(args)
+    _api._task_pg.value = _actor_pgs.get(_core.context()["actor_id"])
     if type(instance) is _EnvActor:
         _names.current = instance.name
         try:

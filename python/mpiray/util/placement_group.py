@@ -170,5 +170,8 @@ class _Named(PlacementGroup):
 
 
 def get_current_placement_group():
-    """The group of the calling task (capture of child tasks is not implemented: None)."""
-    return None
+    """The placement group the calling task or actor was placed in (None in the driver and in
+    work outside groups)."""
+    from .. import _api
+    current = getattr(_api._task_pg, "value", None)
+    return current[0] if current is not None else None
