@@ -451,6 +451,47 @@ class ObjectRefGenerator:
             pass
 
 
+# ------------------------------------------------------------------ call-time argument checks
+
+def _outline(fn, skip_first=False):
+    """A picklable outline of ``fn``'s parameters ((name, kind, has_default), ...) for checking
+    the arguments of ``.remote()`` at the call, as Ray does; None: anything goes."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature
+        return None
+    if skip_first and params:
+        params = params[1:]  # self
+    kinds = {p.kind for p in params}
+    if inspect.Parameter.VAR_POSITIONAL in kinds and inspect.Parameter.VAR_KEYWORD in kinds:
+        return None
+    return tuple((p.name, int(p.kind), p.default is not p.empty) for p in params)
+
+
+_signatures = {}  # outline -> inspect.Signature
+
+
+def _check_call(outline, args, kwargs, what):
+    """TypeError now (at ``.remote()``) when the arguments do not fit the signature."""
+    if outline is None:
+        return
+    sig = _signatures.get(outline)
+    if sig is None:
+        sig = _signatures[outline] = inspect.Signature([
+            inspect.Parameter(n, inspect._ParameterKind(k),
+                              default=None if d else inspect.Parameter.empty)
+            for n, k, d in outline])
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"{what}: {e}") from None
+
+
+def _num_returns_ok(num_returns, extra=()):
+    return num_returns in extra or (isinstance(num_returns, int) and not isinstance(num_returns, bool)
+                                    and num_returns >= 0)
+
+
 class RemoteFunction:
     """A function decorated with ``@remote``; call it with ``.remote(...)``."""
 
@@ -461,6 +502,7 @@ class RemoteFunction:
         self._exported = _Exported(function)
         self._name = getattr(function, "__qualname__", getattr(function, "__name__", "task"))
         self._native = None  # _core.TaskOptions of self._options, made at the first call
+        self._outline = _outline(function)
         functools.update_wrapper(self, function)
 
     def __getstate__(self):
@@ -473,7 +515,7 @@ class RemoteFunction:
                         f"'{self._name}()', try '{self._name}.remote()'.")
 
     def remote(self, *args, **kwargs):
-        return self._remote(args, kwargs, self._options, self)
+        return self._submit(args, kwargs, self._options, self)
 
     def options(self, **options):
         _check_options(options, _TASK_OPTIONS, "options()")
@@ -484,11 +526,21 @@ class RemoteFunction:
             _native = None
 
             def remote(self, *args, **kwargs):
-                return parent._remote(args, kwargs, merged, self)
+                return parent._submit(args, kwargs, merged, self)
 
         return _WithOptions()
 
-    def _remote(self, args, kwargs, options, holder):
+    def _remote(self, args=None, kwargs=None, **options):
+        """Ray's ``f._remote(args=[...], kwargs={...}, num_returns=..., ...)``."""
+        if not options:
+            return self._submit(tuple(args or ()), dict(kwargs or {}), self._options, self)
+        return self.options(**options).remote(*(args or ()), **(kwargs or {}))
+
+    def bind(self, *args, **kwargs):
+        raise NotImplementedError("Ray DAGs (.bind) are not supported by mpiray")
+
+    def _submit(self, args, kwargs, options, holder):
+        _check_call(self._outline, args, kwargs, f"{self._name}.remote()")
         num_returns = options.get("num_returns", 1)
         streaming = num_returns == "streaming"
         if not streaming and (not isinstance(num_returns, int) or num_returns < 0):
@@ -567,12 +619,24 @@ def cpp_function(name, library=None):
 
 # ------------------------------------------------------------------ actors
 
+_METHOD_OPTIONS = {"num_returns", "concurrency_group", "max_task_retries", "retry_exceptions",
+                   "_generator_backpressure_num_objects", "enable_task_events"}
+
+
 def method(*args, **kwargs):
-    """``@ray.method(num_returns=2)`` on an actor method."""
-    _check_options(kwargs, {"num_returns", "concurrency_group"}, "method()")
+    """``@ray.method(num_returns=2, max_task_retries=3, retry_exceptions=True)`` on an actor
+    method: defaults for its calls (each can be changed with ``.options()`` at the call)."""
+    _check_options(kwargs, _METHOD_OPTIONS, "method()")
+    if args and not (len(args) == 1 and callable(args[0]) and not kwargs):
+        raise ValueError("The @ray.method decorator must be applied using at least one of the "
+                         "arguments in the list ['num_returns', 'max_task_retries', "
+                         "'retry_exceptions', 'concurrency_group'], for example "
+                         "'@ray.method(num_returns=2)'.")
+    _check_method_options(kwargs, "@ray.method")
 
     def deco(m):
-        m.__mpiray_num_returns__ = kwargs.get("num_returns", 1)
+        m.__mpiray_method_options__ = {k: v for k, v in kwargs.items()
+                                       if k in ("num_returns", "max_task_retries", "retry_exceptions")}
         return m
 
     if len(args) == 1 and callable(args[0]) and not kwargs:
@@ -580,54 +644,110 @@ def method(*args, **kwargs):
     return deco
 
 
+def _check_method_options(options, what):
+    n = options.get("num_returns", 1)
+    if not _num_returns_ok(n):
+        raise ValueError(f"{what}: num_returns must be a non-negative integer, got {n!r}")
+    if options.get("max_task_retries") is not None:
+        _check_retry_count(options["max_task_retries"], f"{what}: max_task_retries")
+    r = options.get("retry_exceptions")
+    if r is not None and not isinstance(r, bool) and not (
+            isinstance(r, (list, tuple)) and all(isinstance(c, type) and issubclass(c, BaseException) for c in r)):
+        raise TypeError(f"{what}: retry_exceptions must be a bool or a list of exception types, got {r!r}")
+
+
+# Methods every actor has (as Ray): readiness, running a function on the instance, ending it.
+_BUILTIN_METHODS = ("__ray_ready__", "__ray_call__", "__ray_terminate__")
+
+
 def _method_table(cls):
+    """{name: {"num_returns", "max_task_retries", "retry_exceptions", "outline"}} of the
+    methods of ``cls`` and its bases (picklable: it travels with every handle)."""
     table = {}
     for name, member in inspect.getmembers(cls):
         if name.startswith("__") and name != "__call__":
             continue
-        if callable(member):
-            table[name] = getattr(member, "__mpiray_num_returns__", 1)
+        if not callable(member):
+            continue
+        raw = inspect.getattr_static(cls, name, None)
+        if isinstance(raw, (staticmethod, classmethod)):
+            outline = _outline(member)
+        else:
+            outline = _outline(member, skip_first=True)
+        spec = {"num_returns": 1, "max_task_retries": None, "retry_exceptions": None}
+        spec.update(getattr(member, "__mpiray_method_options__", {}))
+        spec["outline"] = outline
+        table[name] = spec
+    table["__ray_ready__"] = {"num_returns": 1, "max_task_retries": None, "retry_exceptions": None,
+                              "outline": ()}
+    table["__ray_call__"] = {"num_returns": 1, "max_task_retries": None, "retry_exceptions": None,
+                             "outline": None}
+    table["__ray_terminate__"] = {"num_returns": 1, "max_task_retries": None,
+                                  "retry_exceptions": None, "outline": ()}
     return table
 
 
 class ActorMethod:
-    def __init__(self, handle, name, num_returns):
+    def __init__(self, handle, name, spec):
         self._handle = handle
         self._name = name
-        self._num_returns = num_returns
+        self._spec = spec if isinstance(spec, dict) else {"num_returns": spec, "outline": None}
+
+    @property
+    def _num_returns(self):
+        return self._spec.get("num_returns", 1)
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Actor methods cannot be called directly. Instead of running "
                         f"'object.{self._name}()', try 'object.{self._name}.remote()'.")
 
     def remote(self, *args, **kwargs):
-        return self._remote(args, kwargs, self._num_returns)
+        return self._submit(args, kwargs, {})
 
     def options(self, **options):
-        _check_options(options, {"num_returns", "name", "concurrency_group", "max_task_retries"},
-                       "actor method options()")
-        n = options.get("num_returns", self._num_returns)
-        retries = options.get("max_task_retries", _core.ACTOR_DEFAULT_RETRIES)
-        if retries != _core.ACTOR_DEFAULT_RETRIES:  # (default: the actor's max_task_retries)
-            _check_retry_count(retries, "max_task_retries")
+        _check_options(options, _METHOD_OPTIONS | {"name"}, "actor method options()")
+        _check_method_options(options, "actor method options()")
         parent = self
 
         class _WithOptions:
             def remote(self, *args, **kwargs):
-                return parent._remote(args, kwargs, n, retries)
+                return parent._submit(args, kwargs, options)
 
         return _WithOptions()
 
-    def _remote(self, args, kwargs, num_returns, max_task_retries=None):
-        if max_task_retries is None:
-            max_task_retries = _core.ACTOR_DEFAULT_RETRIES
-        meta = (tuple(kwargs), max(num_returns, 1), False, self._name, None)
+    def _remote(self, args=None, kwargs=None, **options):
+        """Ray's ``handle.method._remote(args=[...], kwargs={...}, num_returns=...)``."""
+        options = {k: v for k, v in options.items() if v is not None}
+        return self.options(**options).remote(*(args or ()), **(kwargs or {}))
+
+    def bind(self, *args, **kwargs):
+        raise NotImplementedError("Ray DAGs (.bind) are not supported by mpiray")
+
+    def _submit(self, args, kwargs, options):
+        spec = self._spec
         handle = self._handle
+        _check_call(spec.get("outline"), args, kwargs,
+                    f"{handle._class_name}.{self._name}.remote()")
+        num_returns = options.get("num_returns", spec.get("num_returns", 1))
+        retries = options.get("max_task_retries", spec.get("max_task_retries"))
+        if retries is None:
+            retries = _core.ACTOR_DEFAULT_RETRIES  # the actor's max_task_retries
+        retry = options.get("retry_exceptions", spec.get("retry_exceptions"))
+        if isinstance(retry, list):
+            retry = tuple(retry)
+        if retry:
+            # Application errors are retried on the actor's worker, on the same instance
+            # (_worker_hooks.call_method), up to the method's or else the actor's budget.
+            budget = retries if retries != _core.ACTOR_DEFAULT_RETRIES else \
+                handle._meta.get("max_task_retries", 0)
+            meta = (tuple(kwargs), max(num_returns, 1), retry, self._name, None, None, None, budget)
+        else:
+            meta = (tuple(kwargs), max(num_returns, 1), False, self._name, None)
         natives = handle.__dict__.setdefault("_natives", {})
-        native = natives.get((num_returns, max_task_retries))
+        native = natives.get((num_returns, retries))
         if native is None:  # once per handle, returns and retries
-            native = natives[(num_returns, max_task_retries)] = _core.TaskOptions(
-                num_returns=max(num_returns, 1), max_retries=max_task_retries,
+            native = natives[(num_returns, retries)] = _core.TaskOptions(
+                num_returns=max(num_returns, 1), max_retries=retries,
                 name=handle._class_name, actor=handle._id)
         refs = _core.submit(_core.TaskKind.ACTOR_CALL, _core.Language.PYTHON, self._name,
                             _call_args(args, kwargs, meta), native)
@@ -670,6 +790,8 @@ class ActorHandle:
         methods = self.__dict__.get("_methods", {})
         if name in methods:
             return ActorMethod(self, name, methods[name])
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
         raise AttributeError(f"'{self.__dict__.get('_class_name', 'Actor')}' actor has no method '{name}'")
 
     def __reduce__(self):
@@ -698,6 +820,8 @@ class ActorClass:
         self._options = _runtime_env.validated_options(dict(options), "@remote")
         self._exported = _Exported(cls)
         self._meta = {"class_name": cls.__name__, "methods": _method_table(cls)}
+        init = cls.__init__
+        self._init_outline = None if init is object.__init__ else _outline(init, skip_first=True)
         # An async actor runs its calls on one event loop; as in Ray, many at once.
         self._default_concurrency = 32 if _has_async_methods(cls) else 1
 
@@ -705,8 +829,19 @@ class ActorClass:
         raise TypeError(f"Actors cannot be instantiated directly. Instead of "
                         f"'{self._cls.__name__}()', use '{self._cls.__name__}.remote()'.")
 
+    def __getattr__(self, name):
+        # The class's own attributes (class constants, static methods), as on Ray's actor
+        # classes: code inside the actor often reads them through the decorated name.
+        cls = self.__dict__.get("_cls")
+        if cls is None or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(name)
+        try:
+            return getattr(cls, name)
+        except AttributeError:
+            raise AttributeError(f"'ActorClass({cls.__name__})' has no attribute '{name}'") from None
+
     def remote(self, *args, **kwargs):
-        return self._remote(args, kwargs, self._options)
+        return self._submit(args, kwargs, self._options)
 
     def options(self, **options):
         _check_options(options, _ACTOR_OPTIONS, "options()")
@@ -715,11 +850,21 @@ class ActorClass:
 
         class _WithOptions:
             def remote(self, *args, **kwargs):
-                return parent._remote(args, kwargs, merged)
+                return parent._submit(args, kwargs, merged)
 
         return _WithOptions()
 
-    def _remote(self, args, kwargs, options):
+    def _remote(self, args=None, kwargs=None, **options):
+        """Ray's ``Cls._remote(args=[...], kwargs={...}, **actor_options)``."""
+        if options:
+            return self.options(**options).remote(*(args or ()), **(kwargs or {}))
+        return self._submit(tuple(args or ()), dict(kwargs or {}), self._options)
+
+    def bind(self, *args, **kwargs):
+        raise NotImplementedError("Ray DAGs (.bind) are not supported by mpiray")
+
+    def _submit(self, args, kwargs, options):
+        _check_call(self._init_outline, args, kwargs, f"{self._cls.__name__}.remote()")
         name = options.get("name")
         ns = options.get("namespace")
         if ns is None:
@@ -737,6 +882,7 @@ class ActorClass:
         max_task_retries = options.get("max_task_retries", 0)
         _check_retry_count(max_task_retries, "max_task_retries")
         export = self._exported.ref()
+        handle_meta = {**self._meta, "max_task_retries": max_task_retries}
         display = name if name is not None else self._cls.__name__  # output lines show this
         # The actor's runtime_env applies to its constructor and every method.
         renv = _runtime_env.for_submission(options.get("runtime_env"))
@@ -746,12 +892,12 @@ class ActorClass:
         native = _core.TaskOptions(
             resources=resources, max_retries=0, name=name if name is not None else self._cls.__name__,
             max_concurrency=max_concurrency, namespace=ns if name is not None else "",
-            named=name is not None, handle_meta=pickle.dumps(self._meta), max_restarts=max_restarts,
+            named=name is not None, handle_meta=pickle.dumps(handle_meta), max_restarts=max_restarts,
             max_task_retries=max_task_retries, **scheduling)
         refs = _core.submit(_core.TaskKind.ACTOR_CREATE, _core.Language.PYTHON, export.hex(),
                             _call_args(args, kwargs, meta),
                             native)
-        return ActorHandle(refs[0].binary()[:8], self._meta)
+        return ActorHandle(refs[0].binary()[:8], handle_meta)
 
 
 def _has_async_methods(cls):

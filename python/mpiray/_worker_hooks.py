@@ -277,8 +277,38 @@ async def _guarded(coro):
         return False, e
 
 
-def _call(instance, method_name, pos, kw, num_returns):
-    m = getattr(instance, method_name)
+def _builtin_method(instance, method_name):
+    """Ray's methods of every actor: __ray_ready__ (True once constructed), __ray_call__(fn,
+    *args) (runs fn(instance, *args) in the actor), __ray_terminate__ (ends it, as
+    exit_actor() after the calls queued before it)."""
+    if method_name == "__ray_ready__":
+        return lambda: True
+    if method_name == "__ray_call__":
+        return lambda fn, *a, **k: fn(instance, *a, **k)
+
+    def terminate():
+        raise ActorExit("the actor was terminated by __ray_terminate__")
+    return terminate
+
+
+def _call(instance, method_name, pos, kw, num_returns, retry=False, budget=0):
+    if method_name.startswith("__ray_"):
+        m = _builtin_method(instance, method_name)
+    else:
+        m = getattr(instance, method_name)
+    while True:
+        try:
+            return _call_once(instance, m, method_name, pos, kw, num_returns)
+        except Exception as e:
+            # retry_exceptions of an actor method: again on this instance while the method's
+            # (or else the actor's) max_task_retries allow; -1: without limit.
+            if not retry or budget == 0 or (isinstance(retry, tuple) and not isinstance(e, retry)):
+                raise
+            if budget > 0:
+                budget -= 1
+
+
+def _call_once(instance, m, method_name, pos, kw, num_returns):
     try:
         result = m(*pos, **kw)
         if inspect.iscoroutine(result):
@@ -297,20 +327,22 @@ def call_method(instance, method_name, args):
         message = _exited.get(_core.context()["actor_id"])
         if message is not None:
             raise ActorExit(message)
-    pos, kw, num_returns, _, _, _, _ = _unpack(args)
+    pos, kw, num_returns, retry, _, _, _ = _unpack(args)
+    meta = args[0]
+    budget = meta[7] if retry and len(meta) > 7 else 0
     _api._task_pg.value = _actor_pgs.get(_core.context()["actor_id"])
     if type(instance) is _EnvActor:
         _names.current = instance.name
         try:
             with _Scope(instance.env):
-                return _call(instance.instance, method_name, pos, kw, num_returns)
+                return _call(instance.instance, method_name, pos, kw, num_returns, retry, budget)
         finally:
             # The actor's next calls are unpickled on this thread: their arguments may need
             # the actor's packages too.
             _runtime_env.expect_arguments_of(instance.env)
     _runtime_env.task_started()
     _names.current = _actor_names.get(id(instance), type(instance).__name__)
-    return _call(instance, method_name, pos, kw, num_returns)
+    return _call(instance, method_name, pos, kw, num_returns, retry, budget)
 
 
 # Actors of this process that called exit_actor() -> the message their calls fail with.
