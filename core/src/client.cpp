@@ -170,6 +170,7 @@ Result<proto::TaskSpec> ClientImpl::BuildSpec(detail::TaskRequest&& req) {
   spec.max_concurrency = req.max_concurrency;
   spec.ns = std::move(req.ns);
   spec.named = req.named;
+  spec.scoped = req.scoped;
   if (!req.handle_meta.empty()) spec.handle_meta = Buffer(std::move(req.handle_meta));
   if (req.kind == detail::TaskKind::kActorCreate) spec.actor = spec.id;
   if (req.kind == detail::TaskKind::kActorCall) {

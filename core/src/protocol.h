@@ -108,6 +108,7 @@ struct TaskSpec {
   uint8_t language = 0;  // Language
   uint8_t strategy = 0;  // Strategy: how to pick the node
   bool named = false;    // actor creation: `name` registers it for get_actor
+  bool scoped = false;   // actor creation: it ends when its creation object is freed
   // Actor creation: the default for its calls' max_retries (-1: forever).
   int32_t max_task_retries = 0;
   std::string function;
@@ -130,7 +131,7 @@ struct TaskSpec {
   Buffer handle_meta;  // actor creation: what a handle needs (language-specific; for get_actor)
   MSGPACK_DEFINE(id, kind, language, function, args, num_returns, resources, max_retries, name,
                  actor, caller, seq, max_concurrency, ns, handle_meta, named, max_restarts,
-                 incarnation, max_task_retries, strategy, node, parent);
+                 incarnation, max_task_retries, strategy, node, parent, scoped);
 
   TaskKind task_kind() const { return static_cast<TaskKind>(kind); }
   ObjectId ReturnId(uint32_t i) const { return ObjectId::ForReturn(id, i); }

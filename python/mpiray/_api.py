@@ -780,9 +780,12 @@ class ActorHandle:
     """A handle to an actor; methods are called with ``handle.method.remote(...)``. Handles
     can be passed to tasks and other actors."""
 
-    def __init__(self, actor_id, meta):
+    def __init__(self, actor_id, meta, ref=None):
         self._id = actor_id
         self._meta = meta
+        # The actor's creation ObjectRef (non-detached, unnamed actors): the head ends the
+        # actor once no process holds it, i.e. when its last handle is gone (as Ray).
+        self._ref = ref
         self._class_name = meta.get("class_name", "Actor")
         self._methods = meta.get("methods", {})
 
@@ -795,7 +798,7 @@ class ActorHandle:
         raise AttributeError(f"'{self.__dict__.get('_class_name', 'Actor')}' actor has no method '{name}'")
 
     def __reduce__(self):
-        return (ActorHandle, (self._id, self._meta))
+        return (ActorHandle, (self._id, self._meta, self._ref))
 
     def __eq__(self, other):
         return isinstance(other, ActorHandle) and other._id == self._id
@@ -877,6 +880,13 @@ class ActorClass:
         max_concurrency = options.get("max_concurrency", self._default_concurrency)
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+        lifetime = options.get("lifetime")
+        if lifetime not in (None, "detached", "non_detached"):
+            raise ValueError(f"lifetime must be None, 'detached' or 'non_detached', got {lifetime!r}")
+        # Detached and named actors live until killed (or the job ends); others end with
+        # their last handle. (Ray also ends named non-detached ones then; handles from
+        # get_actor() do not hold the actor here, so mpiray keeps named actors.)
+        scoped = lifetime != "detached" and name is None
         max_restarts = options.get("max_restarts", 0)
         _check_retry_count(max_restarts, "max_restarts")
         max_task_retries = options.get("max_task_retries", 0)
@@ -893,11 +903,11 @@ class ActorClass:
             resources=resources, max_retries=0, name=name if name is not None else self._cls.__name__,
             max_concurrency=max_concurrency, namespace=ns if name is not None else "",
             named=name is not None, handle_meta=pickle.dumps(handle_meta), max_restarts=max_restarts,
-            max_task_retries=max_task_retries, **scheduling)
+            max_task_retries=max_task_retries, scoped=scoped, **scheduling)
         refs = _core.submit(_core.TaskKind.ACTOR_CREATE, _core.Language.PYTHON, export.hex(),
                             _call_args(args, kwargs, meta),
                             native)
-        return ActorHandle(refs[0].binary()[:8], handle_meta)
+        return ActorHandle(refs[0].binary()[:8], handle_meta, refs[0] if scoped else None)
 
 
 def _has_async_methods(cls):

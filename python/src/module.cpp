@@ -581,6 +581,7 @@ struct PyTaskOptions {
   int max_concurrency = 1;
   std::string ns;
   bool named = false;
+  bool scoped = false;
   std::vector<uint8_t> handle_meta;
   int max_restarts = 0;
   int max_task_retries = 0;
@@ -612,6 +613,7 @@ PyTaskOptions MakeTaskOptions(const py::kwargs& kw) {
     else if (k == "name") o.name = v.cast<std::string>();
     else if (k == "actor") o.actor = TaskIdFromBytes(v.cast<py::bytes>());
     else if (k == "max_concurrency") o.max_concurrency = v.cast<int>();
+    else if (k == "scoped") o.scoped = v.cast<bool>();
     else if (k == "namespace") o.ns = v.cast<std::string>();
     else if (k == "named") o.named = v.cast<bool>();
     else if (k == "handle_meta") {
@@ -641,6 +643,7 @@ detail::TaskRequest MakeRequest(detail::TaskKind kind, detail::Language language
   req.name = o.name;
   req.actor = o.actor;
   req.max_concurrency = o.max_concurrency;
+  req.scoped = o.scoped;
   req.ns = o.ns;
   req.named = o.named;
   req.handle_meta = o.handle_meta;
@@ -864,7 +867,7 @@ void BindTasks(py::module_& m) {
   py::class_<PyTaskOptions>(m, "TaskOptions",
                             "What a submission says besides kind, language, function and arguments "
                             "(keywords: num_returns, resources, max_retries, name, actor, "
-                            "max_concurrency, namespace, named, handle_meta, max_restarts, "
+                            "max_concurrency, namespace, named, scoped, handle_meta, max_restarts, "
                             "max_task_retries, strategy, node, placement_group, bundle_index).")
       .def(py::init([](const py::kwargs& kw) { return MakeTaskOptions(kw); }));
   m.def("submit", &Submit, py::arg("kind"), py::arg("language"), py::arg("function"), py::arg("args"),

@@ -78,8 +78,10 @@ class RecordingObjectEvents : public mpiray::head::ObjectEvents {
     lineage_released.push_back(task);
     if (on_lineage) on_lineage(task);
   }
+  void OnActorHandlesGone(TaskId actor) override { actor_handles_gone.push_back(actor); }
   std::vector<TaskId> dependencies_ready;
   std::vector<TaskId> lineage_released;
+  std::vector<TaskId> actor_handles_gone;
   /// Forwarded after recording (an owner above the directory, e.g. the task table).
   std::function<void(TaskId)> on_dependency;
   std::function<void(TaskId)> on_lineage;

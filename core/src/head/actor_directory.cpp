@@ -39,6 +39,7 @@ Status ActorDirectory::Create(proto::TaskSpec&& spec, ProcId submitter) {
     }
   }
   const TaskId tid = spec.id;
+  const bool scoped = spec.scoped;
   auto a = std::make_unique<ActorRec>();
   a->id = tid;
   a->shape = shape;
@@ -59,6 +60,9 @@ Status ActorDirectory::Create(proto::TaskSpec&& spec, ProcId submitter) {
   if (spec.named) named_[{spec.ns, spec.name}] = tid;
   actors_[tid] = std::move(a);
   d_.tasks->Insert(std::move(spec), submitter, shape);
+  if (scoped) {
+    if (ObjectEntry* e = d_.objects->Find(ObjectId::ForReturn(tid, 0))) e->actor_handle = true;
+  }
   return Status::OK();
 }
 
@@ -411,13 +415,27 @@ void ActorDirectory::OnCallDone(ProcId src, proto::TaskDone&& done) {
   }
   ActorId actor = it->second;
   call_actor_.erase(it);
-  if (ActorRec* a = FindActor(actor)) a->calls.erase(done.task);
+  ActorRec* a = FindActor(actor);
+  if (a) a->calls.erase(done.task);
   if (t && t->resent) resent_done_.insert(done.task);  // another run of it may still report
   for (proto::NewObject& r : done.returns) {
     ObjectId id = r.id;
     d_.objects->SetReady(id, std::move(r));
   }
   if (t) d_.tasks->Finish(done.task);
+  if (a && a->ending && a->calls.empty()) OnHandlesGone(actor);
+}
+
+void ActorDirectory::OnHandlesGone(const ActorId& actor) {
+  ActorRec* a = FindActor(actor);
+  if (!a || a->state == ActorRec::kDead) return;
+  MPIRAY_LOG(debug, "actor {} ({}): no handle left, it ends", actor.ToString(), a->name);
+  a->ending = true;
+  if (!a->calls.empty()) return;  // OnCallDone ends it after the last one
+  if (a->state == ActorRec::kPlaced) {
+    SendMsg(*d_.transport, a->worker, Msg::kDestroyActor, proto::KillActor{actor, true});
+  }
+  Died(*a, "all references to the actor were removed (its handles went out of scope)");
 }
 
 Status ActorDirectory::CancelCall(TaskId call, bool force) {

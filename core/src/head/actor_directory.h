@@ -38,6 +38,7 @@ struct ActorRec {
   std::string name;
   std::string ns;
   bool named = false;
+  bool ending = false;  // scoped and no handle left: ends once `calls` is empty
   Buffer handle_meta;
   std::string error;
   std::vector<proto::TaskSpec> queued_calls;  // driver calls made before placement
@@ -80,6 +81,9 @@ class ActorDirectory final : public TaskEvents {
   void OnCallDone(ProcId src, proto::TaskDone&& done);
   /// @brief Kill (restart unless `no_restart` and restarts are left).
   Status Kill(const ActorId& actor, bool no_restart);
+  /// @brief No process holds a handle to scoped actor `actor` any more: it ends (for good)
+  /// once the calls registered with the head are done, as Ray's out-of-scope actors.
+  void OnHandlesGone(const ActorId& actor);
   /// @brief Drop a call not started yet from its actor's queue (a running one runs on).
   Status CancelCall(TaskId call, bool force);
   /// @brief `src` asks where an actor is (answered now, or once it is placed).

@@ -76,8 +76,10 @@ void ObjectDirectory::FreeEntry(const ObjectId& id, ObjectEntry& e) {
   std::vector<ObjectId> contains;
   if (e.extra) contains = std::move(e.extra->contains);
   bool lineage = e.lineage;
+  bool actor_handle = e.actor_handle;
   objects_.erase(id);
   if (lineage) events_.OnLineageReleased(id.task_id());
+  if (actor_handle) events_.OnActorHandlesGone(id.task_id());
   for (const ObjectId& c : contains) {
     if (ObjectEntry* ce = Find(c)) {
       --ce->containers;

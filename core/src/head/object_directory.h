@@ -38,6 +38,7 @@ struct ObjectEntry {
   uint8_t where = 0;       // proto::Where
   bool registered = true;  // false: made by an actor result that beat its registration
   bool lineage = false;    // holds a reference on its task's lineage (it can be rebuilt)
+  bool actor_handle = false;  // the creation object of a scoped actor (its handles hold it)
   int32_t pins = 0;        // pending tasks using it (argument or nested in an argument)
   int32_t containers = 0;  // live objects whose value holds this ref
   uint64_t size = 0;
@@ -67,6 +68,8 @@ class ObjectEvents {
   virtual void OnDependencyReady(TaskId dependent) = 0;
   /// @brief An object holding a reference on `task`'s lineage was freed.
   virtual void OnLineageReleased(TaskId task) = 0;
+  /// @brief The creation object of scoped actor `actor` was freed: no handle to it is left.
+  virtual void OnActorHandlesGone(TaskId actor) = 0;
 };
 
 class ObjectDirectory {

@@ -131,6 +131,7 @@ class HeadService final : private head::ObjectEvents, private head::HeadRoutes::
   // head::ObjectEvents
   void OnDependencyReady(TaskId dependent) override { tasks_.OnDependencyReady(dependent); }
   void OnLineageReleased(TaskId task) override { lineage_.Release(task, /*drop_ref=*/true); }
+  void OnActorHandlesGone(TaskId actor) override { actors_.OnHandlesGone(actor); }
 
   Transport& transport_;
   RuntimeConfig config_;

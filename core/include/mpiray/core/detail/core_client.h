@@ -69,6 +69,9 @@ struct TaskRequest {
   int max_concurrency = 1;
   std::string ns;                   // kActorCreate with a name: its namespace
   bool named = false;               // kActorCreate: register `name` for GetNamedActor
+  /// kActorCreate: the actor ends once no process holds its creation ObjectRef any more (the
+  /// return of Submit; Python handles carry it), after the calls the head knows of finish.
+  bool scoped = false;
   std::vector<uint8_t> handle_meta; // kActorCreate: opaque, returned by GetNamedActor
   /// Scheduling: a SchedulingStrategy; kNodeAffinitySoft prefers `node`. A placement group
   /// (not nil) turns the resources into those of bundle `bundle_index` (-1: any of its bundles).
