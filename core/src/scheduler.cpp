@@ -129,8 +129,15 @@ void Scheduler::Enqueue(SchedItem* item) {
 
 bool Scheduler::Dequeue(SchedItem* item) {
   if (!item->queued) return false;
-  item->queued = false;  // removed lazily from the deque
+  item->queued = false;
   --queued_;
+  // Removed now: the caller may free the item right after (a cancelled task's record), and a
+  // pointer left in the queue would be read by the next Schedule (a use after free).
+  if (item->shape < queues_.size()) {
+    auto& q = queues_[item->shape];
+    auto it = std::find(q.rbegin(), q.rend(), item);  // cancels hit the newest first, mostly
+    if (it != q.rend()) q.erase(std::next(it).base());
+  }
   return true;
 }
 

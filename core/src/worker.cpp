@@ -527,7 +527,14 @@ void WorkerService::OnCancelRunning(const TaskId& task) {
     }
     if (!found) cancelled_.insert(task);
   }
-  if (found) ReportDone(found->spec, {}, proto::DoneStatus::kCancelled);
+  if (found) {
+    ReportDone(found->spec, {}, proto::DoneStatus::kCancelled);
+    return;
+  }
+  // Running (or not here yet): interrupt it, so that a cancelled task does not keep its CPU.
+  for (uint8_t l : {detail::kLanguagePython}) {
+    if (auto* rt = detail::FindLanguage(l)) rt->Interrupt(task);
+  }
 }
 
 void WorkerService::RunMainExecutor() { ExecLoop(true); }

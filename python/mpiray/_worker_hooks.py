@@ -193,7 +193,30 @@ def _set_placement(args):
     _api._task_pg.value = meta[6] if len(meta) > 6 else None
 
 
+_running = {}  # task id (as the runtime prints it) -> ident of the thread running it
+
+
+def interrupt(task_id):
+    """ray.cancel of a running task: KeyboardInterrupt in its thread (as Ray). Called with the
+    GIL held; the thread is inside run_task while the id is listed, so the exception is raised
+    there (at its next bytecode), never in a later task."""
+    ident = _running.get(task_id)
+    if ident is not None:
+        import ctypes
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
+                                                   ctypes.py_object(KeyboardInterrupt))
+
+
 def run_task(function_id, args):
+    task_id = _core.context()["task_id"]
+    _running[task_id] = threading.get_ident()
+    try:
+        return _run_task(function_id, args)
+    finally:
+        _running.pop(task_id, None)
+
+
+def _run_task(function_id, args):
     pos, kw, num_returns, retry, name, export, renv = _unpack(args)
     _runtime_env.task_started()
     _names.current = name

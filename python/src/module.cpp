@@ -434,6 +434,14 @@ class PyRuntime final : public detail::LanguageRuntime {
     retryable_ = false;
     return r;
   }
+  void Interrupt(const mpiray::TaskId& task) override {
+    if (!Py_IsInitialized()) return;
+    py::gil_scoped_acquire gil;
+    try {
+      Hooks().attr("interrupt")(task.ToString());
+    } catch (py::error_already_set&) {  // nothing to interrupt: the task ends by itself
+    }
+  }
 
  private:
   static py::list Args(const detail::ArgList& args) {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <deque>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -319,6 +320,44 @@ TEST_CASE("Dequeue drops a queued item", "[scheduler]") {
   CHECK(items[0]->worker == kNoProc);
   CHECK(s.queued() == 0);
   CHECK_FALSE(s.Dequeue(items[1]));  // dispatched, not queued
+}
+
+TEST_CASE("A dequeued item may be freed at once: Schedule never reads it again", "[scheduler]") {
+  // A cancelled task's record (which embeds its SchedItem) is destroyed right after Dequeue.
+  Scheduler s(4);
+  s.AddNode(0, Totals(1));
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  std::vector<std::unique_ptr<SchedItem>> owned;
+  for (int i = 0; i < 3; ++i) {
+    owned.push_back(std::make_unique<SchedItem>());
+    owned.back()->shape = cpu1;
+    s.Enqueue(owned.back().get());
+  }
+  CHECK(s.Dequeue(owned[1].get()));
+  owned[1].reset();  // freed, as the head frees a cancelled task (ASan reports any later read)
+  s.AddWorker(1, 0);
+  auto out = RunSchedule(s);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].first == owned[0].get());
+  s.Finished(owned[0].get());
+  out = RunSchedule(s);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].first == owned[2].get());
+  CHECK(s.queued() == 0);
+}
+
+TEST_CASE("Expected workers keep requests feasible while a node has none", "[scheduler]") {
+  Scheduler s(4);
+  s.AddNode(0, Totals(1));
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  CHECK(s.CheckFeasible(cpu1).code() == StatusCode::kInfeasible);  // no worker at all
+  s.ExpectWorkers(1);  // a replacement is on its way
+  CHECK(s.CheckFeasible(cpu1).ok());
+  CHECK(s.HasOrExpectsWorkers());
+  s.AddWorker(1, 0);  // it joined: nothing expected any more
+  s.RemoveWorker(1);
+  CHECK(s.CheckFeasible(cpu1).code() == StatusCode::kInfeasible);
+  CHECK_FALSE(s.HasOrExpectsWorkers());
 }
 
 TEST_CASE("PlaceActor without hold takes no resources and spreads actors", "[scheduler]") {

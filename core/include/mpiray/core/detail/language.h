@@ -34,6 +34,10 @@ class LanguageRuntime {
   /// application error its options retry, e.g. Python's retry_exceptions)? The head decides,
   /// within the task's max_retries.
   virtual bool TakeRetryable() { return false; }
+  /// @brief Task `task` (a normal task running in this process, if it still is) was
+  /// cancelled: interrupt it (Python: KeyboardInterrupt in the thread running it, as Ray).
+  /// Called on the progress thread; must not wait for the task.
+  virtual void Interrupt(const TaskId& task) { (void)task; }
 };
 
 inline constexpr uint8_t kLanguageCpp = static_cast<uint8_t>(Language::kCpp);
