@@ -30,6 +30,7 @@ from ._api import (  # noqa: E402
     cancel, cluster_resources, cpp_function, get, get_actor, get_gpu_ids, get_runtime_context, init,
     is_initialized, kill, method, nodes, put, register_checkpoint_callback, remote, shutdown, wait,
 )
+from ._api import DynamicObjectRefGenerator, ObjectRefGenerator  # noqa: E402
 from . import actor, util  # noqa: E402  (ray.actor.exit_actor; ray.util: placement groups, ActorPool, ...)
 
 __version__ = "0.1.0"
@@ -39,5 +40,5 @@ __all__ = [
     "get_actor", "get_gpu_ids", "method", "nodes", "cluster_resources", "available_resources",
     "get_runtime_context", "cpp_function", "ObjectRef", "ActorHandle", "ActorClass",
     "RemoteFunction", "RuntimeContext", "ActorID", "exceptions", "register_checkpoint_callback",
-    "actor", "util", "runtime_env",
+    "actor", "util", "runtime_env", "ObjectRefGenerator", "DynamicObjectRefGenerator",
 ]

@@ -492,6 +492,76 @@ def _num_returns_ok(num_returns, extra=()):
                                     and num_returns >= 0)
 
 
+class DynamicObjectRefGenerator:
+    """The value of the one ref a ``num_returns="dynamic"`` task returns (as Ray): iterate it
+    for an ObjectRef per yielded value; ``len()`` counts them."""
+
+    def __init__(self, refs):
+        self._refs = list(refs)
+
+    def __iter__(self):
+        return iter(list(self._refs))
+
+    def __len__(self):
+        return len(self._refs)
+
+    def __repr__(self):
+        return f"DynamicObjectRefGenerator({len(self._refs)} refs)"
+
+
+class _CollectedRefGenerator:
+    """What a generator method of an actor returns by default (Ray: a streaming
+    ObjectRefGenerator): the method runs to its end on the actor, then this yields an ObjectRef
+    per value it yielded (actor methods do not stream their items one by one here). An error
+    in the method is raised by ``ray.get`` of the last ref yielded."""
+
+    def __init__(self, ref):
+        self._ref = ref
+        self._items = None
+        self._done = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._items is None:
+            try:
+                self._items = list(get(self._ref))
+            except Exception:
+                if self._done:
+                    raise StopIteration
+                self._done = True
+                return self._ref  # its get raises the method's error
+        if not self._items:
+            raise StopIteration
+        return self._items.pop(0)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        import asyncio
+        _end = object()
+
+        def step():
+            try:
+                return self.__next__()
+            except StopIteration:
+                return _end
+
+        ref = await asyncio.get_running_loop().run_in_executor(None, step)
+        if ref is _end:
+            raise StopAsyncIteration
+        return ref
+
+    def completed(self):
+        return self._ref
+
+
+def _is_generator_function(fn):
+    return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+
+
 class RemoteFunction:
     """A function decorated with ``@remote``; call it with ``.remote(...)``."""
 
@@ -503,6 +573,7 @@ class RemoteFunction:
         self._name = getattr(function, "__qualname__", getattr(function, "__name__", "task"))
         self._native = None  # _core.TaskOptions of self._options, made at the first call
         self._outline = _outline(function)
+        self._is_generator = _is_generator_function(function)
         functools.update_wrapper(self, function)
 
     def __getstate__(self):
@@ -541,11 +612,16 @@ class RemoteFunction:
 
     def _submit(self, args, kwargs, options, holder):
         _check_call(self._outline, args, kwargs, f"{self._name}.remote()")
-        num_returns = options.get("num_returns", 1)
+        num_returns = options.get("num_returns")
+        if num_returns is None:  # as Ray: a generator function streams its items
+            num_returns = "streaming" if self._is_generator else 1
         streaming = num_returns == "streaming"
-        if not streaming and (not isinstance(num_returns, int) or num_returns < 0):
-            raise ValueError(f"num_returns must be a non-negative integer or 'streaming', "
-                             f"got {num_returns!r}")
+        dynamic = num_returns == "dynamic"
+        if dynamic:
+            num_returns = 1
+        if not streaming and not _num_returns_ok(num_returns):
+            raise ValueError(f"num_returns must be a non-negative integer, 'streaming', "
+                             f"'dynamic' or None, got {num_returns!r}")
         retry = options.get("retry_exceptions", False)
         if isinstance(retry, (list, tuple)):
             retry = tuple(retry)
@@ -556,8 +632,8 @@ class RemoteFunction:
             retry = False
         renv = _runtime_env.for_submission(options.get("runtime_env"))
         placement = _placement(options)
-        meta = (tuple(kwargs), "streaming" if streaming else max(num_returns, 1), retry, name,
-                export, renv, placement)
+        meta = (tuple(kwargs), "streaming" if streaming else "dynamic" if dynamic else max(num_returns, 1),
+                retry, name, export, renv, placement)
         native = holder._native
         captured = placement is not None and _no_placement_option(options)
         if native is None or captured:  # once per remote function and options
@@ -646,8 +722,9 @@ def method(*args, **kwargs):
 
 def _check_method_options(options, what):
     n = options.get("num_returns", 1)
-    if not _num_returns_ok(n):
-        raise ValueError(f"{what}: num_returns must be a non-negative integer, got {n!r}")
+    if n is not None and not _num_returns_ok(n, ("streaming", "dynamic")):
+        raise ValueError(f"{what}: num_returns must be a non-negative integer, 'streaming', "
+                         f"'dynamic' or None, got {n!r}")
     if options.get("max_task_retries") is not None:
         _check_retry_count(options["max_task_retries"], f"{what}: max_task_retries")
     r = options.get("retry_exceptions")
@@ -674,7 +751,8 @@ def _method_table(cls):
             outline = _outline(member)
         else:
             outline = _outline(member, skip_first=True)
-        spec = {"num_returns": 1, "max_task_retries": None, "retry_exceptions": None}
+        spec = {"num_returns": None, "max_task_retries": None, "retry_exceptions": None,
+                "generator": _is_generator_function(member)}
         spec.update(getattr(member, "__mpiray_method_options__", {}))
         spec["outline"] = outline
         table[name] = spec
@@ -729,6 +807,11 @@ class ActorMethod:
         _check_call(spec.get("outline"), args, kwargs,
                     f"{handle._class_name}.{self._name}.remote()")
         num_returns = options.get("num_returns", spec.get("num_returns", 1))
+        if num_returns is None:  # as Ray: a generator method streams (here: collected)
+            num_returns = "streaming" if spec.get("generator") else 1
+        collected = num_returns if num_returns in ("streaming", "dynamic") else None
+        if collected:
+            num_returns = 1
         retries = options.get("max_task_retries", spec.get("max_task_retries"))
         if retries is None:
             retries = _core.ACTOR_DEFAULT_RETRIES  # the actor's max_task_retries
@@ -740,9 +823,11 @@ class ActorMethod:
             # (_worker_hooks.call_method), up to the method's or else the actor's budget.
             budget = retries if retries != _core.ACTOR_DEFAULT_RETRIES else \
                 handle._meta.get("max_task_retries", 0)
-            meta = (tuple(kwargs), max(num_returns, 1), retry, self._name, None, None, None, budget)
+            meta = (tuple(kwargs), "dynamic" if collected else max(num_returns, 1), retry,
+                    self._name, None, None, None, budget)
         else:
-            meta = (tuple(kwargs), max(num_returns, 1), False, self._name, None)
+            meta = (tuple(kwargs), "dynamic" if collected else max(num_returns, 1), False,
+                    self._name, None)
         natives = handle.__dict__.setdefault("_natives", {})
         native = natives.get((num_returns, retries))
         if native is None:  # once per handle, returns and retries
@@ -751,6 +836,8 @@ class ActorMethod:
                 name=handle._class_name, actor=handle._id)
         refs = _core.submit(_core.TaskKind.ACTOR_CALL, _core.Language.PYTHON, self._name,
                             _call_args(args, kwargs, meta), native)
+        if collected == "streaming":
+            return _CollectedRefGenerator(refs[0])
         if num_returns == 0:
             return None
         return refs[0] if num_returns == 1 else refs

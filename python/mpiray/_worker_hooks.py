@@ -89,7 +89,38 @@ def _unpack(args):
     return values[:npos], dict(zip(kwnames, values[npos:])), num_returns, retry, name, export, renv
 
 
+def _collect(result, name):
+    """num_returns="dynamic": every value the generator yields goes into the object store;
+    the task's one return is a DynamicObjectRefGenerator of their refs."""
+    from ._api import DynamicObjectRefGenerator
+    if inspect.isasyncgen(result):
+        async def drain():
+            return [v async for v in result]
+        values = _run_coroutine(drain())
+    elif inspect.isgenerator(result) or hasattr(result, "__next__"):
+        values = result
+    else:
+        raise TypeError(f"Task {name} with num_returns='dynamic' must be a generator function "
+                        f"(use yield), but it returned {type(result).__name__}")
+    return [DynamicObjectRefGenerator([_core.put(v) for v in values])]
+
+
 def _split(result, num_returns, name):
+    if num_returns == "dynamic":
+        return _collect(result, name)
+    if inspect.isgenerator(result) and num_returns != 1:
+        # A generator with a fixed num_returns: its values are the returns (as Ray), exactly
+        # that many.
+        values = []
+        for v in result:
+            values.append(v)
+            if len(values) > num_returns:
+                raise ValueError(f"Task {name} returned more than num_returns={num_returns} "
+                                 "objects (its generator yielded more).")
+        if len(values) < num_returns:
+            raise ValueError(f"Task {name} returned {len(values)} objects, but "
+                             f"num_returns={num_returns} (its generator yielded fewer).")
+        return values
     if num_returns == 1:
         return [result]
     if not isinstance(result, (tuple, list)) or len(result) != num_returns:
