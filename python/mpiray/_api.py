@@ -912,8 +912,9 @@ class ActorClass:
         self._meta = {"class_name": cls.__name__, "methods": _method_table(cls)}
         init = cls.__init__
         self._init_outline = None if init is object.__init__ else _outline(init, skip_first=True)
-        # An async actor runs its calls on one event loop; as in Ray, many at once.
-        self._default_concurrency = 32 if _has_async_methods(cls) else 1
+        # An async actor runs its calls on one event loop; as in Ray, up to 1000 at once (the
+        # worker starts a thread per overlapping call only when calls really overlap).
+        self._default_concurrency = 1000 if _has_async_methods(cls) else 1
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Actors cannot be instantiated directly. Instead of "
