@@ -1,6 +1,7 @@
 #include "scheduler.h"
 
 #include <algorithm>
+#include <tuple>
 
 namespace mpiray {
 
@@ -383,17 +384,26 @@ void Scheduler::ReleaseBundle(NodeId node, const ResourceRequest& base,
   }
 }
 
-ProcId Scheduler::PlaceActor(uint32_t shape, bool hold) {
+ProcId Scheduler::PlaceActor(uint32_t shape, bool hold, NodeId preferred, bool spread) {
   const ResourceRequest& req = shapes_[shape];
   Worker* best = nullptr;
+  // Smaller is better: (not the preferred node, actors on the node when spreading, actors on
+  // the worker, calls in flight on it).
+  using Key = std::tuple<bool, int, int, int>;
+  Key best_key{};
   for (auto& [nid, n] : nodes_) {
     if (hold && !Fits(n, req)) continue;
+    int node_actors = 0;
+    if (spread) {
+      for (ProcId wid : n.workers) node_actors += workers_[wid].actors;
+    }
     for (ProcId wid : n.workers) {
       Worker& w = workers_[wid];
       if (!w.alive || w.draining) continue;
-      if (!best || w.actors < best->actors ||
-          (w.actors == best->actors && w.inflight < best->inflight)) {
+      Key key{preferred != kNoNode && nid != preferred, node_actors, w.actors, w.inflight};
+      if (!best || key < best_key) {
         best = &w;
+        best_key = key;
       }
     }
   }

@@ -90,8 +90,10 @@ class Scheduler {
   bool HasNode(NodeId node) const { return nodes_.count(node) > 0; }
 
   /// @brief Pick a worker for an actor. With `hold`, the shape's resources are acquired for the
-  /// actor's lifetime. Returns kNoProc when no node has room right now.
-  ProcId PlaceActor(uint32_t shape, bool hold);
+  /// actor's lifetime. Returns kNoProc when no node has room right now. `preferred`: a node
+  /// tried first (soft node affinity); `spread`: the node hosting the fewest actors first
+  /// (Ray's SPREAD); otherwise the worker hosting the fewest actors.
+  ProcId PlaceActor(uint32_t shape, bool hold, NodeId preferred = kNoNode, bool spread = false);
   /// @brief Give back what PlaceActor took.
   void ReleaseActor(ProcId worker, uint32_t shape, bool held);
 

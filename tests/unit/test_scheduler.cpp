@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <deque>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -360,6 +361,35 @@ TEST_CASE("PlaceActor with hold acquires resources for the actor's lifetime", "[
   CHECK(s.PlaceActor(cpu1, true) == kNoProc);  // the task holds it now
   s.Finished(items[0]);
   CHECK(s.PlaceActor(cpu1, true) != kNoProc);
+}
+
+TEST_CASE("PlaceActor spreads over nodes, not only over workers, and honours a preferred node",
+          "[scheduler]") {
+  Scheduler s(4);
+  s.AddNode(0, Totals(1));
+  s.AddNode(1, Totals(2));
+  s.AddNode(2, Totals(1));
+  s.AddWorker(1, 0);
+  s.AddWorker(2, 1);
+  s.AddWorker(3, 1);
+  s.AddWorker(4, 2);
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  std::vector<ProcId> placed;
+  for (int i = 0; i < 3; ++i) placed.push_back(s.PlaceActor(cpu1, true, kNoNode, /*spread=*/true));
+  // One per node: workers 1 (node 0), 2 or 3 (node 1), 4 (node 2).
+  CHECK(std::count(placed.begin(), placed.end(), 1) == 1);
+  CHECK(std::count(placed.begin(), placed.end(), 4) == 1);
+  CHECK((std::count(placed.begin(), placed.end(), 2) + std::count(placed.begin(), placed.end(), 3)) == 1);
+  // A preferred node with room wins over emptier ones.
+  Scheduler t(4);
+  t.AddNode(0, Totals(2));
+  t.AddNode(1, Totals(2));
+  t.AddWorker(1, 0);
+  t.AddWorker(2, 1);
+  uint32_t one = ShapeOf(t, {{"CPU", kUnit}});
+  CHECK(t.PlaceActor(one, true, 1) == 2);
+  CHECK(t.PlaceActor(one, true, 1) == 2);
+  CHECK(t.PlaceActor(one, true, 1) == 1);  // node 1 is full: anywhere else (soft)
 }
 
 TEST_CASE("PlaceActor finds no worker in an empty cluster", "[scheduler]") {
