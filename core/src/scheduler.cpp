@@ -70,6 +70,7 @@ void Scheduler::RemoveWorker(ProcId worker) {
     ws.erase(std::remove(ws.begin(), ws.end(), worker), ws.end());
   }
   if (w.alive) --alive_workers_;
+  if (w.actors > 0) gone_actor_hosts_[worker] = {w.node, w.actors};
   workers_.erase(it);
 }
 
@@ -414,10 +415,20 @@ ProcId Scheduler::PlaceActor(uint32_t shape, bool hold, NodeId preferred, bool s
 }
 
 void Scheduler::ReleaseActor(ProcId worker, uint32_t shape, bool held) {
-  auto it = workers_.find(worker);
-  if (it == workers_.end()) return;
-  --it->second.actors;
-  if (held) Release(nodes_[it->second.node], shapes_[shape]);
+  NodeId node;
+  if (auto it = workers_.find(worker); it != workers_.end()) {
+    --it->second.actors;
+    node = it->second.node;
+  } else if (auto g = gone_actor_hosts_.find(worker); g != gone_actor_hosts_.end()) {
+    // Its process died after placing actors: their resources go back to its node (if the node
+    // is still there; a removed node's resources went with it).
+    node = g->second.first;
+    if (--g->second.second <= 0) gone_actor_hosts_.erase(g);
+  } else {
+    return;
+  }
+  auto nit = nodes_.find(node);
+  if (held && nit != nodes_.end()) Release(nit->second, shapes_[shape]);
 }
 
 void Scheduler::RecordDuration(uint32_t shape, int64_t us) {

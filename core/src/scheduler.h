@@ -156,6 +156,9 @@ class Scheduler {
   size_t queued_ = 0;
   std::map<NodeId, Node> nodes_;
   std::unordered_map<ProcId, Worker> workers_;
+  // Removed workers that still hosted actors: the node whose resources those actors hold, so
+  // that ReleaseActor (the head releasing each lost actor after the removal) gives them back.
+  std::unordered_map<ProcId, std::pair<NodeId, int>> gone_actor_hosts_;
   size_t alive_workers_ = 0;
   NodeId spread_next_ = 0;  // SPREAD: the next node to try first
 };

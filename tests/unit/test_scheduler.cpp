@@ -390,6 +390,42 @@ TEST_CASE("PlaceActor spreads over nodes, not only over workers, and honours a p
   CHECK(t.PlaceActor(one, true, 1) == 2);
   CHECK(t.PlaceActor(one, true, 1) == 2);
   CHECK(t.PlaceActor(one, true, 1) == 1);  // node 1 is full: anywhere else (soft)
+
+TEST_CASE("An actor's held resources come back when its worker was removed before the release",
+          "[scheduler]") {
+  // The head removes a dead worker first (membership), then releases each actor it hosted.
+  Scheduler s(4);
+  s.AddNode(0, Totals(2));
+  s.AddWorker(1, 0);
+  s.AddWorker(2, 0);
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  ProcId a = s.PlaceActor(cpu1, true);
+  ProcId b = s.PlaceActor(cpu1, true);
+  REQUIRE(a != kNoProc);
+  REQUIRE(b != kNoProc);
+  CHECK(AvailableCpu(s, 0) == 0);
+  s.RemoveWorker(a);
+  s.ReleaseActor(a, cpu1, true);
+  CHECK(AvailableCpu(s, 0) == kUnit);
+  s.ReleaseActor(a, cpu1, true);  // a second release of that worker gives nothing more
+  CHECK(AvailableCpu(s, 0) == kUnit);
+  // A replacement worker can host an actor asking for that CPU again.
+  s.AddWorker(3, 0);
+  CHECK(s.PlaceActor(cpu1, true) == 3);
+  CHECK(AvailableCpu(s, 0) == 0);
+}
+
+TEST_CASE("Releasing an actor of a removed node does not bring the node back", "[scheduler]") {
+  Scheduler s(4);
+  s.AddNode(0, Totals(1));
+  s.AddWorker(1, 0);
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  REQUIRE(s.PlaceActor(cpu1, true) == 1);
+  s.RemoveWorker(1);
+  s.RemoveNode(0);
+  s.ReleaseActor(1, cpu1, true);
+  CHECK(s.PlaceActor(cpu1, true) == kNoProc);
+  CHECK_FALSE(s.CheckFeasible(cpu1).ok());
 }
 
 TEST_CASE("PlaceActor finds no worker in an empty cluster", "[scheduler]") {
