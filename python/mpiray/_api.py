@@ -187,9 +187,19 @@ def _ref_future(self):
 
     def resolve():
         try:
-            fut.set_result(get(self))
+            value = get(self)
         except BaseException as e:  # delivered through the future
-            fut.set_exception(e)
+            if not fut.done():  # (cancelled: an `await` interrupted by Ctrl-C)
+                try:
+                    fut.set_exception(e)
+                except concurrent.futures.InvalidStateError:
+                    pass
+            return
+        if not fut.done():
+            try:
+                fut.set_result(value)
+            except concurrent.futures.InvalidStateError:
+                pass
 
     threading.Thread(target=resolve, daemon=True).start()
     return fut
