@@ -344,3 +344,35 @@ def wait_for(predicate, timeout=10.0, interval=0.02):
             return True
         time.sleep(interval)
     return predicate()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_data_context(request):
+    """The mpiray.data tests (tests/python/data): progress bars off unless a test turns them
+    on, and each test's DataContext changes undone. (Here rather than in a conftest.py of that
+    folder: a second module named ``conftest`` would shadow this one's helpers, which the
+    tests import with ``from conftest import ...``.)"""
+    if request.path.parent.name != "data":
+        yield None
+        return
+    import mpiray.data as rd
+    ctx = rd.DataContext.get_current()
+    saved = ctx.copy()
+    ctx.enable_progress_bars = False
+    yield ctx
+    rd.DataContext._set_current(saved)
+
+
+@pytest.fixture(scope="module")
+def train_cluster(tmp_path_factory):
+    """The mpiray.train tests: an embedded cluster of 3 local workers shared by a module
+    (training workers are actors; each needs a worker process of its own)."""
+    import mpiray as ray
+    assert not ray.is_initialized(), "a previous test left a cluster running"
+    with PrivateDirs(tmp_path_factory.mktemp("cluster")) as dirs:
+        ray.init(num_cpus=3)
+        try:
+            yield dirs
+        finally:
+            ray.shutdown()
+        dirs.assert_clean()

@@ -127,9 +127,8 @@ bool ArrayBuffer(PyObject* obj, Py_buffer* view, DType* dtype) {
   return ok;
 }
 
-}  // namespace
-
-PYBIND11_MODULE(_collective, m) {
+// The module's parts, one function each.
+void BindErrorsAndBackends(py::module_& m) {
   m.doc() = "Native half of mpiray.util.collective";
   static py::exception<CollectiveError> collective_error(m, "CollectiveError", PyExc_RuntimeError);
   py::register_local_exception_translator([](std::exception_ptr p) {
@@ -155,7 +154,9 @@ PYBIND11_MODULE(_collective, m) {
   });
   m.def("set_library_paths", [](const std::vector<std::string>& dirs) { detail::SetNcclSearchPaths(dirs); },
         "Directories searched for libnccl.so.2 and libcudart.so before the linker's path");
+}
 
+void BindGroup(py::module_& m) {
   py::class_<PyGroup>(m, "Group")
       .def_property_readonly("rank", [](PyGroup& g) { return g.options.rank; })
       .def_property_readonly("world_size", [](PyGroup& g) { return g.options.world_size; })
@@ -230,7 +231,9 @@ PYBIND11_MODULE(_collective, m) {
           dead.reset();
         }
       });
+}
 
+void BindCreateGroup(py::module_& m) {
   m.def(
       "create_group",
       [](const std::string& name, int world_size, int rank, const std::string& backend, int64_t timeout_ms,
@@ -259,7 +262,9 @@ PYBIND11_MODULE(_collective, m) {
       py::arg("name"), py::arg("world_size"), py::arg("rank"), py::arg("backend"), py::arg("timeout_ms"),
       py::arg("join_timeout_ms"), py::arg("node_key"), py::arg("device"), py::arg("join"), py::arg("exchange"),
       py::arg("leave"));
+}
 
+void BindRegistry(py::module_& m) {
   // The registry's rules, for the Python rendezvous actor.
   py::class_<detail::Registry>(m, "Registry")
       .def(py::init<>())
@@ -284,7 +289,15 @@ PYBIND11_MODULE(_collective, m) {
         return py::make_tuple(out, joined);
       })
       .def("leave", &detail::Registry::Leave);
+}
 
+}  // namespace
+
+PYBIND11_MODULE(_collective, m) {
+  BindErrorsAndBackends(m);
+  BindGroup(m);
+  BindCreateGroup(m);
+  BindRegistry(m);
   m.attr("DTYPES") = py::dict(py::arg("float16") = 0, py::arg("bfloat16") = 1, py::arg("float32") = 2,
                               py::arg("float64") = 3, py::arg("int32") = 4, py::arg("int64") = 5, py::arg("uint8") = 6);
 }
