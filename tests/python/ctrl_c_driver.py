@@ -53,6 +53,10 @@ def sleep_and_return(x):
     return x
 
 
+def announce():
+    print(f"READY {os.getpid()}", flush=True)
+
+
 def blocked_call(call):
     """Start the work, then return the function that blocks on it."""
     if call == "get":
@@ -73,6 +77,10 @@ def blocked_call(call):
         ref = slow.remote(1)
 
         async def main():
+            # Ready once the loop runs (asyncio.run turns a Ctrl-C during its own start-up
+            # into CancelledError rather than KeyboardInterrupt).
+            await asyncio.sleep(0)
+            announce()
             return await ref
         return lambda: asyncio.run(main())
     if call == "actor_creation":
@@ -100,7 +108,8 @@ def main():
     ray.init()
     block = blocked_call(call)
     time.sleep(0.3)  # the work is running on a worker
-    print(f"READY {os.getpid()}", flush=True)
+    if call != "await":
+        announce()
     try:
         block()
     except KeyboardInterrupt:
