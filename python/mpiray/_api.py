@@ -489,12 +489,33 @@ def _outline(fn, skip_first=False):
 
 
 _signatures = {}  # outline -> inspect.Signature
+_positional = {}  # outline -> (required, most) positional arguments, for calls without keywords
+
+
+def _positional_range(outline):
+    P = inspect.Parameter
+    required = most = 0
+    for _, kind, has_default in outline:
+        if kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD):
+            most += 1
+            required += 0 if has_default else 1
+        elif kind == P.VAR_POSITIONAL:
+            most = float("inf")
+        elif kind == P.KEYWORD_ONLY and not has_default:
+            return None  # a call without keywords is wrong: let bind() say why
+    return required, most
 
 
 def _check_call(outline, args, kwargs, what):
     """TypeError now (at ``.remote()``) when the arguments do not fit the signature."""
     if outline is None:
         return
+    if not kwargs:  # the common case, without building a binding (~0.2 us instead of ~3)
+        r = _positional.get(outline, False)
+        if r is False:
+            r = _positional[outline] = _positional_range(outline)
+        if r is not None and r[0] <= len(args) <= r[1]:
+            return
     sig = _signatures.get(outline)
     if sig is None:
         sig = _signatures[outline] = inspect.Signature([
@@ -932,9 +953,10 @@ class ActorClass:
         self._meta = {"class_name": cls.__name__, "methods": _method_table(cls)}
         init = cls.__init__
         self._init_outline = None if init is object.__init__ else _outline(init, skip_first=True)
-        # An async actor runs its calls on one event loop; as in Ray, up to 1000 at once (the
-        # worker starts a thread per overlapping call only when calls really overlap).
-        self._default_concurrency = 1000 if _has_async_methods(cls) else 1
+        # An async actor runs its calls on one event loop, many at once: 32 by default (Ray:
+        # 1000; each overlapping call holds a thread of the worker, and a thousand threads
+        # handing coroutines to one loop cost a third of the call rate, bench: async actors).
+        self._default_concurrency = 32 if _has_async_methods(cls) else 1
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Actors cannot be instantiated directly. Instead of "
