@@ -476,6 +476,8 @@ RuntimeContext CurrentContext() {
 
 std::vector<int32_t> CurrentGpuIds() { return WorkerService::CurrentGpus(); }
 
+TaskId CurrentTaskId() { return WorkerService::CurrentTask(); }
+
 void StreamEmit(const SerializedValue& value) {
   Runtime* rt = Handle().runtime.get();
   WorkerService* w = rt ? rt->worker() : nullptr;

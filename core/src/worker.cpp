@@ -355,7 +355,7 @@ void WorkerService::RegisterHandlers(MessageRouter& router) {
   router.On<proto::KillActor>(Msg::kDestroyActor,
                               [this](ProcId, proto::KillActor&& k) { OnDestroyActor(k.actor); });
   router.On<proto::CancelRunning>(Msg::kCancelRunning,
-                                  [this](ProcId, proto::CancelRunning&& c) { OnCancelRunning(c.task); });
+                                  [this](ProcId, proto::CancelRunning&& c) { OnCancelRunning(c.task, c.force); });
 }
 
 void WorkerService::OnExecute(proto::Execute&& ex) {
@@ -489,7 +489,7 @@ void WorkerService::OnDestroyActor(const ActorId& actor) {
   a->cv.notify_all();
 }
 
-void WorkerService::OnCancelRunning(const TaskId& task) {
+void WorkerService::OnCancelRunning(const TaskId& task, bool force) {
   std::unique_ptr<proto::Execute> found;
   // An actor call still in an actor's queue is dropped with a cancelled result.
   std::vector<std::shared_ptr<Actor>> actors;
@@ -530,6 +530,18 @@ void WorkerService::OnCancelRunning(const TaskId& task) {
   if (found) {
     ReportDone(found->spec, {}, proto::DoneStatus::kCancelled);
     return;
+  }
+  bool running;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    running = running_.count(task) > 0;
+  }
+  if (force && running) {
+    // As Ray's force=True: the process running it ends (the head fails the task as
+    // cancelled, never retried, and a local worker is replaced).
+    MPIRAY_LOG(warn, "task {} cancelled with force=True: this worker exits", task.ToString());
+    BeforeExit();
+    std::_Exit(1);
   }
   // Running (or not here yet): interrupt it, so that a cancelled task does not keep its CPU.
   for (uint8_t l : {detail::kLanguagePython}) {
@@ -700,6 +712,7 @@ void WorkerService::RunTask(proto::Execute& ex) {
       ReportDone(spec, {}, proto::DoneStatus::kCancelled);
       return;
     }
+    running_.insert(spec.id);
   }
   tl_task = &spec;
   tl_gpus = &ex.gpus;
@@ -721,6 +734,7 @@ void WorkerService::RunTask(proto::Execute& ex) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     cancelled = cancelled_.erase(spec.id) > 0;
+    running_.erase(spec.id);
   }
   ReportDone(spec, std::move(returns),
              cancelled   ? proto::DoneStatus::kCancelled

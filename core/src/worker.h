@@ -67,7 +67,7 @@ class WorkerService {
   void OnExecute(proto::Execute&& ex);
   void OnActorCall(proto::TaskSpec&& spec);
   void OnDestroyActor(const ActorId& actor);
-  void OnCancelRunning(const TaskId& task);
+  void OnCancelRunning(const TaskId& task, bool force = false);
 
   /// @brief Run tasks on the calling thread until Stop().
   void RunMainExecutor();
@@ -111,6 +111,7 @@ class WorkerService {
   std::condition_variable cv_;
   std::deque<std::unique_ptr<proto::Execute>> queue_;
   std::unordered_set<TaskId> cancelled_;
+  std::unordered_set<TaskId> running_;  // normal tasks running now (force cancel)
   int total_ = 1;  // executor threads (the main one included)
   int blocked_ = 0;
   bool stop_ = false;

@@ -232,16 +232,26 @@ def interrupt(task_id):
     GIL held; the thread is inside run_task while the id is listed, so the exception is raised
     there (at its next bytecode), never in a later task."""
     ident = _running.get(task_id)
-    if ident is not None:
+    if ident is None:
+        # Cancelled while starting (after the runtime's own check, before run_task listed
+        # it): run_task raises at its start.
+        _cancel_pending.add(task_id)
+    else:
         import ctypes
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
                                                    ctypes.py_object(KeyboardInterrupt))
 
 
+_cancel_pending = set()
+
+
 def run_task(function_id, args):
-    task_id = _core.context()["task_id"]
+    task_id = _core.current_task_id()
     _running[task_id] = threading.get_ident()
     try:
+        if _cancel_pending and task_id in _cancel_pending:
+            _cancel_pending.discard(task_id)
+            raise KeyboardInterrupt("the task was cancelled")
         return _run_task(function_id, args)
     finally:
         _running.pop(task_id, None)
@@ -275,7 +285,8 @@ def create_actor(class_id, args):
     _runtime_env.task_started()
     _names.current = name
     _set_placement(args)
-    _actor_pgs[_core.context()["actor_id"]] = _api._task_pg.value
+    if _api._task_pg.value is not None:
+        _actor_pgs[_core.context()["actor_id"]] = _api._task_pg.value
     if renv is None:
         cls = _load(class_id, export)
         instance = cls(*pos, **kw)
@@ -384,7 +395,7 @@ def call_method(instance, method_name, args):
     pos, kw, num_returns, retry, _, _, _ = _unpack(args)
     meta = args[0]
     budget = meta[7] if retry and len(meta) > 7 else 0
-    _api._task_pg.value = _actor_pgs.get(_core.context()["actor_id"])
+    _api._task_pg.value = _actor_pgs.get(_core.context()["actor_id"]) if _actor_pgs else None
     if type(instance) is _EnvActor:
         _names.current = instance.name
         try:

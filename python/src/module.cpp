@@ -855,6 +855,10 @@ void BindLifecycle(py::module_& m) {
   m.def("is_initialized", [] { return mpiray::IsInitialized(); });
   m.def("record_exit_status", [](int status) { detail::RecordExitStatus(status); });
   m.def("context", &Context);
+  m.def("current_task_id", []() -> py::object {  // per task, so without building a context
+    mpiray::TaskId t = detail::CurrentTaskId();
+    return t.nil() ? py::object(py::none()) : py::object(py::str(t.ToString()));
+  });
   m.def("snapshot", &Snapshot);
   m.def("add_checkpoint_callback", [](py::object fn) {
     auto* held = new py::object(std::move(fn));  // lives until the process exits

@@ -531,7 +531,9 @@ void TaskTable::OnProcessDied(const proto::PeerInfo& peer) {
     t.item.blocked = false;
     t.item.private_hold = false;
     d_.gpus->Release(GpuAllocator::Holder::kTask, tid);
-    if (!t.cancelled && TakeRetry(t.retries_left)) {
+    if (t.cancelled) {  // force=True ended the worker: the task was cancelled, not lost
+      Fail(t, ErrorPayload(StatusCode::kCancelled, "task " + t.spec.function + " was cancelled"));
+    } else if (TakeRetry(t.retries_left)) {
       MPIRAY_LOG(info, "retrying task {} ({}) after worker {} died", tid.ToString(), t.spec.function, proc);
       d_.sched->Enqueue(&t.item);
     } else {

@@ -67,6 +67,8 @@ RuntimeContext CurrentContext();
 void StreamEmit(const SerializedValue& value);
 /// @brief GPU devices given to the running task or actor (cheap; empty: none or not a worker).
 std::vector<int32_t> CurrentGpuIds();
+/// @brief The task the calling thread runs (nil outside tasks); cheaper than CurrentContext.
+TaskId CurrentTaskId();
 
 /// @brief Names the current task for worker output lines ("(name pid=..., rank=...)").
 void SetOutputName(const std::string& name);
