@@ -12,7 +12,7 @@ import threading
 
 import cloudpickle
 
-from . import _core, _runtime_env
+from . import _core, _runtime_env, _source
 from ._core import ObjectRef
 
 # Task kinds, languages, strategies and sentinels are the runtime's, exported by the binding
@@ -316,7 +316,7 @@ class _Exported:
     def ref(self):
         with self._lock:
             if self._ref is None or self._session != _session:
-                self._ref = _core.put(cloudpickle.dumps(self._obj))
+                self._ref = _core.put(cloudpickle.dumps(_source.pack(self._obj)))
                 self._session = _session
             return self._ref
 
