@@ -124,13 +124,15 @@ Status Scheduler::CheckFeasible(uint32_t shape) const {
 void Scheduler::Enqueue(SchedItem* item) {
   item->queued = true;
   item->worker = kNoProc;
-  queues_[item->shape].push_back(item);
+  item->seq = ++next_seq_;
+  queues_[item->shape].emplace_back(item->seq, item);
   ++queued_;
 }
 
 bool Scheduler::Dequeue(SchedItem* item) {
   if (!item->queued) return false;
-  item->queued = false;  // removed lazily from the deque
+  item->queued = false;  // its entry is dropped lazily (the item may be freed before)
+  dropped_.insert(item->seq);
   --queued_;
   return true;
 }
@@ -206,8 +208,8 @@ void Scheduler::Schedule(std::vector<Assignment>* out) {
   for (uint32_t s = 0; s < queues_.size(); ++s) {
     auto& q = queues_[s];
     while (!q.empty()) {
-      SchedItem* item = q.front();
-      if (!item->queued) {  // cancelled while queued
+      auto [seq, item] = q.front();
+      if (dropped_.erase(seq) > 0) {  // dequeued while queued: `item` may be gone
         q.pop_front();
         continue;
       }
