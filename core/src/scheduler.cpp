@@ -125,21 +125,16 @@ Status Scheduler::CheckFeasible(uint32_t shape) const {
 void Scheduler::Enqueue(SchedItem* item) {
   item->queued = true;
   item->worker = kNoProc;
-  queues_[item->shape].push_back(item);
+  item->seq = ++next_seq_;
+  queues_[item->shape].emplace_back(item->seq, item);
   ++queued_;
 }
 
 bool Scheduler::Dequeue(SchedItem* item) {
   if (!item->queued) return false;
-  item->queued = false;
+  item->queued = false;  // its entry is dropped lazily (the item may be freed before)
+  dropped_.insert(item->seq);
   --queued_;
-  // Removed now: the caller may free the item right after (a cancelled task's record), and a
-  // pointer left in the queue would be read by the next Schedule (a use after free).
-  if (item->shape < queues_.size()) {
-    auto& q = queues_[item->shape];
-    auto it = std::find(q.rbegin(), q.rend(), item);  // cancels hit the newest first, mostly
-    if (it != q.rend()) q.erase(std::next(it).base());
-  }
   return true;
 }
 
@@ -214,8 +209,8 @@ void Scheduler::Schedule(std::vector<Assignment>* out) {
   for (uint32_t s = 0; s < queues_.size(); ++s) {
     auto& q = queues_[s];
     while (!q.empty()) {
-      SchedItem* item = q.front();
-      if (!item->queued) {  // cancelled while queued
+      auto [seq, item] = q.front();
+      if (dropped_.erase(seq) > 0) {  // dequeued while queued: `item` may be gone
         q.pop_front();
         continue;
       }

@@ -12,6 +12,7 @@
 #include <deque>
 #include <map>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "mpiray/core/ids.h"
@@ -36,6 +37,7 @@ struct SchedItem {
   bool blocked = false;
   bool private_hold = false;  // holds its own resources (unblocked onto a different lease)
   bool spread = false;        // SPREAD: round-robin over nodes rather than pack
+  uint64_t seq = 0;           // its entry in the queue (set by Enqueue)
   head::TaskRec* owner = nullptr;  // the head's record of the task (the scheduler never reads it)
 };
 
@@ -155,7 +157,11 @@ class Scheduler {
   ResourceNames names_;
   std::vector<ResourceRequest> shapes_;
   std::map<ResourceRequest, uint32_t> shape_ids_;
-  std::vector<std::deque<SchedItem*>> queues_;  // by shape
+  // By shape: (seq, item). An item dequeued while queued (cancelled, failed) leaves its entry,
+  // dropped lazily by its seq: the item itself may be freed by then and is never read again.
+  std::vector<std::deque<std::pair<uint64_t, SchedItem*>>> queues_;
+  std::unordered_set<uint64_t> dropped_;
+  uint64_t next_seq_ = 0;
   std::vector<double> avg_us_;                  // by shape: moving average of task durations
   int Depth(uint32_t shape) const;
   size_t queued_ = 0;

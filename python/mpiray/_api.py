@@ -12,7 +12,7 @@ import threading
 
 import cloudpickle
 
-from . import _core, _runtime_env
+from . import _core, _runtime_env, _source
 from ._core import ObjectRef
 
 # Task kinds, languages, strategies and sentinels are the runtime's, exported by the binding
@@ -374,7 +374,7 @@ class _Exported:
         # this one (recursion in `__main__`), and must not wait for this thread.
         self._pickling.active = True
         try:
-            blob = cloudpickle.dumps(self._obj)
+            blob = cloudpickle.dumps(_source.pack(self._obj))
         finally:
             self._pickling.active = False
         _check_export_size(blob, self._obj)

@@ -14,6 +14,7 @@ import cloudpickle
 
 from . import _api, _core
 from . import _runtime_env
+from . import _source
 from ._runtime_env import Scope as _Scope
 from .actor import ActorExit, _actor_loop_thread
 
@@ -74,7 +75,7 @@ def _load(exported_id, ref):
     obj = _loaded.get(exported_id)
     if obj is None:
         blob = _core.get([ref], None)[0]
-        obj = pickle.loads(blob)
+        obj = _source.unpack(pickle.loads(blob))
         _loaded[exported_id] = obj
     return obj
 

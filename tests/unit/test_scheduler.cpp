@@ -2,6 +2,8 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstring>
+#include <memory>
 #include <deque>
 #include <map>
 #include <memory>
@@ -554,4 +556,27 @@ TEST_CASE("A task unblocked onto another shape's lease holds its own resources",
   CHECK(AvailableCpu(s, 0) == kUnit);
   s.Finished(b);
   CHECK(AvailableCpu(s, 0) == 3 * kUnit);
+}
+
+TEST_CASE("An item dequeued while queued may be freed before the queue drops its entry",
+          "[scheduler]") {
+  // The head fails a queued task (cancel, an upstream error) and frees its record at once;
+  // Schedule must never read that record again (it crashed on the freed memory).
+  Scheduler s(4);
+  s.AddNode(0, Totals(1));
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  auto gone = std::make_unique<SchedItem>();
+  gone->shape = cpu1;
+  s.Enqueue(gone.get());
+  CHECK(s.Dequeue(gone.get()));
+  std::memset(static_cast<void*>(gone.get()), 0x5a, sizeof(SchedItem));  // what reuse looks like
+  gone.reset();
+  std::deque<SchedItem> store;
+  auto items = MakeItems(store, 1, cpu1);
+  s.Enqueue(items[0]);
+  s.AddWorker(1, 0);
+  auto out = RunSchedule(s);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].first == items[0]);
+  CHECK(s.queued() == 0);
 }

@@ -15,6 +15,7 @@ the last observation in ``infos["final_obs"]``; ``DISABLED`` leaves resets to
 differ from Gymnasium's for the same seed, while their distribution is the same.
 """
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -91,7 +92,8 @@ class ClassicControlVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         spec = gym.spec(id)
-        self.spec = spec.copy() if hasattr(spec, "copy") else spec
+        # A copy: the registry's spec is shared by every later gym.make in this process.
+        self.spec = copy.copy(spec)
         try:
             self.spec.max_episode_steps = self.max_episode_steps or None
             self.spec.kwargs = {**spec.kwargs, **kwargs}

@@ -308,3 +308,15 @@ def test_env_kwargs_change_the_dynamics():
     o2, r2, *_ = ref.step(np.array([0.7], np.float32))
     np.testing.assert_allclose(o1[0], o2, rtol=1e-6)
     np.testing.assert_allclose(r1[0], r2, rtol=1e-9)
+
+
+def test_env_kwargs_leave_gymnasiums_registry_alone():
+    """make_vec's options describe its own spec; Gymnasium's registered spec (what every later
+    gym.make in the process starts from) keeps its kwargs and episode limit."""
+    before = (dict(gym.spec("CartPole-v1").kwargs), gym.spec("CartPole-v1").max_episode_steps)
+    env = make_vec("CartPole-v1", num_envs=2, sutton_barto_reward=True, max_episode_steps=20)
+    assert env.spec.kwargs.get("sutton_barto_reward") is True
+    assert (dict(gym.spec("CartPole-v1").kwargs), gym.spec("CartPole-v1").max_episode_steps) == before
+    single = gym.make("CartPole-v1")
+    single.reset(seed=0)
+    assert single.step(0)[1] == 1.0  # the standard reward, not Sutton and Barto's 0

@@ -1,7 +1,7 @@
 """``get_dataset_shard``: the trainer's ``datasets`` split among the workers.
 
-A dataset object with Ray Data's ``streaming_split``/``split`` (mpiray.data when it is there,
-or anything shaped like it) is split with it. Plain in-memory data (a list, a tuple, a numpy
+A dataset object with Ray Data's ``streaming_split``/``split`` (an mpiray.data Dataset, or
+anything shaped like it) is split with it. Plain in-memory data (a list, a tuple, a numpy
 array, a dict of equally long numpy arrays, or a map-style torch Dataset) is split into
 contiguous, nearly equal blocks, one per rank, and each worker gets a :class:`DataShard`
 with Ray's ``DataIterator`` methods (``iter_batches``, ``iter_torch_batches``,

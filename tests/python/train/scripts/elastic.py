@@ -56,14 +56,15 @@ def loop(config):
             torch.save({"model": (model.module if hasattr(model, "module") else model).state_dict(),
                         "epoch": epoch}, os.path.join(d, "m.pt"))
             ckpt = Checkpoint.from_directory(d)
-        train.report({"epoch": epoch, "start": start, "loss": loss.item(), "ws": n}, checkpoint=ckpt)
+        train.report({"epoch": epoch, "start": start, "loss": loss.item(), "ws": n,
+                      "job": os.environ.get("SLURM_JOB_ID")}, checkpoint=ckpt)
 
 
-def worker_jobs():
+def worker_jobs(metrics):
+    """The worker jobs this run's workers live in (from their reports): never another job on
+    the cluster (other tests' jobs run beside this one)."""
     me = os.environ.get("SLURM_JOB_ID")
-    out = subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True).stdout.split("\n")
-    return [line.split()[0] for line in out if line.strip() and line.split()[0] != me and
-            line.split()[1] == "RUNNING"]
+    return sorted({m["job"] for m in metrics if m.get("job") and m["job"] != me})
 
 
 class NodeKiller(UserCallback):
@@ -84,7 +85,7 @@ class NodeKiller(UserCallback):
         if ws == 3 and self.killed_at is None:
             self.with3 += 1
             if self.with3 == 3:
-                jobs = worker_jobs()
+                jobs = worker_jobs(metrics)
                 print(f"TRAINING WITH 3 WORKERS; cancelling worker job(s) {jobs}", flush=True)
                 self.killed_at = time.time()
                 for j in jobs:
