@@ -101,18 +101,19 @@ def iter_batches_of(blocks, batch_size):
         yield batcher.next_batch(final=True)
 
 
-class MapBatches(Transform):
-    def __init__(self, fn, batch_size=None, batch_format="default", fn_args=(), fn_kwargs=None,
-                 fn_constructor_args=(), fn_constructor_kwargs=None, label="MapBatches"):
+class _UserFn(Transform):
+    """A user's function or callable class (constructed once per process, on first use; the
+    instance is never pickled) with its extra arguments."""
+
+    def __init__(self, fn, fn_args=(), fn_kwargs=None, fn_constructor_args=(), fn_constructor_kwargs=None,
+                 label=None):
         self.fn = fn
-        self.batch_size = batch_size
-        self.batch_format = batch_format or "default"
         self.fn_args = tuple(fn_args or ())
         self.fn_kwargs = dict(fn_kwargs or {})
         self.ctor_args = tuple(fn_constructor_args or ())
         self.ctor_kwargs = dict(fn_constructor_kwargs or {})
         self.is_class = inspect.isclass(fn)
-        self.name = f"{label}({_call_name(fn)})"
+        self.name = f"{label or self.label}({_call_name(fn)})"
         self._callable = None
 
     def init(self):
@@ -123,6 +124,14 @@ class MapBatches(Transform):
         st = dict(self.__dict__)
         st["_callable"] = None
         return st
+
+
+class MapBatches(_UserFn):
+    def __init__(self, fn, batch_size=None, batch_format="default", fn_args=(), fn_kwargs=None,
+                 fn_constructor_args=(), fn_constructor_kwargs=None, label="MapBatches"):
+        super().__init__(fn, fn_args, fn_kwargs, fn_constructor_args, fn_constructor_kwargs, label)
+        self.batch_size = batch_size
+        self.batch_format = batch_format or "default"
 
     def __call__(self, blocks, tctx):
         self.init()
@@ -142,25 +151,8 @@ _ROW_ERROR = ("Error validating {out!r}: Standalone Python objects are not allow
               "`item`.")
 
 
-class _RowFn(Transform):
-    def __init__(self, fn, fn_args=(), fn_kwargs=None, fn_constructor_args=(), fn_constructor_kwargs=None):
-        self.fn = fn
-        self.fn_args = tuple(fn_args or ())
-        self.fn_kwargs = dict(fn_kwargs or {})
-        self.ctor_args = tuple(fn_constructor_args or ())
-        self.ctor_kwargs = dict(fn_constructor_kwargs or {})
-        self.is_class = inspect.isclass(fn)
-        self.name = f"{self.label}({_call_name(fn)})"
-        self._callable = None
-
-    def init(self):
-        if self._callable is None:
-            self._callable = self.fn(*self.ctor_args, **self.ctor_kwargs) if self.is_class else self.fn
-
-    def __getstate__(self):
-        st = dict(self.__dict__)
-        st["_callable"] = None
-        return st
+class _RowFn(_UserFn):
+    """A per-row function (Map, FlatMap, Filter)."""
 
 
 class MapRows(_RowFn):
