@@ -397,7 +397,29 @@ class _Exported:
 
 # ------------------------------------------------------------------ remote functions
 
-class ObjectRefGenerator:
+class _AsyncRefIteration:
+    """``async for ref in gen``: each ``__next__`` (which may block) runs in the loop's executor."""
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        import asyncio
+        _end = object()
+
+        def step():  # StopIteration cannot cross a Future
+            try:
+                return self.__next__()
+            except StopIteration:
+                return _end
+
+        ref = await asyncio.get_running_loop().run_in_executor(None, step)
+        if ref is _end:
+            raise StopAsyncIteration
+        return ref
+
+
+class ObjectRefGenerator(_AsyncRefIteration):
     """What a task with ``num_returns="streaming"`` returns: iterate it (``for ref in gen`` or
     ``async for``) to get an ObjectRef per yielded value, as soon as the task yields it; an
     exception in the task is raised by ``ray.get`` of the ref after the last good one."""
@@ -430,24 +452,6 @@ class ObjectRefGenerator:
             raise StopIteration
         self._next += 1
         self._wanted = False
-        return ref
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        import asyncio
-        _end = object()
-
-        def step():  # StopIteration cannot cross a Future
-            try:
-                return self.__next__()
-            except StopIteration:
-                return _end
-
-        ref = await asyncio.get_running_loop().run_in_executor(None, step)
-        if ref is _end:
-            raise StopAsyncIteration
         return ref
 
     def completed(self):
@@ -550,7 +554,7 @@ class DynamicObjectRefGenerator:
         return f"DynamicObjectRefGenerator({len(self._refs)} refs)"
 
 
-class _CollectedRefGenerator:
+class _CollectedRefGenerator(_AsyncRefIteration):
     """What a generator method of an actor returns by default (Ray: a streaming
     ObjectRefGenerator): the method runs to its end on the actor, then this yields an ObjectRef
     per value it yielded (actor methods do not stream their items one by one here). An error
@@ -576,24 +580,6 @@ class _CollectedRefGenerator:
         if not self._items:
             raise StopIteration
         return self._items.pop(0)
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        import asyncio
-        _end = object()
-
-        def step():
-            try:
-                return self.__next__()
-            except StopIteration:
-                return _end
-
-        ref = await asyncio.get_running_loop().run_in_executor(None, step)
-        if ref is _end:
-            raise StopAsyncIteration
-        return ref
 
     def completed(self):
         return self._ref
