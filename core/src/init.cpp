@@ -321,6 +321,12 @@ void Start(const InitOptions& options, Bootstrap& b, int local_workers, std::uni
   // Every rank sees the same environment; each reports a bad setting itself.
   auto cfg = ConfigFromEnv(env, options);
   if (!cfg.ok()) StartupFailed(rank, cfg.status());
+  // A standalone run that nothing on another host joins (no autoscaler, no listen address
+  // given) talks over loopback only: the join listener and the fabric (UCX_NET_DEVICES=lo);
+  // its local workers do the same when they see the loopback address.
+  const bool loopback_only = local_workers < 0 && options.autoscale.empty() &&
+                             env["MPIRAY_AUTOSCALE"].empty() && env["MPIRAY_LISTEN_ADDR"].empty();
+  if (loopback_only) env["MPIRAY_LISTEN_ADDR"] = "127.0.0.1";
   if (local_workers < 0) local_workers = LocalWorkerCount(*cfg);
   SessionInfo session;
   int reaper = -1;
@@ -334,7 +340,9 @@ void Start(const InitOptions& options, Bootstrap& b, int local_workers, std::uni
       local_error = s.status().message();
     }
   }
-  auto fabric = UcxFabric::Create(FabricOptions(*cfg));
+  UcxFabricOptions fabric_options = FabricOptions(*cfg);
+  if (loopback_only) fabric_options.net_devices = "lo";
+  auto fabric = UcxFabric::Create(fabric_options);
   if (!fabric.ok() && local_error.empty()) local_error = fabric.status().message();
   proto::PeerInfo me;
   if (fabric.ok()) me = LocalPeer(env, **fabric);
@@ -398,7 +406,9 @@ Result<SessionInfo> JoinTarget(const EnvMap& env, const std::string& dir, std::s
   std::string address;
   auto s = JoinTarget(env, dir, &address);
   if (!s.ok()) WorkerFatal(s.status().message());
-  auto fabric = UcxFabric::Create(UcxFabricOptions{});
+  UcxFabricOptions fabric_options;
+  if (address.rfind("127.", 0) == 0) fabric_options.net_devices = "lo";  // a loopback-only head
+  auto fabric = UcxFabric::Create(fabric_options);
   if (!fabric.ok()) WorkerFatal(fabric.status().message());
   JoinRequest req;
   req.token = s->token;

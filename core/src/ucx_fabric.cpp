@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sched.h>
+#include <sodium.h>
 #include <ucp/api/ucp.h>
 
 #include <chrono>
@@ -24,7 +25,17 @@ struct AmHeader {
   uint32_t pad = 0;
   uint64_t seq = 0;
   proto::BulkHeader bulk;
+  // The session's key (derived from its token): a process that did not join with the token
+  // cannot make the runtime act (see "Security" in docs/architecture.md).
+  uint8_t key[16] = {};
 };
+
+// Equal keys, in time independent of where they differ.
+bool SameKey(const uint8_t* a, const uint8_t* b) {
+  uint8_t diff = 0;
+  for (int i = 0; i < 16; ++i) diff |= static_cast<uint8_t>(a[i] ^ b[i]);
+  return diff == 0;
+}
 
 // Frame inside a batch: u16 type, u32 length, body.
 constexpr size_t kFrameHeader = 6;
@@ -80,6 +91,8 @@ struct UcxFabric::Impl {
   std::atomic<bool> stop{false};
   std::atomic<bool> sleeping{false};
   std::atomic<bool> pending{false};
+  uint8_t key[16] = {};
+  std::atomic<uint64_t> rejected{0};
 
   // Guarded by mu: outboxes and commands, written by any thread.
   std::mutex mu;
@@ -206,6 +219,7 @@ struct UcxFabric::Impl {
     ctx->impl = this;
     ctx->hdr.src = owner->self();
     ctx->hdr.seq = p->next_send_seq++;
+    std::memcpy(ctx->hdr.key, key, sizeof key);
     ctx->batch = std::move(batch);
     Launch(*p, kAmBatch, ctx, ctx->batch.data(), ctx->batch.size());
   }
@@ -287,12 +301,31 @@ struct UcxFabric::Impl {
     return UCS_OK;
   }
 
+  // A message is acted on only if its header is ours and carries the session's key.
+  bool Accept(const void* header, size_t header_len, AmHeader* hdr) {
+    if (header_len == sizeof(AmHeader)) {
+      std::memcpy(hdr, header, sizeof *hdr);
+      if (SameKey(hdr->key, key)) return true;
+    }
+    uint64_t n = rejected.fetch_add(1) + 1;
+    if ((n & (n - 1)) == 0) {  // 1st, 2nd, 4th, 8th, ...: visible, but no log flood
+      MPIRAY_LOG(warn, "fabric: dropped {} message(s) without this session's key (last claims "
+                 "to be from process {}): a process that did not join with the token",
+                 n, header_len == sizeof(AmHeader) ? static_cast<int64_t>(hdr->src) : -1);
+    }
+    return false;
+  }
+
+  ucs_status_t Drop(void* data, const ucp_am_recv_param_t* param) {
+    if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) ucp_am_data_release(worker, data);
+    return UCS_OK;
+  }
+
   static ucs_status_t OnAmBatch(void* arg, const void* header, size_t header_len, void* data,
                                 size_t len, const ucp_am_recv_param_t* param) {
     auto* self = static_cast<Impl*>(arg);
-    if (header_len != sizeof(AmHeader)) return UCS_OK;
     AmHeader hdr;
-    std::memcpy(&hdr, header, sizeof hdr);
+    if (!self->Accept(header, header_len, &hdr)) return self->Drop(data, param);
     if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
       auto* ctx = new RecvCtx;
       ctx->impl = self;
@@ -309,9 +342,8 @@ struct UcxFabric::Impl {
   static ucs_status_t OnAmBulk(void* arg, const void* header, size_t header_len, void* data,
                                size_t len, const ucp_am_recv_param_t* param) {
     auto* self = static_cast<Impl*>(arg);
-    if (header_len != sizeof(AmHeader)) return UCS_OK;
     AmHeader hdr;
-    std::memcpy(&hdr, header, sizeof hdr);
+    if (!self->Accept(header, header_len, &hdr)) return self->Drop(data, param);
     uint8_t* dst = self->handler->OnBulkBegin(hdr.src, hdr.bulk, len);
     bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
     if (dst == nullptr) {
@@ -425,6 +457,14 @@ Result<std::unique_ptr<UcxFabric>> UcxFabric::Create(const UcxFabricOptions& opt
   ucp_config_t* config = nullptr;
   ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
   if (st != UCS_OK) return UcxStatus(st, "ucp_config_read");
+  const char* user_devices = std::getenv("UCX_NET_DEVICES");
+  if (!options.net_devices.empty() && (user_devices == nullptr || *user_devices == '\0')) {
+    st = ucp_config_modify(config, "NET_DEVICES", options.net_devices.c_str());
+    if (st != UCS_OK) {
+      ucp_config_release(config);
+      return UcxStatus(st, "setting UCX_NET_DEVICES=" + options.net_devices);
+    }
+  }
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES;
   params.features = UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
@@ -466,6 +506,16 @@ Result<std::unique_ptr<UcxFabric>> UcxFabric::Create(const UcxFabricOptions& opt
 UcxFabric::UcxFabric(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) { impl_->owner = this; }
 
 UcxFabric::~UcxFabric() { Stop(); }
+
+void UcxFabric::set_session_token(const std::string& token) {
+  static const char kContext[] = "mpiray fabric key v1";
+  if (sodium_init() < 0) std::abort();
+  crypto_generichash(impl_->key, sizeof impl_->key,
+                     reinterpret_cast<const unsigned char*>(token.data()), token.size(),
+                     reinterpret_cast<const unsigned char*>(kContext), sizeof kContext - 1);
+}
+
+uint64_t UcxFabric::rejected() const { return impl_->rejected.load(); }
 
 void UcxFabric::Start(FabricHandler* handler) {
   impl_->handler = handler;
@@ -516,6 +566,7 @@ void UcxFabric::SendBulk(ProcId dest, const proto::BulkHeader& h, const void* da
     ctx->impl = impl;
     ctx->hdr.src = impl->owner->self();
     ctx->hdr.bulk = h;
+    std::memcpy(ctx->hdr.key, impl->key, sizeof impl->key);
     ctx->keep = std::move(keep);
     ctx->done = std::move(done);
     impl->Launch(*p, kAmBulk, ctx, data, len);

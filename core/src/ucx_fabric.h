@@ -21,6 +21,9 @@ struct UcxFabricOptions {
   int spin_us = 50;
   /// Period of FabricHandler::OnTick.
   int tick_ms = 200;
+  /// UCX network devices to use (UCX_NET_DEVICES, e.g. "lo"); empty: UCX's choice. An explicit
+  /// UCX_NET_DEVICES in the environment wins.
+  std::string net_devices;
 };
 
 /// @brief Translate a UCX status code into a Status naming `what` failed (the one place UCX
@@ -37,6 +40,12 @@ class UcxFabric final : public Transport {
   const Buffer& address() const { return address_; }
   /// @brief Set this process's id (joiners learn it after creating the fabric).
   void set_self(ProcId self) { self_ = self; }
+  /// @brief Authenticate every message with a key derived from the session token: messages
+  /// sent carry it, messages received without it are dropped (counted, logged). Call before
+  /// Start().
+  void set_session_token(const std::string& token);
+  /// @brief Messages dropped because they did not carry the session's key.
+  uint64_t rejected() const;
   /// @brief Start the progress thread delivering to `handler`.
   void Start(FabricHandler* handler);
   /// @brief Flush what is queued (bounded wait), close connections, stop the thread.
