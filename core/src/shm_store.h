@@ -40,9 +40,9 @@ struct StoreOptions {
   /// a full store reports ObjectStoreFull at once.
   std::string spill_root;
   /// With spilling on, how long Create keeps trying while the store is full of objects in use
-  /// (pinned by readers or being written) before it reports ObjectStoreFull: such pins are
-  /// usually short (a transfer, a restore, a task reading its argument).
-  int64_t full_wait_ms = 2000;
+  /// (pinned by readers or being written) before it writes the object to disk instead: such
+  /// pins are often short (a transfer, a restore, a task reading its argument).
+  int64_t full_wait_ms = 20;
 };
 
 /// @brief Spilling counters of one node's store (shared by its processes).
