@@ -280,3 +280,36 @@ def test_actor_handle_repr_and_id():
     assert "Counter" in repr(c)
     assert isinstance(c._actor_id, ray.ActorID)
     assert len(c._actor_id.hex()) == 16
+
+
+@ray.remote
+class Plus1:
+    def f(self, x):
+        return x + 1
+
+
+@ray.remote
+class Chain:
+    """Calls one actor and passes the still-pending result to another (from a worker)."""
+
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+
+    def sync_chain(self, x):
+        return ray.get(self.second.f.remote(self.first.f.remote(x)))
+
+    async def async_chain(self, x):
+        return await self.second.f.remote(self.first.f.remote(x))
+
+
+def test_pending_ref_from_a_worker_passed_to_another_actor():
+    # A worker's actor call goes straight to the actor's process; the callee of the second
+    # call may ask the head for the first call's result before the caller's registration of
+    # that call arrives: the head waits for it instead of calling the object unknown.
+    first, second = Plus1.remote(), Plus1.remote()
+    chain = Chain.remote(first, second)
+    for method in ("sync_chain", "async_chain"):  # one at a time: each call races anew
+        got = [ray.get(getattr(chain, method).remote(i)) for i in range(60)]
+        assert got == [i + 2 for i in range(60)], method
+    for a in (first, second, chain):
+        ray.kill(a)

@@ -124,6 +124,31 @@ TEST_CASE("ObjectDirectory answers a process's wait now or when the object is re
   CHECK(replies[1].As<proto::ObjectsReady>().objects.at(0).id == later);
 }
 
+TEST_CASE("ObjectDirectory waits for the returns of a call another process submitted",
+          "[head][objects]") {
+  // Process 1 (a worker) called an actor directly and passed the pending return to a call on
+  // process 2; process 2 asks before process 1's registration of the call reaches the head.
+  Fixture f;
+  ObjectId ret = ObjectId::ForReturn(TaskId::Make(1, 9), 0);
+  f.objects.OnGetObjects(2, proto::GetObjects{3, {ret}});
+  CHECK(f.t.OfType(proto::Msg::kObjectsReady).empty());
+  ObjectEntry& e = f.objects.Create(ret);  // the registration (SubmitCall) arrives
+  e.holders = {1};
+  CHECK(e.registered);
+  CHECK_FALSE(f.objects.AwaitingPuts());
+  f.now = ObjectDirectory::kAwaitPutMs + 1;
+  f.objects.ExpireAwaitedPuts(f.now);  // no longer awaited: no error
+  CHECK(f.t.OfType(proto::Msg::kObjectsReady).empty());
+  f.objects.SetReady(ret, Inline(ret, Payload(4)));
+  auto replies = f.t.OfType(proto::Msg::kObjectsReady);
+  REQUIRE(replies.size() == 1);
+  CHECK(replies[0].dest == 2);
+  auto r = replies[0].As<proto::ObjectsReady>();
+  REQUIRE(r.objects.size() == 1);
+  CHECK(r.objects[0].id == ret);
+  CHECK(r.objects[0].where == static_cast<uint8_t>(proto::Where::kInline));
+}
+
 TEST_CASE("ObjectDirectory waits a while for a put's registration, then reports it lost",
           "[head][objects]") {
   Fixture f;

@@ -218,10 +218,12 @@ void ObjectDirectory::OnGetObjects(ProcId src, proto::GetObjects&& req) {
   NodeId node = members_.NodeOf(src);
   for (const ObjectId& id : req.ids) {
     ObjectEntry* e = Find(id);
-    if (!e && id.is_put() && src != id.task_id().submitter() &&
-        members_.IsAlive(id.task_id().submitter())) {
-      // A put whose registration is still on its way: its maker sent it to us before it sent
-      // the ref to the asker, but on another connection. Wait for it (a while).
+    const ProcId maker = id.task_id().submitter();
+    if (!e && src != maker && maker != transport_.self() && members_.IsAlive(maker)) {
+      // A put, or a return of a call another live process submitted, whose registration is
+      // still on its way: its maker sent it to us before it sent the ref to the asker, but on
+      // another connection (a worker's actor call goes straight to the actor's process).
+      // Wait for it (a while). What the head itself made is registered at once.
       ObjectEntry& placeholder = Create(id);
       placeholder.registered = false;  // not freed while nobody holds it yet
       placeholder.X().remote.emplace_back(src, req.req);

@@ -84,7 +84,16 @@ class ObjectDirectory {
 
   // ---- entries ---------------------------------------------------------------------------
   /// @brief The entry of `id`, created (pending, no holder) if absent.
-  ObjectEntry& Create(const ObjectId& id) { return objects_[id]; }
+  /// @brief The entry of `id`, made if absent. This is how every object is registered (a put,
+  /// a task or actor call's returns): a get that arrived before the registration stops waiting.
+  ObjectEntry& Create(const ObjectId& id) {
+    if (!awaited_puts_.empty() && awaited_puts_.erase(id)) {
+      ObjectEntry& e = objects_[id];
+      e.registered = true;
+      return e;
+    }
+    return objects_[id];
+  }
   ObjectEntry* Find(const ObjectId& id) {
     auto it = objects_.find(id);
     return it == objects_.end() ? nullptr : &it->second;
@@ -154,7 +163,8 @@ class ObjectDirectory {
   void AddToStatus(ClusterStatus* s) const;
   void List(StateListing* out, size_t limit) const;
 
-  /// @brief How long a get waits for a put registration still on its way.
+  /// @brief How long a get waits for an object's registration still on its way (a put, or the
+  /// returns of a call another process submitted).
   static constexpr int64_t kAwaitPutMs = 10000;
 
  private:
@@ -169,7 +179,7 @@ class ObjectDirectory {
   ObjectEvents& events_;
   std::function<int64_t()> now_ms_;
   std::unordered_map<ObjectId, ObjectEntry> objects_;
-  // Gets of put objects whose registration has not arrived yet (-> when asked first).
+  // Gets of objects whose registration has not arrived yet (-> when asked first).
   std::unordered_map<ObjectId, int64_t> awaited_puts_;
 };
 
