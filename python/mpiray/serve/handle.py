@@ -86,37 +86,87 @@ def _rebuild_handle(dep, app, opts):
     return DeploymentHandle(dep, app, _options=_HandleOptions(*opts))
 
 
-def _resolve_args(args, kwargs):
-    """DeploymentResponses passed as arguments travel as their ObjectRefs (the runtime
-    resolves top-level refs before the replica's method runs), without waiting here."""
-    def one(a):
-        if isinstance(a, DeploymentResponse):
-            return a._to_object_ref_sync()
+def _check_args(args, kwargs):
+    for a in list(args) + list(kwargs.values()):
         if isinstance(a, DeploymentResponseGenerator):
             raise TypeError("a streaming DeploymentResponseGenerator cannot be passed as an "
                             "argument; iterate it and pass the items")
-        return a
-    return tuple(one(a) for a in args), {k: one(v) for k, v in kwargs.items()}
+
+
+def _final(a):
+    """DeploymentResponses passed as arguments travel as their ObjectRefs (the runtime
+    resolves top-level refs before the replica's method runs)."""
+    return a._ref if isinstance(a, DeploymentResponse) else a
+
+
+_in_worker = None
+
+
+def _is_worker_process():
+    global _in_worker
+    if _in_worker is None:
+        _in_worker = ray.get_runtime_context().get_rank() not in (0, None)
+    return _in_worker
 
 
 class _ResponseBase:
     def __init__(self, router, meta, args, kwargs):
+        _check_args(args, kwargs)
         self._router, self._meta = router, meta
-        self._args, self._kwargs = _resolve_args(args, kwargs)
+        self._args, self._kwargs = args, kwargs
         self._attempts = 0
         self._slot = None
         self._ref = None
         self._cancelled = False
+        self._dispatch_task = None
 
     @property
     def request_id(self):
         return self._meta["request_id"]
 
+    def _start(self, method):
+        """Sends the request. In a worker process, responses passed as arguments are waited
+        for first (mpiray core bug: a pending ref created in a worker is not always found by
+        the callee, /work/helpers/core-bugs/worker-pending-ref-arg.md); on the driver they
+        travel pending."""
+        deps = [a for a in list(self._args) + list(self._kwargs.values())
+                if isinstance(a, DeploymentResponse)]
+        if not deps or not _is_worker_process():
+            self._send(method)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None:
+            for d in deps:
+                d._sent_sync()
+            ray.wait([d._ref for d in deps], num_returns=len(deps))
+            self._send(method)
+        else:
+            self._dispatch_task = loop.create_task(self._send_after(deps, method))
+
+    async def _send_after(self, deps, method):
+        for d in deps:
+            if d._dispatch_task is not None:
+                await d._dispatch_task
+            try:
+                await d._ref
+            except Exception:  # noqa: BLE001 - the callee sees the error when it resolves
+                pass
+        self._send(method)
+
+    def _sent_sync(self):
+        if self._ref is None:
+            raise RuntimeError("this DeploymentResponse is still waiting for its arguments on "
+                               "an event loop: await it (not .result()) in async code")
+
     def _send(self, method):
         self._attempts += 1
         self._slot = self._router.choose(self._meta.get("multiplexed_model_id", ""))
         fn = getattr(self._slot.actor, method)
-        self._ref = fn.remote(self._meta, *self._args, **self._kwargs)
+        self._ref = fn.remote(self._meta, *[_final(a) for a in self._args],
+                              **{k: _final(v) for k, v in self._kwargs.items()})
         self._router.track(self._slot, self._ref)
         return self._ref
 
@@ -147,15 +197,19 @@ class DeploymentResponse(_ResponseBase):
 
     def __init__(self, router, meta, args, kwargs):
         super().__init__(router, meta, args, kwargs)
-        self._send("handle_request")
+        self._start("handle_request")
 
     def _to_object_ref_sync(self, _timeout_s=None):
+        self._sent_sync()
         return self._ref
 
     async def _to_object_ref(self):
+        if self._dispatch_task is not None:
+            await self._dispatch_task
         return self._ref
 
     def result(self, *, timeout_s=None, _skip_asyncio_check=False):
+        self._sent_sync()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -175,6 +229,8 @@ class DeploymentResponse(_ResponseBase):
             return value
 
     async def _result_async(self):
+        if self._dispatch_task is not None:
+            await self._dispatch_task
         while True:
             try:
                 value = await self._ref
@@ -206,7 +262,7 @@ class DeploymentResponseGenerator(_ResponseBase):
         self._buffer = []
         self._done = False
         self._delivered = 0
-        self._send("stream_start")
+        self._start("stream_start")
 
     def _accept(self, chunk):
         items, done = chunk
@@ -251,6 +307,7 @@ class DeploymentResponseGenerator(_ResponseBase):
         return self
 
     def __next__(self):
+        self._sent_sync()
         while not self._buffer:
             if self._done:
                 raise StopIteration
@@ -262,6 +319,9 @@ class DeploymentResponseGenerator(_ResponseBase):
         return self
 
     async def __anext__(self):
+        if self._dispatch_task is not None:
+            await self._dispatch_task
+            self._dispatch_task = None
         while not self._buffer:
             if self._done:
                 raise StopAsyncIteration
