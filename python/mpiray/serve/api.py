@@ -81,6 +81,7 @@ def run(target, blocking=False, name="default", route_prefix="/", logging_config
     specs, ingress = build_specs(target, name)
     controller = _get_or_start_controller()
     status = ray.get(controller.deploy_app.remote(name, route_prefix, specs, ingress))
+    clear_routers(name)  # this process's handles re-read the replicas of the new version
     if status["status"] == "DEPLOY_FAILED":
         raise RuntimeError(status["message"])
     handle = DeploymentHandle(ingress, name)

@@ -139,6 +139,15 @@ class _SyncBatchQueue:
                     fut.set_exception(e)
 
 
+# The decorated function is pickled by value with the user's class: it reaches the lock
+# through a module function (pickled by reference), never the lock itself.
+_queues_lock = threading.Lock()
+
+
+def _queues_lock_of():
+    return _queues_lock
+
+
 def _is_method(func):
     params = list(inspect.signature(func).parameters)
     return bool(params) and params[0] == "self"
@@ -171,14 +180,13 @@ def batch(_func=None, /, max_batch_size=10, batch_wait_timeout_s=0.01, max_concu
         is_async = inspect.iscoroutinefunction(func)
         method = _is_method(func)
         attr = f"__serve_batch_queue_{func.__name__}"
-        lock = threading.Lock()
         plain = {}  # queues of a plain function, per event loop (async) or one (sync)
 
         def get_queue(args):
             owner = args[0] if method else None
             rest = args[1:] if method else args
             key = id(asyncio.get_running_loop()) if is_async else 0
-            with lock:
+            with _queues_lock_of():
                 store = plain
                 if owner is not None:
                     store = owner.__dict__.setdefault(attr, {})

@@ -143,6 +143,7 @@ def get_router(app_name, deployment_name):
         return r
 
 
-def clear_routers():
+def clear_routers(app_name=None):
     with _routers_lock:
-        _routers.clear()
+        for key in [k for k in _routers if app_name is None or k[0] == app_name]:
+            del _routers[key]
