@@ -57,6 +57,7 @@ class Router:
             self.max_queued = info["max_queued_requests"]
             self.version = info["version"]
             self.refreshed_at = time.monotonic()
+            self.app_status = info["app_status"]
 
     def _sweep(self):
         """Releases requests whose results are ready (nobody may have fetched them yet)."""
@@ -77,6 +78,10 @@ class Router:
                 live = list(self.replicas)
             if live:
                 break
+            if getattr(self, "app_status", None) == "DEPLOY_FAILED":
+                raise DeploymentUnavailableError(
+                    f"Application '{self.app}' failed to deploy (DEPLOY_FAILED); its "
+                    f"deployment '{self.dep}' has no replica. See serve.status() for the error")
             if time.monotonic() > deadline:
                 raise DeploymentUnavailableError(
                     f"Deployment '{self.dep}' of application '{self.app}' has no running "
