@@ -115,6 +115,25 @@ class Application:
         return f"Application({self._bound_deployment.name})"
 
 
+def _code_version(dep, target, def_bytes, args_bytes, cfg):
+    """What decides between reconfiguring live replicas and starting new ones: the
+    ``version`` option if given (as in Ray), else the source text of the class or function
+    (pickles of classes defined in ``__main__`` are not byte-stable), plus the constructor
+    arguments and the options that a running replica cannot change."""
+    version = dep._opts.get("version")
+    if version is not None:
+        code = f"version:{version}".encode()
+    else:
+        try:
+            code = (f"{getattr(target, '__module__', '')}.{target.__qualname__}\n".encode()
+                    + inspect.getsource(target).encode())
+        except (OSError, TypeError):
+            code = def_bytes
+    return hashlib.sha256(b"\0".join([
+        code, args_bytes, repr(sorted(cfg["ray_actor_options"].items())).encode(),
+        str(cfg["max_ongoing_requests"]).encode()])).hexdigest()
+
+
 def build_specs(app, app_name):
     """The deployments of an application graph, dependencies first, as plain dicts for the
     controller. Two different deployments with one name get suffixes (``_1``...)."""
@@ -171,10 +190,7 @@ def build_specs(app, app_name):
             raise TypeError(f"deployment '{name}': its code or .bind() arguments cannot be "
                             f"serialized: {e}") from e
         cfg = dep._config()
-        code_hash = hashlib.sha256(def_bytes + b"\0" + args_bytes + b"\0" +
-                                   repr(sorted(cfg["ray_actor_options"].items())).encode() +
-                                   str(cfg["max_ongoing_requests"]).encode() +
-                                   str(dep._opts.get("version")).encode()).hexdigest()
+        code_hash = _code_version(dep, target, def_bytes, args_bytes, cfg)
         specs.append({"name": name, "def_bytes": def_bytes, "args_bytes": args_bytes,
                       "is_function": is_function, "config": cfg, "code_hash": code_hash})
         done[id(node)] = name
