@@ -339,3 +339,12 @@ class DeploymentResponseGenerator(_ResponseBase):
 
     def result(self, *a, **k):
         raise TypeError("a streaming response has no single result: iterate it")
+
+    def __del__(self):
+        # Abandoned before the end: stop the generator in the replica.
+        try:
+            if not self._done and self._ref is not None and self._slot is not None:
+                self._router.release(self._ref)
+                self._slot.actor.stream_cancel.remote(self.request_id)
+        except Exception:  # noqa: BLE001 - interpreter shutdown, replica gone
+            pass

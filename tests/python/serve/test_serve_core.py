@@ -65,6 +65,15 @@ class Pipeline:
             await asyncio.sleep(0.001)
             yield ch
 
+    def endless(self):
+        self.produced = 0
+        while True:
+            self.produced += 1
+            yield self.produced
+
+    def produced_count(self):
+        return self.produced
+
     def broken_stream(self, n):
         for i in range(n):
             yield i
@@ -126,6 +135,17 @@ def test_streaming_sync_and_async():
         h.options(method_name="numbers").remote(3).result(timeout_s=10)
     with pytest.raises(TypeError, match="needs a generator"):
         list(h.options(stream=True).remote(3))
+
+    # a stream abandoned after three items stops its generator in the replica
+    gen = h.options(method_name="endless", stream=True).remote()
+    assert [next(gen) for _ in range(3)] == [1, 2, 3]
+    del gen
+    counts = []
+    for _ in range(3):
+        time.sleep(0.3)
+        counts.append(h.produced_count.remote().result(timeout_s=10))
+    assert counts[0] == counts[-1], counts
+    assert counts[0] < 1000, counts     # bounded by the replica's queue, not endless
 
 
 def test_delete_and_redeploy_with_new_code():

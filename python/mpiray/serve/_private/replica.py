@@ -45,6 +45,7 @@ class ServeReplica:
         self._ongoing = 0
         self._callable = None
         self._streams = {}
+        self._cancelled_streams = set()
 
     # ------------------------------------------------------------------ helpers
 
@@ -171,6 +172,7 @@ class ServeReplica:
         self._streams[rid] = q
         loop = asyncio.get_running_loop()
         sem = self._semaphore()
+        cancelled = self._cancelled_streams
 
         async def produce():
             async with sem:
@@ -179,17 +181,26 @@ class ServeReplica:
                 try:
                     if inspect.isasyncgenfunction(fn):
                         async for item in fn(*args, **kwargs):
+                            if rid in cancelled:
+                                break
                             await q.put(item)
                     else:
                         def run_sync():
-                            for item in fn(*args, **kwargs):
-                                asyncio.run_coroutine_threadsafe(q.put(item), loop).result()
+                            gen = fn(*args, **kwargs)
+                            try:
+                                for item in gen:
+                                    if rid in cancelled:
+                                        return
+                                    asyncio.run_coroutine_threadsafe(q.put(item), loop).result()
+                            finally:
+                                gen.close()
                         await self._run_in_pool(run_sync)
                     await q.put(_End())
                 except BaseException as e:  # noqa: BLE001 - raised at the caller's next item
                     await q.put(_End(e))
                 finally:
                     self._ongoing -= 1
+                    cancelled.discard(rid)
 
         loop.create_task(produce())
         return await self.stream_next(rid)
@@ -217,5 +228,11 @@ class ServeReplica:
         return items, False
 
     async def stream_cancel(self, request_id):
-        self._streams.pop(request_id, None)
+        """The caller stopped iterating: the generator stops at its next item (a producer
+        blocked on the full queue is released by draining it)."""
+        q = self._streams.pop(request_id, None)
+        if q is not None:
+            self._cancelled_streams.add(request_id)
+            while not q.empty():
+                q.get_nowait()
         return True

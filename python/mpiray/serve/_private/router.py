@@ -115,6 +115,9 @@ class Router:
         with self.lock:
             slot.inflight += 1
             self.pending[ref] = slot
+            many = len(self.pending) > 2 * self.max_ongoing * max(1, len(self.replicas)) + 64
+        if many:  # results nobody fetched (fire-and-forget calls): let their refs go
+            self._sweep()
 
     def release(self, ref):
         with self.lock:
