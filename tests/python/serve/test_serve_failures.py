@@ -60,6 +60,8 @@ def test_replica_sigkill_with_requests_in_flight():
     start = time.monotonic()
     got = [r.result(timeout_s=60) for r in responses]   # retried on a live replica
     assert got == list(range(12))
+    # requests that were running on the killed replica were sent again (not lost, not hung)
+    assert any(r._attempts > 1 for r in responses)
     assert time.monotonic() - start < 45
     # the controller replaced the dead replica
     assert wait_until(lambda: serve.status().applications["kill"]
