@@ -19,14 +19,10 @@ class _ModelCache:
         self.lock = threading.Lock()
 
     def _evict(self):
+        # The least recently used models are dropped; their __del__ runs when nothing else
+        # holds them (calling it here as well would run it twice).
         while len(self.models) > self.max_models:
-            _, model = self.models.popitem(last=False)
-            unload = getattr(model, "__del__", None)
-            if callable(unload):
-                try:
-                    unload()
-                except Exception:  # noqa: BLE001 - a failing unload must not fail the request
-                    pass
+            self.models.popitem(last=False)
 
     async def get_async(self, owner, model_id):
         if model_id in self.models:
