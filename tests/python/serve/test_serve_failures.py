@@ -180,3 +180,9 @@ def test_bad_input_gives_clear_errors():
         serve.get_deployment_handle("Nope", app_name="bad-input")
     with pytest.raises(TypeError, match="takes no .bind"):
         serve.run(serve.deployment(lambda: 1).bind(3))
+
+
+def test_replica_that_cannot_be_placed_fails_the_deploy():
+    with pytest.raises(RuntimeError, match=r"could not be started.*'num_cpus': 64"):
+        serve.run(Fine.options(ray_actor_options={"num_cpus": 64}).bind(), name="big")
+    assert serve.status().applications["big"].status == "DEPLOY_FAILED"

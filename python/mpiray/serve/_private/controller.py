@@ -78,21 +78,38 @@ class ServeController:
         for k in ("num_gpus", "memory", "resources", "runtime_env"):
             if k in opts:
                 actor_opts[k] = opts[k]
-        actor = ray.remote(ServeReplica).options(**actor_opts).remote(
-            dep.app, dep.name, tag, dep.spec["def_bytes"], dep.spec["args_bytes"],
-            dep.spec["is_function"], cfg["max_ongoing_requests"], cfg.get("user_config"),
-            rank, cfg["num_replicas"])
-        return _Replica(tag, actor)
+        start_error = None
+        try:
+            actor = ray.remote(ServeReplica).options(**actor_opts).remote(
+                dep.app, dep.name, tag, dep.spec["def_bytes"], dep.spec["args_bytes"],
+                dep.spec["is_function"], cfg["max_ongoing_requests"], cfg.get("user_config"),
+                rank, cfg["num_replicas"])
+        except Exception as e:  # noqa: BLE001 - infeasible resources, bad runtime_env, ...
+            actor, start_error = None, e
+        rep = _Replica(tag, actor)
+        rep.start_error = start_error
+        if start_error is not None:
+            rep.state = "DEAD"
+        rep.resources = {k: v for k, v in actor_opts.items()
+                         if k in ("num_cpus", "num_gpus", "memory", "resources")}
+        return rep
 
     async def _init_replicas(self, replicas):
         """Waits for the replicas' constructors; returns the first failure's message or None."""
-        refs = [r.actor.initialize.remote() for r in replicas]
+        refs = [r.actor.initialize.remote() if r.actor is not None else None for r in replicas]
         error = None
         for r, ref in zip(replicas, refs):
             try:
+                if ref is None:
+                    raise r.start_error
                 tb = await ref
-            except Exception as e:  # noqa: BLE001 - the replica died while starting
-                tb = f"replica {r.tag} died while starting: {e}"
+            except Exception as e:  # noqa: BLE001 - the replica died or could not be placed
+                r.state = "DEAD"
+                tb = (f"replica {r.tag} could not be started: {e} (it asks for "
+                      f"{r.resources})")
+            else:
+                if tb is not None:
+                    tb = f"A replica's constructor raised:\n{tb}"
             if tb is None:
                 r.state = "RUNNING"
                 r.last_check = time.monotonic()
@@ -102,6 +119,8 @@ class ServeController:
 
     def _stop(self, replicas):
         for r in replicas:
+            if r.state == "DEAD":  # never started: nothing to kill
+                continue
             r.state = "STOPPING"
             try:
                 ray.kill(r.actor)
@@ -166,9 +185,7 @@ class ServeController:
                 if error is None:
                     error = await self._init_replicas(fresh)
                     if error is not None:
-                        dep.status, dep.message = "DEPLOY_FAILED", (
-                            f"A replica's constructor raised:\n{error}")
-                        error = dep.message
+                        dep.status, dep.message = "DEPLOY_FAILED", error
                 if error is not None:
                     break
                 dep.status = "HEALTHY"
