@@ -44,6 +44,8 @@ class Router:
         self.version = None
         self.models = {}          # model id -> replica tag that last loaded it
         self.pending = {}         # ObjectRef -> (slot, request id)
+        self.dead = set()         # tags of replicas seen dead (the controller may list them
+                                  # until it noticed; never route to them again)
 
     def refresh(self):
         info = ray.get(get_controller().get_replicas.remote(self.app, self.dep), timeout=30)
@@ -51,8 +53,10 @@ class Router:
             raise RayServeException(info["error"])
         with self.lock:
             old = {s.tag: s for s in self.replicas}
+            listed = {tag for tag, _ in info["replicas"]}
+            self.dead &= listed   # forget replicas the controller dropped
             self.replicas = [old.get(tag) or _ReplicaSlot(tag, actor)
-                             for tag, actor in info["replicas"]]
+                             for tag, actor in info["replicas"] if tag not in self.dead]
             self.max_ongoing = info["max_ongoing_requests"]
             self.max_queued = info["max_queued_requests"]
             self.version = info["version"]
@@ -74,6 +78,8 @@ class Router:
         while True:
             if time.monotonic() - self.refreshed_at > _REFRESH_S or not self.replicas:
                 self.refresh()
+                if not self.replicas:
+                    self.refreshed_at = 0.0
             with self.lock:
                 live = list(self.replicas)
             if live:
@@ -127,6 +133,7 @@ class Router:
 
     def mark_dead(self, slot):
         with self.lock:
+            self.dead.add(slot.tag)
             self.replicas = [s for s in self.replicas if s is not slot]
             for ref in [r for r, s in self.pending.items() if s is slot]:
                 del self.pending[ref]
