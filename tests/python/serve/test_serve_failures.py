@@ -186,3 +186,13 @@ def test_replica_that_cannot_be_placed_fails_the_deploy():
     with pytest.raises(RuntimeError, match=r"could not be started.*'num_cpus': 64"):
         serve.run(Fine.options(ray_actor_options={"num_cpus": 64}).bind(), name="big")
     assert serve.status().applications["big"].status == "DEPLOY_FAILED"
+
+
+def test_delete_lets_running_requests_finish():
+    h = serve.run(Slow.options(num_replicas=1, graceful_shutdown_timeout_s=10).bind(),
+                  name="drain")
+    running = [h.remote(0.7, i) for i in range(3)]
+    time.sleep(0.2)
+    serve.delete("drain")                     # waits for the replica to drain, then stops it
+    assert [r.result(timeout_s=5) for r in running] == [0, 1, 2]
+    assert "drain" not in serve.status().applications

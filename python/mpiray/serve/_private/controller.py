@@ -208,9 +208,13 @@ class ServeController:
                 self._apps[name] = app
                 return self._app_status(app)
             if old is not None:
-                for dn, prev in old.deployments.items():
-                    if dn not in app.deployments:
-                        to_drain += prev.replicas
+                # every replica of the previous version that the new one does not use, also
+                # replacements the health checks started while this update ran
+                kept = {id(r) for d in app.deployments.values() for r in d.replicas}
+                drained = {id(r) for r in to_drain}
+                to_drain += [r for d in old.deployments.values() for r in d.replicas
+                             if id(r) not in kept and id(r) not in drained
+                             and r.state in ("RUNNING", "STARTING")]
             app.status = "RUNNING"
             self._apps[name] = app
         if to_drain:
