@@ -5,7 +5,7 @@ import time
 
 import mpiray as ray
 
-from .deployment import Application, Deployment, build_specs
+from .deployment import Deployment, build_specs
 from .exceptions import RayServeException
 from .handle import DeploymentHandle
 from .schema import _status_from_dict

@@ -2,7 +2,7 @@
 
 import math
 from dataclasses import dataclass, asdict, fields
-from typing import Any, Optional
+from typing import Optional
 
 DEFAULT_MAX_ONGOING_REQUESTS = 5
 DEFAULT_HEALTH_CHECK_PERIOD_S = 10.0
