@@ -305,7 +305,9 @@ def create_actor(class_id, args):
 # own event loop, in a thread of its own, so that calls interleave at their awaits (up to the
 # actor's max_concurrency, 1000 by default: each call waits in one of the actor's threads).
 _actor_loops = {}  # id(instance) -> event loop
-_actor_loops_lock = threading.Lock()
+# Reentrant: creating a loop under the lock can run the garbage collector, whose finalizer of
+# a dead actor's instance (stop() below) takes the lock again on the same thread.
+_actor_loops_lock = threading.RLock()
 
 
 def _actor_loop(instance, name):

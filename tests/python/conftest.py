@@ -376,3 +376,22 @@ def train_cluster(tmp_path_factory):
         finally:
             ray.shutdown()
         dirs.assert_clean()
+
+
+@pytest.fixture(scope="module")
+def serve_cluster(tmp_path_factory):
+    """The mpiray.serve tests: an embedded cluster of 4 local workers shared by a module;
+    afterwards Serve is shut down (controller and replicas gone) and nothing is left."""
+    import mpiray as ray
+    from mpiray import serve
+    assert not ray.is_initialized(), "a previous test left a cluster running"
+    with PrivateDirs(tmp_path_factory.mktemp("cluster")) as dirs:
+        ray.init(num_cpus=4)
+        try:
+            yield dirs
+        finally:
+            try:
+                serve.shutdown()
+            finally:
+                ray.shutdown()
+        dirs.assert_clean()
