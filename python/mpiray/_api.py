@@ -58,7 +58,7 @@ def init(address=None, **kwargs):
     with _lock:
         if _core.is_initialized():
             if kwargs.get("ignore_reinit_error"):
-                return get_runtime_context()
+                return _ray_context()
             raise RuntimeError("Maybe you called ray.init twice by accident? This error can be "
                                "suppressed by passing in 'ignore_reinit_error=True'.")
         # The job's runtime_env: checked and zipped before the cluster starts (not on worker
@@ -73,6 +73,8 @@ def init(address=None, **kwargs):
                   "log_to_driver", "session_root", "keep_session", "num_workers", "keep_mpi"):
             if kwargs.get(k) is not None:
                 opts[k] = kwargs[k]
+        if "object_store_memory" in opts:  # bytes; Ray takes floats such as 700e6 too
+            opts["object_store_memory"] = _byte_count(opts["object_store_memory"], "object_store_memory")
         if kwargs.get("namespace") is not None:
             opts["namespace"] = kwargs["namespace"]
         autoscale = kwargs.get("autoscale")
@@ -98,7 +100,79 @@ def init(address=None, **kwargs):
             raise
         _initialized_here = True
         atexit.register(_shutdown_at_exit)
-        return get_runtime_context()
+        return _ray_context()
+
+
+def _byte_count(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of bytes, got {type(value).__name__}")
+    if value != value or value in (float("inf"), float("-inf")) or value <= 0:
+        raise ValueError(f"{what} must be a positive number of bytes, got {value!r}")
+    return int(value)
+
+
+class RayContext(dict):
+    """What ``init()`` returns (Ray's ``RayContext``): the address information as a dict
+    (``ctx["address"]``, ``ctx["session_dir"]``, ...), also as attributes (``ctx.address_info``,
+    ``ctx.dashboard_url``); a context manager whose exit shuts mpiray down."""
+
+    def __init__(self, info):
+        super().__init__(info)
+        self.address_info = dict(info)
+        self.dashboard_url = info.get("webui_url", "")
+        self.python_version = "{}.{}.{}".format(*sys.version_info[:3])
+        self.ray_version = _version()
+        self.ray_commit = ""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        shutdown()
+
+    def disconnect(self):
+        shutdown()
+
+
+def _version():
+    from . import __version__
+    return __version__
+
+
+def _ray_context():
+    ctx = _core.context()
+    node = format(ctx["node"], "032x")
+    info = {
+        "address": f"mpiray://{ctx['job_id']}",
+        "node_ip_address": "127.0.0.1",
+        "raylet_ip_address": "127.0.0.1",
+        "session_dir": ctx.get("session_dir", ""),
+        "webui_url": "",  # mpiray has no dashboard (see `mpiray status` / ray.util.state)
+        "gcs_address": "",
+        "node_id": node,
+        "job_id": ctx["job_id"],
+        "namespace": ctx["namespace"],
+    }
+    return RayContext(info)
+
+
+def _auto_init():
+    """Ray starts a local cluster at the first use of the API without ``init()``
+    (``RAY_ENABLE_AUTO_CONNECT=0`` turns this off)."""
+    if _core.is_initialized():
+        return
+    if os.environ.get("RAY_ENABLE_AUTO_CONNECT", "") == "0":
+        raise RuntimeError("mpiray is not initialized: call ray.init() first "
+                           "(automatic start is off: RAY_ENABLE_AUTO_CONNECT=0)")
+    with _lock:
+        if not _core.is_initialized():
+            init()
 
 
 def _shutdown_at_exit():
@@ -123,6 +197,11 @@ def is_initialized():
 
 def put(value):
     """Store ``value`` in the object store and return its ObjectRef."""
+    if isinstance(value, ObjectRef):
+        raise TypeError("Calling 'put' on an ray.ObjectRef is not allowed. If you really "
+                        "want to do this, you can wrap the ray.ObjectRef in a list and call "
+                        "'put' on it.")
+    _auto_init()
     return _core.put(value)
 
 
@@ -153,6 +232,10 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
         raise TypeError(f"wait() expected a list of ray.ObjectRef, got {type(object_refs).__name__}")
     object_refs = list(object_refs)
     _check_refs(object_refs, "wait()")
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"The 'timeout' argument must be nonnegative. Received {timeout}")
+    if not object_refs:
+        return [], []
     if len(set(object_refs)) != len(object_refs):
         raise ValueError("Wait requires a list of unique object refs.")
     if num_returns <= 0 or num_returns > len(object_refs):
@@ -190,8 +273,27 @@ def _ref_await(self):
     return asyncio.wrap_future(self.future()).__await__()
 
 
+def _ref_as_future(self, _internal=False):
+    """An ``asyncio.Future`` of the running (or current) event loop, resolved with the value
+    (or the task's exception)."""
+    import asyncio
+    return asyncio.wrap_future(self.future())
+
+
+def _ref_on_completed(self, callback):
+    """Call ``callback(value)`` (the exception instead, when the task failed) in a
+    background thread once the object is ready."""
+    def done(fut):
+        exc = fut.exception()
+        callback(exc if exc is not None else fut.result())
+
+    self.future().add_done_callback(done)
+
+
 ObjectRef.future = _ref_future
 ObjectRef.__await__ = _ref_await
+ObjectRef.as_future = _ref_as_future
+ObjectRef._on_completed = _ref_on_completed
 
 
 # ------------------------------------------------------------------ options
@@ -424,6 +526,7 @@ class RemoteFunction:
         return _WithOptions()
 
     def _remote(self, args, kwargs, options, holder):
+        _auto_init()
         num_returns = options.get("num_returns", 1)
         streaming = num_returns == "streaming"
         if not streaming and (not isinstance(num_returns, int) or num_returns < 0):
@@ -650,6 +753,7 @@ class ActorClass:
         return _WithOptions()
 
     def _remote(self, args, kwargs, options):
+        _auto_init()
         name = options.get("name")
         ns = options.get("namespace")
         if ns is None:
@@ -862,6 +966,7 @@ def get_gpu_ids():
 
 def get_runtime_context():
     """Job, node, task, actor and rank of the calling code."""
+    _auto_init()
     return RuntimeContext(_core.context())
 
 
