@@ -12,7 +12,7 @@ import threading
 
 import cloudpickle
 
-from . import _core, _runtime_env
+from . import _core, _runtime_env, _task_info
 from ._core import ObjectRef
 
 # Task kinds, languages, strategies and sentinels are the runtime's, exported by the binding
@@ -498,11 +498,13 @@ class RemoteFunction:
         self._exported = _Exported(function)
         self._name = getattr(function, "__qualname__", getattr(function, "__name__", "task"))
         self._native = None  # _core.TaskOptions of self._options, made at the first call
+        self._info = None    # (function name, resources) for the task's runtime context
         functools.update_wrapper(self, function)
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_native"] = None  # made again where it is used
+        state["_info"] = None
         return state
 
     def __call__(self, *args, **kwargs):
@@ -519,6 +521,7 @@ class RemoteFunction:
 
         class _WithOptions:
             _native = None
+            _info = None
 
             def remote(self, *args, **kwargs):
                 return parent._remote(args, kwargs, merged, self)
@@ -541,14 +544,18 @@ class RemoteFunction:
             num_returns = 1
             retry = False
         renv = _runtime_env.for_submission(options.get("runtime_env"))
-        meta = (tuple(kwargs), "streaming" if streaming else max(num_returns, 1), retry, name,
-                export, renv)
         native = holder._native
         if native is None:  # once per remote function and options
             scheduling, resources = _scheduling(options, _resources(options, 1), 1)
             native = holder._native = _core.TaskOptions(
                 num_returns=max(num_returns, 1), resources=resources,
                 max_retries=options.get("max_retries", 3), name=name, **scheduling)
+            # What get_runtime_context() tells the task: its function and resources.
+            holder._info = (f"{getattr(self._function, '__module__', '')}."
+                            f"{getattr(self._function, '__name__', name)}",
+                            tuple(sorted((resources or {"CPU": 1.0}).items())))
+        meta = (tuple(kwargs), "streaming" if streaming else max(num_returns, 1), retry, name,
+                export, renv, holder._info)
         refs = _core.submit(_core.TaskKind.NORMAL, _core.Language.PYTHON, export.hex(),
                             _call_args(args, kwargs, meta), native)
         if streaming:
@@ -669,9 +676,12 @@ class ActorMethod:
         return refs[0] if num_returns == 1 else refs
 
 
-class ActorID:
+class BaseID:
+    """An id with Ray's methods: ``hex()``, ``binary()``, ``is_nil()``; equal to another id of
+    the same kind with the same bytes."""
+
     def __init__(self, raw):
-        self._raw = raw
+        self._raw = bytes(raw)
 
     def hex(self):
         return self._raw.hex()
@@ -679,14 +689,64 @@ class ActorID:
     def binary(self):
         return self._raw
 
+    def is_nil(self):
+        return not any(self._raw)
+
+    @classmethod
+    def from_hex(cls, hex_id):
+        return cls(bytes.fromhex(hex_id))
+
+    @classmethod
+    def from_binary(cls, raw):
+        return cls(raw)
+
     def __eq__(self, other):
-        return isinstance(other, ActorID) and other._raw == self._raw
+        return type(other) is type(self) and other._raw == self._raw
 
     def __hash__(self):
-        return hash(self._raw)
+        return hash((type(self).__name__, self._raw))
+
+    def __str__(self):
+        return self.hex()
 
     def __repr__(self):
-        return f"ActorID({self.hex()})"
+        return f"{type(self).__name__}({self.hex()})"
+
+    def __reduce__(self):
+        return (type(self), (self._raw,))
+
+
+class ActorID(BaseID):
+    pass
+
+
+class JobID(BaseID):
+    pass
+
+
+class NodeID(BaseID):
+    pass
+
+
+class TaskID(BaseID):
+    pass
+
+
+def _job_id(ctx):
+    try:
+        return JobID(bytes.fromhex(ctx["job_id"]))
+    except (TypeError, ValueError):
+        return JobID(str(ctx["job_id"]).encode())
+
+
+def _task_id(ctx):
+    t = ctx.get("task_id")
+    if t is None:
+        return None
+    try:  # "submitter.sequence"
+        return TaskID(b"".join(int(p).to_bytes(8, "big") for p in str(t).split(".")))
+    except ValueError:
+        return TaskID(str(t).encode())
 
 
 class ActorHandle:
@@ -774,8 +834,13 @@ class ActorClass:
         display = name if name is not None else self._cls.__name__  # output lines show this
         # The actor's runtime_env applies to its constructor and every method.
         renv = _runtime_env.for_submission(options.get("runtime_env"))
-        meta = (tuple(kwargs), 1, False, display, export, renv)
         scheduling, resources = _scheduling(options, _resources(options, 0), 0)
+        # What get_runtime_context() tells the actor: its name, class, resources, handle.
+        info = {"actor_name": name if name is not None else "",
+                "class": self._cls.__name__, "module": getattr(self._cls, "__module__", ""),
+                "resources": {k: v for k, v in (resources or {}).items() if v and not k.startswith("node:")},
+                "handle_meta": self._meta}
+        meta = (tuple(kwargs), 1, False, display, export, renv, info)
         native = _core.TaskOptions(
             resources=resources, max_retries=0, name=name if name is not None else self._cls.__name__,
             max_concurrency=max_concurrency, namespace=ns if name is not None else "",
@@ -888,29 +953,56 @@ def available_resources():
     return _sum_resources("available")
 
 
+def _deprecated(what, instead):
+    import warnings
+    warnings.warn(f"Use {instead}() instead", DeprecationWarning, stacklevel=3)
+
+
 class RuntimeContext:
-    """What ``get_runtime_context()`` returns (Ray's names)."""
+    """What ``get_runtime_context()`` returns (Ray's names). ``get_*()`` return hex strings;
+    the older properties (``job_id``, ``node_id``, ``task_id``, ``actor_id``) return id
+    objects."""
 
     def __init__(self, ctx):
-        self._ctx = ctx
+        self._info = _task_info.current.get() or {}
+        # An async actor's calls run in its event-loop thread, which the runtime does not know:
+        # the context of the thread that took the call.
+        self._ctx = self._info.get("native_ctx") if ctx.get("actor_id") is None and \
+            self._info.get("native_ctx") else ctx
 
     def get(self):
-        return dict(self._ctx)
+        """Ray's dict: job_id, node_id, namespace; task_id inside a task or actor; actor_id
+        inside an actor (id objects)."""
+        out = {"job_id": _job_id(self._ctx), "node_id": NodeID(bytes.fromhex(format(self._ctx["node"], "032x"))),
+               "namespace": self._ctx["namespace"]}
+        task = _task_id(self._ctx)
+        if task is not None and not self._ctx.get("driver"):
+            out["task_id"] = task
+        if self._ctx.get("actor_id") is not None:
+            out["actor_id"] = ActorID(self._ctx["actor_id"])
+        return out
+
+    def __getitem__(self, key):
+        return self.get()[key]
 
     @property
     def job_id(self):
-        return self._ctx["job_id"]
+        _deprecated("job_id", "get_job_id")
+        return _job_id(self._ctx)
 
     @property
     def node_id(self):
-        return format(self._ctx["node"], "032x")
+        _deprecated("node_id", "get_node_id")
+        return NodeID(bytes.fromhex(format(self._ctx["node"], "032x")))
 
     @property
     def task_id(self):
-        return self._ctx["task_id"]
+        _deprecated("task_id", "get_task_id")
+        return None if self._ctx.get("driver") else _task_id(self._ctx)
 
     @property
     def actor_id(self):
+        _deprecated("actor_id", "get_actor_id")
         a = self._ctx["actor_id"]
         return ActorID(a) if a is not None else None
 
@@ -923,28 +1015,78 @@ class RuntimeContext:
         """This process's rank (0: the driver)."""
         return self._ctx["rank"]
 
+    @property
+    def gcs_address(self):
+        return ""
+
     def get_job_id(self):
-        return self.job_id
+        return _job_id(self._ctx).hex()
 
     def get_node_id(self):
-        return self.node_id
+        return format(self._ctx["node"], "032x")
 
     def get_task_id(self):
-        return self.task_id
+        if self._ctx.get("driver"):
+            return None
+        t = _task_id(self._ctx)
+        return t.hex() if t is not None else None
 
     def get_actor_id(self):
-        a = self.actor_id
+        a = self._ctx["actor_id"]
         return a.hex() if a is not None else None
+
+    def get_actor_name(self):
+        """The calling actor's name ("" if it has none); None outside actors."""
+        if self._ctx.get("actor_id") is None:
+            return None
+        return self._info.get("actor_name", "")
+
+    def get_task_name(self):
+        return self._info.get("task_name") if not self._ctx.get("driver") else None
+
+    def get_task_function_name(self):
+        return self._info.get("function_name") if not self._ctx.get("driver") else None
 
     def get_rank(self):
         return self.rank
+
+    def get_assigned_resources(self):
+        """The resources the calling task or actor holds ({} on the driver)."""
+        return {k: float(v) for k, v in (self._info.get("resources") or {}).items()}
+
+    def get_placement_group_id(self):
+        from .util.placement_group import get_current_placement_group
+        pg = get_current_placement_group()
+        return pg.id.hex() if pg is not None else None
+
+    @property
+    def current_placement_group_id(self):
+        _deprecated("current_placement_group_id", "get_placement_group_id")
+        from .util.placement_group import get_current_placement_group
+        pg = get_current_placement_group()
+        return pg.id if pg is not None else None
+
+    @property
+    def current_actor(self):
+        """The handle of the calling actor (inside an actor method)."""
+        a = self._ctx.get("actor_id")
+        if a is None:
+            raise RuntimeError("This method is only available in an actor.")
+        return ActorHandle(a, self._info.get("handle_meta") or {})
 
     def get_accelerator_ids(self):
         """{"GPU": [device ids as strings]} given to the calling task or actor."""
         return {"GPU": [str(g) for g in self._ctx.get("gpu_ids", [])]}
 
+    def get_dashboard_url(self):
+        return ""  # mpiray has no dashboard
+
     @property
     def was_current_actor_reconstructed(self):
+        return False
+
+    @property
+    def should_capture_child_tasks_in_placement_group(self):
         return False
 
     @property

@@ -13,7 +13,7 @@ import weakref
 import cloudpickle
 
 from . import _core
-from . import _runtime_env
+from . import _runtime_env, _task_info
 from ._runtime_env import Scope as _Scope
 from .actor import ActorExit, _actor_loop_thread
 
@@ -76,6 +76,15 @@ def _load(exported_id, ref):
         obj = pickle.loads(blob)
         _loaded[exported_id] = obj
     return obj
+
+
+current_info = _task_info.current  # see _task_info.py
+_actor_info = {}  # id(actor instance) -> what _api put in its creation task's metadata
+
+
+def _extra(args):
+    meta = args[0]
+    return meta[6] if len(meta) > 6 else None
 
 
 def _unpack(args):
@@ -190,6 +199,9 @@ def run_task(function_id, args):
     pos, kw, num_returns, retry, name, export, renv = _unpack(args)
     _runtime_env.task_started()
     _names.current = name
+    extra = _extra(args)
+    current_info.set({"task_name": name, "function_name": extra[0] if extra else name,
+                      "resources": dict(extra[1]) if extra else {"CPU": 1.0}})
     if renv is None:
         return _run(function_id, export, pos, kw, num_returns, retry, name, function_id)
     # The function is loaded inside its environment (it may import from its packages), once
@@ -212,17 +224,40 @@ def create_actor(class_id, args):
     pos, kw, _, _, name, export, renv = _unpack(args)
     _runtime_env.task_started()
     _names.current = name
+    info = _extra(args) or {}
+    current_info.set(dict(info, task_name=f"{info.get('class', name)}.__init__",
+                          function_name=f"{info.get('module', '')}.{info.get('class', name)}.__init__"))
     if renv is None:
         cls = _load(class_id, export)
         instance = cls(*pos, **kw)
         _actor_names[id(instance)] = name
+        _actor_info[id(instance)] = info
+        if _weakrefable(instance):
+            weakref.finalize(instance, _actor_info.pop, id(instance), None)
         return instance
     try:
         with _Scope(renv):
             cls = _load((class_id, renv.key), export)
-            return _EnvActor(cls(*pos, **kw), renv, name)
+            env_actor = _EnvActor(cls(*pos, **kw), renv, name)
+            _actor_info[id(env_actor.instance)] = info
+            return env_actor
     finally:
         _runtime_env.expect_arguments_of(renv)
+
+
+def _weakrefable(obj):
+    try:
+        weakref.ref(obj)
+        return True
+    except TypeError:
+        return False
+
+
+def _method_info(instance, method_name):
+    info = _actor_info.get(id(instance)) or {}
+    cls = info.get("class", type(instance).__name__)
+    return dict(info, task_name=f"{cls}.{method_name}",
+                function_name=f"{info.get('module', type(instance).__module__)}.{cls}.{method_name}")
 
 
 # Async actors (a class with `async def` methods): every call's coroutine runs on the actor's
@@ -267,9 +302,42 @@ async def _guarded(coro):
         return False, e
 
 
+def _is_async_actor(cls):
+    flag = _async_classes.get(cls)
+    if flag is None:
+        flag = _async_classes[cls] = any(
+            inspect.iscoroutinefunction(getattr(cls, n, None)) or inspect.isasyncgenfunction(getattr(cls, n, None))
+            for n in dir(cls) if not n.startswith("__"))
+    return flag
+
+
+_async_classes = weakref.WeakKeyDictionary()
+
+
+async def _on_loop(info, m, pos, kw):
+    # In the loop's thread, in this call's own asyncio context.
+    current_info.set(info)
+    result = m(*pos, **kw)
+    if inspect.iscoroutine(result):
+        result = await result
+    return result
+
+
 def _call(instance, method_name, pos, kw, num_returns):
     m = getattr(instance, method_name)
+    info = _method_info(instance, method_name)
+    current_info.set(info)
     try:
+        if _is_async_actor(type(instance)):
+            # As in Ray, every method of an async actor (plain ones too) runs in the actor's
+            # event-loop thread: one thread, the same each time.
+            loop = _actor_loop(instance, _names.current)
+            info = dict(info, native_ctx=_core.context())
+            ok, result = asyncio.run_coroutine_threadsafe(
+                _guarded(_on_loop(info, m, pos, kw)), loop).result()
+            if not ok:
+                raise result
+            return _split(result, num_returns, method_name)
         result = m(*pos, **kw)
         if inspect.iscoroutine(result):
             loop = _actor_loop(instance, _names.current)
