@@ -794,6 +794,13 @@ class ActorClass:
         # An async actor runs its calls on one event loop; as in Ray, many at once.
         self._default_concurrency = 32 if _has_async_methods(cls) else 1
 
+    def __mro_entries__(self, bases):
+        from .actor import ActorClassInheritanceException
+        raise ActorClassInheritanceException(
+            f"Inheriting from actor classes is not currently supported. You can instead "
+            f"inherit from a non-actor base class ({self._cls.__name__}, before @ray.remote) "
+            f"and make the derived class an actor class (with @ray.remote).")
+
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Actors cannot be instantiated directly. Instead of "
                         f"'{self._cls.__name__}()', use '{self._cls.__name__}.remote()'.")

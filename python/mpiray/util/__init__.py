@@ -23,11 +23,11 @@ from .placement_group import (  # noqa: F401
 )
 from . import scheduling_strategies  # noqa: F401
 
-__all__ = ["ActorPool", "queue", "multiprocessing", "state", "placement_group", "remove_placement_group",
+__all__ = ["ActorPool", "queue", "multiprocessing", "state", "joblib", "placement_group", "remove_placement_group",
            "placement_group_table", "get_placement_group", "get_current_placement_group",
            "PlacementGroup", "scheduling_strategies"]
 
-_LAZY = ("queue", "multiprocessing", "state")
+_LAZY = ("queue", "multiprocessing", "state", "joblib")
 
 
 def __getattr__(name):
