@@ -116,10 +116,12 @@ class RayContext(dict):
     (``ctx["address"]``, ``ctx["session_dir"]``, ...), also as attributes (``ctx.address_info``,
     ``ctx.dashboard_url``); a context manager whose exit shuts mpiray down."""
 
-    def __init__(self, info):
+    def __init__(self, info, rank=0):
         super().__init__(info)
         self.address_info = dict(info)
         self.dashboard_url = info.get("webui_url", "")
+        self.rank = rank                         # this process's rank (0: the driver)
+        self.task_id = self.actor_id = None      # the driver runs no task
         self.python_version = "{}.{}.{}".format(*sys.version_info[:3])
         self.ray_version = _version()
         self.ray_commit = ""
@@ -129,6 +131,11 @@ class RayContext(dict):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+    def get(self, *args):
+        """``get(key[, default])`` as a dict; ``get()``: the whole dict (mpiray's older
+        context object had that)."""
+        return dict(self) if not args else super().get(*args)
 
     def __enter__(self):
         return self
@@ -159,7 +166,7 @@ def _ray_context():
         "job_id": ctx["job_id"],
         "namespace": ctx["namespace"],
     }
-    return RayContext(info)
+    return RayContext(info, ctx.get("rank", 0))
 
 
 def _auto_init():
