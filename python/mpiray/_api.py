@@ -906,6 +906,10 @@ def remote(*args, **kwargs):
     def make(obj, options):
         if inspect.isclass(obj):
             return ActorClass(obj, options)
+        if inspect.iscoroutinefunction(obj):  # as Ray (async generators are fine: streaming)
+            raise ValueError("'async def' should not be used for remote tasks. You can wrap "
+                             "the async function with `asyncio.run(f())`. See more at: "
+                             "https://docs.ray.io/en/latest/ray-core/actors/async_api.html")
         if callable(obj):
             return RemoteFunction(obj, options)
         raise TypeError("The @ray.remote decorator must be applied to either a function or a "
