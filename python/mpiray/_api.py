@@ -917,7 +917,7 @@ def remote(*args, **kwargs):
 
     if len(args) == 1 and not kwargs and callable(args[0]):
         return make(args[0], {})
-    if args:
+    if args or not kwargs:  # also `@ray.remote()`, which Ray refuses
         raise TypeError("The @ray.remote decorator must be applied either with no arguments "
                         "and no parentheses, for example '@ray.remote', or it must be applied "
                         "using some of the arguments in the list "
