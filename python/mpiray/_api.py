@@ -990,9 +990,11 @@ class RuntimeContext:
 
     def get(self):
         """Ray's dict: job_id, node_id, namespace; task_id inside a task or actor; actor_id
-        inside an actor (id objects)."""
+        inside an actor (id objects); and mpiray's session_dir and rank."""
         out = {"job_id": _job_id(self._ctx), "node_id": NodeID(bytes.fromhex(format(self._ctx["node"], "032x"))),
-               "namespace": self._ctx["namespace"]}
+               "namespace": self._ctx["namespace"],
+               # mpiray's own keys, beside Ray's
+               "session_dir": self._ctx.get("session_dir", ""), "rank": self._ctx.get("rank", 0)}
         task = _task_id(self._ctx)
         if task is not None and not self._ctx.get("driver"):
             out["task_id"] = task
