@@ -385,6 +385,18 @@ def _scheduling(options, resources, default_cpus):
                      "PlacementGroupSchedulingStrategy or NodeAffinitySchedulingStrategy")
 
 
+def _group_info(options):
+    """(id, bundles, strategy) of the placement group a task or actor is scheduled into, for
+    get_current_placement_group() inside it; None if none."""
+    strategy = options.get("scheduling_strategy")
+    group = options.get("placement_group")
+    if group is None or group == "default":
+        group = getattr(strategy, "placement_group", None)
+    if group is None or not hasattr(group, "id"):
+        return None
+    return (group.id.binary(), group.bundle_specs, getattr(group, "_strategy", "PACK"))
+
+
 def _call_args(args, kwargs, meta):
     """Task arguments: a metadata tuple, the positional values, then the keyword values.
     Top-level ObjectRefs are resolved by the runtime before the call (as in Ray)."""
@@ -560,7 +572,8 @@ class RemoteFunction:
             # What get_runtime_context() tells the task: its function and resources.
             holder._info = (f"{getattr(self._function, '__module__', '')}."
                             f"{getattr(self._function, '__name__', name)}",
-                            tuple(sorted((resources or {"CPU": 1.0}).items())))
+                            tuple(sorted((resources or {"CPU": 1.0}).items())),
+                            _group_info(options))
         meta = (tuple(kwargs), "streaming" if streaming else max(num_returns, 1), retry, name,
                 export, renv, holder._info)
         refs = _core.submit(_core.TaskKind.NORMAL, _core.Language.PYTHON, export.hex(),
@@ -853,7 +866,7 @@ class ActorClass:
         info = {"actor_name": name if name is not None else "",
                 "class": self._cls.__name__, "module": getattr(self._cls, "__module__", ""),
                 "resources": {k: v for k, v in (resources or {}).items() if v and not k.startswith("node:")},
-                "handle_meta": self._meta}
+                "handle_meta": self._meta, "placement_group": _group_info(options)}
         meta = (tuple(kwargs), 1, False, display, export, renv, info)
         native = _core.TaskOptions(
             resources=resources, max_retries=0, name=name if name is not None else self._cls.__name__,

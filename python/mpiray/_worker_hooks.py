@@ -201,7 +201,8 @@ def run_task(function_id, args):
     _names.current = name
     extra = _extra(args)
     current_info.set({"task_name": name, "function_name": extra[0] if extra else name,
-                      "resources": dict(extra[1]) if extra else {"CPU": 1.0}})
+                      "resources": dict(extra[1]) if extra else {"CPU": 1.0},
+                      "placement_group": extra[2] if extra and len(extra) > 2 else None})
     if renv is None:
         return _run(function_id, export, pos, kw, num_returns, retry, name, function_id)
     # The function is loaded inside its environment (it may import from its packages), once

@@ -277,3 +277,32 @@ class TestWithCluster:
         assert ray.get(ray.get(plain.via_self.remote("hello"))) == "hello"
         ray.kill(named)
         ray.kill(plain)
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_current_placement_group_inside_tasks_and_actors():
+    from mpiray.util import get_current_placement_group, placement_group, remove_placement_group
+    from mpiray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    pg = placement_group([{"CPU": 1}])
+    assert ray.get(pg.ready(), timeout=30)
+    assert ray.get_runtime_context().get_placement_group_id() is None
+    assert get_current_placement_group() is None
+
+    @ray.remote
+    def where():
+        group = get_current_placement_group()
+        return ray.get_runtime_context().get_placement_group_id(), group == pg if group else None
+
+    @ray.remote
+    class Member:
+        def where(self):
+            return ray.get_runtime_context().get_placement_group_id()
+
+    in_group = PlacementGroupSchedulingStrategy(placement_group=pg)
+    assert ray.get(where.options(scheduling_strategy=in_group).remote()) == (pg.id.hex(), True)
+    assert ray.get(where.remote()) == (None, None)
+    m = Member.options(scheduling_strategy=in_group).remote()
+    assert ray.get(m.where.remote()) == pg.id.hex()
+    ray.kill(m)
+    remove_placement_group(pg)

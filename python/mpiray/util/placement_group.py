@@ -181,5 +181,25 @@ class _Named(PlacementGroup):
 
 
 def get_current_placement_group():
-    """The group of the calling task (capture of child tasks is not implemented: None)."""
-    return None
+    """The placement group the calling task or actor was scheduled into (None on the driver
+    and outside groups). Its ``ready()`` is not available there: use ``wait()``."""
+    from .. import _task_info
+    info = _task_info.current.get() or {}
+    group = info.get("placement_group")
+    if not group:
+        return None
+    gid, bundles, strategy = group
+    return _Found(gid, bundles, strategy)
+
+
+class _Found(PlacementGroup):
+    """The group of the calling task or actor."""
+
+    def __init__(self, gid, bundles, strategy):
+        super().__init__(gid, None, bundles, strategy, "")
+
+    def ready(self):
+        raise NotImplementedError("ready() of the current placement group: use wait()")
+
+    def wait(self, timeout_seconds=30):
+        return True  # the caller runs inside it: it is reserved
