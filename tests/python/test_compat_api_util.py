@@ -145,3 +145,24 @@ def test_actor_pool_pending_submits_and_ignore_if_timedout():
     assert not pool.has_next()
     ray.kill(a1)
     ray.kill(a2)
+
+
+def test_pools_inside_pool_tasks(run_script):
+    # Pool(ray_address="auto") inside the functions a pool runs (Ray's recursive pools): the
+    # pool's actors hold no CPU, so nested pools do not deadlock a 1-CPU cluster.
+    world = run_script("""
+        import math
+        import mpiray as ray
+        from mpiray.util.multiprocessing import Pool
+
+        def inner(_):
+            with Pool(processes=2, ray_address="auto") as pool:
+                return list(pool.map(math.sqrt, range(0, 2)))
+
+        ray.init(num_cpus=1)
+        with Pool(ray_address="auto") as pool:
+            print("nested", pool.map(inner, range(2)))
+        ray.shutdown()
+    """)
+    assert world.returncode == 0, world
+    assert "nested [[0.0, 1.0], [0.0, 1.0]]" in world.stdout

@@ -18,6 +18,7 @@ import builtins
 import collections
 import itertools
 import multiprocessing as _mp
+import os
 import pickle
 import sys
 import threading
@@ -29,7 +30,7 @@ from multiprocessing.pool import RemoteTraceback
 import cloudpickle
 
 from .. import _api
-from ..exceptions import RayActorError, TaskCancelledError
+from ..exceptions import RayActorError, RaySystemError, TaskCancelledError
 
 from multiprocessing import JoinableQueue  # noqa: E402,F401  (Ray exports it here too)
 
@@ -399,10 +400,15 @@ class Pool:
             # As Ray: a local cluster with one CPU per process (all cores if not given);
             # ray_address (or RAY_ADDRESS) "local" does the same.
             _api.init(address=ray_address, num_cpus=processes)
-        cpus = int(_api.cluster_resources().get("CPU", 1))
+        try:
+            cpus = int(_api.cluster_resources().get("CPU", 1))
+        except (RaySystemError, ValueError):
+            # Inside a task or actor, where cluster information is not available (yet): the
+            # node's cores, and no check against the cluster's CPUs.
+            cpus = None
         if processes is None:
-            processes = max(1, cpus)
-        elif cpus < processes:
+            processes = max(1, cpus if cpus is not None else (os.cpu_count() or 1))
+        elif cpus is not None and cpus < processes:
             raise ValueError(f"Tried to start a pool with {processes} processes on an existing "
                              f"ray cluster, but there are only {cpus} CPUs in the ray cluster.")
         if maxtasksperchild is not None and (not isinstance(maxtasksperchild, int)
