@@ -995,7 +995,7 @@ class RuntimeContext:
     objects."""
 
     def __init__(self, ctx):
-        self._info = _task_info.current.get() or {}
+        self._info = _task_info.get()
         # An async actor's calls run in its event-loop thread, which the runtime does not know:
         # the context of the thread that took the call.
         self._ctx = self._info.get("native_ctx") if ctx.get("actor_id") is None and \

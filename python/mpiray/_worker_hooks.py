@@ -199,10 +199,7 @@ def run_task(function_id, args):
     pos, kw, num_returns, retry, name, export, renv = _unpack(args)
     _runtime_env.task_started()
     _names.current = name
-    extra = _extra(args)
-    current_info.set({"task_name": name, "function_name": extra[0] if extra else name,
-                      "resources": dict(extra[1]) if extra else {"CPU": 1.0},
-                      "placement_group": extra[2] if extra and len(extra) > 2 else None})
+    current_info.set((name, _extra(args)))  # made into a dict only when asked (_task_info.get)
     if renv is None:
         return _run(function_id, export, pos, kw, num_returns, retry, name, function_id)
     # The function is loaded inside its environment (it may import from its packages), once
@@ -226,8 +223,7 @@ def create_actor(class_id, args):
     _runtime_env.task_started()
     _names.current = name
     info = _extra(args) or {}
-    current_info.set(dict(info, task_name=f"{info.get('class', name)}.__init__",
-                          function_name=f"{info.get('module', '')}.{info.get('class', name)}.__init__"))
+    current_info.set((info, "__init__", None))
     if renv is None:
         cls = _load(class_id, export)
         instance = cls(*pos, **kw)
@@ -254,11 +250,13 @@ def _weakrefable(obj):
         return False
 
 
-def _method_info(instance, method_name):
-    info = _actor_info.get(id(instance)) or {}
-    cls = info.get("class", type(instance).__name__)
-    return dict(info, task_name=f"{cls}.{method_name}",
-                function_name=f"{info.get('module', type(instance).__module__)}.{cls}.{method_name}")
+def _method_info(instance, method_name, native_ctx=None):
+    """What get_runtime_context() tells an actor call (made into a dict by _task_info.get
+    only when asked)."""
+    base = _actor_info.get(id(instance))
+    if base is None:
+        base = {"class": type(instance).__name__, "module": type(instance).__module__}
+    return (base, method_name, native_ctx)
 
 
 # Async actors (a class with `async def` methods): every call's coroutine runs on the actor's
@@ -333,7 +331,7 @@ def _call(instance, method_name, pos, kw, num_returns):
             # As in Ray, every method of an async actor (plain ones too) runs in the actor's
             # event-loop thread: one thread, the same each time.
             loop = _actor_loop(instance, _names.current)
-            info = dict(info, native_ctx=_core.context())
+            info = _method_info(instance, method_name, _core.context())
             ok, result = asyncio.run_coroutine_threadsafe(
                 _guarded(_on_loop(info, m, pos, kw)), loop).result()
             if not ok:

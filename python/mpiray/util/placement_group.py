@@ -184,8 +184,7 @@ def get_current_placement_group():
     """The placement group the calling task or actor was scheduled into (None on the driver
     and outside groups). Its ``ready()`` is not available there: use ``wait()``."""
     from .. import _task_info
-    info = _task_info.current.get() or {}
-    group = info.get("placement_group")
+    group = _task_info.get().get("placement_group")
     if not group:
         return None
     gid, bundles, strategy = group
