@@ -44,6 +44,38 @@ def _check_options(given, valid, what):
     if unknown:
         raise ValueError(f"Invalid option keyword(s) {unknown} for {what}. "
                          f"Valid ones are: {sorted(valid)}")
+    _check_option_values(given)
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# Option -> (test, what it accepts): checked where the options are given (the decorator,
+# .options()), with Ray's messages.
+_OPTION_RULES = {
+    "num_returns": (lambda v: (_is_int(v) and v >= 0) or v == "streaming",
+                    "0 or a positive integer, or 'streaming'"),
+    "max_retries": (lambda v: _is_int(v) and v >= -1, "0, -1 or a positive integer"),
+    "max_calls": (lambda v: _is_int(v) and v >= 0, "0 or a positive integer"),
+    "max_restarts": (lambda v: _is_int(v) and v >= -1, "-1, 0 or a positive integer"),
+    "max_task_retries": (lambda v: _is_int(v) and v >= -1, "-1, 0 or a positive integer"),
+    "max_concurrency": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "num_cpus": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+                 "a non-negative number"),
+    "num_gpus": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+                 "a non-negative number"),
+    "memory": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+               "a non-negative number"),
+    "resources": (lambda v: isinstance(v, dict), "a dict of resource names to amounts"),
+}
+
+
+def _check_option_values(options):
+    for key, value in options.items():
+        rule = _OPTION_RULES.get(key)
+        if rule is not None and value is not None and not rule[0](value):
+            raise ValueError(f"The keyword '{key}' only accepts {rule[1]}, got {value!r}")
 
 
 def init(address=None, **kwargs):

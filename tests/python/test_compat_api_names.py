@@ -306,3 +306,29 @@ def test_current_placement_group_inside_tasks_and_actors():
     assert ray.get(m.where.remote()) == pg.id.hex()
     ray.kill(m)
     remove_placement_group(pg)
+
+
+@pytest.mark.parametrize("key,bad", [("num_returns", -1), ("num_returns", 0.5), ("max_retries", -2),
+                                     ("max_retries", 0.5), ("max_calls", -1), ("num_cpus", -1),
+                                     ("resources", ["CPU"])])
+def test_bad_task_options_are_refused_where_given(key, bad):
+    with pytest.raises(ValueError, match=f"The keyword '{key}' only accepts"):
+        @ray.remote(**{key: bad})
+        def g():
+            return 1
+
+    @ray.remote
+    def h():
+        return 1
+
+    with pytest.raises(ValueError, match=f"The keyword '{key}' only accepts"):
+        h.options(**{key: bad})
+
+
+@pytest.mark.parametrize("key,bad", [("max_restarts", -2), ("max_task_retries", 1.5),
+                                     ("max_concurrency", 0)])
+def test_bad_actor_options_are_refused_where_given(key, bad):
+    with pytest.raises(ValueError, match=f"The keyword '{key}' only accepts"):
+        @ray.remote(**{key: bad})
+        class A:
+            x = 1
