@@ -31,6 +31,8 @@ struct RuntimeHandle {
   std::atomic<ClientImpl*> client{nullptr};
   std::atomic<detail::CoreClient*> test_client{nullptr};
   std::atomic<uint32_t> epoch{0};
+  std::atomic<bool> stopping{false};  // the head is stopping: a further SIGINT forces it
+  std::atomic<Runtime*> live{nullptr};  // the runtime, also while Shutdown() stops it
   ProcessGuard guard;
   // Language runtimes registered by bindings (Python), and the name worker output shows.
   std::mutex lang_mu;
@@ -61,6 +63,21 @@ void OnTerminate() {
   abort();
 }
 
+// ------------------------------------------------------------------ signals
+//
+// Termination signals reach the watcher thread of the process guard. On a worker, SIGINT is
+// ignored (launchers and terminals send it to every process; the head coordinates the stop),
+// the checkpoint signal too, and SIGTERM/SIGHUP end the worker at once. On the head, the first
+// signal starts a stop on a thread of its own (so the watcher goes on listening); any further
+// SIGINT or SIGTERM while a stop runs forces it: workers killed, files removed, exit now.
+
+/// @brief The head is stopping (Shutdown, or a signal's stop): SIGINT now forces the stop.
+void BeginStop() {
+  RuntimeHandle& h = Handle();
+  h.stopping.store(true);
+  h.guard.RouteSigintToWatcher(true);
+}
+
 // The job is about to end (SIGTERM from Slurm at the time limit or on preemption, or the
 // early-warning signal): run the checkpoint callbacks, then stop the cluster cleanly and exit.
 [[noreturn]] void Preempted(int sig) {
@@ -85,11 +102,52 @@ void OnTerminate() {
   _exit(code);
 }
 
+// Ctrl-C in a C++ driver (the documented default): stop the cluster as Shutdown() does, then
+// exit 130. The driver's own threads stay where they are (a blocked Get never returns).
+[[noreturn]] void Interrupted() {
+  RuntimeHandle& h = Handle();
+  fprintf(stderr, "mpiray: Interrupt received: stopping the cluster (Ctrl-C again to force)\n");
+  h.guard.RunShutdownHooks();
+  h.guard.RecordExitStatus(128 + SIGINT);
+  if (h.runtime) h.runtime->Exit(128 + SIGINT, /*graceful=*/true);
+  fflush(nullptr);
+  _exit(128 + SIGINT);
+}
+
+[[noreturn]] void ForceStop(int sig) {
+  RuntimeHandle& h = Handle();
+  fprintf(stderr, "mpiray: %s received while stopping: forcing the stop\n", strsignal(sig));
+  h.guard.RecordExitStatus(128 + sig);
+  if (Runtime* rt = h.live.load()) rt->ForceExit(128 + sig);
+  fflush(nullptr);
+  _exit(128 + sig);
+}
+
 void OnSignal(bool head, int checkpoint, int sig) {
   RuntimeHandle& h = Handle();
-  if (head && (sig == SIGTERM || sig == checkpoint)) Preempted(sig);
-  if (!head && sig == checkpoint) return;  // only the driver checkpoints
-  if (head) h.guard.RecordExitStatus(128 + sig);
+  if (!head) {
+    if (sig == checkpoint) return;  // only the driver checkpoints
+    if (sig == SIGINT) {
+      MPIRAY_LOG(info, "SIGINT ignored: the driver stops the job (Ctrl-C reaches it too)");
+      return;
+    }
+    if (h.runtime) h.runtime->EmergencyExit(sig);
+    _exit(128 + sig);
+  }
+  if (h.stopping.load()) {
+    // Only Ctrl-C forces: srun and slurmstepd may both deliver one time-limit SIGTERM.
+    if (sig == SIGINT) ForceStop(sig);
+    return;  // (a stop is under way already)
+  }
+  if (sig == SIGTERM || sig == checkpoint || sig == SIGINT) {
+    BeginStop();
+    std::thread([sig] {
+      if (sig == SIGINT) Interrupted();
+      Preempted(sig);
+    }).detach();
+    return;
+  }
+  h.guard.RecordExitStatus(128 + sig);  // SIGHUP: the terminal is gone
   if (h.runtime) h.runtime->EmergencyExit(sig);
   _exit(128 + sig);
 }
@@ -99,6 +157,7 @@ void InstallRuntime(std::unique_ptr<Runtime> rt, bool handle_sigint = true) {
   bool head = rt->head() != nullptr;
   h.epoch.fetch_add(1);
   h.client.store(rt->client());
+  h.live.store(rt.get());
   h.runtime = std::move(rt);
   int checkpoint = CheckpointSignal(CurrentEnv());
   // A Python driver keeps SIGINT for KeyboardInterrupt.
@@ -441,6 +500,8 @@ CoreClient* Client() {
 
 void AddShutdownHook(std::function<void()> hook) { Handle().guard.AddShutdownHook(std::move(hook)); }
 
+void RecordExitStatus(int status) { Handle().guard.RecordExitStatus(status); }
+
 void SetClientForTesting(CoreClient* client) {
   Handle().client.store(nullptr);
   Handle().test_client.store(client);
@@ -491,18 +552,29 @@ std::map<std::string, double> AvailableResources() { return SumResources(true); 
 
 void Shutdown() {
   RuntimeHandle& h = Handle();
+  bool head = false;
+  {
+    std::lock_guard<std::mutex> lk(h.mu);
+    head = h.runtime && h.runtime->head();
+  }
+  if (head) BeginStop();  // a Ctrl-C from here on forces the stop
   h.guard.RunShutdownHooks();
   std::unique_ptr<Runtime> rt;
   {
     std::lock_guard<std::mutex> lk(h.mu);
-    if (!h.runtime) return;
+    if (!h.runtime) {
+      h.stopping.store(false);
+      return;
+    }
     rt = std::move(h.runtime);
   }
   rt->Shutdown();
   h.client.store(nullptr);
-  h.guard.StopWatching();
+  h.guard.StopWatching();  // (puts the driver's SIGINT handler back)
+  h.live.store(nullptr);
   rt.reset();
   h.guard.RestoreSignals();
+  h.stopping.store(false);
 }
 
 }  // namespace mpiray

@@ -7,6 +7,8 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -32,7 +34,22 @@ void ProcessGuard::RestoreSignals() {
   }
 }
 
+namespace {
+// The write end of the SIGINT pipe of the one guard that routes SIGINT (a signal handler can
+// only reach a global); -1 when none does.
+std::atomic<int> g_sigint_write{-1};
+
+void ForwardSigint(int) {
+  int saved = errno;
+  int fd = g_sigint_write.load();
+  char c = 1;
+  if (fd >= 0) (void)!write(fd, &c, 1);
+  errno = saved;
+}
+}  // namespace
+
 void ProcessGuard::WatchSignals(std::function<void(int)> on_signal, bool with_sigint) {
+  if (sigint_pipe_[0] < 0 && pipe2(sigint_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) sigint_pipe_[0] = sigint_pipe_[1] = -1;
   sigset_t set;
   sigemptyset(&set);
   if (with_sigint) sigaddset(&set, SIGINT);
@@ -41,16 +58,22 @@ void ProcessGuard::WatchSignals(std::function<void(int)> on_signal, bool with_si
   if (int cs = CheckpointSignal(CurrentEnv())) sigaddset(&set, cs);
   signal_fd_ = signalfd(-1, &set, SFD_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_CLOEXEC);
-  watcher_ = std::thread([sfd = signal_fd_, efd = wake_fd_, cb = std::move(on_signal)] {
-    pollfd p[2] = {{sfd, POLLIN, 0}, {efd, POLLIN, 0}};
+  watcher_ = std::thread([sfd = signal_fd_, efd = wake_fd_, ifd = sigint_pipe_[0], cb = std::move(on_signal)] {
+    pollfd p[3] = {{sfd, POLLIN, 0}, {efd, POLLIN, 0}, {ifd, POLLIN, 0}};
     while (true) {
-      if (poll(p, 2, -1) < 0) {
+      if (poll(p, ifd >= 0 ? 3 : 2, -1) < 0) {
         if (errno == EINTR) continue;
         return;
       }
       if (p[1].revents) return;
+      if (ifd >= 0 && p[2].revents) {
+        char buf[16];
+        if (read(ifd, buf, sizeof buf) > 0) cb(SIGINT);
+      }
       signalfd_siginfo si{};
-      if (read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) cb(static_cast<int>(si.ssi_signo));
+      if (p[0].revents && read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+        cb(static_cast<int>(si.ssi_signo));
+      }
     }
   });
 }
@@ -61,9 +84,33 @@ void ProcessGuard::StopWatching() {
     (void)!write(wake_fd_, &one, sizeof one);
     watcher_.join();
   }
+  RouteSigintToWatcher(false);
   if (signal_fd_ >= 0) close(signal_fd_);
   if (wake_fd_ >= 0) close(wake_fd_);
   signal_fd_ = wake_fd_ = -1;
+  for (int& fd : sigint_pipe_) {
+    if (fd >= 0) close(fd);
+    fd = -1;
+  }
+}
+
+void ProcessGuard::RouteSigintToWatcher(bool on) {
+  if (on == sigint_routed_ || sigint_pipe_[1] < 0) return;
+  if (on) {
+    g_sigint_write.store(sigint_pipe_[1]);
+    struct sigaction sa {};
+    sa.sa_handler = ForwardSigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, &saved_sigint_);
+    // Blocked threads (every runtime thread) leave it pending for the signalfd, if it watches
+    // SIGINT, or for the first thread that unblocks it; the driver's thread may have it
+    // unblocked, and the handler above then catches it.
+  } else {
+    sigaction(SIGINT, &saved_sigint_, nullptr);
+    g_sigint_write.store(-1);
+  }
+  sigint_routed_ = on;
 }
 
 // ------------------------------------------------------------------ exit status file

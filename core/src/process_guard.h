@@ -32,6 +32,10 @@ class ProcessGuard {
   /// only `with_sigint`).
   void WatchSignals(std::function<void(int)> on_signal, bool with_sigint);
   void StopWatching();
+  /// @brief While the job stops (Shutdown, a signal's stop): SIGINT, whichever thread it hits
+  /// and whatever handler Python installed, reaches the watcher (a second Ctrl-C forces the
+  /// stop); `false` puts the previous SIGINT handler back.
+  void RouteSigintToWatcher(bool on);
 
   // ---- the head's exit status and reaper -------------------------------------------------
   /// @brief MPIRAY_EXIT_STATUS_FILE (when set): "running" now, the status exit() ends with.
@@ -58,6 +62,9 @@ class ProcessGuard {
   bool mask_saved_ = false;
   int signal_fd_ = -1;
   int wake_fd_ = -1;
+  int sigint_pipe_[2] = {-1, -1};  // SIGINT while stopping: the handler writes, the watcher reads
+  struct sigaction saved_sigint_ {};
+  bool sigint_routed_ = false;
   std::thread watcher_;
   // status file
   std::string status_path_;

@@ -621,6 +621,9 @@ Status Runtime::SpawnOneWorker(int index) {
     sigset_t none;
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, nullptr);
+    // A Ctrl-C at the terminal reaches the whole process group, local workers too: the head
+    // coordinates the stop, so they ignore it from the start (Python then installs no handler).
+    signal(SIGINT, SIG_IGN);
     setenv("MPIRAY_JOIN", join.c_str(), 1);
     setenv("MPIRAY_WORKER_INDEX", index_text.c_str(), 1);
     execv(argv[0], argv.data());
@@ -750,10 +753,28 @@ void Runtime::Shutdown() {
 }
 
 void Runtime::ReleaseReaper() {
-  if (reaper_fd_ < 0) return;
-  (void)!write(reaper_fd_, &kReaperClean, 1);
-  close(reaper_fd_);
-  reaper_fd_ = -1;
+  int fd = reaper_fd_.exchange(-1);
+  if (fd < 0) return;
+  (void)!write(fd, &kReaperClean, 1);
+  close(fd);
+}
+
+void Runtime::ForceExit(int code) {
+  if (head_) {
+    shut_ = true;
+    for (ProcId w : head_->Workers()) SendMsg(*fabric_, w, Msg::kShutdown, proto::Shutdown{"the job is ending"});
+    fabric_->Wake();
+    std::vector<int> children;
+    {
+      std::lock_guard<std::mutex> lk(children_mu_);
+      children = children_;
+    }
+    for (int pid : children) kill(pid, SIGKILL);
+    RemoveSessionFiles(session_);
+    ReleaseReaper();
+  }
+  fflush(nullptr);
+  _exit(code);
 }
 
 void Runtime::Exit(int code, bool graceful) {

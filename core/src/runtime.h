@@ -94,6 +94,9 @@ class Runtime final : public FabricHandler {
   /// (waiting for them when `graceful`) and removes the session's files; a worker removes its
   /// own. Other threads are not woken.
   [[noreturn]] void Exit(int code, bool graceful);
+  /// @brief A second Ctrl-C while the head stops: workers told to go and local ones killed,
+  /// the files removed, exit `code` now (also while Shutdown or Exit runs on another thread).
+  [[noreturn]] void ForceExit(int code);
   /// @brief Write fd whose closing tells the reaper process the head is gone.
   void set_reaper_fd(int fd) { reaper_fd_ = fd; }
   /// @brief Tell the reaper this is a normal end (no death to report).
@@ -152,7 +155,7 @@ class Runtime final : public FabricHandler {
   std::unique_ptr<MetricsServer> metrics_;
   OutputForwarder output_;
   std::function<void()> finalizer_;
-  int reaper_fd_ = -1;
+  std::atomic<int> reaper_fd_{-1};
 
   std::mutex machines_mu_;
   std::map<ProcId, std::string> machines_;  // which machine each process runs on

@@ -1,6 +1,7 @@
 #include "scheduler.h"
 
 #include <algorithm>
+#include <tuple>
 
 namespace mpiray {
 
@@ -69,6 +70,7 @@ void Scheduler::RemoveWorker(ProcId worker) {
     ws.erase(std::remove(ws.begin(), ws.end(), worker), ws.end());
   }
   if (w.alive) --alive_workers_;
+  if (w.actors > 0) gone_actor_hosts_[worker] = {w.node, w.actors};
   workers_.erase(it);
 }
 
@@ -383,17 +385,26 @@ void Scheduler::ReleaseBundle(NodeId node, const ResourceRequest& base,
   }
 }
 
-ProcId Scheduler::PlaceActor(uint32_t shape, bool hold) {
+ProcId Scheduler::PlaceActor(uint32_t shape, bool hold, NodeId preferred, bool spread) {
   const ResourceRequest& req = shapes_[shape];
   Worker* best = nullptr;
+  // Smaller is better: (not the preferred node, actors on the node when spreading, actors on
+  // the worker, calls in flight on it).
+  using Key = std::tuple<bool, int, int, int>;
+  Key best_key{};
   for (auto& [nid, n] : nodes_) {
     if (hold && !Fits(n, req)) continue;
+    int node_actors = 0;
+    if (spread) {
+      for (ProcId wid : n.workers) node_actors += workers_[wid].actors;
+    }
     for (ProcId wid : n.workers) {
       Worker& w = workers_[wid];
       if (!w.alive || w.draining) continue;
-      if (!best || w.actors < best->actors ||
-          (w.actors == best->actors && w.inflight < best->inflight)) {
+      Key key{preferred != kNoNode && nid != preferred, node_actors, w.actors, w.inflight};
+      if (!best || key < best_key) {
         best = &w;
+        best_key = key;
       }
     }
   }
@@ -404,10 +415,20 @@ ProcId Scheduler::PlaceActor(uint32_t shape, bool hold) {
 }
 
 void Scheduler::ReleaseActor(ProcId worker, uint32_t shape, bool held) {
-  auto it = workers_.find(worker);
-  if (it == workers_.end()) return;
-  --it->second.actors;
-  if (held) Release(nodes_[it->second.node], shapes_[shape]);
+  NodeId node;
+  if (auto it = workers_.find(worker); it != workers_.end()) {
+    --it->second.actors;
+    node = it->second.node;
+  } else if (auto g = gone_actor_hosts_.find(worker); g != gone_actor_hosts_.end()) {
+    // Its process died after placing actors: their resources go back to its node (if the node
+    // is still there; a removed node's resources went with it).
+    node = g->second.first;
+    if (--g->second.second <= 0) gone_actor_hosts_.erase(g);
+  } else {
+    return;
+  }
+  auto nit = nodes_.find(node);
+  if (held && nit != nodes_.end()) Release(nit->second, shapes_[shape]);
 }
 
 void Scheduler::RecordDuration(uint32_t shape, int64_t us) {

@@ -90,8 +90,10 @@ class Scheduler {
   bool HasNode(NodeId node) const { return nodes_.count(node) > 0; }
 
   /// @brief Pick a worker for an actor. With `hold`, the shape's resources are acquired for the
-  /// actor's lifetime. Returns kNoProc when no node has room right now.
-  ProcId PlaceActor(uint32_t shape, bool hold);
+  /// actor's lifetime. Returns kNoProc when no node has room right now. `preferred`: a node
+  /// tried first (soft node affinity); `spread`: the node hosting the fewest actors first
+  /// (Ray's SPREAD); otherwise the worker hosting the fewest actors.
+  ProcId PlaceActor(uint32_t shape, bool hold, NodeId preferred = kNoNode, bool spread = false);
   /// @brief Give back what PlaceActor took.
   void ReleaseActor(ProcId worker, uint32_t shape, bool held);
 
@@ -154,6 +156,9 @@ class Scheduler {
   size_t queued_ = 0;
   std::map<NodeId, Node> nodes_;
   std::unordered_map<ProcId, Worker> workers_;
+  // Removed workers that still hosted actors: the node whose resources those actors hold, so
+  // that ReleaseActor (the head releasing each lost actor after the removal) gives them back.
+  std::unordered_map<ProcId, std::pair<NodeId, int>> gone_actor_hosts_;
   size_t alive_workers_ = 0;
   NodeId spread_next_ = 0;  // SPREAD: the next node to try first
 };

@@ -107,7 +107,11 @@ def main():
     agg = cols.aggregate(*[Mean(f"x{i}") for i in range(FEATURES)], *[Std(f"x{i}") for i in range(FEATURES)])
     mean = [agg[f"mean(x{i})"] for i in range(FEATURES)]
     std = [agg[f"std(x{i})"] for i in range(FEATURES)]
-    prepared = ds.map_batches(Standardize, fn_constructor_args=(mean, std), concurrency=1)
+    # One preprocessing actor with half a CPU; the two training workers below take half a CPU
+    # each, so read tasks, the actor and training fit on a 2-core laptop too (with whole CPUs
+    # the training workers would hold every CPU and the pipeline feeding them could not run).
+    prepared = ds.map_batches(Standardize, fn_constructor_args=(mean, std), concurrency=1,
+                              num_cpus=0.5)
 
     # 3. Train.
     try:
@@ -117,7 +121,7 @@ def main():
         TorchTrainer = None
     if TorchTrainer is not None:
         trainer = TorchTrainer(train_loop, train_loop_config={"epochs": a.epochs},
-                               scaling_config=ScalingConfig(num_workers=2),
+                               scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}),
                                datasets={"train": prepared})
         result = trainer.fit()
         losses = [m["loss"] for m in result.metrics_dataframe.to_dict("records")] \

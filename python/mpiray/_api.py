@@ -215,10 +215,20 @@ def _auto_init():
 
 
 def _shutdown_at_exit():
+    # An uncaught KeyboardInterrupt (Ctrl-C): Python ends by killing itself with SIGINT after
+    # this, which no exit handler sees; the job's exit status (MPIRAY_EXIT_STATUS_FILE, what
+    # scripts/mpirun returns) is 130 as a shell would report it.
+    last = getattr(sys, "last_type", None)
+    interrupted = isinstance(last, type) and issubclass(last, KeyboardInterrupt)
     try:
         shutdown()
-    except Exception:
+    except BaseException:  # a second Ctrl-C forces the stop inside; nothing to add here
         pass
+    if interrupted:
+        try:
+            _core.record_exit_status(130)
+        except Exception:
+            pass
 
 
 def shutdown():
@@ -299,9 +309,19 @@ def _ref_future(self):
 
     def resolve():
         try:
-            fut.set_result(get(self))
+            value = get(self)
         except BaseException as e:  # delivered through the future
-            fut.set_exception(e)
+            if not fut.done():  # (cancelled: an `await` interrupted by Ctrl-C)
+                try:
+                    fut.set_exception(e)
+                except concurrent.futures.InvalidStateError:
+                    pass
+            return
+        if not fut.done():
+            try:
+                fut.set_result(value)
+            except concurrent.futures.InvalidStateError:
+                pass
 
     threading.Thread(target=resolve, daemon=True).start()
     return fut

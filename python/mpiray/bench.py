@@ -4,6 +4,7 @@
     python -m mpiray.bench --against-ray   # the same workloads on Ray too, and the ratios
     python -m mpiray.bench --quick         # shorter measurement windows
     python -m mpiray.bench --suite collective   # a library's suite (see bench_<suite>.py)
+    python -m mpiray.bench --suite ctrl_c       # Ctrl-C latency, idle cost of a blocked get
 
 Each workload runs for a fixed wall-clock window; the value is operations per second (or
 GB/s for the *_gigabytes metrics), as in Ray's script. Each backend runs in its own process.
@@ -205,15 +206,20 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="0.5 s windows instead of 2 s")
     p.add_argument("--window", type=float, default=None, help="seconds per workload")
     p.add_argument("--backend", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--suite", default="core", choices=["core", "tune", "collective", "train", "data", "rllib"],
+    p.add_argument("--suite", default="core", choices=["core", "tune", "collective", "train", "data", "rllib",
+                                                       "ctrl_c"],
                    help="core: Ray's microbenchmark workloads; a library's suite (tune, collective, "
-                        "train, data, rllib) beside Ray's library with --against-ray")
+                        "train, data, rllib) beside Ray's library with --against-ray; ctrl_c: "
+                        "Ctrl-C latency and the idle cost of a blocked driver")
     p.add_argument("--num-envs", type=int, default=8, help="rllib: envs per env runner")
     p.add_argument("--time-cap", type=float, default=None, help="rllib: seconds per time-to-475 run")
     args, rest = p.parse_known_args(argv)
     if args.suite == "collective":
         from . import bench_collective
         return bench_collective.main((["--quick"] if args.quick else []) + rest)
+    if args.suite == "ctrl_c":
+        from . import bench_ctrl_c
+        return bench_ctrl_c.main((["--quick"] if args.quick else []) + rest)
     if rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.suite == "rllib":

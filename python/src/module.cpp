@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "mpiray/core/api.h"
+#include "mpiray/core/bootstrap.h"
 #include "mpiray/core/detail/language.h"
 #include "mpiray/mpi/init.h"
 
@@ -491,7 +492,10 @@ std::vector<ObjectId> RefIds(py::handle refs) {
   return ids;
 }
 
-// Driver waits happen in slices so that Ctrl-C raises KeyboardInterrupt promptly.
+// Driver waits happen in slices so that Ctrl-C raises KeyboardInterrupt promptly (within a
+// slice: kInterruptSliceMs, 20 wake-ups a second while the driver waits, ~0 CPU).
+constexpr int64_t kInterruptSliceMs = 50;
+
 template <class F>
 auto Interruptible(int64_t timeout_ms, F&& call) {
   bool driver = detail::CurrentContext().driver;
@@ -499,9 +503,10 @@ auto Interruptible(int64_t timeout_ms, F&& call) {
   while (true) {
     int64_t slice = timeout_ms;
     if (driver) {
-      int64_t left = timeout_ms < 0 ? 200 : std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                  deadline - std::chrono::steady_clock::now()).count();
-      slice = std::max<int64_t>(0, std::min<int64_t>(200, left));
+      int64_t left = timeout_ms < 0 ? kInterruptSliceMs
+                                    : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          deadline - std::chrono::steady_clock::now()).count();
+      slice = std::max<int64_t>(0, std::min<int64_t>(kInterruptSliceMs, left));
     }
     try {
       py::gil_scoped_release release;
@@ -537,7 +542,7 @@ py::list Wait(py::object refs, size_t num_returns, py::object timeout) {
   if (t < 0 || detail::CurrentContext().driver) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(t);
     while (true) {
-      int64_t slice = t < 0 ? 200 : std::max<int64_t>(0, std::min<int64_t>(200, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count()));
+      int64_t slice = t < 0 ? kInterruptSliceMs : std::max<int64_t>(0, std::min<int64_t>(kInterruptSliceMs, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count()));
       {
         py::gil_scoped_release release;
         ready = detail::Client()->Wait(ids, num_returns, slice);
@@ -837,6 +842,7 @@ void BindLifecycle(py::module_& m) {
     mpiray::Shutdown();
   });
   m.def("is_initialized", [] { return mpiray::IsInitialized(); });
+  m.def("record_exit_status", [](int status) { detail::RecordExitStatus(status); });
   m.def("context", &Context);
   m.def("snapshot", &Snapshot);
   m.def("add_checkpoint_callback", [](py::object fn) {

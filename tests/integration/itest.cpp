@@ -570,6 +570,17 @@ void Sleepy() {
   std::printf("READY\n");
   std::fflush(stdout);
   (void)mpiray::Get(refs);
+  std::printf("Get returned: not interrupted\n");
+}
+
+void SleepyWait() {
+  // Ctrl-C while the driver is in Wait: the documented default ends the job (exit 130).
+  std::vector<mpiray::ObjectRef<int>> refs;
+  for (int i = 0; i < 2; ++i) refs.push_back(mpiray::Task(SleepMs).Remote(60000));
+  std::printf("READY\n");
+  std::fflush(stdout);
+  (void)mpiray::Wait(refs, 2);
+  std::printf("Wait returned: not interrupted\n");
 }
 
 void Uncaught() {
@@ -625,7 +636,7 @@ int main(int argc, char** argv) {
       {"tasks", Tasks},       {"actors", Actors},           {"objects", Objects},
       {"crossnode", CrossNode}, {"errors", Errors},         {"wait_cancel", WaitAndCancel},
       {"nested", Nested},     {"resources", Resources},     {"worker_death", WorkerDeath},
-      {"sleepy", Sleepy},     {"uncaught", Uncaught},       {"no_shutdown", NoShutdown},
+      {"sleepy", Sleepy},     {"sleepy_wait", SleepyWait},     {"uncaught", Uncaught},       {"no_shutdown", NoShutdown},
       {"session", Session},   {"output", Output},           {"checkpoint", Checkpoint},
       {"spill", Spill},       {"head_killed", HeadKilled},  {"exit3", Exit3},
   };

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run-checked.sh [--expect-exit N|nonzero] [--signal SIG --after-line TEXT]
+# run-checked.sh [--expect-exit N|nonzero] [--signal SIG --after-line TEXT [--exit-within S]]
 #                [--kill-head TEXT [--gone-within S]] [--expect-output TEXT]... -- cmd...
 #
 # Runs one integration scenario in a private session root and shared-memory directory, then
@@ -14,6 +14,7 @@ signal=""
 after_line=""
 kill_head=""
 gone_within=5
+exit_within=""
 expect_output=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -22,6 +23,7 @@ while [ $# -gt 0 ]; do
     --after-line) after_line=$2; shift 2 ;;
     --kill-head) kill_head=$2; after_line=$2; shift 2 ;;
     --gone-within) gone_within=$2; shift 2 ;;
+    --exit-within) exit_within=$2; shift 2 ;;
     --expect-output) expect_output+=("$2"); shift 2 ;;
     --) shift; break ;;
     *) echo "run-checked: unknown option $1" >&2; exit 2 ;;
@@ -85,10 +87,18 @@ if [ -n "$signal" ] || [ -n "$kill_head" ]; then
       fail=1
     fi
   else
+    start=$EPOCHREALTIME
     kill "-$signal" "$pid"
   fi
   wait "$pid"
   rc=$?
+  if [ -n "$exit_within" ] && [ -z "$kill_head" ]; then
+    took=$(awk -v s="$start" -v n="$EPOCHREALTIME" 'BEGIN { printf "%.2f", n - s }')
+    echo "run-checked: exited ${took} s after SIG$signal"
+    if awk -v t="$took" -v m="$exit_within" 'BEGIN { exit !(t > m) }'; then
+      echo "run-checked: took longer than ${exit_within} s to exit"; fail=1
+    fi
+  fi
 else
   "$@" 2>&1 | tee "$out"
   rc=${PIPESTATUS[0]}

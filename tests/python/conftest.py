@@ -361,3 +361,18 @@ def _quiet_data_context(request):
     ctx.enable_progress_bars = False
     yield ctx
     rd.DataContext._set_current(saved)
+
+
+@pytest.fixture(scope="module")
+def train_cluster(tmp_path_factory):
+    """The mpiray.train tests: an embedded cluster of 3 local workers shared by a module
+    (training workers are actors; each needs a worker process of its own)."""
+    import mpiray as ray
+    assert not ray.is_initialized(), "a previous test left a cluster running"
+    with PrivateDirs(tmp_path_factory.mktemp("cluster")) as dirs:
+        ray.init(num_cpus=3)
+        try:
+            yield dirs
+        finally:
+            ray.shutdown()
+        dirs.assert_clean()

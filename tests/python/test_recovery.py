@@ -97,6 +97,54 @@ def test_actor_restarts_and_retried_calls(run_script):
     assert r["k_final"] == "ActorDiedError"
 
 
+ACTOR_RESOURCES = KILLER + """
+ray.init(num_cpus=2)
+
+@ray.remote(num_cpus=1)
+class Holder:
+    def pid(self):
+        return os.getpid()
+
+@ray.remote(num_cpus=2)
+def whole():
+    return "ran"
+
+out = {}
+a, b = Holder.remote(), Holder.remote()
+pids = ray.get([a.pid.remote(), b.pid.remote()])
+out["before"] = ray.available_resources().get("CPU", 0)
+wait_gone(pids[0])                                     # a's worker dies: a's CPU comes back
+try:
+    ray.get(a.pid.remote(), timeout=60)
+    out["a"] = "no error"
+except ray.exceptions.ActorDiedError:
+    out["a"] = "ActorDiedError"
+c = Holder.remote()                                    # a replacement with the same resources
+out["c_alive"] = ray.get(c.pid.remote(), timeout=60) > 0
+ray.kill(b)
+ray.kill(c)
+ready, _ = ray.wait([whole.remote()], timeout=60)      # every CPU of the cluster is free again
+out["whole"] = ray.get(ready[0]) if ready else "never scheduled"
+deadline = time.time() + 30
+while time.time() < deadline and ray.available_resources().get("CPU", 0) < 2:
+    time.sleep(0.1)
+out["after"] = ray.available_resources().get("CPU", 0)
+print("RESULT " + json.dumps(out))
+ray.shutdown()
+"""
+
+
+def test_dead_actor_process_gives_its_resources_back(run_script):
+    world = run_script(ACTOR_RESOURCES, timeout=180)
+    assert world.returncode == 0, world
+    r = last_json(world.stdout)
+    assert r["before"] == 0
+    assert r["a"] == "ActorDiedError"
+    assert r["c_alive"] is True
+    assert r["whole"] == "ran"
+    assert r["after"] == 2
+
+
 LINEAGE = KILLER + """
 import numpy as np
 ray.init(num_cpus=4)

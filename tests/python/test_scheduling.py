@@ -90,7 +90,18 @@ def slow():
     time.sleep(0.2)
     return os.getpid()
 out["spread_nodes"] = len({node(p) for p in ray.get([slow.options(scheduling_strategy="SPREAD").remote() for _ in range(6)])})
+@ray.remote(num_cpus=1)
+class Where:
+    def pid(self):
+        return os.getpid()
+spread_actors = [Where.options(scheduling_strategy="SPREAD").remote() for _ in range(3)]
+out["spread_actor_nodes"] = len({node(p) for p in ray.get([a.pid.remote() for a in spread_actors])})
+for a in spread_actors:
+    ray.kill(a)
 target = worker_nodes[-1]
+soft_actor = Where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(target, soft=True)).remote()
+out["actor_affinity"] = node(ray.get(soft_actor.pid.remote())) == int(target, 16)
+ray.kill(soft_actor)
 out["affinity"] = all(node(ray.get(where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(target, soft=s)).remote())) == int(target, 16) for s in (False, True, False, True))
 try:
     where.options(scheduling_strategy="FASTEST").remote()
@@ -118,6 +129,8 @@ def test_placement_groups_and_strategies(run_script):
     assert r["pending_before"] is False and r["ready_after"] is True
     assert r["bad_input"] == [True, True, True, True, True]
     assert r["spread_nodes"] == 3
+    assert r["spread_actor_nodes"] == 3      # SPREAD actors: one per node
+    assert r["actor_affinity"] is True
     assert r["affinity"] is True
     assert r["bad_strategy"] is True
 

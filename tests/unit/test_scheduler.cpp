@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <deque>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -360,6 +361,71 @@ TEST_CASE("PlaceActor with hold acquires resources for the actor's lifetime", "[
   CHECK(s.PlaceActor(cpu1, true) == kNoProc);  // the task holds it now
   s.Finished(items[0]);
   CHECK(s.PlaceActor(cpu1, true) != kNoProc);
+}
+
+TEST_CASE("PlaceActor spreads over nodes, not only over workers, and honours a preferred node",
+          "[scheduler]") {
+  Scheduler s(4);
+  s.AddNode(0, Totals(1));
+  s.AddNode(1, Totals(2));
+  s.AddNode(2, Totals(1));
+  s.AddWorker(1, 0);
+  s.AddWorker(2, 1);
+  s.AddWorker(3, 1);
+  s.AddWorker(4, 2);
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  std::vector<ProcId> placed;
+  for (int i = 0; i < 3; ++i) placed.push_back(s.PlaceActor(cpu1, true, kNoNode, /*spread=*/true));
+  // One per node: workers 1 (node 0), 2 or 3 (node 1), 4 (node 2).
+  CHECK(std::count(placed.begin(), placed.end(), 1) == 1);
+  CHECK(std::count(placed.begin(), placed.end(), 4) == 1);
+  CHECK((std::count(placed.begin(), placed.end(), 2) + std::count(placed.begin(), placed.end(), 3)) == 1);
+  // A preferred node with room wins over emptier ones.
+  Scheduler t(4);
+  t.AddNode(0, Totals(2));
+  t.AddNode(1, Totals(2));
+  t.AddWorker(1, 0);
+  t.AddWorker(2, 1);
+  uint32_t one = ShapeOf(t, {{"CPU", kUnit}});
+  CHECK(t.PlaceActor(one, true, 1) == 2);
+  CHECK(t.PlaceActor(one, true, 1) == 2);
+  CHECK(t.PlaceActor(one, true, 1) == 1);  // node 1 is full: anywhere else (soft)
+
+TEST_CASE("An actor's held resources come back when its worker was removed before the release",
+          "[scheduler]") {
+  // The head removes a dead worker first (membership), then releases each actor it hosted.
+  Scheduler s(4);
+  s.AddNode(0, Totals(2));
+  s.AddWorker(1, 0);
+  s.AddWorker(2, 0);
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  ProcId a = s.PlaceActor(cpu1, true);
+  ProcId b = s.PlaceActor(cpu1, true);
+  REQUIRE(a != kNoProc);
+  REQUIRE(b != kNoProc);
+  CHECK(AvailableCpu(s, 0) == 0);
+  s.RemoveWorker(a);
+  s.ReleaseActor(a, cpu1, true);
+  CHECK(AvailableCpu(s, 0) == kUnit);
+  s.ReleaseActor(a, cpu1, true);  // a second release of that worker gives nothing more
+  CHECK(AvailableCpu(s, 0) == kUnit);
+  // A replacement worker can host an actor asking for that CPU again.
+  s.AddWorker(3, 0);
+  CHECK(s.PlaceActor(cpu1, true) == 3);
+  CHECK(AvailableCpu(s, 0) == 0);
+}
+
+TEST_CASE("Releasing an actor of a removed node does not bring the node back", "[scheduler]") {
+  Scheduler s(4);
+  s.AddNode(0, Totals(1));
+  s.AddWorker(1, 0);
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  REQUIRE(s.PlaceActor(cpu1, true) == 1);
+  s.RemoveWorker(1);
+  s.RemoveNode(0);
+  s.ReleaseActor(1, cpu1, true);
+  CHECK(s.PlaceActor(cpu1, true) == kNoProc);
+  CHECK_FALSE(s.CheckFeasible(cpu1).ok());
 }
 
 TEST_CASE("PlaceActor finds no worker in an empty cluster", "[scheduler]") {

@@ -75,7 +75,16 @@ void ActorDirectory::OnCreationFailed(TaskId actor, const std::string& why) {
 }
 
 void ActorDirectory::Place(ActorRec& a) {
-  ProcId w = d_.sched->PlaceActor(a.shape, a.hold);
+  // The creation task's scheduling strategy: SPREAD, or a soft node affinity (a hard one is a
+  // resource of the shape).
+  NodeId preferred = kNoNode;
+  bool spread = false;
+  if (const TaskRec* c = d_.tasks->Find(a.id)) {
+    const auto strategy = static_cast<proto::Strategy>(c->spec.strategy);
+    spread = strategy == proto::Strategy::kSpread;
+    if (strategy == proto::Strategy::kNodeAffinitySoft) preferred = c->spec.node;
+  }
+  ProcId w = d_.sched->PlaceActor(a.shape, a.hold, preferred, spread);
   if (w == kNoProc) {
     if (std::find(pending_.begin(), pending_.end(), a.id) == pending_.end()) pending_.push_back(a.id);
     return;

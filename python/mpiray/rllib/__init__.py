@@ -7,6 +7,10 @@ torch modules in this process or in learner actors whose gradients are all-reduc
 reach the runners as one object in the store per iteration. See docs/rllib.md.
 """
 
+from .._extras import require as _require
+
+_require("rllib", "torch", "gymnasium")  # a missing one names the extra: pip install "mpiray[rllib]"
+
 from .algorithms.algorithm import Algorithm
 from .algorithms.algorithm_config import AlgorithmConfig
 from .algorithms.registry import register_with_tune as _register_with_tune

@@ -47,7 +47,7 @@ def test_tuner_runs_ppo_by_name_on_a_registered_env(tmp_path):
 def test_pbt_over_a_ppo_config(tmp_path):
     pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=2,
                                   hyperparam_mutations={"lr": [1e-4, 1e-3, 3e-3]}, quantile_fraction=0.5,
-                                  resample_probability=0.0)
+                                  resample_probability=0.0, synch=True)
     def flat_metric(algorithm, result, **kwargs):
         # mpiray.tune's schedulers read top-level keys (Ray's flatten the result first)
         result["episode_return_mean"] = result["env_runners"]["episode_return_mean"]

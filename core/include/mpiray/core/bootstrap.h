@@ -50,6 +50,9 @@ std::vector<std::string> DefaultWorkerCommand();
 /// @brief Run `hook` when the driver shuts down (before the cluster stops), also when a
 /// signal ends the job.
 void AddShutdownHook(std::function<void()> hook);
+/// @brief Write `status` to MPIRAY_EXIT_STATUS_FILE now (when set): for a driver whose end the
+/// runtime cannot see, e.g. Python's death by SIGINT after an uncaught KeyboardInterrupt.
+void RecordExitStatus(int status);
 }  // namespace detail
 
 }  // namespace mpiray

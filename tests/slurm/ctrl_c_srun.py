@@ -1,0 +1,103 @@
+"""Ctrl-C under srun (issue 20): `srun --disable-status -n 4 python ctrl_c_driver.py <call>`
+for each blocking call; Ctrl-C once the driver is blocked. With --disable-status (or
+SLURM_DISABLE_STATUS=1) srun sends SIGINT to every task at the first Ctrl-C; by default it only
+does so at a second Ctrl-C within a second, and then at once kills the step (SIGKILL), so that
+nothing can clean up (docs/slurm.md). Checks: the driver raises KeyboardInterrupt, no worker dies on its own, srun exits
+with the driver's status (130) within 2 s, and nothing of the job is left (run-checked.sh
+checks the session and shared-memory directories and the job's processes afterwards).
+
+A C++ driver (`--cpp <mpiray_itest>`: its sleepy and sleepy_wait scenarios, blocked in Get and
+Wait) takes the documented default instead: the cluster stops, exit 130.
+
+Usage: ctrl_c_srun.py [--cpp ITEST] [call...]   (default: every call)
+"""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DRIVER = Path(__file__).resolve().parents[1] / "python" / "ctrl_c_driver.py"
+CALLS = ["get", "wait", "generator", "await", "actor_creation", "queue_get", "pool_map",
+         "placement_group"]
+WITHIN_S = 2.0
+
+
+def job_processes(tag, name):
+    found = []
+    for e in os.listdir("/proc"):
+        if not e.isdigit() or int(e) == os.getpid():
+            continue
+        try:
+            env = Path(f"/proc/{e}/environ").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{e}/stat").read_text()
+            cmdline = Path(f"/proc/{e}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"MPIRAY_TEST_TAG={tag}".encode() in env and stat[stat.rindex(")") + 2] not in "ZX" \
+                and name.encode() in cmdline:
+            found.append(int(e))
+    return found
+
+
+def one(call, itest=None):
+    out = tempfile.NamedTemporaryFile("w+", prefix="ctrl-c-srun-", suffix=".txt", delete=False)
+    program = [itest, call] if itest else [sys.executable, str(DRIVER), call]
+    proc = subprocess.Popen(["srun", "--disable-status", "-n", "4", *program],
+                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    text = lambda: Path(out.name).read_text()
+    try:
+        deadline = time.monotonic() + 120
+        while "READY" not in text():
+            assert proc.poll() is None, f"{call}: srun ended before READY:\n{text()}"
+            assert time.monotonic() < deadline, f"{call}: no READY:\n{text()}"
+            time.sleep(0.05)
+        # Ctrl-C: srun --disable-status sends SIGINT to every task.
+        sent = time.time()
+        os.kill(proc.pid, signal.SIGINT)
+        tag = os.environ["MPIRAY_TEST_TAG"]
+        gone = None
+        while proc.poll() is None or gone is None:
+            if gone is None and not job_processes(tag, Path(program[-2]).name):
+                gone = time.time() - sent
+            assert time.time() - sent < 30, f"{call}: still running 30 s after Ctrl-C:\n{text()}"
+            time.sleep(0.01)
+        exited = time.time() - sent
+        rc = proc.returncode
+        output = text()
+        if itest:
+            assert "Interrupt received: stopping the cluster" in output, output
+            print(f"C++ {call}: tasks gone after {gone:.2f} s; srun exited after {exited:.2f} s "
+                  f"with {rc}", flush=True)
+        else:
+            ki = [float(line.split()[-1]) for line in output.splitlines()
+                  if line.startswith("KeyboardInterrupt at ")]
+            assert ki, f"{call}: no KeyboardInterrupt in the driver:\n{output}"
+            print(f"{call}: KeyboardInterrupt {1000 * (ki[0] - sent):.0f} ms after srun's SIGINT; "
+                  f"tasks gone after {gone:.2f} s; srun exited after {exited:.2f} s with {rc}",
+                  flush=True)
+        assert "left the cluster" not in output, f"{call}: a worker died on its own:\n{output}"
+        assert rc == 130, f"{call}: srun's exit status {rc}, expected 130:\n{output}"
+        assert exited <= WITHIN_S, f"{call}: srun exited after {exited:.2f} s:\n{output}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.unlink(out.name)
+
+
+def main():
+    args = sys.argv[1:]
+    if args[:1] == ["--cpp"]:
+        for scenario in args[2:] or ["sleepy", "sleepy_wait"]:
+            one(scenario, itest=args[1])
+    else:
+        for call in args or CALLS:
+            one(call)
+    print("ctrl-c under srun OK")
+
+
+if __name__ == "__main__":
+    main()
