@@ -343,6 +343,8 @@ def _ref_on_completed(self, callback):
     """Call ``callback(value)`` (the exception instead, when the task failed) in a
     background thread once the object is ready."""
     def done(fut):
+        if fut.cancelled():
+            return
         exc = fut.exception()
         callback(exc if exc is not None else fut.result())
 
