@@ -5,6 +5,7 @@ import concurrent.futures
 import functools
 import inspect
 import logging
+import numbers
 import os
 import pickle
 import sys
@@ -48,7 +49,11 @@ def _check_options(given, valid, what):
 
 
 def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 # Option -> (test, what it accepts): checked where the options are given (the decorator,
@@ -61,21 +66,20 @@ _OPTION_RULES = {
     "max_restarts": (lambda v: _is_int(v) and v >= -1, "-1, 0 or a positive integer"),
     "max_task_retries": (lambda v: _is_int(v) and v >= -1, "-1, 0 or a positive integer"),
     "max_concurrency": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "num_cpus": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
-                 "a non-negative number"),
-    "num_gpus": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
-                 "a non-negative number"),
-    "memory": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
-               "a non-negative number"),
+    "num_cpus": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
+    "num_gpus": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
+    "memory": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
     "resources": (lambda v: isinstance(v, dict), "a dict of resource names to amounts"),
 }
 
 
 def _check_option_values(options):
-    for key, value in options.items():
+    for key, value in list(options.items()):
         rule = _OPTION_RULES.get(key)
         if rule is not None and value is not None and not rule[0](value):
             raise ValueError(f"The keyword '{key}' only accepts {rule[1]}, got {value!r}")
+        if _is_int(value) and type(value) is not int:  # numpy integers and the like
+            options[key] = int(value)
 
 
 def init(address=None, **kwargs):
