@@ -39,7 +39,7 @@ def get_node_ip_address():
         return "127.0.0.1"
 
 
-_LAZY = ("queue", "multiprocessing", "state", "joblib")
+_LAZY = ("queue", "multiprocessing", "state", "joblib", "annotations")
 
 
 def __getattr__(name):
