@@ -390,6 +390,7 @@ TEST_CASE("PlaceActor spreads over nodes, not only over workers, and honours a p
   CHECK(t.PlaceActor(one, true, 1) == 2);
   CHECK(t.PlaceActor(one, true, 1) == 2);
   CHECK(t.PlaceActor(one, true, 1) == 1);  // node 1 is full: anywhere else (soft)
+}
 
 TEST_CASE("An actor's held resources come back when its worker was removed before the release",
           "[scheduler]") {
