@@ -218,6 +218,34 @@ def _auto_init():
             init()
 
 
+def _termination_signals():
+    import signal
+    sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    name = os.environ.get("MPIRAY_CHECKPOINT_SIGNAL", "USR1").strip().upper()
+    if name not in ("", "NONE"):
+        sig = getattr(signal, "SIG" + name.removeprefix("SIG"), None)
+        if sig is None and name.isdigit():
+            sig = int(name)
+        if sig is not None:
+            sigs.add(sig)
+    return sigs
+
+
+def _unblock_signals_in_child():
+    # The runtime blocks the termination signals in this process's threads (its watcher
+    # thread takes them). A child made by fork() (multiprocessing, a DataLoader's workers)
+    # inherits that mask and could then never be terminated: it gets the signals back.
+    import signal
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _termination_signals())
+    except (OSError, ValueError):
+        pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_unblock_signals_in_child)
+
+
 def _shutdown_at_exit():
     # An uncaught KeyboardInterrupt (Ctrl-C): Python ends by killing itself with SIGINT after
     # this, which no exit handler sees; the job's exit status (MPIRAY_EXIT_STATUS_FILE, what

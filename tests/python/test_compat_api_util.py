@@ -166,3 +166,27 @@ def test_pools_inside_pool_tasks(run_script):
     """)
     assert world.returncode == 0, world
     assert "nested [[0.0, 1.0], [0.0, 1.0]]" in world.stdout
+
+
+def test_forked_children_can_be_terminated(run_script):
+    # A stdlib multiprocessing.Pool (fork) beside mpiray: its workers must die on terminate()
+    # (the runtime blocks the termination signals in the driver's threads; a forked child gets
+    # them back).
+    world = run_script("""
+        import multiprocessing as mp, time
+        import mpiray as ray
+
+        def square(x):
+            return x * x
+
+        ray.init(num_cpus=1)
+        pool = mp.get_context("fork").Pool(processes=2)
+        print("sum", sum(pool.map(square, range(10))))
+        t = time.time()
+        pool.terminate()
+        pool.join()
+        print("joined", time.time() - t < 10)
+        ray.shutdown()
+    """, timeout=60)
+    assert world.returncode == 0, world
+    assert "sum 285" in world.stdout and "joined True" in world.stdout
