@@ -411,8 +411,9 @@ async def _on_loop(info, placement, m, pos, kw):
     result = m(*pos, **kw)
     if inspect.iscoroutine(result):
         result = await result
-    elif inspect.isasyncgen(result):  # a generator method: its items, made on the loop too
-        result = iter([v async for v in result])
+    elif inspect.isasyncgen(result):  # an async generator method: its items, made on the loop
+        values = [v async for v in result]
+        result = (v for v in values)
     return result
 
 
