@@ -518,15 +518,19 @@ def _call_args(args, kwargs, meta):
 
 # Ray refuses to export a function or class whose pickle is larger than this (it usually
 # captured a big array from its scope by accident): a ValueError naming it and the size.
-_MAX_EXPORT_BYTES = int(os.environ.get("MPIRAY_MAX_EXPORT_BYTES", 100 * 1024 * 1024))
+# The default is Ray's (FUNCTION_SIZE_ERROR_THRESHOLD, 10**8 bytes).
+_MAX_EXPORT_BYTES = int(os.environ.get("MPIRAY_MAX_EXPORT_BYTES", 10**8))
 
 
 def _check_export_size(blob, obj):
     if len(blob) > _MAX_EXPORT_BYTES:
-        name = getattr(obj, "__qualname__", getattr(obj, "__name__", type(obj).__name__))
+        if isinstance(obj, type):  # Ray's words: "The actor Name ...", "The remote function f ..."
+            what, name = "actor", obj.__name__
+        else:
+            what, name = "remote function", getattr(obj, "__qualname__", getattr(obj, "__name__", "?"))
         raise ValueError(
-            f"The remote function or actor class {name} is too large: its pickle has "
-            f"{len(blob) / 2**20:.1f} MiB (the limit is {_MAX_EXPORT_BYTES / 2**20:.0f} MiB, "
+            f"The {what} {name} is too large: its pickle has "
+            f"{len(blob) / 2**20:.1f} MiB (the limit is {_MAX_EXPORT_BYTES / 2**20:.1f} MiB, "
             "MPIRAY_MAX_EXPORT_BYTES). Check whether it captures a large array or other object "
             "from its scope; pass such values as arguments or with ray.put() instead.")
 
