@@ -30,8 +30,42 @@ from ._api import (  # noqa: E402
     cancel, cluster_resources, cpp_function, get, get_actor, get_gpu_ids, get_runtime_context, init,
     is_initialized, kill, method, nodes, put, register_checkpoint_callback, remote, shutdown, wait,
 )
-from ._api import DynamicObjectRefGenerator, ObjectRefGenerator  # noqa: E402
+from ._api import (  # noqa: E402
+    BaseID, DynamicObjectRefGenerator, JobID, NodeID, ObjectRefGenerator, RayContext, TaskID,
+)
 from . import actor, util  # noqa: E402  (ray.actor.exit_actor; ray.util: placement groups, ActorPool, ...)
+from .util.placement_group import PlacementGroupID  # noqa: E402
+
+# Ray's other top-level names.
+ObjectID = ObjectRef  # Ray's older name of ObjectRef
+SCRIPT_MODE, WORKER_MODE, LOCAL_MODE = 0, 1, 2
+
+
+class UniqueID(BaseID):
+    pass
+
+
+class WorkerID(BaseID):
+    pass
+
+
+class FunctionID(BaseID):
+    pass
+
+
+class ActorClassID(BaseID):
+    pass
+
+
+def show_in_dashboard(message, key="", dtype="text"):
+    """Ray's dashboard message for the calling actor: mpiray has no dashboard (ignored)."""
+
+
+def __getattr__(name):
+    if name == "cloudpickle":  # ray.cloudpickle without `import ray.cloudpickle`
+        import importlib
+        return importlib.import_module(f"{__name__}.cloudpickle")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
@@ -40,5 +74,8 @@ __all__ = [
     "get_actor", "get_gpu_ids", "method", "nodes", "cluster_resources", "available_resources",
     "get_runtime_context", "cpp_function", "ObjectRef", "ActorHandle", "ActorClass",
     "RemoteFunction", "RuntimeContext", "ActorID", "exceptions", "register_checkpoint_callback",
-    "actor", "util", "runtime_env", "ObjectRefGenerator", "DynamicObjectRefGenerator",
+    "actor", "util", "runtime_env", "ObjectID", "JobID", "NodeID", "TaskID", "PlacementGroupID",
+    "UniqueID", "WorkerID", "FunctionID", "ActorClassID", "ObjectRefGenerator",
+    "DynamicObjectRefGenerator", "RayContext", "SCRIPT_MODE", "WORKER_MODE", "LOCAL_MODE",
+    "show_in_dashboard",
 ]

@@ -5,6 +5,7 @@ import concurrent.futures
 import functools
 import inspect
 import logging
+import numbers
 import os
 import pickle
 import sys
@@ -12,7 +13,7 @@ import threading
 
 import cloudpickle
 
-from . import _core, _runtime_env, _source
+from . import _core, _runtime_env, _source, _task_info
 from ._core import ObjectRef
 
 # Task kinds, languages, strategies and sentinels are the runtime's, exported by the binding
@@ -44,6 +45,41 @@ def _check_options(given, valid, what):
     if unknown:
         raise ValueError(f"Invalid option keyword(s) {unknown} for {what}. "
                          f"Valid ones are: {sorted(valid)}")
+    _check_option_values(given)
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+# Option -> (test, what it accepts): checked where the options are given (the decorator,
+# .options()), with Ray's messages.
+_OPTION_RULES = {
+    "num_returns": (lambda v: (_is_int(v) and v >= 0) or v in ("streaming", "dynamic"),
+                    "0 or a positive integer, 'streaming' or 'dynamic'"),
+    "max_retries": (lambda v: _is_int(v) and v >= -1, "0, -1 or a positive integer"),
+    "max_calls": (lambda v: _is_int(v) and v >= 0, "0 or a positive integer"),
+    "max_restarts": (lambda v: _is_int(v) and v >= -1, "-1, 0 or a positive integer"),
+    "max_task_retries": (lambda v: _is_int(v) and v >= -1, "-1, 0 or a positive integer"),
+    "max_concurrency": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "num_cpus": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
+    "num_gpus": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
+    "memory": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
+    "resources": (lambda v: isinstance(v, dict), "a dict of resource names to amounts"),
+}
+
+
+def _check_option_values(options):
+    for key, value in list(options.items()):
+        rule = _OPTION_RULES.get(key)
+        if rule is not None and value is not None and not rule[0](value):
+            raise ValueError(f"The keyword '{key}' only accepts {rule[1]}, got {value!r}")
+        if _is_int(value) and type(value) is not int:  # numpy integers and the like
+            options[key] = int(value)
 
 
 def init(address=None, **kwargs):
@@ -58,7 +94,7 @@ def init(address=None, **kwargs):
     with _lock:
         if _core.is_initialized():
             if kwargs.get("ignore_reinit_error"):
-                return get_runtime_context()
+                return _ray_context()
             raise RuntimeError("Maybe you called ray.init twice by accident? This error can be "
                                "suppressed by passing in 'ignore_reinit_error=True'.")
         # The job's runtime_env: checked and zipped before the cluster starts (not on worker
@@ -73,6 +109,8 @@ def init(address=None, **kwargs):
                   "log_to_driver", "session_root", "keep_session", "num_workers", "keep_mpi"):
             if kwargs.get(k) is not None:
                 opts[k] = kwargs[k]
+        if "object_store_memory" in opts:  # bytes; Ray takes floats such as 700e6 too
+            opts["object_store_memory"] = _byte_count(opts["object_store_memory"], "object_store_memory")
         if kwargs.get("namespace") is not None:
             opts["namespace"] = kwargs["namespace"]
         autoscale = kwargs.get("autoscale")
@@ -98,7 +136,114 @@ def init(address=None, **kwargs):
             raise
         _initialized_here = True
         atexit.register(_shutdown_at_exit)
-        return get_runtime_context()
+        return _ray_context()
+
+
+def _byte_count(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of bytes, got {type(value).__name__}")
+    if value != value or value in (float("inf"), float("-inf")) or value <= 0:
+        raise ValueError(f"{what} must be a positive number of bytes, got {value!r}")
+    return int(value)
+
+
+class RayContext(dict):
+    """What ``init()`` returns (Ray's ``RayContext``): the address information as a dict
+    (``ctx["address"]``, ``ctx["session_dir"]``, ...), also as attributes (``ctx.address_info``,
+    ``ctx.dashboard_url``); a context manager whose exit shuts mpiray down."""
+
+    def __init__(self, info, rank=0):
+        super().__init__(info)
+        self.address_info = dict(info)
+        self.dashboard_url = info.get("webui_url", "")
+        self.rank = rank                         # this process's rank (0: the driver)
+        self.task_id = self.actor_id = None      # the driver runs no task
+        self.python_version = "{}.{}.{}".format(*sys.version_info[:3])
+        self.ray_version = _version()
+        self.ray_commit = ""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def get(self, *args):
+        """``get(key[, default])`` as a dict; ``get()``: the whole dict (mpiray's older
+        context object had that)."""
+        return dict(self) if not args else super().get(*args)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        shutdown()
+
+    def disconnect(self):
+        shutdown()
+
+
+def _version():
+    from . import __version__
+    return __version__
+
+
+def _ray_context():
+    ctx = _core.context()
+    node = format(ctx["node"], "032x")
+    info = {
+        "address": f"mpiray://{ctx['job_id']}",
+        "node_ip_address": "127.0.0.1",
+        "raylet_ip_address": "127.0.0.1",
+        "session_dir": ctx.get("session_dir", ""),
+        "webui_url": "",  # mpiray has no dashboard (see `mpiray status` / ray.util.state)
+        "gcs_address": "",
+        "node_id": node,
+        "job_id": ctx["job_id"],
+        "namespace": ctx["namespace"],
+    }
+    return RayContext(info, ctx.get("rank", 0))
+
+
+def _auto_init():
+    """Ray starts a local cluster at the first use of the API without ``init()``
+    (``RAY_ENABLE_AUTO_CONNECT=0`` turns this off)."""
+    if _core.is_initialized():
+        return
+    if os.environ.get("RAY_ENABLE_AUTO_CONNECT", "") == "0":
+        raise RuntimeError("mpiray is not initialized: call ray.init() first "
+                           "(automatic start is off: RAY_ENABLE_AUTO_CONNECT=0)")
+    with _lock:
+        if not _core.is_initialized():
+            init()
+
+
+def _termination_signals():
+    import signal
+    sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    name = os.environ.get("MPIRAY_CHECKPOINT_SIGNAL", "USR1").strip().upper()
+    if name not in ("", "NONE"):
+        sig = getattr(signal, "SIG" + name.removeprefix("SIG"), None)
+        if sig is None and name.isdigit():
+            sig = int(name)
+        if sig is not None:
+            sigs.add(sig)
+    return sigs
+
+
+def _unblock_signals_in_child():
+    # The runtime blocks the termination signals in this process's threads (its watcher
+    # thread takes them). A child made by fork() (multiprocessing, a DataLoader's workers)
+    # inherits that mask and could then never be terminated: it gets the signals back.
+    import signal
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _termination_signals())
+    except (OSError, ValueError):
+        pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_unblock_signals_in_child)
 
 
 def _shutdown_at_exit():
@@ -133,6 +278,11 @@ def is_initialized():
 
 def put(value):
     """Store ``value`` in the object store and return its ObjectRef."""
+    if isinstance(value, ObjectRef):
+        raise TypeError("Calling 'put' on an ray.ObjectRef is not allowed. If you really "
+                        "want to do this, you can wrap the ray.ObjectRef in a list and call "
+                        "'put' on it.")
+    _auto_init()
     return _core.put(value)
 
 
@@ -163,6 +313,10 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
         raise TypeError(f"wait() expected a list of ray.ObjectRef, got {type(object_refs).__name__}")
     object_refs = list(object_refs)
     _check_refs(object_refs, "wait()")
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"The 'timeout' argument must be nonnegative. Received {timeout}")
+    if not object_refs:
+        return [], []
     if len(set(object_refs)) != len(object_refs):
         raise ValueError("Wait requires a list of unique object refs.")
     if num_returns <= 0 or num_returns > len(object_refs):
@@ -210,8 +364,29 @@ def _ref_await(self):
     return asyncio.wrap_future(self.future()).__await__()
 
 
+def _ref_as_future(self, _internal=False):
+    """An ``asyncio.Future`` of the running (or current) event loop, resolved with the value
+    (or the task's exception)."""
+    import asyncio
+    return asyncio.wrap_future(self.future())
+
+
+def _ref_on_completed(self, callback):
+    """Call ``callback(value)`` (the exception instead, when the task failed) in a
+    background thread once the object is ready."""
+    def done(fut):
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        callback(exc if exc is not None else fut.result())
+
+    self.future().add_done_callback(done)
+
+
 ObjectRef.future = _ref_future
 ObjectRef.__await__ = _ref_await
+ObjectRef.as_future = _ref_as_future
+ObjectRef._on_completed = _ref_on_completed
 
 
 # ------------------------------------------------------------------ options
@@ -330,21 +505,32 @@ def _scheduling(options, resources, default_cpus, placement=None):
 
 def _call_args(args, kwargs, meta):
     """Task arguments: a metadata tuple, the positional values, then the keyword values.
-    Top-level ObjectRefs are resolved by the runtime before the call (as in Ray)."""
+    Top-level ObjectRefs are resolved by the runtime before the call (as in Ray).
+
+    The metadata (read by _worker_hooks; trailing elements may be left out):
+    (0) keyword names, (1) num_returns (or "streaming"/"dynamic"), (2) retry_exceptions,
+    (3) name for output lines, (4) export ref, (5) runtime_env, (6) placement: the
+    (PlacementGroup, capture_child_tasks) the task or actor runs in (_placement), (7) info
+    for get_runtime_context(): a task's (function name, resources), an actor's dict (see
+    _task_info), (8) an actor method call's retry budget (with retry_exceptions)."""
     return [meta, *args, *kwargs.values()]
 
 
 # Ray refuses to export a function or class whose pickle is larger than this (it usually
 # captured a big array from its scope by accident): a ValueError naming it and the size.
-_MAX_EXPORT_BYTES = int(os.environ.get("MPIRAY_MAX_EXPORT_BYTES", 100 * 1024 * 1024))
+# The default is Ray's (FUNCTION_SIZE_ERROR_THRESHOLD, 10**8 bytes).
+_MAX_EXPORT_BYTES = int(os.environ.get("MPIRAY_MAX_EXPORT_BYTES", 10**8))
 
 
 def _check_export_size(blob, obj):
     if len(blob) > _MAX_EXPORT_BYTES:
-        name = getattr(obj, "__qualname__", getattr(obj, "__name__", type(obj).__name__))
+        if isinstance(obj, type):  # Ray's words: "The actor Name ...", "The remote function f ..."
+            what, name = "actor", obj.__name__
+        else:
+            what, name = "remote function", getattr(obj, "__qualname__", getattr(obj, "__name__", "?"))
         raise ValueError(
-            f"The remote function or actor class {name} is too large: its pickle has "
-            f"{len(blob) / 2**20:.1f} MiB (the limit is {_MAX_EXPORT_BYTES / 2**20:.0f} MiB, "
+            f"The {what} {name} is too large: its pickle has "
+            f"{len(blob) / 2**20:.1f} MiB (the limit is {_MAX_EXPORT_BYTES / 2**20:.1f} MiB, "
             "MPIRAY_MAX_EXPORT_BYTES). Check whether it captures a large array or other object "
             "from its scope; pass such values as arguments or with ray.put() instead.")
 
@@ -599,6 +785,7 @@ class RemoteFunction:
         self._exported = _Exported(function)
         self._name = getattr(function, "__qualname__", getattr(function, "__name__", "task"))
         self._native = None  # _core.TaskOptions of self._options, made at the first call
+        self._info = None    # (function name, resources) for the task's runtime context
         self._outline = _outline(function)
         self._is_generator = _is_generator_function(function)
         functools.update_wrapper(self, function)
@@ -606,6 +793,7 @@ class RemoteFunction:
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_native"] = None  # made again where it is used
+        state["_info"] = None
         return state
 
     def __call__(self, *args, **kwargs):
@@ -622,6 +810,7 @@ class RemoteFunction:
 
         class _WithOptions:
             _native = None
+            _info = None
 
             def remote(self, *args, **kwargs):
                 return parent._submit(args, kwargs, merged, self)
@@ -639,6 +828,7 @@ class RemoteFunction:
 
     def _submit(self, args, kwargs, options, holder):
         _check_call(self._outline, args, kwargs, f"{self._name}.remote()")
+        _auto_init()
         num_returns = options.get("num_returns")
         if num_returns is None:  # as Ray: a generator function streams its items
             num_returns = "streaming" if self._is_generator else 1
@@ -659,8 +849,6 @@ class RemoteFunction:
             retry = False
         renv = _runtime_env.for_submission(options.get("runtime_env"))
         placement = _placement(options)
-        meta = (tuple(kwargs), "streaming" if streaming else "dynamic" if dynamic else max(num_returns, 1),
-                retry, name, export, renv, placement)
         native = holder._native
         captured = placement is not None and _no_placement_option(options)
         if native is None or captured:  # once per remote function and options
@@ -671,6 +859,12 @@ class RemoteFunction:
                 max_retries=options.get("max_retries", 3), name=name, **scheduling)
             if not captured:
                 holder._native = native
+            # What get_runtime_context() tells the task: its function and resources.
+            holder._info = (f"{getattr(self._function, '__module__', '')}."
+                            f"{getattr(self._function, '__name__', name)}",
+                            tuple(sorted((resources or {"CPU": 1.0}).items())))
+        meta = (tuple(kwargs), "streaming" if streaming else "dynamic" if dynamic else max(num_returns, 1),
+                retry, name, export, renv, placement, holder._info)
         refs = _core.submit(_core.TaskKind.NORMAL, _core.Language.PYTHON, export.hex(),
                             _call_args(args, kwargs, meta), native)
         if streaming:
@@ -851,7 +1045,7 @@ class ActorMethod:
             budget = retries if retries != _core.ACTOR_DEFAULT_RETRIES else \
                 handle._meta.get("max_task_retries", 0)
             meta = (tuple(kwargs), "dynamic" if collected else max(num_returns, 1), retry,
-                    self._name, None, None, None, budget)
+                    self._name, None, None, None, None, budget)
         else:
             meta = (tuple(kwargs), "dynamic" if collected else max(num_returns, 1), False,
                     self._name, None)
@@ -870,9 +1064,12 @@ class ActorMethod:
         return refs[0] if num_returns == 1 else refs
 
 
-class ActorID:
+class BaseID:
+    """An id with Ray's methods: ``hex()``, ``binary()``, ``is_nil()``; equal to another id of
+    the same kind with the same bytes."""
+
     def __init__(self, raw):
-        self._raw = raw
+        self._raw = bytes(raw)
 
     def hex(self):
         return self._raw.hex()
@@ -880,14 +1077,64 @@ class ActorID:
     def binary(self):
         return self._raw
 
+    def is_nil(self):
+        return not any(self._raw)
+
+    @classmethod
+    def from_hex(cls, hex_id):
+        return cls(bytes.fromhex(hex_id))
+
+    @classmethod
+    def from_binary(cls, raw):
+        return cls(raw)
+
     def __eq__(self, other):
-        return isinstance(other, ActorID) and other._raw == self._raw
+        return type(other) is type(self) and other._raw == self._raw
 
     def __hash__(self):
-        return hash(self._raw)
+        return hash((type(self).__name__, self._raw))
+
+    def __str__(self):
+        return self.hex()
 
     def __repr__(self):
-        return f"ActorID({self.hex()})"
+        return f"{type(self).__name__}({self.hex()})"
+
+    def __reduce__(self):
+        return (type(self), (self._raw,))
+
+
+class ActorID(BaseID):
+    pass
+
+
+class JobID(BaseID):
+    pass
+
+
+class NodeID(BaseID):
+    pass
+
+
+class TaskID(BaseID):
+    pass
+
+
+def _job_id(ctx):
+    try:
+        return JobID(bytes.fromhex(ctx["job_id"]))
+    except (TypeError, ValueError):
+        return JobID(str(ctx["job_id"]).encode())
+
+
+def _task_id(ctx):
+    t = ctx.get("task_id")
+    if t is None:
+        return None
+    try:  # "submitter.sequence"
+        return TaskID(b"".join(int(p).to_bytes(8, "big") for p in str(t).split(".")))
+    except ValueError:
+        return TaskID(str(t).encode())
 
 
 class ActorHandle:
@@ -944,6 +1191,13 @@ class ActorClass:
         # handing coroutines to one loop cost a third of the call rate, bench: async actors).
         self._default_concurrency = 32 if _has_async_methods(cls) else 1
 
+    def __mro_entries__(self, bases):
+        from .actor import ActorClassInheritanceException
+        raise ActorClassInheritanceException(
+            f"Inheriting from actor classes is not currently supported. You can instead "
+            f"inherit from a non-actor base class ({self._cls.__name__}, before @ray.remote) "
+            f"and make the derived class an actor class (with @ray.remote).")
+
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Actors cannot be instantiated directly. Instead of "
                         f"'{self._cls.__name__}()', use '{self._cls.__name__}.remote()'.")
@@ -984,6 +1238,7 @@ class ActorClass:
 
     def _submit(self, args, kwargs, options):
         _check_call(self._init_outline, args, kwargs, f"{self._cls.__name__}.remote()")
+        _auto_init()
         name = options.get("name")
         ns = options.get("namespace")
         if ns is None:
@@ -1013,8 +1268,13 @@ class ActorClass:
         # The actor's runtime_env applies to its constructor and every method.
         renv = _runtime_env.for_submission(options.get("runtime_env"))
         placement = _placement(options)
-        meta = (tuple(kwargs), 1, False, display, export, renv, placement)
         scheduling, resources = _scheduling(options, _resources(options, 0), 0, placement)
+        # What get_runtime_context() tells the actor: its name, class, resources, handle.
+        info = {"actor_name": name if name is not None else "",
+                "class": self._cls.__name__, "module": getattr(self._cls, "__module__", ""),
+                "resources": {k: v for k, v in (resources or {}).items() if v and not k.startswith("node:")},
+                "handle_meta": handle_meta}
+        meta = (tuple(kwargs), 1, False, display, export, renv, placement, info)
         native = _core.TaskOptions(
             resources=resources, max_retries=0, name=name if name is not None else self._cls.__name__,
             max_concurrency=max_concurrency, namespace=ns if name is not None else "",
@@ -1066,6 +1326,10 @@ def remote(*args, **kwargs):
     def make(obj, options):
         if inspect.isclass(obj):
             return ActorClass(obj, options)
+        if inspect.iscoroutinefunction(obj):  # as Ray (async generators are fine: streaming)
+            raise ValueError("'async def' should not be used for remote tasks. You can wrap "
+                             "the async function with `asyncio.run(f())`. See more at: "
+                             "https://docs.ray.io/en/latest/ray-core/actors/async_api.html")
         if callable(obj):
             return RemoteFunction(obj, options)
         raise TypeError("The @ray.remote decorator must be applied to either a function or a "
@@ -1073,7 +1337,7 @@ def remote(*args, **kwargs):
 
     if len(args) == 1 and not kwargs and callable(args[0]):
         return make(args[0], {})
-    if args:
+    if args or not kwargs:  # also `@ray.remote()`, which Ray refuses
         raise TypeError("The @ray.remote decorator must be applied either with no arguments "
                         "and no parentheses, for example '@ray.remote', or it must be applied "
                         "using some of the arguments in the list "
@@ -1127,29 +1391,58 @@ def available_resources():
     return _sum_resources("available")
 
 
+def _deprecated(what, instead):
+    import warnings
+    warnings.warn(f"Use {instead}() instead", DeprecationWarning, stacklevel=3)
+
+
 class RuntimeContext:
-    """What ``get_runtime_context()`` returns (Ray's names)."""
+    """What ``get_runtime_context()`` returns (Ray's names). ``get_*()`` return hex strings;
+    the older properties (``job_id``, ``node_id``, ``task_id``, ``actor_id``) return id
+    objects."""
 
     def __init__(self, ctx):
-        self._ctx = ctx
+        self._info = _task_info.get()
+        # An async actor's calls run in its event-loop thread, which the runtime does not know:
+        # the context of the thread that took the call.
+        self._ctx = self._info.get("native_ctx") if ctx.get("actor_id") is None and \
+            self._info.get("native_ctx") else ctx
 
     def get(self):
-        return dict(self._ctx)
+        """Ray's dict: job_id, node_id, namespace; task_id inside a task or actor; actor_id
+        inside an actor (id objects); and mpiray's session_dir and rank."""
+        out = {"job_id": _job_id(self._ctx), "node_id": NodeID(bytes.fromhex(format(self._ctx["node"], "032x"))),
+               "namespace": self._ctx["namespace"],
+               # mpiray's own keys, beside Ray's
+               "session_dir": self._ctx.get("session_dir", ""), "rank": self._ctx.get("rank", 0)}
+        task = _task_id(self._ctx)
+        if task is not None and not self._ctx.get("driver"):
+            out["task_id"] = task
+        if self._ctx.get("actor_id") is not None:
+            out["actor_id"] = ActorID(self._ctx["actor_id"])
+        return out
+
+    def __getitem__(self, key):
+        return self.get()[key]
 
     @property
     def job_id(self):
-        return self._ctx["job_id"]
+        _deprecated("job_id", "get_job_id")
+        return _job_id(self._ctx)
 
     @property
     def node_id(self):
-        return format(self._ctx["node"], "032x")
+        _deprecated("node_id", "get_node_id")
+        return NodeID(bytes.fromhex(format(self._ctx["node"], "032x")))
 
     @property
     def task_id(self):
-        return self._ctx["task_id"]
+        _deprecated("task_id", "get_task_id")
+        return None if self._ctx.get("driver") else _task_id(self._ctx)
 
     @property
     def actor_id(self):
+        _deprecated("actor_id", "get_actor_id")
         a = self._ctx["actor_id"]
         return ActorID(a) if a is not None else None
 
@@ -1162,29 +1455,81 @@ class RuntimeContext:
         """This process's rank (0: the driver)."""
         return self._ctx["rank"]
 
+    @property
+    def gcs_address(self):
+        return ""
+
     def get_job_id(self):
-        return self.job_id
+        return _job_id(self._ctx).hex()
 
     def get_node_id(self):
-        return self.node_id
+        return format(self._ctx["node"], "032x")
 
     def get_task_id(self):
-        return self.task_id
+        if self._ctx.get("driver"):
+            return None
+        t = _task_id(self._ctx)
+        return t.hex() if t is not None else None
 
     def get_actor_id(self):
-        a = self.actor_id
+        a = self._ctx["actor_id"]
         return a.hex() if a is not None else None
+
+    def get_actor_name(self):
+        """The calling actor's name ("" if it has none); None outside actors."""
+        if self._ctx.get("actor_id") is None:
+            return None
+        return self._info.get("actor_name", "")
+
+    def get_task_name(self):
+        return self._info.get("task_name") if not self._ctx.get("driver") else None
+
+    def get_task_function_name(self):
+        return self._info.get("function_name") if not self._ctx.get("driver") else None
 
     def get_rank(self):
         return self.rank
+
+    def get_assigned_resources(self):
+        """The resources the calling task or actor holds ({} on the driver)."""
+        return {k: float(v) for k, v in (self._info.get("resources") or {}).items()}
+
+    def get_placement_group_id(self):
+        from .util.placement_group import get_current_placement_group
+        pg = get_current_placement_group()
+        return pg.id.hex() if pg is not None else None
+
+    @property
+    def current_placement_group_id(self):
+        _deprecated("current_placement_group_id", "get_placement_group_id")
+        from .util.placement_group import get_current_placement_group
+        pg = get_current_placement_group()
+        return pg.id if pg is not None else None
+
+    @property
+    def current_actor(self):
+        """The handle of the calling actor (inside an actor method)."""
+        a = self._ctx.get("actor_id")
+        if a is None:
+            raise RuntimeError("This method is only available in an actor.")
+        return ActorHandle(a, self._info.get("handle_meta") or {})
 
     def get_accelerator_ids(self):
         """{"GPU": [device ids as strings]} given to the calling task or actor."""
         return {"GPU": [str(g) for g in self._ctx.get("gpu_ids", [])]}
 
+    def get_dashboard_url(self):
+        return ""  # mpiray has no dashboard
+
     @property
     def was_current_actor_reconstructed(self):
         return False
+
+    @property
+    def should_capture_child_tasks_in_placement_group(self):
+        """Whether work the calling task or actor submits goes into its placement group."""
+        current = getattr(_task_pg, "value", None)
+        return bool(current is not None and current[1])
 
     @property
     def runtime_env(self):
@@ -1205,6 +1550,7 @@ def get_gpu_ids():
 
 def get_runtime_context():
     """Job, node, task, actor and rank of the calling code."""
+    _auto_init()
     return RuntimeContext(_core.context())
 
 

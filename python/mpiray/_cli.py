@@ -1,6 +1,7 @@
 """The ``mpiray`` command of an installed package (console script ``mpiray``).
 
-The command-line tool is a C++ program (apps/main.cpp: submit, status, stop, logs, timeline,
+``mpiray run script.py [args]`` runs a Ray program with ``import ray`` resolved to mpiray
+(the same as ``python -m mpiray script.py``). Every other command is a C++ program (apps/main.cpp: submit, status, stop, logs, timeline,
 worker, bench) that pip installs inside the package, next to the extension (mpiray/bin/mpiray).
 This launcher finds it and replaces itself with it, so signals, exit statuses and
 ``/proc/self/exe`` are the program's own. When a library the runtime needs is missing it prints
@@ -14,6 +15,12 @@ import sys
 
 def main(argv=None):
     args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] == "run":
+        # `mpiray run script.py [args]`: the script with `import ray` resolved to mpiray
+        # (python -m mpiray, __main__.py), in this interpreter.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "mpiray", *args[1:]])
     from . import _native
 
     if _native.load_error:

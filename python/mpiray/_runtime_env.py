@@ -127,6 +127,9 @@ def _path_of(value, field):
     if not isinstance(value, str):
         raise TypeError(f"runtime_env['{field}'] must be a path (str), got "
                         f"{type(value).__name__}: {value!r:.100}")
+    local = re.match(r"^file://(localhost)?(/.*)$", value) if isinstance(value, str) else None
+    if local:  # file:///path and file://localhost/path name a local path (as in Ray)
+        value = local.group(2)
     if _is_uri(value):
         raise ValueError(f"runtime_env['{field}'] {value!r}: remote URIs are not supported by "
                          "mpiray; download the archive and give its local path (it is shipped "

@@ -13,7 +13,7 @@ import weakref
 import cloudpickle
 
 from . import _api, _core
-from . import _runtime_env
+from . import _runtime_env, _task_info
 from . import _source
 from ._runtime_env import Scope as _Scope
 from .actor import ActorExit, _actor_loop_thread
@@ -78,6 +78,16 @@ def _load(exported_id, ref):
         obj = _source.unpack(pickle.loads(blob))
         _loaded[exported_id] = obj
     return obj
+
+
+current_info = _task_info.current  # see _task_info.py
+_actor_info = {}  # id(actor instance) -> what _api put in its creation task's metadata
+
+
+def _extra(args):
+    """The runtime-context information of the task or actor (meta[7], see _api._call_args)."""
+    meta = args[0]
+    return meta[7] if len(meta) > 7 else None
 
 
 def _unpack(args):
@@ -263,6 +273,7 @@ def _run_task(function_id, args):
     _runtime_env.task_started()
     _names.current = name
     _set_placement(args)
+    current_info.set((name, _extra(args)))  # made into a dict only when asked (_task_info.get)
     if renv is None:
         return _run(function_id, export, pos, kw, num_returns, retry, name, function_id)
     # The function is loaded inside its environment (it may import from its packages), once
@@ -288,17 +299,41 @@ def create_actor(class_id, args):
     _set_placement(args)
     if _api._task_pg.value is not None:
         _actor_pgs[_core.context()["actor_id"]] = _api._task_pg.value
+    info = _extra(args) or {}
+    current_info.set((info, "__init__", None))
     if renv is None:
         cls = _load(class_id, export)
         instance = cls(*pos, **kw)
         _actor_names[id(instance)] = name
+        _actor_info[id(instance)] = info
+        if _weakrefable(instance):
+            weakref.finalize(instance, _actor_info.pop, id(instance), None)
         return instance
     try:
         with _Scope(renv):
             cls = _load((class_id, renv.key), export)
-            return _EnvActor(cls(*pos, **kw), renv, name)
+            env_actor = _EnvActor(cls(*pos, **kw), renv, name)
+            _actor_info[id(env_actor.instance)] = info
+            return env_actor
     finally:
         _runtime_env.expect_arguments_of(renv)
+
+
+def _weakrefable(obj):
+    try:
+        weakref.ref(obj)
+        return True
+    except TypeError:
+        return False
+
+
+def _method_info(instance, method_name, native_ctx=None):
+    """What get_runtime_context() tells an actor call (made into a dict by _task_info.get
+    only when asked)."""
+    base = _actor_info.get(id(instance))
+    if base is None:
+        base = {"class": type(instance).__name__, "module": type(instance).__module__}
+    return (base, method_name, native_ctx)
 
 
 # Async actors (a class with `async def` methods): every call's coroutine runs on the actor's
@@ -359,11 +394,37 @@ def _builtin_method(instance, method_name):
     return terminate
 
 
+def _is_async_actor(cls):
+    flag = _async_classes.get(cls)
+    if flag is None:
+        flag = _async_classes[cls] = any(
+            inspect.iscoroutinefunction(getattr(cls, n, None)) or inspect.isasyncgenfunction(getattr(cls, n, None))
+            for n in dir(cls) if not n.startswith("__"))
+    return flag
+
+
+_async_classes = weakref.WeakKeyDictionary()
+
+
+async def _on_loop(info, placement, m, pos, kw):
+    # In the loop's thread, in this call's own asyncio context.
+    current_info.set(info)
+    _api._task_pg.value = placement  # the actor's group (the same for all its calls)
+    result = m(*pos, **kw)
+    if inspect.iscoroutine(result):
+        result = await result
+    elif inspect.isasyncgen(result):  # an async generator method: its items, made on the loop
+        values = [v async for v in result]
+        result = (v for v in values)
+    return result
+
+
 def _call(instance, method_name, pos, kw, num_returns, retry=False, budget=0):
     if method_name.startswith("__ray_"):
         m = _builtin_method(instance, method_name)
     else:
         m = getattr(instance, method_name)
+    current_info.set(_method_info(instance, method_name))
     while True:
         try:
             return _call_once(instance, m, method_name, pos, kw, num_returns)
@@ -378,6 +439,17 @@ def _call(instance, method_name, pos, kw, num_returns, retry=False, budget=0):
 
 def _call_once(instance, m, method_name, pos, kw, num_returns):
     try:
+        if _is_async_actor(type(instance)):
+            # As in Ray, every method of an async actor (plain ones too) runs in the actor's
+            # event-loop thread: one thread, the same each time.
+            loop = _actor_loop(instance, _names.current)
+            info = _method_info(instance, method_name, _core.context())
+            placement = getattr(_api._task_pg, "value", None)
+            ok, result = asyncio.run_coroutine_threadsafe(
+                _guarded(_on_loop(info, placement, m, pos, kw)), loop).result()
+            if not ok:
+                raise result
+            return _split(result, num_returns, method_name)
         result = m(*pos, **kw)
         if inspect.iscoroutine(result):
             loop = _actor_loop(instance, _names.current)
@@ -397,7 +469,7 @@ def call_method(instance, method_name, args):
             raise ActorExit(message)
     pos, kw, num_returns, retry, _, _, _ = _unpack(args)
     meta = args[0]
-    budget = meta[7] if retry and len(meta) > 7 else 0
+    budget = meta[8] if retry and len(meta) > 8 else 0  # see _api._call_args
     _api._task_pg.value = _actor_pgs.get(_core.context()["actor_id"]) if _actor_pgs else None
     if type(instance) is _EnvActor:
         _names.current = instance.name

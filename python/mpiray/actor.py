@@ -5,7 +5,13 @@ import threading
 from . import _core
 from ._api import ActorClass, ActorHandle, ActorID, ActorMethod, method
 
-__all__ = ["exit_actor", "ActorClass", "ActorHandle", "ActorMethod", "ActorID", "method"]
+__all__ = ["exit_actor", "ActorClass", "ActorHandle", "ActorMethod", "ActorID", "method",
+           "ActorClassInheritanceException"]
+
+
+class ActorClassInheritanceException(TypeError):
+    """Raised when a class inherits from an actor class (a class decorated with
+    ``@ray.remote``): inherit from the plain class and decorate the subclass instead."""
 
 
 # Set in the event-loop thread of an async actor (its coroutines run there, outside the

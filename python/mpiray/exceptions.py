@@ -100,6 +100,97 @@ class InfeasibleError(RayError, ValueError):
     """No node can ever satisfy the task's resource request."""
 
 
+# Ray's other public exception names, in Ray's hierarchy. mpiray raises the ones above; these
+# exist so that code catching them (or tests naming them) works unchanged.
+
+class ObjectFreedError(ObjectLostError):
+    """The object was freed explicitly."""
+
+
+class OwnerDiedError(ObjectLostError):
+    """The process that owned the object died."""
+
+
+class ObjectReconstructionFailedError(ObjectLostError):
+    """The object could not be rebuilt from its lineage."""
+
+
+class ObjectReconstructionFailedMaxAttemptsExceededError(ObjectLostError):
+    """Rebuilding the object ran out of retries."""
+
+
+class ObjectReconstructionFailedLineageEvictedError(ObjectLostError):
+    """The lineage needed to rebuild the object was evicted."""
+
+
+class ObjectFetchTimedOutError(ObjectLostError):
+    """Fetching the object from another node timed out."""
+
+
+class ReferenceCountingAssertionError(ObjectLostError, AssertionError):
+    """The object was deleted while still referenced."""
+
+
+class NodeDiedError(RayError):
+    """The node the work was on died."""
+
+
+class TaskUnschedulableError(RayError):
+    """The task cannot be scheduled (e.g. its node affinity target died)."""
+
+
+class ActorUnschedulableError(RayError):
+    """The actor cannot be scheduled."""
+
+
+class OutOfMemoryError(RayError):
+    """The node ran out of memory."""
+
+
+class OutOfDiskError(RayError):
+    """The node ran out of disk space."""
+
+
+class RuntimeEnvSetupError(RayError):
+    """A runtime_env could not be set up."""
+
+
+class TaskPlacementGroupRemoved(RayError):
+    """The task's placement group was removed."""
+
+
+class ActorPlacementGroupRemoved(RayError):
+    """The actor's placement group was removed."""
+
+
+class PendingCallsLimitExceeded(RayError):
+    """The actor has too many pending calls (max_pending_calls)."""
+
+
+class LocalRayletDiedError(RayError):
+    """The local node manager died."""
+
+
+class AsyncioActorExit(RayError):
+    """An async actor exited."""
+
+
+class CrossLanguageError(RayError):
+    """An error from another language's task."""
+
+
+class ObjectRefStreamEndOfStreamError(RayError):
+    """A streaming generator has no more items."""
+
+
+class PlasmaObjectNotAvailable(Exception):
+    """The object is not in the local object store."""
+
+
+class UnserializableException(RayError):
+    """An exception that could not be serialized (its string form is kept)."""
+
+
 # The runtime's status codes (mpiray._core.StatusCode, from core/include/mpiray/core/status.h)
 # -> exception classes; made at the first error (the binding is loaded by then).
 _by_code = None
@@ -141,5 +232,13 @@ def _from_error(code, message, extra=b""):
 __all__ = [
     "RayError", "RaySystemError", "RayTaskError", "RayActorError", "ActorDiedError",
     "ActorUnavailableError", "WorkerCrashedError", "ObjectLostError", "ObjectStoreFullError",
-    "GetTimeoutError", "TaskCancelledError", "InfeasibleError",
+    "GetTimeoutError", "TaskCancelledError", "InfeasibleError", "ObjectFreedError",
+    "OwnerDiedError", "ObjectReconstructionFailedError",
+    "ObjectReconstructionFailedMaxAttemptsExceededError",
+    "ObjectReconstructionFailedLineageEvictedError", "ObjectFetchTimedOutError",
+    "ReferenceCountingAssertionError", "NodeDiedError", "TaskUnschedulableError",
+    "ActorUnschedulableError", "OutOfMemoryError", "OutOfDiskError", "RuntimeEnvSetupError",
+    "TaskPlacementGroupRemoved", "ActorPlacementGroupRemoved", "PendingCallsLimitExceeded",
+    "LocalRayletDiedError", "AsyncioActorExit", "CrossLanguageError",
+    "ObjectRefStreamEndOfStreamError", "PlasmaObjectNotAvailable", "UnserializableException",
 ]

@@ -27,7 +27,7 @@ def test_not_initialized_before_init():
 def test_init_num_cpus_and_shutdown(private_dirs):
     ctx = ray.init(num_cpus=2)
     assert ray.is_initialized()
-    assert isinstance(ctx, ray.RuntimeContext)
+    assert isinstance(ctx, ray.RayContext)  # Ray's: the address information, a dict
     assert ctx.rank == 0
     assert ctx.task_id is None and ctx.actor_id is None
     nodes = ray.nodes()

@@ -80,7 +80,7 @@ nodes = ray.nodes()
 @ray.remote
 def where(arr=None):
     c = ray.get_runtime_context()
-    return c.node_id, c.rank, None if arr is None else float(arr.sum())
+    return c.get_node_id(), c.rank, None if arr is None else float(arr.sum())
 
 @ray.remote
 def make(n, seed):
@@ -96,7 +96,7 @@ class Box:
         self.data = None
     def keep(self, arr):
         self.data = arr
-        return ray.get_runtime_context().node_id
+        return ray.get_runtime_context().get_node_id()
     def sum(self):
         return float(self.data.sum())
 

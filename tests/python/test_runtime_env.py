@@ -161,7 +161,7 @@ ray.init(runtime_env={"working_dir": src, "env_vars": {"MPI_ENV": "set"}})
 class Reader:
     def read(self):
         c = ray.get_runtime_context()
-        return c.rank, c.node_id, open("data.txt").read(), os.environ.get("MPI_ENV")
+        return c.rank, c.get_node_id(), open("data.txt").read(), os.environ.get("MPI_ENV")
 
 readers = [Reader.remote() for _ in range(2)]  # one per worker rank
 out = ray.get([r.read.remote() for r in readers])

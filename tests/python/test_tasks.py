@@ -367,18 +367,19 @@ def test_runtime_context_in_driver_and_task():
     ctx = ray.get_runtime_context()
     assert ctx.rank == 0 and ctx.get_rank() == 0
     assert ctx.task_id is None and ctx.actor_id is None and ctx.get_actor_id() is None
-    assert ctx.job_id and ctx.get_job_id() == ctx.job_id
-    assert ctx.node_id == ray.nodes()[0]["NodeID"]
+    # As Ray: get_*() give hex strings, the older properties id objects (with a warning).
+    assert ctx.get_job_id() and ctx.get_job_id() == ctx.job_id.hex()
+    assert ctx.get_node_id() == ctx.node_id.hex() == ray.nodes()[0]["NodeID"]
 
     @ray.remote
     def inside():
         c = ray.get_runtime_context()
-        return dict(job_id=c.job_id, node_id=c.get_node_id(), task_id=c.get_task_id(),
+        return dict(job_id=c.get_job_id(), node_id=c.get_node_id(), task_id=c.get_task_id(),
                     actor_id=c.actor_id, rank=c.rank, namespace=c.namespace, pid=os.getpid())
 
     info = ray.get(inside.remote())
-    assert info["job_id"] == ctx.job_id
-    assert info["node_id"] == ctx.node_id
+    assert info["job_id"] == ctx.get_job_id()
+    assert info["node_id"] == ctx.get_node_id()
     assert info["task_id"] is not None
     assert info["actor_id"] is None
     assert info["rank"] >= 1

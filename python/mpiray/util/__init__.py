@@ -23,11 +23,23 @@ from .placement_group import (  # noqa: F401
 )
 from . import scheduling_strategies  # noqa: F401
 
-__all__ = ["ActorPool", "queue", "multiprocessing", "state", "placement_group", "remove_placement_group",
+__all__ = ["ActorPool", "queue", "multiprocessing", "state", "joblib", "placement_group", "remove_placement_group",
            "placement_group_table", "get_placement_group", "get_current_placement_group",
-           "PlacementGroup", "scheduling_strategies"]
+           "PlacementGroup", "scheduling_strategies", "get_node_ip_address"]
 
-_LAZY = ("queue", "multiprocessing", "state")
+def get_node_ip_address():
+    """The IP address of this node (Ray's ``ray.util.get_node_ip_address``): the address of
+    the interface that routes outwards, else 127.0.0.1."""
+    import socket
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))  # no packet is sent: picks the route's interface
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+_LAZY = ("queue", "multiprocessing", "state", "joblib", "annotations")
 
 
 def __getattr__(name):

@@ -53,7 +53,7 @@ class ActorPool:
     def __init__(self, actors):
         self._idle = list(actors)
         self._running = {}        # submission index -> _Pending, not yet returned to the caller
-        self._queued = []         # (fn, value) submitted while no actor was idle
+        self._pending_submits = []  # (fn, value) submitted while no actor was idle (Ray's name)
         self._next_index = 0      # index of the next submission
         self._next_return = 0     # index get_next() returns next
 
@@ -89,7 +89,7 @@ class ActorPool:
     def _discard_pending(self):
         """Drop the results of earlier submissions: their actors are idle again at once (new
         calls queue behind the old ones on the actor), queued work never starts."""
-        self._queued.clear()
+        self._pending_submits.clear()
         for pending in list(self._running.values()):
             self._finish(pending)
 
@@ -109,11 +109,11 @@ class ActorPool:
             self._running[self._next_index] = pending
             self._next_index += 1
         else:
-            self._queued.append((fn, value))
+            self._pending_submits.append((fn, value))
 
     def has_next(self):
         """Whether any submitted result has not been returned yet."""
-        return bool(self._running) or bool(self._queued)
+        return bool(self._running) or bool(self._pending_submits)
 
     # ------------------------------------------------------------------ results
 
@@ -141,7 +141,7 @@ class ActorPool:
     def get_next_unordered(self, timeout=None, ignore_if_timedout=False):
         """Any finished result (the first one to finish), waiting up to ``timeout`` seconds.
         Raises ``TimeoutError`` when none finishes in time; with ``ignore_if_timedout=True``
-        the oldest pending task is dropped first. Raises the task's exception if it failed, and
+        the oldest pending task is dropped and ``None`` returned instead (as Ray). Raises the task's exception if it failed, and
         ``StopIteration`` when nothing is pending."""
         if not self.has_next():
             raise StopIteration("No more results to get")
@@ -153,9 +153,9 @@ class ActorPool:
         if not ready:
             if not ignore_if_timedout:
                 raise TimeoutError(_TIMEOUT_MSG)
-            oldest = self._running[min(self._running)]
-            self._finish(oldest)
-            raise TimeoutError(f"{_TIMEOUT_MSG}. The task {oldest.future} has been ignored.")
+            if self._running:
+                self._finish(self._running[min(self._running)])
+            return None
         pending = refs[ready[0]]
         if len(pending.refs) > 1:  # a multi-return call: all of its refs
             _api.wait(pending.refs, num_returns=len(pending.refs))
@@ -170,14 +170,14 @@ class ActorPool:
 
     def _return_actor(self, actor):
         self._idle.append(actor)
-        if self._queued:
-            self.submit(*self._queued.pop(0))
+        if self._pending_submits:
+            self.submit(*self._pending_submits.pop(0))
 
     # ------------------------------------------------------------------ membership
 
     def has_free(self):
         """Whether an actor is idle and no submitted work is waiting for one."""
-        return bool(self._idle) and not self._queued
+        return bool(self._idle) and not self._pending_submits
 
     def pop_idle(self):
         """Remove an idle actor from the pool and return it (``None`` if none is free)."""

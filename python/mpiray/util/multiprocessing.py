@@ -18,6 +18,7 @@ import builtins
 import collections
 import itertools
 import multiprocessing as _mp
+import os
 import pickle
 import sys
 import threading
@@ -29,9 +30,11 @@ from multiprocessing.pool import RemoteTraceback
 import cloudpickle
 
 from .. import _api
-from ..exceptions import RayActorError, TaskCancelledError
+from ..exceptions import RayActorError, RaySystemError, TaskCancelledError
 
-__all__ = ["Pool", "AsyncResult", "IMapIterator", "TimeoutError"]
+from multiprocessing import JoinableQueue  # noqa: E402,F401  (Ray exports it here too)
+
+__all__ = ["Pool", "AsyncResult", "IMapIterator", "TimeoutError", "JoinableQueue"]
 
 
 class TimeoutError(_mp.TimeoutError, builtins.TimeoutError):  # noqa: A001
@@ -104,6 +107,9 @@ class _PoolActor:
                 self._funcs.clear()
             func = self._funcs[key] = self._share_main(pickle.loads(_api.get(func_ref)))
         return func
+
+    def ping(self):
+        return None
 
     def run_batch(self, func_ref, mode, items):
         """[(True, value) or (False, (exception, traceback))] for each item, in order."""
@@ -310,7 +316,9 @@ MapResult = AsyncResult
 
 class IMapIterator(_Job):
     """The iterator ``imap`` and ``imap_unordered`` return; ``next(timeout)`` raises
-    ``multiprocessing.TimeoutError`` when no result comes in time."""
+    ``multiprocessing.TimeoutError`` when no result comes in time. As in Ray (unlike
+    ``multiprocessing``), an item whose call raised comes back as the exception object, and
+    the iteration goes on."""
 
     def __init__(self, pool, func, mode, iterable, chunksize, ordered):
         super().__init__(pool, func, mode, iterable, chunksize)
@@ -352,9 +360,7 @@ class IMapIterator(_Job):
             wake = not self._input_done and self._taken - self._yielded == self._window - 1
         if wake:
             self._pool._wake()  # room for more of this iterator's input
-        if ok:
-            return value
-        raise value
+        return value  # a failed item: its exception, as a value (Ray's imap)
 
     __next__ = next
 
@@ -388,12 +394,23 @@ class Pool:
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
                  context=None, ray_address=None, ray_remote_args=None):
         del context
+        if processes is not None and (not isinstance(processes, int) or processes < 1):
+            raise ValueError("Processes in the pool must be >0.")
         if not _api.is_initialized():
-            _api.init(address=ray_address)
+            # As Ray: a local cluster with one CPU per process (all cores if not given);
+            # ray_address (or RAY_ADDRESS) "local" does the same.
+            _api.init(address=ray_address, num_cpus=processes)
+        try:
+            cpus = int(_api.cluster_resources().get("CPU", 1))
+        except (RaySystemError, ValueError):
+            # Inside a task or actor, where cluster information is not available (yet): the
+            # node's cores, and no check against the cluster's CPUs.
+            cpus = None
         if processes is None:
-            processes = max(1, int(_api.cluster_resources().get("CPU", 1)))
-        if not isinstance(processes, int) or processes < 1:
-            raise ValueError("Number of processes must be at least 1")
+            processes = max(1, cpus if cpus is not None else (os.cpu_count() or 1))
+        elif cpus is not None and cpus < processes:
+            raise ValueError(f"Tried to start a pool with {processes} processes on an existing "
+                             f"ray cluster, but there are only {cpus} CPUs in the ray cluster.")
         if maxtasksperchild is not None and (not isinstance(maxtasksperchild, int)
                                              or maxtasksperchild <= 0):
             raise ValueError("maxtasksperchild must be a positive int or None")
@@ -410,6 +427,17 @@ class Pool:
         self._slots = [_Slot() for _ in range(processes)]
         for slot in self._slots:
             slot.actor = self._new_actor()
+        # As Ray: the pool is ready (every initializer has run) when the constructor returns;
+        # an initializer that raises fails the constructor.
+        try:
+            _api.get([slot.actor.ping.remote() for slot in self._slots])
+        except BaseException:
+            for slot in self._slots:
+                try:
+                    _api.kill(slot.actor)
+                except Exception:
+                    pass
+            raise
         for i, slot in enumerate(self._slots):
             slot.thread = threading.Thread(target=self._serve, args=(slot,), daemon=True,
                                            name=f"mpiray-pool-slot-{i}")

@@ -11,6 +11,10 @@ import numbers
 
 from .. import _core  # noqa: F401  (the extension module, found through mpiray.__path__)
 
+# Ray's public list of strategy names.
+VALID_PLACEMENT_GROUP_STRATEGIES = {"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"}
+
+
 def _strategies():
     """Ray's strategy names -> the runtime's values (_core.PlacementStrategy)."""
     return {name: int(value) for name, value in _core.PlacementStrategy.__members__.items()}
@@ -74,6 +78,13 @@ class PlacementGroup:
 
     def __repr__(self):
         return f"PlacementGroup({self.id.hex()}, {self._strategy}, {self._bundles})"
+
+    # Two handles of one group (e.g. one that went through pickle) are equal, as in Ray.
+    def __eq__(self, other):
+        return isinstance(other, PlacementGroup) and other.id == self.id
+
+    def __hash__(self):
+        return hash(self.id)
 
 
 def _check_bundles(bundles):

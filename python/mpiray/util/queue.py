@@ -128,6 +128,17 @@ class _QueueActor:
             return True, [self.items.popleft() for _ in range(num_items)]
         return self._call(run)
 
+    def peek(self):
+        with self.cond:
+            if not self.items:
+                return False, None
+            return True, self.items[0]
+
+    def clear(self):
+        def run():
+            self.items.clear()
+        return self._call(run)
+
     def drain(self, timeout):
         """Wait (up to ``timeout`` s) until no other call is working, only waiting ones."""
         with self.cond:
@@ -153,6 +164,12 @@ class Queue:
     """
 
     def __init__(self, maxsize=0, actor_options=None):
+        if not isinstance(maxsize, int) or isinstance(maxsize, bool):
+            raise TypeError(f"'maxsize' must be an int, got {type(maxsize).__name__}")
+        if maxsize < 0:
+            raise ValueError(f"'maxsize' must be >= 0 (0: no limit), got {maxsize}")
+        if actor_options is not None and not isinstance(actor_options, dict):
+            raise TypeError(f"'actor_options' must be a dict, got {type(actor_options).__name__}")
         options = dict(actor_options or {})
         options.setdefault("max_concurrency", _DEFAULT_CONCURRENCY)
         self.maxsize = maxsize
@@ -278,6 +295,24 @@ class Queue:
             raise Empty(value)
         return value
 
+    def peek(self):
+        """The oldest item, left in the queue; ``Empty`` if there is none."""
+        ok, item = _api.get(self._handle().peek.remote())
+        if not ok:
+            raise Empty
+        return item
+
+    async def peek_async(self):
+        """``peek`` for asyncio code."""
+        ok, item = await self._handle().peek.remote()
+        if not ok:
+            raise Empty
+        return item
+
+    def clear(self):
+        """Remove every item."""
+        _api.get(self._handle().clear.remote())
+
     # ------------------------------------------------------------------ end
 
     def shutdown(self, force=False, grace_period_s=5):
@@ -298,11 +333,15 @@ class Queue:
             pass
 
     def __reduce__(self):
-        return (_rebuild, (self.maxsize, self.actor))
+        # The class too, so that a subclass (with methods of its own) stays one in tasks and
+        # actors; its other attributes travel as well.
+        state = {k: v for k, v in self.__dict__.items() if k not in ("maxsize", "actor")}
+        return (_rebuild, (type(self), self.maxsize, self.actor, state))
 
 
-def _rebuild(maxsize, actor):
-    q = Queue.__new__(Queue)
+def _rebuild(cls, maxsize, actor, state=None):
+    q = cls.__new__(cls)
+    q.__dict__.update(state or {})
     q.maxsize = maxsize
     q.actor = actor
     return q

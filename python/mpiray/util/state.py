@@ -41,11 +41,20 @@ def _state(limit):
     return _core.list_state(limit)
 
 
+def _task_hex(task_id):
+    """The runtime's "submitter.sequence" id as the hex string get_runtime_context().
+    get_task_id() gives for the same task."""
+    if not task_id:
+        return None
+    from .._api import _task_id
+    return _task_id({"task_id": task_id}).hex()
+
+
 def list_tasks(address=None, filters=None, limit=100, timeout=None, detail=False,
                raise_on_missing_output=True):
     rows = []
     for t in _state(limit)["tasks"]:
-        rows.append(_Row(task_id=t["id"] or None, name=t["name"], func_or_class_name=t["name"],
+        rows.append(_Row(task_id=_task_hex(t["id"]), name=t["name"], func_or_class_name=t["name"],
                          state=t["state"], type=_TASK_TYPES.get(t["kind"], "NORMAL_TASK"),
                          node_id=_node_hex(t["node"]),
                          worker_rank=None if t["worker"] == 0xFFFFFFFF else t["worker"]))

@@ -150,8 +150,8 @@ def is_group_initialized(group_name):
 
 def _check_inside_actor():
     """Collectives run in actors and tasks (as in Ray), not on the driver."""
-    ctx = ray.get_runtime_context().get()
-    if ctx.get("driver"):
+    ctx = ray.get_runtime_context()
+    if ctx.get_task_id() is None and ctx.get_actor_id() is None:  # the driver
         raise RuntimeError("The collective APIs shall be only used inside a Ray actor or task.")
 
 
@@ -227,9 +227,10 @@ def get_group_handle(group_name: str = "default"):
         return g
     _check_inside_actor()
     info = _rendezvous.declaration(group_name)
-    me = ray.get_runtime_context().actor_id
-    if info is not None and me is not None and me.binary() in info["ids"]:
-        rank = info["ranks"][info["ids"].index(me.binary())]
+    me_hex = ray.get_runtime_context().get_actor_id()
+    me = bytes.fromhex(me_hex) if me_hex else None
+    if info is not None and me is not None and me in info["ids"]:
+        rank = info["ranks"][info["ids"].index(me)]
         return _group_mgr.create_collective_group(info["backend"], info["world_size"], rank, group_name)
     raise RuntimeError("The collective group '{}' is not initialized in the process.".format(group_name))
 
