@@ -255,7 +255,10 @@ Buffer ClientImpl::Materialize(const proto::ObjectLoc& loc) {
 
 Buffer ClientImpl::MaterializeOrRelocate(const proto::ObjectLoc& first) {
   auto r = TryMaterialize(first);
-  if (r.ok() || r.status().code() == StatusCode::kObjectStoreFull) return Materialize(first);
+  if (r.ok()) return *r;
+  if (r.status().code() == StatusCode::kObjectStoreFull) {
+    return Buffer(detail::MakeErrorPayload(StatusCode::kObjectStoreFull, r.status().message()));
+  }
   // The copy we were pointed at is gone (its node died, or it was evicted). Ask the head
   // again: by now it knows, and either points at another copy, rebuilds the object (we wait),
   // or says it is lost. Until it has noticed the death it may repeat itself: back off.

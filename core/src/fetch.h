@@ -31,8 +31,9 @@ class Fetcher {
 
   /// @brief Copy the object described by `loc` (a shared-memory object on another node) into
   /// this node's store and map it. Blocks; fails if the source dies or refuses. When this
-  /// node's store has no room even after spilling, the object is read without a local copy
-  /// (mapped in place on the same machine, else received into private memory).
+  /// node's store has no room even after spilling (the copy then goes to the spill directory)
+  /// and spilling is off, the object is read without a local copy (mapped in place on the
+  /// same machine, else received into private memory).
   Result<Buffer> Fetch(const proto::ObjectLoc& loc);
 
   /// @brief Raw fabric throughput: receive `bytes` from `source` into memory (benchmark).

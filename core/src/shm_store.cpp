@@ -418,7 +418,75 @@ int ShmStore::ClaimFromPool(uint64_t file_size, const std::string& tmp_path) {
 }
 
 Result<WritableObject> ShmStore::Create(const ObjectId& id, uint64_t size, bool wait) {
-  return CreateFile(id, size, wait, true);
+  auto w = CreateFile(id, size, wait, true);
+  if (w.ok() || w.status().code() != StatusCode::kObjectStoreFull || spill_dir_.empty() ||
+      kHeaderSize + size > ctl_->capacity) {
+    return w;
+  }
+  return CreateOnDisk(id, size, w.status());
+}
+
+// Memory is full of objects in use: the new object is a spill file from the start. It is
+// written through a shared mapping of a temporary file in the spill directory and published
+// under the spill name by SealOnDisk; readers then restore it (or map it in place) like any
+// spilled object.
+Result<WritableObject> ShmStore::CreateOnDisk(const ObjectId& id, uint64_t size, const Status& full) {
+  if (!EnsureSpillDir().ok()) return full;  // its message already names the spill directory
+  WritableObject obj;
+  obj.id = id;
+  obj.size = size;
+  obj.on_disk = true;
+  obj.tmp_path = spill_dir_ + "/.s-" + id.Hex() + "-" + UniqueSuffix();
+  auto fail = [&](int err, int fd) -> Result<WritableObject> {
+    if (fd >= 0) close(fd);
+    unlink(obj.tmp_path.c_str());
+    return Status(StatusCode::kObjectStoreFull,
+                  full.message() + "; writing it to " + spill_dir_ + " failed too: " +
+                      std::strerror(err));
+  };
+  int fd = open(obj.tmp_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return fail(errno, -1);
+  std::vector<uint8_t> page(kHeaderSize, 0);
+  SpillHeader sh{kSpillMagic, size, id};
+  std::memcpy(page.data(), &sh, sizeof sh);
+  int err = WriteAll(fd, page.data(), page.size(), 0);
+  if (!err) err = posix_fallocate(fd, 0, static_cast<off_t>(kHeaderSize + size));
+  if (err) return fail(err, fd);
+  auto m = std::make_shared<Mapping>();  // no header page: spill files carry no pins
+  if (size > 0) {
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                   static_cast<off_t>(kHeaderSize));
+    if (p == MAP_FAILED) return fail(errno, fd);
+    m->payload = static_cast<uint8_t*>(p);
+    m->len = size;
+  }
+  close(fd);
+  obj.data = m->payload;
+  obj.mapping = m;
+  MPIRAY_LOG(debug, "object {} ({}) is created on disk in {}: {}", id.Hex(), HumanBytes(size),
+             spill_dir_, full.message());
+  return obj;
+}
+
+Result<Buffer> ShmStore::SealOnDisk(WritableObject& obj) {
+  const std::string path = SpillPathOf(spill_dir_, obj.id);
+  if (link(obj.tmp_path.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    unlink(obj.tmp_path.c_str());
+    obj.mapping.reset();
+    obj.tmp_path.clear();
+    if (err != EEXIST) return IoError("cannot publish " + path + ": " + std::strerror(err));
+    return Map(obj.id);
+  }
+  unlink(obj.tmp_path.c_str());
+  obj.tmp_path.clear();
+  ctl_->spilled_now.fetch_add(obj.size);
+  ctl_->spilled_total.fetch_add(obj.size);
+  ctl_->spills.fetch_add(1);
+  Buffer view(obj.data, obj.size, obj.mapping);
+  std::lock_guard<std::mutex> lk(mu_);
+  maps_[obj.id] = obj.mapping;
+  return view;
 }
 
 Result<WritableObject> ShmStore::CreateFile(const ObjectId& id, uint64_t size, bool wait,
@@ -478,6 +546,7 @@ Result<WritableObject> ShmStore::CreateFile(const ObjectId& id, uint64_t size, b
 }
 
 Result<Buffer> ShmStore::Seal(WritableObject& obj) {
+  if (obj.on_disk) return SealOnDisk(obj);
   std::string path = PathOf(obj.id);
   // link() fails if a copy is already there (two processes fetched it at once): keep theirs.
   if (link(obj.tmp_path.c_str(), path.c_str()) != 0) {
@@ -500,7 +569,7 @@ Result<Buffer> ShmStore::Seal(WritableObject& obj) {
 void ShmStore::Abort(WritableObject& obj) {
   if (obj.tmp_path.empty()) return;
   unlink(obj.tmp_path.c_str());
-  Release(kHeaderSize + obj.size);
+  if (!obj.on_disk) Release(kHeaderSize + obj.size);
   obj.mapping.reset();
   obj.tmp_path.clear();
 }

@@ -63,6 +63,9 @@ struct WritableObject {
   uint64_t size = 0;
   std::string tmp_path;
   std::shared_ptr<const void> mapping;
+  /// Written straight into the spill directory (memory was full of objects in use): Seal
+  /// publishes it there, where readers find it as a spilled object.
+  bool on_disk = false;
 };
 
 class ShmStore {
@@ -71,9 +74,12 @@ class ShmStore {
   static Result<std::unique_ptr<ShmStore>> Open(const StoreOptions& options);
   ~ShmStore();
 
-  /// @brief Reserve `size` bytes and create a writable object, spilling others if needed
-  /// (ObjectStoreFull if it can't fit). `wait`: when the store is full of objects in use, keep
-  /// trying for StoreOptions::full_wait_ms first (callers with another way out pass false).
+  /// @brief Reserve `size` bytes and create a writable object, spilling others if needed.
+  /// `wait`: when the store is full of objects in use, keep trying for
+  /// StoreOptions::full_wait_ms first (callers with another way out pass false). If it still
+  /// cannot fit and spilling is on, the object is created in the spill directory instead
+  /// (file-backed, as Ray's fallback allocation); ObjectStoreFull only when that fails too, when
+  /// spilling is off, or when the object is larger than the whole store.
   Result<WritableObject> Create(const ObjectId& id, uint64_t size, bool wait = true);
   /// @brief Publish a written object; returns a read view of it.
   Result<Buffer> Seal(WritableObject& obj);
@@ -123,6 +129,8 @@ class ShmStore {
   enum class Found { kMapped, kAbsent, kBusy, kError };
   ShmStore() = default;
   Result<WritableObject> CreateFile(const ObjectId& id, uint64_t size, bool wait, bool populate);
+  Result<WritableObject> CreateOnDisk(const ObjectId& id, uint64_t size, const Status& full);
+  Result<Buffer> SealOnDisk(WritableObject& obj);
   Status Reserve(uint64_t size, bool wait);
   void Release(uint64_t size);
   bool EvictPool(uint64_t need);

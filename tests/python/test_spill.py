@@ -133,6 +133,36 @@ ray.shutdown()
 """
 
 
+@ray.remote
+def split(seed, parts):
+    return tuple(make(seed * 10 + j, 2 << 20) for j in range(parts))
+
+
+@ray.remote
+def concat(*parts):
+    return np.concatenate(parts)
+
+
+def test_tasks_whose_arguments_and_results_overflow_memory(private_dirs):
+    """Two reduce tasks at once each read 24 MB of arguments (restored from disk) and write a
+    24 MB result into a 64 MB store: memory is full of objects in use, so the results are
+    written straight to the spill directory (as Ray's fallback allocation) instead of failing
+    with ObjectStoreFull, and read back bit for bit."""
+    ray.init(num_cpus=2, object_store_memory=64 << 20)
+    parts = 4
+    maps = [split.options(num_returns=parts).remote(i, parts) for i in range(12)]
+    outs = [concat.remote(*[m[j] for m in maps]) for j in range(parts)]
+    del maps
+    ready, _ = ray.wait(outs, num_returns=parts, timeout=120)
+    assert len(ready) == parts
+    for j, ref in enumerate(outs):
+        got = ray.get(ref)
+        want = np.concatenate([make(i * 10 + j, 2 << 20) for i in range(12)])
+        assert np.array_equal(got, want), j
+        del got
+    ray.shutdown()
+
+
 def test_spill_across_virtual_nodes_mpirun(run_mpi, tmp_path):
     spill_root = tmp_path / "spill"
     spill_root.mkdir()

@@ -37,9 +37,6 @@ def test_larger_than_store_streams_and_spills(run_script):
     assert "ObjectStoreFull" not in w.stderr
 
 
-@pytest.mark.xfail(reason="core bug /work/helpers/core-bugs/spilled_task_args_stay_pinned.md: task arguments "
-                          "restored from spill stay pinned, so the consumer cannot restore the outputs",
-                   strict=False)
 def test_shuffle_larger_than_store(run_script):
     w = run_script("""
         import numpy as np, sys
@@ -59,6 +56,7 @@ def test_shuffle_larger_than_store(run_script):
     """, env={"MPIRAY_OBJECT_STORE_MEMORY": "64M"}, timeout=180)
     assert w.returncode == 0, w
     assert "SHUFFLE OK" in w.stderr
+    assert "ObjectStoreFull" not in w.stderr
 
 
 def test_udfs_from_main_and_callable_classes(run_script):
