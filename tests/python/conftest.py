@@ -240,6 +240,15 @@ def run_script(tmp_path_factory):
     return run
 
 
+def default_sigint():
+    """Popen preexec_fn for drivers a test interrupts: SIGINT back to its default disposition.
+    A shell that starts a job in the background without job control (`make test &` in a
+    script, some CI runners) makes it ignore SIGINT, every child inherits that, and a Python
+    started with SIGINT ignored never raises KeyboardInterrupt."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def spawn_script(tmp_path_factory):
     """spawn_script(script, env=None) -> (Popen, tag, session_root, shm_dir): a driver
@@ -252,7 +261,8 @@ def spawn_script(tmp_path_factory):
         tag = uuid.uuid4().hex
         proc = subprocess.Popen([sys.executable, str(path)], cwd=work,
                                 env=base_env(tag, session_root, shm_dir, env),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=default_sigint)
         started.append((proc, tag))
         return proc, tag, session_root, shm_dir
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MPIRUN, assert_nothing_left, base_env, describe, kill_processes_with_tag, \
-    processes_with_tag
+from conftest import MPIRUN, assert_nothing_left, base_env, default_sigint, describe, \
+    kill_processes_with_tag, processes_with_tag
 
 DRIVER = Path(__file__).with_name("ctrl_c_driver.py")
 CALLS = ["get", "wait", "generator", "await", "actor_creation", "queue_get", "pool_map",
@@ -43,7 +43,8 @@ class Run:
             self.proc = subprocess.Popen(
                 [*prefix, sys.executable, str(path), *args], cwd=self.work,
                 env=base_env(self.tag, self.session_root, self.shm_dir, env),
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=default_sigint)
 
     def output(self):
         return self.out_path.read_text()
