@@ -18,7 +18,7 @@ using namespace shm;  // the file format (shm_format.h)
 
 // Memory is full of objects in use: the new object is a spill file from the start. It is
 // written through a shared mapping of a temporary file in the spill directory and published
-// under the spill name by SealOnDisk; readers then restore it (or map it in place) like any
+// under the spill name by Seal; readers then restore it (or map it in place) like any
 // spilled object.
 Result<WritableObject> ShmStore::CreateOnDisk(const ObjectId& id, uint64_t size, const Status& full) {
   if (!EnsureSpillDir().ok()) return full;  // its message already names the spill directory
@@ -56,27 +56,6 @@ Result<WritableObject> ShmStore::CreateOnDisk(const ObjectId& id, uint64_t size,
   MPIRAY_LOG(debug, "object {} ({}) is created on disk in {}: {}", id.Hex(), HumanBytes(size),
              spill_dir_, full.message());
   return obj;
-}
-
-Result<Buffer> ShmStore::SealOnDisk(WritableObject& obj) {
-  const std::string path = SpillPathOf(spill_dir_, obj.id);
-  if (link(obj.tmp_path.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    unlink(obj.tmp_path.c_str());
-    obj.mapping.reset();
-    obj.tmp_path.clear();
-    if (err != EEXIST) return IoError("cannot publish " + path + ": " + std::strerror(err));
-    return Map(obj.id);
-  }
-  unlink(obj.tmp_path.c_str());
-  obj.tmp_path.clear();
-  ctl_->spilled_now.fetch_add(obj.size);
-  ctl_->spilled_total.fetch_add(obj.size);
-  ctl_->spills.fetch_add(1);
-  Buffer view(obj.data, obj.size, obj.mapping);
-  std::lock_guard<std::mutex> lk(mu_);
-  maps_[obj.id] = obj.mapping;
-  return view;
 }
 
 // Checks a spill file's header against the object it should hold; returns the payload size.

@@ -337,13 +337,13 @@ Result<WritableObject> ShmStore::CreateFile(const ObjectId& id, uint64_t size, b
 }
 
 Result<Buffer> ShmStore::Seal(WritableObject& obj) {
-  if (obj.on_disk) return SealOnDisk(obj);
-  std::string path = PathOf(obj.id);
+  // An object created on disk is published under its spill name (readers find it there).
+  std::string path = obj.on_disk ? SpillPathOf(spill_dir_, obj.id) : PathOf(obj.id);
   // link() fails if a copy is already there (two processes fetched it at once): keep theirs.
   if (link(obj.tmp_path.c_str(), path.c_str()) != 0) {
     int err = errno;
     unlink(obj.tmp_path.c_str());
-    Release(kHeaderSize + obj.size);
+    if (!obj.on_disk) Release(kHeaderSize + obj.size);
     obj.mapping.reset();
     obj.tmp_path.clear();
     if (err != EEXIST) return IoError("cannot publish " + path + ": " + std::strerror(err));
@@ -351,6 +351,11 @@ Result<Buffer> ShmStore::Seal(WritableObject& obj) {
   }
   unlink(obj.tmp_path.c_str());
   obj.tmp_path.clear();
+  if (obj.on_disk) {
+    ctl_->spilled_now.fetch_add(obj.size);
+    ctl_->spilled_total.fetch_add(obj.size);
+    ctl_->spills.fetch_add(1);
+  }
   Buffer view(obj.data, obj.size, obj.mapping);
   std::lock_guard<std::mutex> lk(mu_);
   maps_[obj.id] = obj.mapping;

@@ -130,7 +130,6 @@ class ShmStore {
   ShmStore() = default;
   Result<WritableObject> CreateFile(const ObjectId& id, uint64_t size, bool wait, bool populate);
   Result<WritableObject> CreateOnDisk(const ObjectId& id, uint64_t size, const Status& full);
-  Result<Buffer> SealOnDisk(WritableObject& obj);
   Status Reserve(uint64_t size, bool wait);
   void Release(uint64_t size);
   bool EvictPool(uint64_t need);
