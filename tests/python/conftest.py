@@ -388,6 +388,14 @@ def train_cluster(tmp_path_factory):
         dirs.assert_clean()
 
 
+
+@pytest.fixture
+def fresh_serve():
+    """Each mpiray.serve test leaves no app behind for the next one (the cluster stays)."""
+    yield
+    from mpiray import serve
+    serve.shutdown()
+
 @pytest.fixture(scope="module")
 def serve_cluster(tmp_path_factory):
     """The mpiray.serve tests: an embedded cluster of 4 local workers shared by a module;

@@ -11,15 +11,9 @@ import mpiray as ray
 from mpiray import serve
 from mpiray.serve.exceptions import RayServeException
 
-pytestmark = pytest.mark.usefixtures("serve_cluster")
+pytestmark = pytest.mark.usefixtures("serve_cluster", "fresh_serve")
 
 CPU0 = {"num_cpus": 0}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_serve():
-    yield
-    serve.shutdown()
 
 
 @serve.deployment(num_replicas=2, ray_actor_options=CPU0)

@@ -11,15 +11,9 @@ import mpiray as ray
 from mpiray import serve
 from mpiray.serve.exceptions import RayServeException
 
-pytestmark = pytest.mark.usefixtures("serve_cluster")
+pytestmark = pytest.mark.usefixtures("serve_cluster", "fresh_serve")
 
 CPU0 = {"num_cpus": 0}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_serve():
-    yield
-    serve.shutdown()
 
 
 def wait_until(pred, timeout=30.0):

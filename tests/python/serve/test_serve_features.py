@@ -11,15 +11,9 @@ import pytest
 from mpiray import serve
 from mpiray.serve.exceptions import BackPressureError
 
-pytestmark = pytest.mark.usefixtures("serve_cluster")
+pytestmark = pytest.mark.usefixtures("serve_cluster", "fresh_serve")
 
 CPU0 = {"num_cpus": 0}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_serve():
-    yield
-    serve.shutdown()
 
 
 @serve.deployment(ray_actor_options=CPU0, max_ongoing_requests=16)
