@@ -268,12 +268,30 @@ def run_task(function_id, args):
         _running.pop(task_id, None)
 
 
+# OMP_NUM_THREADS as Ray sets it: unless the worker's environment already had one, each task
+# or actor gets the number of CPUs it holds (at least 1), so OpenMP/BLAS libraries inside it
+# start that many threads instead of one per core of the machine.
+_USER_OMP = os.environ.get("OMP_NUM_THREADS")
+
+
+def _set_omp_threads(resources):
+    if _USER_OMP is not None:
+        return
+    cpus = 1.0
+    if resources:
+        items = resources.items() if isinstance(resources, dict) else resources
+        cpus = dict(items).get("CPU", 1.0)
+    os.environ["OMP_NUM_THREADS"] = str(max(1, int(cpus)))
+
+
 def _run_task(function_id, args):
     pos, kw, num_returns, retry, name, export, renv = _unpack(args)
     _runtime_env.task_started()
     _names.current = name
     _set_placement(args)
-    current_info.set((name, _extra(args)))  # made into a dict only when asked (_task_info.get)
+    extra = _extra(args)
+    _set_omp_threads(extra[1] if extra else None)
+    current_info.set((name, extra))  # made into a dict only when asked (_task_info.get)
     if renv is None:
         return _run(function_id, export, pos, kw, num_returns, retry, name, function_id)
     # The function is loaded inside its environment (it may import from its packages), once
@@ -300,6 +318,7 @@ def create_actor(class_id, args):
     if _api._task_pg.value is not None:
         _actor_pgs[_core.context()["actor_id"]] = _api._task_pg.value
     info = _extra(args) or {}
+    _set_omp_threads(info.get("resources"))
     current_info.set((info, "__init__", None))
     if renv is None:
         cls = _load(class_id, export)
