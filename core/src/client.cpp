@@ -393,53 +393,38 @@ std::vector<uint8_t> ClientImpl::ListState(size_t limit) {
 }
 
 std::vector<detail::PlacementGroupEntry> ClientImpl::PlacementGroups() {
-  HeadService* head =
-      ValueOrThrow(d_.head->Driver("the placement group table is only available on the driver"));
+  proto::ClusterView v = ValueOrThrow(d_.head->QueryCluster());
   std::vector<detail::PlacementGroupEntry> out;
-  for (auto& g : head->PlacementGroups()) {
-    detail::PlacementGroupEntry e;
-    e.id = g.id;
-    e.name = g.name;
-    e.strategy = detail::PlacementStrategyName(g.strategy);
-    e.state = g.state;
-    e.error = g.error;
-    for (auto& b : g.bundles) e.bundles.emplace_back(b.begin(), b.end());
-    e.nodes = g.nodes;
-    out.push_back(std::move(e));
+  for (auto& g : v.groups) {
+    out.push_back({g.id, std::move(g.name), std::move(g.strategy), std::move(g.state),
+                   std::move(g.error), std::move(g.bundles), std::move(g.nodes)});
   }
   return out;
 }
 
+// Every process may ask (Ray answers ray.nodes() and friends inside tasks too): the driver
+// reads the head in-process, the others ask it (kClusterQuery).
 Result<detail::ClusterSnapshot> ClientImpl::BuildSnapshot() {
-  MPIRAY_ASSIGN_OR_RETURN(HeadService * head,
-                          d_.head->Driver("cluster information is only available on the driver"));
-  ClusterStatus st = head->Status_();
+  MPIRAY_ASSIGN_OR_RETURN(proto::ClusterView v, d_.head->QueryCluster());
   detail::ClusterSnapshot s;
-  for (auto& n : st.nodes) {
-    detail::ClusterSnapshot::Node node;
-    node.id = n.id;
-    node.total.assign(n.total.begin(), n.total.end());
-    node.available.assign(n.available.begin(), n.available.end());
-    node.workers = n.workers;
-    s.nodes.push_back(std::move(node));
+  for (auto& n : v.nodes) {
+    s.nodes.push_back({n.id, std::move(n.total), std::move(n.available), std::move(n.workers)});
   }
-  std::set<ProcId> workers;
-  for (const auto& n : st.nodes) workers.insert(n.workers.begin(), n.workers.end());
-  for (const auto& p : head->Peers()) {
-    auto [running, actors] = head->Load(p.proc);
-    s.processes.push_back({p.proc, p.node, p.pid, p.host, p.job, running, actors,
-                           workers.count(p.proc) > 0});
+  for (auto& p : v.processes) {
+    s.processes.push_back({p.proc, p.node, p.pid, std::move(p.host), std::move(p.job), p.running,
+                           p.actors, p.worker});
   }
-  s.pending_actors = head->PendingActors();
-  s.objects = st.objects;
-  s.queued_tasks = st.queued_tasks;
-  s.pipelined_tasks = st.pipelined_tasks;
-  s.running_tasks = st.running_tasks;
-  s.actors = st.actors;
-  s.store_used = d_.store->used();
-  s.actor_restarts = st.actor_restarts;
-  s.reconstructions = st.reconstructions;
-  s.lineage_tasks = st.lineage_tasks;
+  v.counts.resize(9, 0);
+  s.pending_actors = v.counts[0];
+  s.objects = v.counts[1];
+  s.queued_tasks = v.counts[2];
+  s.pipelined_tasks = v.counts[3];
+  s.running_tasks = v.counts[4];
+  s.actors = v.counts[5];
+  s.actor_restarts = v.counts[6];
+  s.reconstructions = v.counts[7];
+  s.lineage_tasks = v.counts[8];
+  s.store_used = d_.store->used();  // this process's node's store
   return s;
 }
 

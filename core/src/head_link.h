@@ -45,6 +45,8 @@ class HeadLink {
   /// @brief A named actor's id and handle metadata: false when there is none.
   virtual Result<bool> FindNamedActor(const std::string& ns, const std::string& name,
                                       ActorId* actor, Buffer* handle_meta) = 0;
+  /// @brief The cluster as the head sees it (nodes, processes, counters, placement groups).
+  virtual Result<proto::ClusterView> QueryCluster() = 0;
   /// @brief This process's node now has a copy of `id` (fetched).
   virtual void AddLocation(const ObjectId& id, NodeId node) = 0;
   /// @brief The head itself, for what only the driver may do (`what`, e.g. "draining", names
@@ -89,6 +91,7 @@ class LocalHeadLink final : public HeadLink {
                               Buffer* handle_meta) override {
     return head_.FindNamedActor(ns, name, actor, handle_meta);
   }
+  Result<proto::ClusterView> QueryCluster() override { return head_.View(); }
   void AddLocation(const ObjectId& id, NodeId node) override { head_.AddLocation(id, node); }
   Result<HeadService*> Driver(const std::string&) override { return &head_; }
   void SetBlockingHook(std::function<void(bool)>) override {}  // the driver lends no CPU

@@ -54,6 +54,8 @@ enum class Msg : uint16_t {
   kRemovePlacementGroup = 47,  // process -> head
   kStreamItem = 48,            // worker -> head: a streaming task yielded an object
   kStreamWant = 49,            // caller -> head: it waits for item i of a streaming task
+  kClusterQuery = 50,          // process -> head: nodes, resources, processes, groups
+  kClusterView = 51,           // head -> process: the answer
 };
 
 /// @brief The message's name without its `k` ("Submit" for kSubmit), for logs; its handler is
@@ -75,6 +77,7 @@ inline const char* MsgName(Msg type) {
     MPIRAY_MSG_NAME(ActorCallDone) MPIRAY_MSG_NAME(Fetch) MPIRAY_MSG_NAME(FetchFailed)
     MPIRAY_MSG_NAME(BenchStream) MPIRAY_MSG_NAME(CallRouted) MPIRAY_MSG_NAME(CreatePlacementGroup)
     MPIRAY_MSG_NAME(RemovePlacementGroup) MPIRAY_MSG_NAME(StreamItem) MPIRAY_MSG_NAME(StreamWant)
+    MPIRAY_MSG_NAME(ClusterQuery) MPIRAY_MSG_NAME(ClusterView)
 #undef MPIRAY_MSG_NAME
   }
   return "unknown";
@@ -337,6 +340,51 @@ struct NamedActor {
   Buffer handle_meta;
   std::string error;
   MSGPACK_DEFINE(req, found, actor, handle_meta, error);
+};
+/// What ray.nodes(), cluster_resources(), available_resources() and placement_group_table()
+/// show, asked by a process that is not the head (a task or actor calling them).
+struct ClusterQuery {
+  uint64_t req = 0;
+  MSGPACK_DEFINE(req);
+};
+struct ClusterView {
+  using Amounts = std::vector<std::pair<std::string, double>>;
+  struct Node {
+    NodeId id = 0;
+    Amounts total;
+    Amounts available;
+    std::vector<ProcId> workers;
+    MSGPACK_DEFINE(id, total, available, workers);
+  };
+  struct Process {
+    ProcId proc = 0;
+    NodeId node = 0;
+    int32_t pid = 0;
+    std::string host;
+    std::string job;
+    int32_t running = 0;
+    int32_t actors = 0;
+    bool worker = false;
+    MSGPACK_DEFINE(proc, node, pid, host, job, running, actors, worker);
+  };
+  struct Group {
+    TaskId id;
+    std::string name;
+    std::string strategy;
+    std::string state;
+    std::string error;
+    std::vector<Amounts> bundles;
+    std::vector<NodeId> nodes;
+    MSGPACK_DEFINE(id, name, strategy, state, error, bundles, nodes);
+  };
+  uint64_t req = 0;
+  std::vector<Node> nodes;
+  std::vector<Process> processes;
+  // pending actors, objects, queued, pipelined, running tasks, actors, actor restarts,
+  // reconstructions, lineage tasks (detail::ClusterSnapshot's counters, in its order)
+  std::vector<uint64_t> counts;
+  std::vector<Group> groups;
+  MSGPACK_DEFINE(req, nodes, processes, counts, groups);
 };
 struct WorkerOutput {
   std::string name;  // what the worker was running

@@ -15,6 +15,8 @@ void RemoteHeadLink::RegisterHandlers(MessageRouter& router) {
                                   [this](ProcId, proto::ActorLocation&& l) { OnActorLocation(l); });
   router.On<proto::NamedActor>(Msg::kNamedActor,
                                [this](ProcId, proto::NamedActor&& r) { OnNamedActor(std::move(r)); });
+  router.On<proto::ClusterView>(Msg::kClusterView,
+                                [this](ProcId, proto::ClusterView&& v) { OnClusterView(std::move(v)); });
 }
 
 // ------------------------------------------------------------------ one-way requests
@@ -263,6 +265,29 @@ void RemoteHeadLink::OnNamedActor(proto::NamedActor&& r) {
   auto it = named_replies_.find(r.req);
   if (it == named_replies_.end()) return;
   it->second = std::move(r);
+  named_cv_.notify_all();
+}
+
+Result<proto::ClusterView> RemoteHeadLink::QueryCluster() {
+  std::unique_lock<std::mutex> lk(named_mu_);
+  uint64_t req = ++next_named_;
+  views_[req];
+  lk.unlock();
+  SendMsg(transport_, kHeadProc, Msg::kClusterQuery, proto::ClusterQuery{req});
+  lk.lock();
+  bool ok = named_cv_.wait_for(lk, std::chrono::seconds(60),
+                               [&] { return views_[req].has_value() || closed_; });
+  auto reply = std::move(views_[req]);
+  views_.erase(req);
+  if (!ok || !reply) return Unavailable("no answer from the head about the cluster");
+  return std::move(*reply);
+}
+
+void RemoteHeadLink::OnClusterView(proto::ClusterView&& v) {
+  std::lock_guard<std::mutex> lk(named_mu_);
+  auto it = views_.find(v.req);
+  if (it == views_.end()) return;
+  it->second = std::move(v);
   named_cv_.notify_all();
 }
 

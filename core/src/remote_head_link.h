@@ -35,6 +35,7 @@ class RemoteHeadLink final : public HeadLink {
   void StreamWant(const ObjectId& id) override;
   Result<bool> FindNamedActor(const std::string& ns, const std::string& name, ActorId* actor,
                               Buffer* handle_meta) override;
+  Result<proto::ClusterView> QueryCluster() override;
   void AddLocation(const ObjectId& id, NodeId node) override;
   Result<HeadService*> Driver(const std::string& what) override;
   void SetBlockingHook(std::function<void(bool)> hook) override { blocking_hook_ = std::move(hook); }
@@ -46,6 +47,7 @@ class RemoteHeadLink final : public HeadLink {
   void OnObjectsReady(proto::ObjectsReady&& r);
   void OnActorLocation(const proto::ActorLocation& loc);
   void OnNamedActor(proto::NamedActor&& r);
+  void OnClusterView(proto::ClusterView&& v);
 
  private:
   struct PendingGet {
@@ -89,6 +91,7 @@ class RemoteHeadLink final : public HeadLink {
   std::condition_variable named_cv_;
   uint64_t next_named_ = 0;
   std::map<uint64_t, std::optional<proto::NamedActor>> named_replies_;
+  std::map<uint64_t, std::optional<proto::ClusterView>> views_;  // under named_mu_
 
   std::mutex actor_mu_;
   std::unordered_map<ActorId, Route> routes_;

@@ -100,34 +100,78 @@ def _unpack(args):
     return values[:npos], dict(zip(kwnames, values[npos:])), num_returns, retry, name, export, renv
 
 
-def _collect(result, name):
+class _StoredError:
+    """A return slot that holds the task's error: reading it (get, or a task taking it as
+    an argument) raises the error (exceptions._raise_stored_error)."""
+
+    def __init__(self, exc, name):
+        text, detail, _, _ = format_error(exc)
+        self.message = f"task {name} failed on pid {os.getpid()}: {text}"
+        self.detail = detail
+
+    def __reduce__(self):
+        from .exceptions import _raise_stored_error
+        return _raise_stored_error, (self.message, self.detail)
+
+
+def _retried(exc, retry):
+    """Whether the task's retry_exceptions cover `exc` (then the whole task runs again)."""
+    return retry is True or (isinstance(retry, tuple) and isinstance(exc, retry))
+
+
+def _yielded(result, name, limit=None, retry=False):
+    """The values a generator yields (at most `limit`, the rest is dropped with a warning as
+    Ray does), and the exception it raised after them (None when it finished). An exception
+    its retry_exceptions cover is raised instead: the task runs again as a whole."""
+    values = []
+    try:
+        if inspect.isasyncgen(result):
+            async def drain():
+                async for v in result:
+                    values.append(v)
+                    if limit is not None and len(values) > limit:
+                        return
+            _run_coroutine(drain())
+        else:
+            for v in result:
+                values.append(v)
+                if limit is not None and len(values) > limit:
+                    break
+    except Exception as e:
+        if _retried(e, retry):
+            raise
+        return values, e
+    if limit is not None and len(values) > limit:
+        del values[limit:]
+        print(f"mpiray: task {name} yielded more than num_returns={limit} values; the ones "
+              "after them are dropped", file=sys.stderr)
+    return values, None
+
+
+def _collect(result, name, retry=False):
     """num_returns="dynamic": every value the generator yields goes into the object store;
-    the task's one return is a DynamicObjectRefGenerator of their refs."""
+    the task's one return is a DynamicObjectRefGenerator of their refs. A generator that
+    raises after some values: their refs, then one ref holding the error (as Ray)."""
     from ._api import DynamicObjectRefGenerator
-    if inspect.isasyncgen(result):
-        async def drain():
-            return [v async for v in result]
-        values = _run_coroutine(drain())
-    elif inspect.isgenerator(result) or hasattr(result, "__next__"):
-        values = result
-    else:
+    if not (inspect.isasyncgen(result) or inspect.isgenerator(result) or hasattr(result, "__next__")):
         raise TypeError(f"Task {name} with num_returns='dynamic' must be a generator function "
                         f"(use yield), but it returned {type(result).__name__}")
+    values, error = _yielded(result, name, retry=retry)
+    if error is not None:
+        values.append(_StoredError(error, name))
     return [DynamicObjectRefGenerator([_core.put(v) for v in values])]
 
 
-def _split(result, num_returns, name):
+def _split(result, num_returns, name, retry=False):
     if num_returns == "dynamic":
-        return _collect(result, name)
+        return _collect(result, name, retry)
     if inspect.isgenerator(result) and num_returns != 1:
-        # A generator with a fixed num_returns: its values are the returns (as Ray), exactly
-        # that many.
-        values = []
-        for v in result:
-            values.append(v)
-            if len(values) > num_returns:
-                raise ValueError(f"Task {name} returned more than num_returns={num_returns} "
-                                 "objects (its generator yielded more).")
+        # A generator with a fixed num_returns: its values are the returns (as Ray). Fewer
+        # values: a ValueError; more: the first num_returns (Ray logs the rest away); an
+        # exception after k values: the k values, then the error in each remaining return.
+        values, error = _yielded(result, name, num_returns, retry)
+        if error is not None:
+            return values + [_StoredError(error, name)] * (num_returns - len(values))
         if len(values) < num_returns:
             raise ValueError(f"Task {name} returned {len(values)} objects, but "
                              f"num_returns={num_returns} (its generator yielded fewer).")
@@ -220,7 +264,7 @@ def _run(function_id, export, pos, kw, num_returns, retry, name, cache_key):
     if num_returns == "streaming":  # yielded items cannot be taken back: no retry here
         return [_stream(fn(*pos, **kw))]
     try:
-        return _split(_resolve(fn(*pos, **kw)), num_returns, name)
+        return _split(_resolve(fn(*pos, **kw)), num_returns, name, retry)
     except Exception as e:
         # An application error its options retry (retry_exceptions): the head runs the task
         # again while its max_retries allow (one budget with worker deaths), see format_error.

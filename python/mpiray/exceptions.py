@@ -64,6 +64,19 @@ def _rebuild_task_error(function_name, traceback_str, cause):
     return RayTaskError(function_name, traceback_str, cause).as_instanceof_cause()
 
 
+def _raise_stored_error(message, detail):
+    """Unpickling a return slot that holds a task's error (_worker_hooks._StoredError: a
+    generator that raised after yielding some of its values) raises that error, as Ray's
+    get does for such a slot."""
+    cause = None
+    if detail:
+        try:
+            cause = pickle.loads(detail)
+        except Exception:
+            cause = None
+    raise RayTaskError("", message, cause).as_instanceof_cause()
+
+
 class RayActorError(RayError):
     """An actor method could not run because the actor is dead."""
 

@@ -1,6 +1,8 @@
 """Generators as Ray runs them (issue 10): a generator function streams by default
 (num_returns None), num_returns="dynamic" (one ref holding a DynamicObjectRefGenerator),
-a generator with a fixed num_returns yielding fewer or more items (ValueError), and
+a generator with a fixed num_returns yielding fewer items (ValueError) or more (the first
+num_returns, as Ray 2), a generator raising after some values (those values, then the error
+in the remaining returns, as Ray 2), and
 generator methods on actors (sync, async, dynamic, fixed, failing midway)."""
 
 import pytest
@@ -76,6 +78,71 @@ print("RESULT " + json.dumps(out))
     assert out["default"] == ["ObjectRefGenerator", [0, 1, 2]], out
     assert out["dynamic"] == ["DynamicObjectRefGenerator", 4, [0, 10, 20, 30]], out
     assert out["none"] == [0, "plain"], out
-    assert out["fixed"] == [[0, 1], "fewer", "more"], out
+    assert out["fixed"] == [[0, 1], "fewer", [0, 1]], out
     assert out["actor"] == [[0, 1, 2], [0, -1], ["0", "1"], [0, 1]], out
     assert out["midway"] == "KeyError", out
+
+
+def test_generator_values_before_its_error(run_script):
+    world = run_script(PRELUDE + """
+import numpy as np
+ray.init(num_cpus=2)
+
+@ray.remote(num_cpus=0)
+class Counter:
+    def __init__(self):
+        self.n = 0
+    def inc(self):
+        self.n += 1
+        return self.n
+
+class Flaky(Exception):
+    pass
+
+@ray.remote(max_retries=0)
+def fails_after(k, big):
+    for i in range(k):
+        yield np.ones(200_000, dtype=np.int8) * i if big else [i]
+    raise KeyError("after " + str(k))
+
+@ray.remote(max_retries=1)
+def flaky(counter):
+    for i in range(3):
+        yield i
+        if ray.get(counter.inc.remote()) == 1:
+            raise Flaky("first run")
+
+@ray.remote
+def consume(x):
+    return "consumed"
+
+def outcome(ref):
+    try:
+        v = ray.get(ref, timeout=30)
+        return int(v[0]) if isinstance(v, (list, np.ndarray)) else v
+    except KeyError as e:
+        assert isinstance(e, ray.exceptions.RayTaskError), type(e)
+        return "KeyError"
+    except Flaky:
+        return "Flaky"
+
+out = {}
+for big in (False, True):
+    refs = fails_after.options(num_returns=3).remote(1, big)
+    out["fixed", big] = [outcome(r) for r in refs]
+    out["dynamic", big] = [outcome(r) for r in ray.get(fails_after.options(num_returns="dynamic").remote(2, big))]
+out["dependent"] = outcome(consume.remote(fails_after.options(num_returns=2).remote(1, False)[1]))
+counter = Counter.remote()
+out["no_retry"] = [outcome(r) for r in ray.get(flaky.options(num_returns="dynamic").remote(counter))]
+counter = Counter.remote()
+out["retried"] = ray.get(list(ray.get(flaky.options(num_returns="dynamic", retry_exceptions=[Flaky]).remote(counter))))
+print("RESULT " + json.dumps({" ".join(map(str, k)) if isinstance(k, tuple) else k: v for k, v in out.items()}))
+""", timeout=100)
+    assert world.returncode == 0, world
+    out = last_json(world.stdout)
+    for big in ("False", "True"):
+        assert out["fixed " + big] == [0, "KeyError", "KeyError"], out
+        assert out["dynamic " + big] == [0, 1, "KeyError"], out
+    assert out["dependent"] == "KeyError", out
+    assert out["no_retry"] == [0, "Flaky"], out
+    assert out["retried"] == [0, 1, 2], out

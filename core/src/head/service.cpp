@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 
 #include "head/common.h"
 #include "log.h"
@@ -88,6 +89,12 @@ void HeadService::RegisterHandlers(MessageRouter& router) {
   routes.On<proto::RemovePlacementGroup>(
       Msg::kRemovePlacementGroup,
       [this](ProcId, proto::RemovePlacementGroup&& r) { return RemovePlacementGroupLocked(r.id); });
+  // Not through the gate: View() takes the lock itself, piece by piece.
+  router.On<proto::ClusterQuery>(Msg::kClusterQuery, [this](ProcId src, proto::ClusterQuery&& q) {
+    proto::ClusterView v = View();
+    v.req = q.req;
+    SendMsg(transport_, src, Msg::kClusterView, v);
+  });
 }
 
 Status HeadService::Run(ProcId src, head::StatusFn body) {
@@ -424,6 +431,37 @@ StateListing HeadService::ListState(size_t limit) const {
   actors_.List(&out, limit);
   objects_.List(&out, limit);
   return out;
+}
+
+proto::ClusterView HeadService::View() const {
+  ClusterStatus st = Status_();
+  proto::ClusterView v;
+  std::set<ProcId> workers;
+  for (auto& n : st.nodes) {
+    workers.insert(n.workers.begin(), n.workers.end());
+    v.nodes.push_back({n.id, {n.total.begin(), n.total.end()},
+                       {n.available.begin(), n.available.end()}, n.workers});
+  }
+  for (const auto& p : Peers()) {
+    auto [running, actors] = Load(p.proc);
+    v.processes.push_back({p.proc, p.node, p.pid, p.host, p.job, running, actors,
+                           workers.count(p.proc) > 0});
+  }
+  v.counts = {PendingActors(), st.objects, st.queued_tasks, st.pipelined_tasks,
+              st.running_tasks, st.actors, st.actor_restarts, st.reconstructions,
+              st.lineage_tasks};
+  for (auto& g : PlacementGroups()) {
+    proto::ClusterView::Group e;
+    e.id = g.id;
+    e.name = g.name;
+    e.strategy = detail::PlacementStrategyName(g.strategy);
+    e.state = g.state;
+    e.error = g.error;
+    for (auto& b : g.bundles) e.bundles.emplace_back(b.begin(), b.end());
+    e.nodes = g.nodes;
+    v.groups.push_back(std::move(e));
+  }
+  return v;
 }
 
 ClusterStatus HeadService::Status_() const {

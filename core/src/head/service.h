@@ -105,6 +105,10 @@ class HeadService final : private head::ObjectEvents, private head::HeadRoutes::
   void Close(const std::string& why);
 
   ClusterStatus Status_() const;
+  /// @brief Nodes, processes, counters and placement groups as one answer (what the driver's
+  /// ray.nodes()/cluster_resources()/placement_group_table() read; other processes ask with
+  /// kClusterQuery).
+  proto::ClusterView View() const;
   /// @brief Number of live object entries (for tests of reference counting).
   size_t NumObjects() const;
   bool HasObject(const ObjectId& id) const;
