@@ -422,6 +422,10 @@ def _resources(options, default_cpus):
     if options.get("memory") is not None:
         res["memory"] = float(options["memory"])
     for k, v in (options.get("resources") or {}).items():
+        if k == "bundle":
+            raise ValueError("'bundle' is a reserved resource name (placement groups use it, "
+                             "as in Ray): ask for the group's resources with "
+                             "scheduling_strategy=PlacementGroupSchedulingStrategy(...)")
         if k in ("CPU", "GPU"):
             raise ValueError(f"Use the '{k.lower().replace('cpu', 'num_cpus').replace('gpu', 'num_gpus')}' "
                              f"option instead of resources['{k}']")
@@ -460,6 +464,20 @@ def _placement(options):
     return group, bool(getattr(strategy, "placement_group_capture_child_tasks", False))
 
 
+def _warn_placement_group_option():
+    """Ray's warning for the older placement_group= option, with its link to the docs of
+    this version (master for a development version)."""
+    import re
+    import warnings
+    version = getattr(sys.modules.get(__package__), "__version__", "")
+    doc = f"releases-{version}" if re.match(r"^\d+\.\d+\.\d+$", version) else "master"
+    warnings.warn(
+        "placement_group parameter is deprecated. Use scheduling_strategy="
+        "PlacementGroupSchedulingStrategy(...) instead, see the usage at "
+        f"https://docs.ray.io/en/{doc}/ray-core/package-ref.html#ray-remote.",
+        DeprecationWarning, stacklevel=4)
+
+
 def _scheduling(options, resources, default_cpus, placement=None):
     """(scheduling options for _core.TaskOptions, resources): from ``scheduling_strategy`` (or
     the older ``placement_group=`` / ``placement_group_bundle_index=`` options, or the group
@@ -475,6 +493,7 @@ def _scheduling(options, resources, default_cpus, placement=None):
     from .util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
                                              PlacementGroupSchedulingStrategy)
     if pg is not None and pg != "default":
+        _warn_placement_group_option()
         strategy = PlacementGroupSchedulingStrategy(pg, options.get("placement_group_bundle_index", -1))
     if strategy == "SPREAD":
         return {"strategy": _core.SchedulingStrategy.SPREAD}, resources

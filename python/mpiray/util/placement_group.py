@@ -97,6 +97,9 @@ def _check_bundles(bundles):
             raise ValueError(f"bundle {i} must be a non-empty dict of resources, got {b!r}")
         clean = {}
         for k, v in b.items():
+            if k == "bundle":
+                raise ValueError(f"bundle {i}: 'bundle' is a reserved resource name (placement "
+                                 "groups use it for their own bookkeeping, as in Ray)")
             if not isinstance(k, str) or not isinstance(v, numbers.Real) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"bundle {i}: resource {k!r} must map to a non-negative number, got {v!r}")
             clean[k] = float(v)

@@ -1,5 +1,5 @@
 """The job's state as the head sees it, as ``ray.util.state``: ``list_tasks``,
-``list_actors``, ``list_objects``, ``list_nodes`` and ``summarize_*`` (driver only).
+``list_actors``, ``get_actor``, ``list_objects``, ``list_nodes`` and ``summarize_*`` (driver only).
 
 Rows are dicts that also allow attribute access (``row.state`` or ``row["state"]``), with
 Ray's field names where mpiray has the information. Tasks are the live ones (queued,
@@ -50,6 +50,16 @@ def _task_hex(task_id):
     return _task_id({"task_id": task_id}).hex()
 
 
+def _actor_hex(actor_id):
+    """The runtime's "submitter.sequence" actor id as the hex string of ActorID
+    (handle._actor_id.hex(), get_runtime_context().get_actor_id())."""
+    try:
+        submitter, seq = (int(p) for p in str(actor_id).split("."))
+    except ValueError:
+        return str(actor_id)
+    return ((submitter << 40) | seq).to_bytes(8, "little").hex()
+
+
 def list_tasks(address=None, filters=None, limit=100, timeout=None, detail=False,
                raise_on_missing_output=True):
     rows = []
@@ -65,11 +75,19 @@ def list_actors(address=None, filters=None, limit=100, timeout=None, detail=Fals
                 raise_on_missing_output=True):
     rows = []
     for a in _state(limit)["actors"]:
-        rows.append(_Row(actor_id=a["id"], class_name=a["name"], name=a["name"] if a["named"] else "",
+        rows.append(_Row(actor_id=_actor_hex(a["id"]), class_name=a["name"], name=a["name"] if a["named"] else "",
                          state=a["state"], pid=a["pid"] or None, node_id=_node_hex(a["node"]),
                          ray_namespace=a["ns"], num_restarts=a["incarnation"] - 1,
                          death_cause=a["error"] or None))
     return _filter(rows, filters, limit)
+
+
+def get_actor(id, address=None, timeout=None, _explain=False):
+    """The row of list_actors for one actor id (hex, as ``handle._actor_id.hex()``), or None."""
+    for row in list_actors(limit=100000):
+        if row["actor_id"] == id:
+            return row
+    return None
 
 
 def list_objects(address=None, filters=None, limit=100, timeout=None, detail=False,
