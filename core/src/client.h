@@ -40,6 +40,7 @@ class ClientImpl final : public detail::CoreClient {
   std::vector<bool> Wait(const std::vector<ObjectId>& ids, size_t num_returns,
                          int64_t timeout_ms) override;
   void Cancel(const ObjectId& id, bool force, bool recursive) override;
+  void InterruptWaits(uint64_t thread, bool on) override { d_.head->InterruptWaits(thread, on); }
   void KillActor(const ActorId& actor, bool no_restart) override;
   void AddLocalRef(const ObjectId& id) override;
   void RemoveLocalRef(const ObjectId& id) override;

@@ -29,6 +29,7 @@ int CoreClient::StreamNext(TaskId, uint32_t, int64_t, bool) {
   throw Error(StatusCode::kInvalidArgument, "streaming tasks are not available here");
 }
 void CoreClient::StreamRelease(TaskId, uint32_t, uint32_t) {}
+void CoreClient::InterruptWaits(uint64_t, bool) {}
 std::vector<uint8_t> CoreClient::ListState(size_t) {
   throw Error(StatusCode::kInvalidArgument, "the job's state is not available here");
 }

@@ -52,6 +52,9 @@ class HeadLink {
   /// @brief The head itself, for what only the driver may do (`what`, e.g. "draining", names
   /// it in the error other processes get).
   virtual Result<HeadService*> Driver(const std::string& what) = 0;
+  /// @brief Make the waits of thread `thread` (pthread_self()) return kCancelled (see
+  /// CoreClient::InterruptWaits).
+  virtual void InterruptWaits(uint64_t thread, bool on) = 0;
   /// @brief Called around a wait that may take long (a worker tells the head it is blocked).
   virtual void SetBlockingHook(std::function<void(bool blocked)> hook) = 0;
   /// @brief Fail every wait in progress (the head is gone, or shutdown).
@@ -95,6 +98,7 @@ class LocalHeadLink final : public HeadLink {
   void AddLocation(const ObjectId& id, NodeId node) override { head_.AddLocation(id, node); }
   Result<HeadService*> Driver(const std::string&) override { return &head_; }
   void SetBlockingHook(std::function<void(bool)>) override {}  // the driver lends no CPU
+  void InterruptWaits(uint64_t, bool) override {}  // the driver runs no task
   void Close(const std::string&) override {}  // HeadService::Close releases the waits
   void RegisterHandlers(MessageRouter&) override {}
 

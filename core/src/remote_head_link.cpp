@@ -1,5 +1,7 @@
 #include "remote_head_link.h"
 
+#include <pthread.h>
+
 #include <chrono>
 
 #include "mpiray/core/detail/core_client.h"
@@ -172,6 +174,7 @@ Result<std::vector<proto::ObjectLoc>> RemoteHeadLink::Locate(const std::vector<O
                                                              bool stop_on_error) {
   PendingGet pg;
   pg.stop_on_error = stop_on_error;
+  pg.thread = static_cast<uint64_t>(pthread_self());
   pg.locs.resize(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) pg.positions.emplace(ids[i], i);
   uint64_t req = 0;
@@ -180,6 +183,7 @@ Result<std::vector<proto::ObjectLoc>> RemoteHeadLink::Locate(const std::vector<O
     if (closed_) return Unavailable("the runtime is shutting down: " + close_reason_);
     req = ++next_req_;
     gets_[req] = &pg;
+    pg.interrupted = !interrupted_.empty() && interrupted_.count(pg.thread) > 0;
   }
   SendMsg(transport_, kHeadProc, Msg::kGetObjects, proto::GetObjects{req, ids});
   MPIRAY_RETURN_IF_ERROR(AwaitGet(pg, req, num_ready, timeout_ms));
@@ -197,7 +201,7 @@ Result<std::vector<proto::ObjectLoc>> RemoteHeadLink::Locate(const std::vector<O
 Status RemoteHeadLink::AwaitGet(PendingGet& pg, uint64_t req, size_t num_ready, int64_t timeout_ms) {
   std::unique_lock<std::mutex> lk(get_mu_);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max<int64_t>(0, timeout_ms));
-  auto done = [&] { return pg.ready >= num_ready || pg.error || closed_; };
+  auto done = [&] { return pg.ready >= num_ready || pg.error || pg.interrupted || closed_; };
   // Short waits are common (the object is already there); only tell the head we block when
   // the wait is real, so that it can lend our CPU to another task.
   bool told = false;
@@ -216,11 +220,28 @@ Status RemoteHeadLink::AwaitGet(PendingGet& pg, uint64_t req, size_t num_ready, 
   }
   gets_.erase(req);
   bool closed = closed_ && pg.ready < num_ready;
+  bool interrupted = pg.interrupted && pg.ready < num_ready;
   std::string why = close_reason_;
   lk.unlock();
   if (told) blocking_hook_(false);
   if (closed) return Unavailable("the runtime is shutting down: " + why);
+  if (interrupted) return Status(StatusCode::kCancelled, "the task was cancelled while it waited");
   return Status::OK();
+}
+
+void RemoteHeadLink::InterruptWaits(uint64_t thread, bool on) {
+  std::lock_guard<std::mutex> lk(get_mu_);
+  if (!on) {
+    interrupted_.erase(thread);
+    return;
+  }
+  interrupted_.insert(thread);
+  for (auto& [req, pg] : gets_) {
+    if (pg->thread == thread) {
+      pg->interrupted = true;
+      pg->cv.notify_all();
+    }
+  }
 }
 
 void RemoteHeadLink::OnObjectsReady(proto::ObjectsReady&& r) {

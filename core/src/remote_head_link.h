@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <unordered_map>
 #include <vector>
 
@@ -39,6 +40,7 @@ class RemoteHeadLink final : public HeadLink {
   void AddLocation(const ObjectId& id, NodeId node) override;
   Result<HeadService*> Driver(const std::string& what) override;
   void SetBlockingHook(std::function<void(bool)> hook) override { blocking_hook_ = std::move(hook); }
+  void InterruptWaits(uint64_t thread, bool on) override;
   void Close(const std::string& why) override;
   /// @brief Handle kObjectsReady, kActorLocation and kNamedActor.
   void RegisterHandlers(MessageRouter& router) override;
@@ -56,6 +58,8 @@ class RemoteHeadLink final : public HeadLink {
     size_t ready = 0;
     bool stop_on_error = false;
     bool error = false;  // a ready one is an error (counts only with stop_on_error)
+    uint64_t thread = 0;       // pthread_self() of the waiter
+    bool interrupted = false;  // InterruptWaits: its task was cancelled
     std::condition_variable cv;
   };
   /// @brief Where this process sends its calls to one actor.
@@ -91,6 +95,7 @@ class RemoteHeadLink final : public HeadLink {
   std::condition_variable named_cv_;
   uint64_t next_named_ = 0;
   std::map<uint64_t, std::optional<proto::NamedActor>> named_replies_;
+  std::set<uint64_t> interrupted_;  // threads whose waits end at once (under get_mu_)
   std::map<uint64_t, std::optional<proto::ClusterView>> views_;  // under named_mu_
 
   std::mutex actor_mu_;

@@ -295,9 +295,14 @@ def interrupt(task_id):
         import ctypes
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
                                                    ctypes.py_object(KeyboardInterrupt))
+        # A task blocked in ray.get/wait runs no bytecode: end its waits too (they raise
+        # TaskCancelledError), until the task is over (run_task clears it).
+        _interrupted.add(ident)
+        _core.interrupt_waits(ident, True)
 
 
 _cancel_pending = set()
+_interrupted = set()  # idents of threads whose waits interrupt() ended
 
 
 def run_task(function_id, args):
@@ -310,6 +315,11 @@ def run_task(function_id, args):
         return _run_task(function_id, args)
     finally:
         _running.pop(task_id, None)
+        if _interrupted:
+            ident = threading.get_ident()
+            if ident in _interrupted:
+                _interrupted.discard(ident)
+                _core.interrupt_waits(ident, False)
 
 
 # OMP_NUM_THREADS as Ray sets it: unless the worker's environment already had one, each task

@@ -905,6 +905,12 @@ void BindTasks(py::module_& m) {
     if (r == 0) return py::make_tuple(0, py::none());
     return py::make_tuple(1, AdoptRef(ObjectId::ForReturn(tid, index)));
   });
+  m.def("interrupt_waits", [](uint64_t thread, bool on) {
+    py::gil_scoped_release release;
+    detail::Client()->InterruptWaits(thread, on);
+  }, py::arg("thread"), py::arg("on") = true,
+        "End the gets/waits thread `thread` (threading.get_ident()) is blocked in, and those "
+        "it starts until called with on=False (a cancelled task).");
   m.def("stream_emit", [](py::handle value) {
     detail::SerializedValue s = SerializePy(value, "yielded value");
     py::gil_scoped_release release;

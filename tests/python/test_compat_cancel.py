@@ -109,3 +109,71 @@ def test_cancel_is_prompt_and_final(run_script):
     # Of the backlog only the one running and (a race, as in Ray) one or two the worker had
     # already taken when their cancel arrived may have started; the queued ones never did.
     assert len([m for m in out["started"] if m.startswith("backlog")]) <= 3, out["started"]
+
+
+def test_cancel_a_task_blocked_in_get_ends_the_chain(run_script):
+    # A running task blocked in ray.get (running no bytecode) is cancelled at once (its get
+    # raises), its dependents fail with the cancellation, the rest of the chain is untouched,
+    # and the worker runs other tasks afterwards.
+    world = run_script("""
+        import time
+        import mpiray as ray
+        from mpiray.exceptions import TaskCancelledError, GetTimeoutError
+
+        ray.init(num_cpus=2)
+
+        @ray.remote(num_cpus=0)
+        class Signal:
+            def __init__(self):
+                import asyncio
+                self.e = asyncio.Event()
+            async def wait(self):
+                await self.e.wait()
+            def send(self):
+                self.e.set()
+
+        @ray.remote
+        def wait_for(t):
+            return ray.get(t[0])
+
+        @ray.remote
+        def waits_in_wait(t):
+            ray.wait([t[0]])
+            return "waited"
+
+        s = Signal.remote()
+        o1 = wait_for.remote([s.wait.remote()])
+        o2 = wait_for.remote([o1])
+        o3 = wait_for.remote([o2])
+        assert len(ray.wait([o3], timeout=0.3)[0]) == 0
+        start = time.time()
+        ray.cancel(o2)
+        for o in (o2, o3):
+            try:
+                ray.get(o, timeout=20)
+                raise SystemExit("not cancelled")
+            except TaskCancelledError:
+                pass
+        assert time.time() - start < 10
+        try:
+            ray.get(o1, timeout=0.2)
+            raise SystemExit("o1 should still wait")
+        except GetTimeoutError:
+            pass
+        w = waits_in_wait.remote([s.wait.remote()])
+        assert len(ray.wait([w], timeout=0.3)[0]) == 0
+        ray.cancel(w)
+        try:
+            ray.get(w, timeout=20)
+            raise SystemExit("not cancelled")
+        except TaskCancelledError:
+            pass
+        s.send.remote()
+        assert ray.get(o1, timeout=20) is None
+        @ray.remote
+        def ok():
+            return "ok"
+        assert ray.get([ok.remote() for _ in range(4)], timeout=20) == ["ok"] * 4
+        print("OK")
+    """, timeout=90)
+    assert world.returncode == 0 and "OK" in world.stdout, world

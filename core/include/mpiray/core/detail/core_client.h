@@ -164,6 +164,11 @@ class CoreClient {
   virtual int StreamNext(TaskId task, uint32_t index, int64_t timeout_ms, bool want);
   /// @brief Drop items [from, to) of a streaming task that this process never asked for.
   virtual void StreamRelease(TaskId task, uint32_t from, uint32_t to);
+  /// @brief `on`: end the waits (get, wait, next stream item) the thread `thread` (its
+  /// pthread_self(), Python's threading.get_ident()) is blocked in, and those it starts
+  /// until called again with `on` false: they fail with kCancelled. A running task that is
+  /// cancelled must not stay blocked in a get.
+  virtual void InterruptWaits(uint64_t thread, bool on);
   /// @brief ray.util.state's view of the job (driver only): a msgpack payload of
   /// {tasks, actors, objects, total_*} with up to `limit` entries each.
   virtual std::vector<uint8_t> ListState(size_t limit);
