@@ -1293,6 +1293,10 @@ class ActorClass:
                 "class": self._cls.__name__, "module": getattr(self._cls, "__module__", ""),
                 "resources": {k: v for k, v in (resources or {}).items() if v and not k.startswith("node:")},
                 "handle_meta": handle_meta}
+        if self._default_concurrency == 32:  # (an async actor, see __init__)
+            # Ray names an async actor's methods by their qualified name (the class's
+            # __qualname__, e.g. "f.<locals>.A.m"), a threaded actor's by "Class.m".
+            info["qualname"] = self._cls.__qualname__
         meta = (tuple(kwargs), 1, False, display, export, renv, placement, info)
         native = _core.TaskOptions(
             resources=resources, max_retries=0, name=name if name is not None else self._cls.__name__,

@@ -20,7 +20,7 @@ def get():
         base, method, native_ctx = info
         cls = base.get("class", "")
         out = dict(base, task_name=f"{cls}.{method}",
-                   function_name=f"{base.get('module', '')}.{cls}.{method}")
+                   function_name=f"{base.get('module', '')}.{base.get('qualname', cls)}.{method}")
         if native_ctx is not None:
             out["native_ctx"] = native_ctx
         return out

@@ -409,7 +409,12 @@ void ActorDirectory::OnCallDone(ProcId src, proto::TaskDone&& done) {
   bool failed_result = false;
   for (const auto& r : done.returns) failed_result |= r.where == WhereByte(Where::kError);
   TaskRec* t = d_.tasks->Find(done.task);
-  d_.tasks->RecordEvent(src, done, t ? t->spec.function : std::string("actor call"), failed_result);
+  std::string name = t ? head::DisplayName(t->spec) : std::string("actor call");
+  if (t && t->spec.name.empty()) {  // a routed call names its method only: "Class.method"
+    auto a = actors_.find(done.actor);
+    if (a != actors_.end() && !a->second->name.empty()) name = a->second->name + "." + t->spec.function;
+  }
+  d_.tasks->RecordEvent(src, done, name, failed_result);
   auto it = call_actor_.find(done.task);
   if (it == call_actor_.end()) {
     if (DropDuplicateResult(done)) return;

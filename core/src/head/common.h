@@ -37,6 +37,15 @@ void ForEachArgRef(const proto::TaskSpec& spec, F&& f) {
 
 /// @brief How many return objects the head registers for a spec (an actor creation has one:
 /// its handle's readiness object).
+/// @brief A task's name as ray.util.state lists it: its name option (or function), and
+/// "Class.method" for an actor call (as Ray).
+inline std::string DisplayName(const proto::TaskSpec& spec) {
+  if (spec.task_kind() == proto::TaskKind::kActorCall && !spec.name.empty()) {
+    return spec.name + "." + spec.function;
+  }
+  return spec.name.empty() ? spec.function : spec.name;
+}
+
 inline uint32_t ReturnCount(const proto::TaskSpec& spec) {
   return spec.task_kind() == proto::TaskKind::kActorCreate ? 1 : spec.num_returns;
 }

@@ -245,6 +245,7 @@ void TaskTable::RecordEvent(ProcId worker, const proto::TaskDone& done, const st
   constexpr size_t kMaxEvents = 100000;
   TaskEvent e;
   e.name = name;
+  e.id = done.task.ToString();
   e.worker = worker;
   e.node = d_.members->NodeOf(worker);
   e.start_us = done.start_us;
@@ -573,7 +574,7 @@ void TaskTable::List(StateListing* out, size_t limit) const {
     if (out->tasks.size() >= limit) break;
     StateListing::Task e;
     e.id = tid.ToString();
-    e.name = t->spec.name.empty() ? t->spec.function : t->spec.name;
+    e.name = head::DisplayName(t->spec);
     e.kind = t->spec.kind;
     ProcId w = t->spec.task_kind() == TaskKind::kActorCreate ? t->actor_worker : t->item.worker;
     if (w != kNoProc) {
@@ -590,6 +591,7 @@ void TaskTable::List(StateListing* out, size_t limit) const {
     size_t i = (events_next_ + events_ring_.size() - 1 - k) % events_ring_.size();
     const TaskEvent& ev = events_ring_[i];
     StateListing::Task e;
+    e.id = ev.id;
     e.name = ev.name;
     e.state = ev.failed ? "FAILED" : "FINISHED";
     e.kind = ev.kind;

@@ -16,6 +16,7 @@ namespace mpiray {
 /// @brief One finished task or actor call, for the timeline.
 struct TaskEvent {
   std::string name;
+  std::string id;  // TaskId::ToString() (ray.util.state shows it for finished tasks too)
   ProcId worker = 0;
   NodeId node = 0;
   int64_t start_us = 0;
