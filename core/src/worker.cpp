@@ -18,6 +18,7 @@ using proto::TaskKind;
 namespace {
 
 thread_local const proto::TaskSpec* tl_task = nullptr;
+thread_local TaskId tl_blocked_for;  // the task a non-executor thread's wait counts for
 thread_local ActorId tl_actor;
 thread_local bool tl_executor = false;
 // Refs nested in return values, held until the TaskDone that registers them is posted (the
@@ -596,11 +597,25 @@ void WorkerService::ExecLoop(bool main) {
 }
 
 void WorkerService::OnBlockChange(bool blocked) {
-  if (!tl_executor || tl_task == nullptr) return;  // only task executors hold a CPU lease
-  TaskId task = tl_task->id;
+  const bool executor = tl_executor && tl_task != nullptr;
+  TaskId task;
   {
     std::lock_guard<std::mutex> lk(mu_);
+    if (executor) {
+      task = tl_task->id;
+    } else if (blocked) {
+      // A thread the task started itself waits (Ray releases the task's CPU then too): it
+      // counts for the task when this process runs exactly one.
+      if (running_.size() != 1) return;
+      task = *running_.begin();
+      tl_blocked_for = task;
+    } else {
+      task = tl_blocked_for;
+      tl_blocked_for = TaskId();
+      if (task.nil()) return;
+    }
     if (blocked) {
+      if (block_counts_[task]++ > 0) return;  // already blocked (another of its threads)
       ++blocked_;
       if (total_ - blocked_ <= 0 && !stop_) {
         ++total_;
@@ -612,6 +627,10 @@ void WorkerService::OnBlockChange(bool blocked) {
         }
       }
     } else {
+      auto it = block_counts_.find(task);
+      if (it == block_counts_.end()) return;  // its task ended meanwhile
+      if (--it->second > 0) return;
+      block_counts_.erase(it);
       --blocked_;
     }
   }
@@ -735,6 +754,13 @@ void WorkerService::RunTask(proto::Execute& ex) {
     std::lock_guard<std::mutex> lk(mu_);
     cancelled = cancelled_.erase(spec.id) > 0;
     running_.erase(spec.id);
+    // Threads it started may still wait: the task no longer counts as blocked (the head
+    // ends its lending with the task).
+    auto b = block_counts_.find(spec.id);
+    if (b != block_counts_.end()) {
+      block_counts_.erase(b);
+      --blocked_;
+    }
   }
   ReportDone(spec, std::move(returns),
              cancelled   ? proto::DoneStatus::kCancelled

@@ -112,6 +112,9 @@ class WorkerService {
   std::deque<std::unique_ptr<proto::Execute>> queue_;
   std::unordered_set<TaskId> cancelled_;
   std::unordered_set<TaskId> running_;  // normal tasks running now (force cancel)
+  // Threads of each running task waiting in get/wait now (its executor and threads it
+  // started); the task counts as blocked (its CPU lent) while any is.
+  std::unordered_map<TaskId, int> block_counts_;
   int total_ = 1;  // executor threads (the main one included)
   int blocked_ = 0;
   bool stop_ = false;

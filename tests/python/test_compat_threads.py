@@ -1,0 +1,48 @@
+"""Threads a task starts itself may call the API and block in ray.get: the task's CPU is lent
+while they wait (as Ray does for any thread of a worker), so a task whose ten threads each
+wait for small tasks on a 2-CPU cluster finishes instead of deadlocking."""
+
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_threads_inside_a_task_call_the_api(run_script):
+    world = run_script("""
+        import random, threading, time
+        from concurrent.futures import ThreadPoolExecutor
+        import mpiray as ray
+
+        ray.init(num_cpus=2)
+
+        @ray.remote
+        def echo(v):
+            return v
+
+        def many_threads(n=10, repeats=20):
+            def work():
+                for _ in range(repeats):
+                    v = random.randint(0, 10**6)
+                    assert ray.get(echo.remote(v)) == v
+                    assert ray.get(ray.put(v)) == v
+                    refs = [echo.remote(i) for i in range(5)]
+                    ready, _ = ray.wait(refs, num_returns=5, timeout=30)
+                    assert len(ready) == 5
+                return "ok"
+            with ThreadPoolExecutor(max_workers=n) as ex:
+                return [f.result() for f in [ex.submit(work) for _ in range(n)]]
+
+        @ray.remote
+        def in_task():
+            return many_threads()
+
+        @ray.remote(num_cpus=2)
+        def holds_both_cpus():
+            return many_threads(4, 5)
+
+        assert ray.get(in_task.remote(), timeout=60) == ["ok"] * 10
+        assert ray.get([in_task.remote(), in_task.remote()], timeout=60) == [["ok"] * 10] * 2
+        assert ray.get(holds_both_cpus.remote(), timeout=60) == ["ok"] * 4
+        print("OK")
+    """, timeout=100)
+    assert world.returncode == 0 and "OK" in world.stdout, world
