@@ -165,8 +165,8 @@ def _collect(result, name, retry=False):
 def _split(result, num_returns, name, retry=False):
     if num_returns == "dynamic":
         return _collect(result, name, retry)
-    if inspect.isgenerator(result) and num_returns != 1:
-        # A generator with a fixed num_returns: its values are the returns (as Ray). Fewer
+    if inspect.isgenerator(result):
+        # A generator with a fixed num_returns (1 too): its values are the returns (as Ray). Fewer
         # values: a ValueError; more: the first num_returns (Ray logs the rest away); an
         # exception after k values: the k values, then the error in each remaining return.
         values, error = _yielded(result, name, num_returns, retry)

@@ -190,3 +190,29 @@ def test_forked_children_can_be_terminated(run_script):
     """, timeout=60)
     assert world.returncode == 0, world
     assert "sum 285" in world.stdout and "joined True" in world.stdout
+
+
+def test_pool_imap_of_a_non_iterable_warns_and_maps_it(run_script):
+    world = run_script("""
+        import warnings
+        import mpiray as ray
+        from mpiray.util.multiprocessing import Pool
+
+        def double(x):
+            return 2 * x
+
+        pool = Pool(processes=2)
+        for method in (pool.imap, pool.imap_unordered):
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                out = list(method(double, 21))
+            assert out == [42], out
+            assert any("Passing a non-iterable argument" in str(x.message) for x in w), w
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            assert list(pool.imap(double, [1, 2])) == [2, 4]
+        assert not [x for x in w if "non-iterable" in str(x.message)]
+        pool.terminate()
+        print("OK")
+    """)
+    assert world.returncode == 0 and "OK" in world.stdout, world

@@ -146,3 +146,27 @@ print("RESULT " + json.dumps({" ".join(map(str, k)) if isinstance(k, tuple) else
     assert out["dependent"] == "KeyError", out
     assert out["no_retry"] == [0, "Flaky"], out
     assert out["retried"] == [0, 1, 2], out
+
+
+def test_generator_with_num_returns_1_returns_its_value(run_script):
+    world = run_script(PRELUDE + """
+ray.init(num_cpus=1)
+
+@ray.remote
+def gen(n):
+    for i in range(n):
+        yield [i]
+
+@ray.remote
+class G:
+    def gen(self, n):
+        for i in range(n):
+            yield [i]
+
+g = G.remote()
+out = [ray.get(gen.options(num_returns=1).remote(1)), ray.get(g.gen.options(num_returns=1).remote(1)),
+       ray.get(gen.options(num_returns=1).remote(3))]
+print("RESULT " + json.dumps(out))
+""", timeout=60)
+    assert world.returncode == 0, world
+    assert last_json(world.stdout) == [[0], [0], [0]]

@@ -151,6 +151,19 @@ class _Chunk:
         self.items = items
 
 
+def _iterable_for_imap(iterable):
+    """Ray's imap/imap_unordered take a single non-iterable argument as a one-item input,
+    with a DeprecationWarning (Ray 2.3 and later)."""
+    if hasattr(iterable, "__iter__"):
+        return iterable
+    import warnings
+    warnings.warn("Passing a non-iterable argument to the ray.util.multiprocessing.Pool imap "
+                  "and imap_unordered methods is deprecated as of Ray 2.3 and will be removed "
+                  "in a future release. See https://github.com/ray-project/ray/issues/24237 "
+                  "for more information.", DeprecationWarning, stacklevel=3)
+    return [iterable]
+
+
 class _Job:
     """Work submitted to the pool: the input (read chunk by chunk) and where results go."""
 
@@ -607,12 +620,14 @@ class Pool:
         of it after ``close()``)."""
         self._check_running()
         _check_chunksize(chunksize)
+        iterable = _iterable_for_imap(iterable)
         return self._submit(IMapIterator(self, func, _MAP, iterable, chunksize, ordered=True))
 
     def imap_unordered(self, func, iterable, chunksize=1):
         """Like ``imap``, in the order results finish."""
         self._check_running()
         _check_chunksize(chunksize)
+        iterable = _iterable_for_imap(iterable)
         return self._submit(IMapIterator(self, func, _MAP, iterable, chunksize, ordered=False))
 
     # ------------------------------------------------------------------ ending
