@@ -156,7 +156,8 @@ def test_pools_inside_pool_tasks(run_script):
         from mpiray.util.multiprocessing import Pool
 
         def inner(_):
-            with Pool(processes=2, ray_address="auto") as pool:
+            # (sized by the cluster's CPUs, as Ray: a task sees cluster_resources() too)
+            with Pool(ray_address="auto") as pool:
                 return list(pool.map(math.sqrt, range(0, 2)))
 
         ray.init(num_cpus=1)

@@ -416,8 +416,8 @@ class Pool:
         try:
             cpus = int(_api.cluster_resources().get("CPU", 1))
         except (RaySystemError, ValueError):
-            # Inside a task or actor, where cluster information is not available (yet): the
-            # node's cores, and no check against the cluster's CPUs.
+            # No cluster information (a runtime without a head link): the node's cores, and
+            # no check against the cluster's CPUs.
             cpus = None
         if processes is None:
             processes = max(1, cpus if cpus is not None else (os.cpu_count() or 1))
