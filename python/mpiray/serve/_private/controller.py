@@ -262,6 +262,11 @@ class ServeController:
                 "max_queued_requests": dep.cfg["max_queued_requests"],
                 "app_status": app.status}
 
+    async def get_routes(self):
+        """{route_prefix: (app, ingress deployment)} of the applications reachable over HTTP."""
+        return {a.route_prefix: (a.name, a.ingress) for a in self._apps.values()
+                if a.route_prefix is not None}
+
     async def get_ingress(self, app_name):
         app = self._apps.get(app_name)
         return None if app is None else app.ingress
