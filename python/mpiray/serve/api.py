@@ -202,7 +202,25 @@ def ingress(app):
                             "@serve.deployment)")
         if isinstance(cls, Deployment):
             raise TypeError("@serve.ingress(app) goes below @serve.deployment")
+        _make_state_picklable()
         cls._serve_asgi_app = app
         return cls
 
     return decorate
+
+
+def _rebuild_state(values):
+    from starlette.datastructures import State
+    return State(values)
+
+
+def _make_state_picklable():
+    """Starlette's ``State`` (``app.state``) recurses forever when unpickled (its __getattr__
+    reads its own dict before it exists); the app travels to the replicas pickled, so it is
+    pickled as its plain dict."""
+    try:
+        from starlette.datastructures import State
+    except ImportError:
+        return
+    import copyreg
+    copyreg.pickle(State, lambda st: (_rebuild_state, (dict(st._state),)))
