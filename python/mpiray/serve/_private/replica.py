@@ -44,6 +44,7 @@ class ServeReplica:
                                                            f"serve-{deployment_name}")
         self._sem = None
         self._ongoing = 0
+        self._load = 0            # requests here, running or waiting for the semaphore
         self._callable = None
         self._streams = {}
         self._cancelled_streams = set()
@@ -146,7 +147,7 @@ class ServeReplica:
 
     async def get_metadata(self):
         return {"pid": os.getpid(), "replica_tag": self._ctx.replica_tag,
-                "ongoing": self._ongoing}
+                "ongoing": self._ongoing, "load": self._load + len(self._streams)}
 
     async def prepare_for_shutdown(self, timeout_s):
         deadline = time.monotonic() + timeout_s
@@ -157,18 +158,22 @@ class ServeReplica:
     # ------------------------------------------------------------------ requests
 
     async def handle_request(self, _serve_meta, *args, **kwargs):
-        async with self._semaphore():
-            self._ongoing += 1
-            try:
-                self._enter(_serve_meta)
-                fn = self._method(_serve_meta.get("method", "__call__"))
-                if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-                    raise TypeError(f"Method {_serve_meta.get('method')!r} of deployment "
-                                    f"'{self._dep}' is a generator: call it with "
-                                    f"handle.options(stream=True)")
-                return await self._call_user(fn, *args, **kwargs)
-            finally:
-                self._ongoing -= 1
+        self._load += 1
+        try:
+            async with self._semaphore():
+                self._ongoing += 1
+                try:
+                    self._enter(_serve_meta)
+                    fn = self._method(_serve_meta.get("method", "__call__"))
+                    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+                        raise TypeError(f"Method {_serve_meta.get('method')!r} of deployment "
+                                        f"'{self._dep}' is a generator: call it with "
+                                        f"handle.options(stream=True)")
+                    return await self._call_user(fn, *args, **kwargs)
+                finally:
+                    self._ongoing -= 1
+        finally:
+            self._load -= 1
 
     async def stream_start(self, _serve_meta, *args, **kwargs):
         """Starts a streaming call; returns its first chunk (items, done)."""
@@ -258,16 +263,21 @@ class ServeReplica:
         sem = self._semaphore()
 
         async def run():
-            async with sem:
-                self._ongoing += 1
-                self._enter(_serve_meta)
-                try:
-                    await self._run_http(scope, receive, col.send)
-                    col.finish()
-                except BaseException as e:  # noqa: BLE001 - a 500 with the error text
-                    col.finish(http_util.error_text(e))
-                finally:
-                    self._ongoing -= 1
+            try:
+                async with sem:
+                    self._ongoing += 1
+                    self._enter(_serve_meta)
+                    try:
+                        await self._run_http(scope, receive, col.send)
+                        col.finish()
+                    except BaseException as e:  # noqa: BLE001 - a 500 with the error text
+                        col.finish(http_util.error_text(e))
+                    finally:
+                        self._ongoing -= 1
+            finally:
+                self._load -= 1
+
+        self._load += 1
 
         task = asyncio.get_running_loop().create_task(run())
         await col.wait()
