@@ -1,9 +1,17 @@
-"""A small HTTP client for the Serve tests (http.client: keep-alive, raw bytes)."""
+"""A small HTTP client for the Serve tests (http.client: keep-alive, raw bytes).
 
-import http.client
-import json as _json
-import socket
-import time
+Importing it also makes proxies that serve.run starts on its own listen on an ephemeral
+loopback port: several test runs share this machine and port 8000 may be taken. Every Serve
+test module imports it."""
+
+import os
+
+os.environ["MPIRAY_SERVE_PORT"] = "0"
+
+import http.client  # noqa: E402
+import json as _json  # noqa: E402
+import socket  # noqa: E402
+import time  # noqa: E402
 
 
 def proxy_port():

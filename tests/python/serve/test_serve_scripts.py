@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import _http  # noqa: F401 - serve.run's proxies on ephemeral ports
+
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "python" / "serve_batching.py"
 

@@ -135,9 +135,10 @@ class HttpProxy:
             return
         self._stop.set()
         self._native.stop()
+        deadline = time.monotonic() + 5   # threads still in a replica call are daemons
         for t in list(self._threads):
             if t is not threading.current_thread():
-                t.join(timeout=5)
+                t.join(timeout=max(0.0, deadline - time.monotonic()))
         try:
             with open(self._state_path) as f:
                 mine = json.load(f).get("pid") == os.getpid()
@@ -334,6 +335,7 @@ def _app_dict(a):
 
 _proxy = None
 _proxy_lock = threading.Lock()
+_hooks_installed = False
 
 
 def get_proxy():
@@ -354,8 +356,15 @@ def start_proxy(http_options):
                     f"move to {want} (serve.shutdown() first)")
             return _proxy
         _proxy = HttpProxy(opts)
-        import atexit
-        atexit.register(stop_proxy)
+        global _hooks_installed
+        if not _hooks_installed:
+            import atexit
+            atexit.register(stop_proxy)
+            _hooks_installed = True
+        # SIGTERM (Slurm's time limit, `kill`): the runtime stops the process after its
+        # checkpoint callbacks, without atexit; the proxy closes and its state file goes.
+        # (Per session; stop_proxy does nothing when no proxy runs.)
+        ray.register_checkpoint_callback(stop_proxy)
         return _proxy
 
 
