@@ -34,7 +34,7 @@ _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 
 HTTP_OPTION_NAMES = {"host", "port", "request_timeout_s", "keep_alive_timeout_s",
                      "max_body_bytes", "header_timeout_s", "body_timeout_s", "auth_token",
-                     "threads", "root_path"}
+                     "threads"}
 
 
 def check_http_options(opts):
