@@ -487,9 +487,20 @@ async def _on_loop(info, placement, m, pos, kw):
     if inspect.iscoroutine(result):
         result = await result
     elif inspect.isasyncgen(result):  # an async generator method: its items, made on the loop
-        values = [v async for v in result]
-        result = (v for v in values)
+        values, error = [], None
+        try:
+            async for v in result:
+                values.append(v)
+        except Exception as e:  # its values so far, then the error (as a task's, _yielded)
+            error = e
+        result = _replay(values, error)
     return result
+
+
+def _replay(values, error):
+    yield from values
+    if error is not None:
+        raise error
 
 
 def _call(instance, method_name, pos, kw, num_returns, retry=False, budget=0):
@@ -500,7 +511,10 @@ def _call(instance, method_name, pos, kw, num_returns, retry=False, budget=0):
     current_info.set(_method_info(instance, method_name))
     while True:
         try:
-            return _call_once(instance, m, method_name, pos, kw, num_returns)
+            # A generator method's error is retried as a whole while the budget lasts;
+            # the last try gives its values, then the error.
+            return _call_once(instance, m, method_name, pos, kw, num_returns,
+                              retry if budget != 0 else False)
         except Exception as e:
             # retry_exceptions of an actor method: again on this instance while the method's
             # (or else the actor's) max_task_retries allow; -1: without limit.
@@ -510,7 +524,7 @@ def _call(instance, method_name, pos, kw, num_returns, retry=False, budget=0):
                 budget -= 1
 
 
-def _call_once(instance, m, method_name, pos, kw, num_returns):
+def _call_once(instance, m, method_name, pos, kw, num_returns, retry=False):
     try:
         if _is_async_actor(type(instance)):
             # As in Ray, every method of an async actor (plain ones too) runs in the actor's
@@ -522,14 +536,14 @@ def _call_once(instance, m, method_name, pos, kw, num_returns):
                 _guarded(_on_loop(info, placement, m, pos, kw)), loop).result()
             if not ok:
                 raise result
-            return _split(result, num_returns, method_name)
+            return _split(result, num_returns, method_name, retry)
         result = m(*pos, **kw)
         if inspect.iscoroutine(result):
             loop = _actor_loop(instance, _names.current)
             ok, result = asyncio.run_coroutine_threadsafe(_guarded(result), loop).result()
             if not ok:
                 raise result
-        return _split(result, num_returns, method_name)
+        return _split(result, num_returns, method_name, retry)
     except ActorExit as e:
         _exit_actor(e, _names.current, method_name)
         raise

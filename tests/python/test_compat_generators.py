@@ -170,3 +170,63 @@ print("RESULT " + json.dumps(out))
 """, timeout=60)
     assert world.returncode == 0, world
     assert last_json(world.stdout) == [[0], [0], [0]]
+
+
+def test_actor_generator_values_before_its_error_and_retries(run_script):
+    # Generator methods (sync and async) that raise midway: the values so far, then the
+    # error; with retry_exceptions the method runs again on the same instance while its
+    # max_task_retries last, and the last try gives its values then the error.
+    world = run_script(PRELUDE + """
+ray.init(num_cpus=2)
+
+class MyError(Exception):
+    pass
+
+@ray.remote(max_task_retries=2)
+class Maker:
+    def __init__(self):
+        self.calls = 0
+    async def agen(self, actions):
+        self.calls += 1
+        for a in actions[self.calls - 1]:
+            if a == "raise":
+                raise MyError(str(self.calls))
+            yield a
+    def sgen(self, actions):
+        self.calls += 1
+        for a in actions[self.calls - 1]:
+            if a == "raise":
+                raise MyError(str(self.calls))
+            yield a
+    def count(self):
+        return self.calls
+
+def drain(gen):
+    out = []
+    for ref in gen:
+        try:
+            out.append(ray.get(ref, timeout=30))
+        except MyError as e:
+            out.append("MyError " + e.args[0])
+    return out
+
+out = {}
+for method in ("agen", "sgen"):
+    m = Maker.remote()
+    out[method + " no retry"] = [drain(getattr(m, method).remote([[1, "raise"]])), ray.get(m.count.remote())]
+    m = Maker.remote()
+    runs = [[1, "raise"], [1, "raise"], [1, 2, 3]]
+    out[method + " retried"] = [drain(getattr(m, method).options(retry_exceptions=[MyError]).remote(runs)),
+                                ray.get(m.count.remote())]
+    m = Maker.remote()
+    runs = [[1, "raise"]] * 3 + [[1, 2]]
+    out[method + " budget"] = [drain(getattr(m, method).options(retry_exceptions=[MyError]).remote(runs)),
+                               ray.get(m.count.remote())]
+print("RESULT " + json.dumps(out))
+""", timeout=100)
+    assert world.returncode == 0, world
+    out = last_json(world.stdout)
+    for method in ("agen", "sgen"):
+        assert out[method + " no retry"] == [[1, "MyError 1"], 1], out
+        assert out[method + " retried"] == [[1, 2, 3], 3], out
+        assert out[method + " budget"] == [[1, "MyError 3"], 3], out
