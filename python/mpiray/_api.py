@@ -276,13 +276,21 @@ def is_initialized():
 
 # ------------------------------------------------------------------ objects
 
-def put(value):
-    """Store ``value`` in the object store and return its ObjectRef."""
+def put(value, *, _fill=None):
+    """Store ``value`` in the object store and return its ObjectRef.
+
+    ``_fill`` (internal, used by mpiray.data's readers): ``_fill(index, dst, src_address)`` is
+    called for each out-of-band buffer of ``value`` (numpy arrays, ...) with ``dst``, a
+    writable memoryview of that buffer's place in the object's shared memory; it may write the
+    buffer's contents there itself (e.g. a file read straight into the store) and return True,
+    or return False to have the buffer copied as usual. It must not keep ``dst``."""
     if isinstance(value, ObjectRef):
         raise TypeError("Calling 'put' on an ray.ObjectRef is not allowed. If you really "
                         "want to do this, you can wrap the ray.ObjectRef in a list and call "
                         "'put' on it.")
     _auto_init()
+    if _fill is not None:
+        return _core.put(value, _fill)
     return _core.put(value)
 
 

@@ -90,6 +90,44 @@ def execute(chain, blocks, tctx, input_files=None, input_schema_of=None):
     return [ray.put(b) for b in packed], metas
 
 
+def execute_deferred(read_task, tctx):
+    """A read task with nothing fused after it whose reader can write its rows straight into
+    the object store (``read_deferred``, e.g. HDF5): each block is ``put`` with its columns
+    read into the object's shared memory, no copy in between. Returns (refs, metadata) as
+    ``execute`` does for several blocks, or None when the reader has nothing to defer."""
+    fn = getattr(read_task, "fn", None)
+    deferred = getattr(fn, "read_deferred", None)
+    if deferred is None:
+        return None
+    t0 = time.perf_counter()
+    c0 = time.thread_time()
+    start = time.time()
+    refs, blocks = [], []
+    try:
+        parts = deferred(tctx.target_max_block_size)
+        if parts is None:
+            return None
+        for block, fills in parts:
+            def fill(_i, dst, src, fills=fills):
+                f = fills.get(src)
+                if f is None:
+                    return False
+                f(dst)
+                return True
+
+            refs.append(ray.put(block, _fill=fill))
+            blocks.append(block)
+    except Exception as e:
+        _note(e, tctx, tctx.op_name)
+        raise
+    wall = time.perf_counter() - t0
+    stats = ExecStats(wall, time.thread_time() - c0, wall, _node(), start, time.time())
+    files = read_task.input_files
+    metas = [BlockMetadata(B.num_rows(b), B.size_bytes(b), B.schema_of(b), files, stats, tctx.location,
+                           B.schema_of(b)) for b in blocks]
+    return refs, metas
+
+
 class _SchemaTap:
     """Passes blocks through and remembers the schema of the first (a read's raw schema, to
     report files whose schemas differ)."""
@@ -109,6 +147,10 @@ def map_task(holder, tctx, read_task, *blocks):
     """A fused map stage over one read task or one bundle of input blocks."""
     chain = resolve_chain(holder)
     if read_task is not None:
+        if not chain.transforms:
+            out = execute_deferred(read_task, tctx)
+            if out is not None:
+                return out
         return execute(chain, read_task(), tctx, read_task.input_files, _SchemaTap())
     return execute(chain, iter(blocks), tctx)
 
@@ -127,6 +169,10 @@ class MapWorker:
     @ray.method(num_returns=2)
     def process(self, tctx, read_task, *blocks):
         if read_task is not None:
+            if not self.chain.transforms:
+                out = execute_deferred(read_task, tctx)
+                if out is not None:
+                    return out
             return execute(self.chain, read_task(), tctx, read_task.input_files, _SchemaTap())
         return execute(self.chain, iter(blocks), tctx)
 
