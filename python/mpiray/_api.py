@@ -294,6 +294,14 @@ def put(value, *, _fill=None):
     return _core.put(value)
 
 
+def _filled(value, fill):
+    """A task's return value stored as ``put(value, _fill=fill)`` stores it: ``fill`` writes
+    out-of-band buffers of ``value`` straight into the returned object's shared memory
+    (internal, used by mpiray.data). Only a remote function's or actor method's return value
+    (one of them when it has several) may be wrapped."""
+    return _core.FilledValue(value, fill)
+
+
 def _check_refs(refs, what):
     for r in refs:
         if not isinstance(r, ObjectRef):

@@ -239,6 +239,13 @@ struct FillFailed {
 // of the value (its original at `src_address`) straight into `dst`, the object's memory, and
 // return True; False (or None) has the buffer copied as usual. `dst` is released afterwards:
 // keeping a view of it is an error (the object is immutable once sealed).
+// A task's return value whose out-of-band buffers `fill` writes straight into the returned
+// object, as put(value, _fill=...) does (mpiray._api._filled makes one).
+struct PyFilled {
+  py::object value;
+  py::object fill;
+};
+
 bool FillBuffer(Pickled& held, size_t i, uint8_t* dst, size_t len) {
   py::gil_scoped_acquire gil;
   try {
@@ -484,10 +491,20 @@ class PyRuntime final : public detail::LanguageRuntime {
   mpiray::Status Run(detail::ResultSink& sink, F&& call) {
     try {
       py::object results = call();
-      for (auto r : results) sink.Emit(SerializePy(r, "return value"));
+      for (auto r : results) {
+        if (py::isinstance<PyFilled>(r)) {
+          const auto& f = r.cast<const PyFilled&>();
+          sink.Emit(SerializePy(f.value, "return value", f.fill));
+        } else {
+          sink.Emit(SerializePy(r, "return value"));
+        }
+      }
       return mpiray::Status::OK();
     } catch (py::error_already_set& e) {
       return Failure(e);  // the exception itself travels pickled (TakeErrorDetail)
+    } catch (FillFailed& f) {  // a return value's fill raised
+      py::error_already_set e(*f.error);
+      return Failure(e);
     } catch (const std::exception& e) {
       return mpiray::Status(StatusCode::kTaskError, e.what());
     }
@@ -844,6 +861,10 @@ void BindObjects(py::module_& m) {
     return NewRef(id);
   });
   m.def("put", &Put, py::arg("value"), py::arg("fill") = py::none());
+  py::class_<PyFilled>(m, "FilledValue")
+      .def(py::init([](py::object value, py::object fill) { return PyFilled{std::move(value), std::move(fill)}; }),
+           py::arg("value"), py::arg("fill"))
+      .def_readonly("value", &PyFilled::value);
   m.def("get", &Get, py::arg("refs"), py::arg("timeout") = py::none());
   m.def("wait", &Wait);
   m.def("cancel", [](PyRef& r, bool force, bool recursive) { detail::Client()->Cancel(r.Use(), force, recursive); });

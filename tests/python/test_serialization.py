@@ -212,6 +212,35 @@ def test_put_fill_error_reaches_the_caller_and_frees_the_object():
     assert ray.get(ray.put(np.ones(1 << 20))).sum() == 1 << 20
 
 
+@ray.remote(num_returns=2)
+def filled_pair(n, fail):
+    deferred = np.empty(n, dtype=np.int64)
+
+    def fill(i, dst, src):
+        if fail:
+            raise ValueError("cannot read rows 0..%d" % n)
+        if src != deferred.ctypes.data:
+            return False
+        np.frombuffer(dst, dtype=np.int64)[:] = np.arange(n)
+        return True
+
+    return ray._api._filled({"d": deferred, "n": n}, fill), "second"
+
+
+def test_task_return_value_filled_in_place():
+    # A task's return value can be filled the same way (mpiray.data's reads and shuffles).
+    a, b = filled_pair.remote(1 << 18, False)
+    got = ray.get(a)
+    np.testing.assert_array_equal(got["d"], np.arange(1 << 18))
+    assert got["n"] == 1 << 18 and ray.get(b) == "second"
+    assert not got["d"].flags.writeable
+    a, b = filled_pair.remote(1 << 18, True)
+    with pytest.raises(ValueError, match="cannot read rows"):
+        ray.get(a)
+    with pytest.raises(ValueError, match="cannot read rows"):
+        ray.get(b)
+
+
 def test_bytes_and_memoryview_values():
     blob = bytes(range(256)) * 1000
     assert ray.get(ray.put(blob)) == blob

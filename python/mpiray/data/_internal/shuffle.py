@@ -6,6 +6,7 @@ partitions (``num_returns=P``), reduce tasks combine one partition each."""
 import numpy as np
 
 import mpiray as ray
+from mpiray import _api
 
 from .. import block as B
 from .metadata import RefBundle
@@ -14,19 +15,10 @@ from .transforms import compact
 
 
 def _collect(pairs, op, label):
-    """Bundles of (payload, meta_ref) pairs of reduce tasks, in order. A task whose metadata
-    is a list put its blocks itself: its payload is the list of their ObjectRefs."""
+    """Bundles of (payload, meta_ref) pairs of reduce tasks, in order."""
     metas = ray.get([m for _, m in pairs])
     op.stats.extra.append(f"{label}: {len(pairs)} tasks")
-    listed = [p for (p, _), m in zip(pairs, metas) if isinstance(m, list)]
-    inner = iter(ray.get(listed)) if listed else iter(())
-    out = []
-    for (p, _), m in zip(pairs, metas):
-        if isinstance(m, list):
-            out.extend(RefBundle(r, mm) for r, mm in zip(next(inner), m))
-        else:
-            out.append(RefBundle(p, m))
-    return out
+    return [RefBundle(p, m) for (p, _), m in zip(pairs, metas)]
 
 
 def _parts(refs, P):
@@ -58,8 +50,32 @@ def _shuffle_map(block, P, seed, i):
     rng = np.random.default_rng(_seed(seed, 0, i))
     perm = rng.permutation(n)
     bounds = np.linspace(0, n, P + 1).astype(np.int64)
-    out = tuple(B.take(block, np.sort(perm[bounds[j]:bounds[j + 1]])) for j in range(P))
+    rows = [np.sort(perm[bounds[j]:bounds[j + 1]]) for j in range(P)]
+    cols = _scatter_columns([block])
+    if cols is None:
+        out = tuple(B.take(block, r) for r in rows)
+    else:
+        # Large numpy blocks: each piece is taken straight into its object's shared memory.
+        out = tuple(_filled_rows(block, r, cols) for r in rows)
     return out if P > 1 else out[0]
+
+
+def _filled_rows(block, rows, cols):
+    """The rows of ``block`` as a return value written straight into the object store."""
+    m = len(rows)
+    piece = B.NumpyBlock({k: np.empty((m,) + shape, dt) for k, (dt, shape) in cols.items()})
+    names = {v.ctypes.data: k for k, v in piece.columns.items()}
+
+    def fill(_i, dst, src):
+        k = names.get(src)
+        if k is None:
+            return False
+        dt, shape = cols[k]
+        np.take(block.columns[k], rows, axis=0, mode="clip",  # valid rows; "raise" would buffer
+                out=np.frombuffer(dst, dtype=dt).reshape((m,) + shape))
+        return True
+
+    return _api._filled(piece, fill)
 
 
 _SCATTER_MIN_BYTES = 1 << 20
@@ -114,8 +130,7 @@ def _shuffle_reduce(seed, j, *parts):
         del arr
         return True
 
-    ref = ray.put(out, _fill=fill)
-    return [ref], [block_meta(out)]
+    return _api._filled(out, fill), block_meta(out)
 
 
 def random_shuffle(seed, num_blocks):
