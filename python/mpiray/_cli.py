@@ -1,7 +1,8 @@
 """The ``mpiray`` command of an installed package (console script ``mpiray``).
 
 ``mpiray run script.py [args]`` runs a Ray program with ``import ray`` resolved to mpiray
-(the same as ``python -m mpiray script.py``). Every other command is a C++ program (apps/main.cpp: submit, status, stop, logs, timeline,
+(the same as ``python -m mpiray script.py``); ``mpiray serve ...`` is Serve's CLI
+(mpiray/serve/scripts.py). Every other command is a C++ program (apps/main.cpp: submit, status, stop, logs, timeline,
 worker, bench) that pip installs inside the package, next to the extension (mpiray/bin/mpiray).
 This launcher finds it and replaces itself with it, so signals, exit statuses and
 ``/proc/self/exe`` are the program's own. When a library the runtime needs is missing it prints
@@ -21,6 +22,10 @@ def main(argv=None):
         sys.stdout.flush()
         sys.stderr.flush()
         os.execv(sys.executable, [sys.executable, "-m", "mpiray", *args[1:]])
+    if args and args[0] == "serve":
+        # `mpiray serve run|status|shutdown|deploy` (mpiray/serve/scripts.py), in Python
+        from .serve.scripts import main as serve_main
+        return serve_main(args[1:])
     from . import _native
 
     if _native.load_error:

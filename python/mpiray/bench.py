@@ -207,7 +207,7 @@ def main(argv=None):
     p.add_argument("--window", type=float, default=None, help="seconds per workload")
     p.add_argument("--backend", default=None, help=argparse.SUPPRESS)
     p.add_argument("--suite", default="core", choices=["core", "tune", "collective", "train", "data", "rllib",
-                                                       "ctrl_c"],
+                                                       "serve", "ctrl_c"],
                    help="core: Ray's microbenchmark workloads; a library's suite (tune, collective, "
                         "train, data, rllib) beside Ray's library with --against-ray; ctrl_c: "
                         "Ctrl-C latency and the idle cost of a blocked driver")
@@ -241,6 +241,16 @@ def main(argv=None):
                 return 2
         from .bench_data import run_suite as run_data
         print(json.dumps(run_data(args.against_ray, args.quick), indent=2))
+        return 0
+    if args.suite == "serve":
+        if args.against_ray:
+            try:
+                import ray.serve  # noqa: F401
+            except ImportError:
+                print("--against-ray needs Ray Serve: pip install 'ray[serve]'", file=sys.stderr)
+                return 2
+        from .bench_serve import run_suite as run_serve
+        print(json.dumps(run_serve(args.against_ray, args.quick), indent=2))
         return 0
     if args.suite in ("tune", "train"):
         if args.against_ray:

@@ -1,6 +1,7 @@
 """Serve's public functions (``ray.serve.api`` names)."""
 
 import inspect
+import os
 import time
 
 import mpiray as ray
@@ -11,6 +12,7 @@ from .handle import DeploymentHandle
 from .schema import _status_from_dict
 from ._private.controller import CONTROLLER_NAME, ServeController
 from ._private.router import clear_routers, get_controller
+from ._private.http_proxy import check_http_options, get_proxy, start_proxy, stop_proxy
 
 
 def deployment(_func_or_class=None, name=None, version=None, num_replicas=None,
@@ -59,9 +61,31 @@ def _get_or_start_controller():
         get_if_exists=True).remote()
 
 
-def start(http_options=None, **kwargs):
-    """Starts the controller (no HTTP proxy yet: that is part B)."""
+def _is_driver():
+    rank = ray.get_runtime_context().get_rank()
+    return rank in (0, None)
+
+
+def _default_http_options():
+    port = os.environ.get("MPIRAY_SERVE_PORT")
+    return {} if port is None else {"port": int(port)}
+
+
+def start(http_options=None, detached=False, proxy_location=None, **kwargs):
+    """Starts the controller and, in the driver, the native HTTP proxy:
+    ``http_options={"host": "127.0.0.1", "port": 8000, "request_timeout_s": None,
+    "auth_token": None, "max_body_bytes": 64 MiB, ...}`` (see docs/serve.md). The proxy binds
+    loopback unless another host is asked for."""
+    if kwargs:
+        raise TypeError(f"serve.start() got unknown argument(s) {sorted(kwargs)}")
+    opts = check_http_options(http_options)
     _get_or_start_controller()
+    if _is_driver() and proxy_location not in ("Disabled", "NoServer"):
+        merged = dict(_default_http_options(), **opts)
+        proxy = start_proxy(merged)
+        proxy.update_routes()
+        return proxy
+    return None
 
 
 def run(target, blocking=False, name="default", route_prefix="/", logging_config=None,
@@ -82,6 +106,12 @@ def run(target, blocking=False, name="default", route_prefix="/", logging_config
     controller = _get_or_start_controller()
     status = ray.get(controller.deploy_app.remote(name, route_prefix, specs, ingress))
     clear_routers(name)  # this process's handles re-read the replicas of the new version
+    if _is_driver():
+        proxy = get_proxy()
+        if proxy is None and route_prefix is not None:
+            proxy = start_proxy(_default_http_options())
+        if proxy is not None:
+            proxy.update_routes()
     if status["status"] == "DEPLOY_FAILED":
         raise RuntimeError(status["message"])
     handle = DeploymentHandle(ingress, name)
@@ -112,11 +142,15 @@ def delete(name, _blocking=True):
     controller = get_controller()
     ray.get(controller.delete_app.remote(name))
     clear_routers()
+    proxy = get_proxy()
+    if proxy is not None:
+        proxy.update_routes()
 
 
 def shutdown():
-    """Deletes every application and stops the controller."""
+    """Deletes every application, stops the HTTP proxy and the controller."""
     clear_routers()
+    stop_proxy()
     if not ray.is_initialized():
         return
     try:
@@ -152,3 +186,41 @@ def get_deployment_handle(deployment_name, app_name=None, _check_exists=True,
         if "error" in info:
             raise RayServeException(info["error"])
     return DeploymentHandle(deployment_name, app_name)
+
+
+def ingress(app):
+    """``@serve.ingress(fastapi_app)`` on a deployment class: HTTP requests go through the
+    ASGI app (FastAPI or Starlette); routes declared on the class's methods get the replica's
+    instance as ``self``."""
+    if not callable(app):
+        raise TypeError(f"serve.ingress() takes an ASGI app (FastAPI, Starlette), got "
+                        f"{type(app).__name__}")
+
+    def decorate(cls):
+        if not inspect.isclass(cls):
+            raise TypeError("@serve.ingress(app) must decorate a class (put it under "
+                            "@serve.deployment)")
+        if isinstance(cls, Deployment):
+            raise TypeError("@serve.ingress(app) goes below @serve.deployment")
+        _make_state_picklable()
+        cls._serve_asgi_app = app
+        return cls
+
+    return decorate
+
+
+def _rebuild_state(values):
+    from starlette.datastructures import State
+    return State(values)
+
+
+def _make_state_picklable():
+    """Starlette's ``State`` (``app.state``) recurses forever when unpickled (its __getattr__
+    reads its own dict before it exists); the app travels to the replicas pickled, so it is
+    pickled as its plain dict."""
+    try:
+        from starlette.datastructures import State
+    except ImportError:
+        return
+    import copyreg
+    copyreg.pickle(State, lambda st: (_rebuild_state, (dict(st._state),)))

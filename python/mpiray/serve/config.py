@@ -16,8 +16,11 @@ ALLOWED_RAY_ACTOR_OPTIONS = {"accelerator_type", "memory", "num_cpus", "num_gpus
 
 @dataclass
 class AutoscalingConfig:
-    """Accepted and validated; part A runs ``initial_replicas`` (else ``min_replicas``, at
-    least 1) replicas and does not scale yet (the autoscaler comes with part B)."""
+    """Ray's autoscaling settings. A deployment starts ``initial_replicas`` (else
+    ``min_replicas``, at least 1) replicas; the controller then scales between
+    ``min_replicas`` and ``max_replicas`` from the replicas' load (see
+    ``_private/autoscaler.py``); ``metrics_interval_s`` is accepted for compatibility (the
+    controller polls every 0.5 s)."""
 
     min_replicas: int = 1
     max_replicas: int = 1

@@ -99,16 +99,6 @@ def _final(a):
     return a._ref if isinstance(a, DeploymentResponse) else a
 
 
-_in_worker = None
-
-
-def _is_worker_process():
-    global _in_worker
-    if _in_worker is None:
-        _in_worker = ray.get_runtime_context().get_rank() not in (0, None)
-    return _in_worker
-
-
 class _ResponseBase:
     def __init__(self, router, meta, args, kwargs):
         _check_args(args, kwargs)
@@ -118,48 +108,20 @@ class _ResponseBase:
         self._slot = None
         self._ref = None
         self._cancelled = False
-        self._dispatch_task = None
 
     @property
     def request_id(self):
         return self._meta["request_id"]
 
     def _start(self, method):
-        """Sends the request. In a worker process, responses passed as arguments are waited
-        for first (mpiray core bug: a pending ref created in a worker is not always found by
-        the callee, /work/helpers/core-bugs/worker-pending-ref-arg.md); on the driver they
-        travel pending."""
-        deps = [a for a in list(self._args) + list(self._kwargs.values())
-                if isinstance(a, DeploymentResponse)]
-        if not deps or not _is_worker_process():
-            self._send(method)
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if loop is None:
-            for d in deps:
-                d._sent_sync()
-            ray.wait([d._ref for d in deps], num_returns=len(deps))
-            self._send(method)
-        else:
-            self._dispatch_task = loop.create_task(self._send_after(deps, method))
-
-    async def _send_after(self, deps, method):
-        for d in deps:
-            if d._dispatch_task is not None:
-                await d._dispatch_task
-            try:
-                await d._ref
-            except Exception:  # noqa: BLE001 - the callee sees the error when it resolves
-                pass
+        """Sends the request. DeploymentResponses among the arguments travel as their pending
+        ObjectRefs, from the driver and from replicas alike: the replica's method runs once
+        they are ready, without a wait here."""
         self._send(method)
 
     def _sent_sync(self):
         if self._ref is None:
-            raise RuntimeError("this DeploymentResponse is still waiting for its arguments on "
-                               "an event loop: await it (not .result()) in async code")
+            raise RuntimeError("this DeploymentResponse was not sent")
 
     def _send(self, method):
         self._attempts += 1
@@ -204,8 +166,6 @@ class DeploymentResponse(_ResponseBase):
         return self._ref
 
     async def _to_object_ref(self):
-        if self._dispatch_task is not None:
-            await self._dispatch_task
         return self._ref
 
     def result(self, *, timeout_s=None, _skip_asyncio_check=False):
@@ -229,8 +189,6 @@ class DeploymentResponse(_ResponseBase):
             return value
 
     async def _result_async(self):
-        if self._dispatch_task is not None:
-            await self._dispatch_task
         while True:
             try:
                 value = await self._ref
@@ -319,9 +277,6 @@ class DeploymentResponseGenerator(_ResponseBase):
         return self
 
     async def __anext__(self):
-        if self._dispatch_task is not None:
-            await self._dispatch_task
-            self._dispatch_task = None
         while not self._buffer:
             if self._done:
                 raise StopAsyncIteration

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+import _http  # noqa: F401 - serve.run's proxies on ephemeral ports
+
 import mpiray as ray
 from mpiray import serve
 from mpiray.serve.exceptions import RayServeException
@@ -89,6 +91,11 @@ def test_composition_and_handles():
     async def main():
         return await asyncio.gather(*[h.remote(i) for i in range(10)])
     assert asyncio.run(main()) == [(i + 1) * 2 for i in range(10)]
+    # inside the replica the pending response travels unresolved (no wait in the replica
+    # since the core fix for refs made by another live process): many in a row
+    assert [h.remote(i).result(timeout_s=10) for i in range(40)] == [(i + 1) * 2 for i in range(40)]
+    assert [h.sync_chain.remote(i).result(timeout_s=10) for i in range(20)] == \
+        [(i + 1) * 2 for i in range(20)]
     assert serve.get_app_handle("pipe").remote(0).result() == 2
 
     st = serve.status().applications["pipe"]

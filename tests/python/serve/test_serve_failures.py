@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+import _http  # noqa: F401 - serve.run's proxies on ephemeral ports
+
 import mpiray as ray
 from mpiray import serve
 from mpiray.serve.exceptions import RayServeException

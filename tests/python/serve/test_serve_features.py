@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+import _http  # noqa: F401 - serve.run's proxies on ephemeral ports
+
 from mpiray import serve
 from mpiray.serve.exceptions import BackPressureError
 

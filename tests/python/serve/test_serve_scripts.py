@@ -6,8 +6,20 @@ from pathlib import Path
 
 import pytest
 
+import _http  # noqa: F401 - serve.run's proxies on ephemeral ports
+
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "python" / "serve_batching.py"
+PIPELINE = REPO / "examples" / "python" / "serve_pipeline.py"
+
+
+def _port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return str(port)
 
 USER_SCRIPT = r'''
 import asyncio, json, os
@@ -92,6 +104,21 @@ def test_user_script_under_mpirun(run_mpi):
 @pytest.mark.parametrize("launch", ["python", "mpirun"])
 def test_serve_batching_example(launch, run_script, run_mpi):
     script = EXAMPLE.read_text()
-    world = run_mpi(script, n=4, timeout=90) if launch == "mpirun" else run_script(script, timeout=90)
+    env = {"SERVE_PORT": _port()}
+    world = run_mpi(script, n=4, timeout=90, env=env) if launch == "mpirun" else \
+        run_script(script, timeout=90, env=env)
     assert world.returncode == 0, world
     assert "serve batching example OK" in world.stdout, world
+    assert "HTTP: 64 answers" in world.stdout, world
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("launch", ["python", "mpirun"])
+def test_serve_pipeline_example_over_http(launch, run_script, run_mpi):
+    """A composed pipeline with a FastAPI ingress, deployments in __main__, over HTTP."""
+    script = PIPELINE.read_text()
+    env = {"SERVE_PORT": _port()}
+    world = run_mpi(script, n=4, timeout=90, env=env) if launch == "mpirun" else \
+        run_script(script, timeout=90, env=env)
+    assert world.returncode == 0, world
+    assert "serve pipeline example OK" in world.stdout, world

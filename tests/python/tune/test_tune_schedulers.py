@@ -8,6 +8,7 @@ where trials run side by side the scheduler's decision does not depend on their 
 
 import json
 import os
+import re
 import time
 
 import pytest
@@ -177,17 +178,29 @@ def test_synchronous_pbt_copies_the_best_trials_checkpoint(tmp_path):
 
 def _wait_file(path, timeout=60.0):
     deadline = time.time() + timeout
-    while not os.path.exists(path) and time.time() < deadline:
+    while not os.path.exists(path):
+        if time.time() > deadline:
+            raise TimeoutError(f"barrier {os.path.basename(path)} not reached in {timeout} s")
         time.sleep(0.01)
 
 
 def _async_pbt_fn(config):
-    """lr=0.1 (weak) or 2.0 (strong). Two file barriers fix the order of events that
-    asynchronous PBT depends on (not their timing): the strong trial reports iteration 8 only
-    once the weak one's score at 4 is known (so at 8 the strong one is the upper quantile and
-    keeps its checkpoint), and goes past 11 only once the weak one was exploited (so it is
-    still running when the weak one reaches 8)."""
-    exp = os.path.dirname(tune.get_context().get_trial_dir())
+    """lr=0.1 (weak) or 2.0 (strong). File barriers fix the order of events that asynchronous
+    PBT depends on (not their timing):
+    - both trials pass iteration 1 before either goes on, so neither reaches a perturbation
+      point while the other is still starting (PBT pauses a trial there to give a PENDING one
+      its turn: the weak trial could otherwise run all 16 iterations before the strong one's
+      actor is up, and nothing would be exploited);
+    - the strong trial reports iteration 8 only once the weak one's score at 4 is known (so at
+      8 the strong one is the upper quantile and keeps its checkpoint);
+    - the weak trial reports 8 only after the strong one's 8 was decided (so the weak one is
+      the lower quantile there and copies that checkpoint);
+    - the strong trial goes past 11 only once the weak one was exploited (so it is still
+      running, and ranked, when the weak one reaches 8).
+    The roles come from the trial's directory (its original config), not from ``config``: an
+    exploited weak trial runs on with the strong one's explored lr."""
+    trial_dir = tune.get_context().get_trial_dir()
+    exp = os.path.dirname(trial_dir)
     me = tune.get_context().get_trial_id()
     value, origin, start = 0.0, me, 0
     ckpt = tune.get_checkpoint()
@@ -197,29 +210,38 @@ def _async_pbt_fn(config):
         value, origin, start = st["value"], st["origin"], st["iter"]
         if origin != me:
             open(os.path.join(exp, "exploited"), "w").close()
-    strong = config["lr"] == 2.0
+    strong = float(re.search(r"lr=([0-9.]+)", os.path.basename(trial_dir)).group(1)) == 2.0
+    role, other = ("strong", "weak") if strong else ("weak", "strong")
     for i in range(start, 16):
         value += config["lr"]
         if strong and i + 1 == 8:
             _wait_file(os.path.join(exp, "weak_scored_4"))
         if strong and i + 1 == 12:
             _wait_file(os.path.join(exp, "exploited"))
-        d = os.path.join(tune.get_context().get_trial_dir(), f"tmp_{i}")
+        if not strong and i + 1 == 8:
+            _wait_file(os.path.join(exp, "strong_scored_8"))
+        d = os.path.join(trial_dir, f"tmp_{i}")
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "state.json"), "w") as f:
             json.dump({"value": value, "origin": origin, "iter": i + 1}, f)
-        tune.report({"value": value, "origin": origin}, checkpoint=train.Checkpoint.from_directory(d))
-        if not strong and i + 1 == 4:
-            open(os.path.join(exp, "weak_scored_4"), "w").close()   # report(4) returned: scored
+        try:
+            tune.report({"value": value, "origin": origin}, checkpoint=train.Checkpoint.from_directory(d))
+        finally:
+            # report(i) returned or ended the trial: either way the driver decided on result i
+            if i + 1 == 1:
+                open(os.path.join(exp, f"{role}_passed_1"), "w").close()
+            if not strong and i + 1 == 4:
+                open(os.path.join(exp, "weak_scored_4"), "w").close()
+            if strong and i + 1 == 8:
+                open(os.path.join(exp, "strong_scored_8"), "w").close()
+        if i + 1 == 1:
+            _wait_file(os.path.join(exp, f"{other}_passed_1"))
 
 
-@pytest.mark.xfail(reason="quarantined in stop 23: about 1 run in 5 the weak trial's log ends at "
-                          "iteration 12 after a 60 s barrier wait; cause not found yet (see the "
-                          "stop-23 note); fix first next stop", strict=False)
 @pytest.mark.timeout(240)
 def test_asynchronous_pbt_exploits_the_better_trial(tmp_path):
     """Two trials, quantile 1/2: the weak trial copies the strong one's checkpoint at its
-    perturbation point 8 (or 4) and then gains >= 1.0 a step."""
+    perturbation point 8 and then gains >= 1.0 a step."""
     pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=4,
                                   hyperparam_mutations={"lr": [0.1, 0.5, 1.0, 2.0]}, quantile_fraction=0.5,
                                   resample_probability=0.0)
@@ -229,14 +251,19 @@ def test_asynchronous_pbt_exploits_the_better_trial(tmp_path):
                    run_config=rc(tmp_path)).fit()
     weak, strong = sorted(g, key=lambda r: r.path.rsplit("lr=", 1)[1])
     assert pbt.exploits and pbt.exploits[0][:2] == (weak.metrics["trial_id"], strong.metrics["trial_id"])
+    with open(os.path.join(pbt.exploits[0][2], "state.json")) as f:
+        assert json.load(f)["iter"] == 8       # the strong trial's checkpoint of iteration 8
     assert weak.metrics["origin"] == strong.metrics["trial_id"]
     assert weak.metrics["value"] > 10
     assert g.num_terminated == 2
-    # the weak trial continues at the iteration of the copied checkpoint (it may be exploited
-    # again later, jumping ahead): its log is its own first iterations, then the donor's, once
+    # the weak trial continues at the iteration of the copied checkpoint: its log is its own
+    # iterations 1-8, then the donor's from 9 on. Later either trial may exploit the other
+    # (the weak one runs on with an lr explored from 2.0, and the strong one's 12 may be
+    # ranked below the weak one's 16): it then jumps back or ahead to the iteration of the
+    # copied checkpoint, as in Ray. So only the part up to 12 is fixed.
     its = logged_iterations(weak)
-    assert its[:4] == [1, 2, 3, 4] and its == sorted(set(its)) and its[-1] == 16, its
-    assert logged_iterations(strong) == list(range(1, 17))
+    assert its[:12] == list(range(1, 13)), its
+    assert logged_iterations(strong)[:12] == list(range(1, 13))
 
 
 def test_resource_changing_scheduler_gives_a_lone_trial_the_cluster(tmp_path):

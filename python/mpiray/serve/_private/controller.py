@@ -15,6 +15,7 @@ import uuid
 
 import mpiray as ray
 
+from .autoscaler import POLL_S, AutoscalingPolicy
 from .replica import ServeReplica
 
 CONTROLLER_NAME = "SERVE_CONTROLLER_ACTOR"
@@ -162,6 +163,11 @@ class ServeController:
                 if prev is not None and prev.spec["code_hash"] == spec["code_hash"] and \
                         prev.status != "DEPLOY_FAILED":
                     live = [r for r in prev.replicas if r.state == "RUNNING"]
+                    ac = spec["config"].get("autoscaling_config")
+                    if ac:   # an autoscaled deployment keeps the count it had reached
+                        want = max(ac["min_replicas"], min(ac["max_replicas"], len(live)))
+                        spec["config"]["num_replicas"] = want
+                        dep.policy = getattr(prev, "policy", None)
                     keep, extra = live[:want], live[want:]
                     to_drain += extra
                     dep.replicas = keep
@@ -262,6 +268,11 @@ class ServeController:
                 "max_queued_requests": dep.cfg["max_queued_requests"],
                 "app_status": app.status}
 
+    async def get_routes(self):
+        """{route_prefix: (app, ingress deployment)} of the applications reachable over HTTP."""
+        return {a.route_prefix: (a.name, a.ingress) for a in self._apps.values()
+                if a.route_prefix is not None}
+
     async def get_ingress(self, app_name):
         app = self._apps.get(app_name)
         return None if app is None else app.ingress
@@ -330,6 +341,8 @@ class ServeController:
                     if failed is not None:
                         await self._replace(app, dep, r, failed)
                 await self._reconcile(app, dep)
+                if dep.cfg.get("autoscaling_config"):
+                    self._autoscale(app, dep, now)
 
     async def _replace(self, app, dep, r, reason):
         """Stops a replica that died or failed its check; _reconcile starts its successor."""
@@ -373,6 +386,63 @@ class ServeController:
         dep.status = "HEALTHY"
         if all(d.status == "HEALTHY" for d in app.deployments.values()):
             app.status = "RUNNING"
+
+    # ------------------------------------------------------------------ autoscaling
+
+    def _autoscale(self, app, dep, now):
+        """Polls the replicas' load every POLL_S and applies the deployment's policy."""
+        if app.status != "RUNNING" or getattr(dep, "busy", False):
+            return
+        if getattr(dep, "policy", None) is None:
+            dep.policy = AutoscalingPolicy(dep.cfg["autoscaling_config"])
+        refs = getattr(dep, "poll_refs", None)
+        if refs is None:
+            running = [r for r in dep.replicas if r.state == "RUNNING"]
+            if running and now - getattr(dep, "polled_at", 0.0) >= POLL_S:
+                dep.poll_refs = [r.actor.get_metadata.remote() for r in running]
+                dep.polled_at = now
+            return
+        ready, pending = ray.wait(refs, num_returns=len(refs), timeout=0)
+        if pending and now - dep.polled_at < 2.0:
+            return
+        total = 0
+        for ref in ready:
+            try:
+                total += ray.get(ref)["load"]
+            except Exception:  # noqa: BLE001 - a dying replica counts as idle
+                pass
+        dep.poll_refs = None
+        dep.policy.record(now, total)
+        current = len([r for r in dep.replicas if r.state in ("RUNNING", "STARTING")])
+        target = dep.policy.decide(now, current)
+        if target != current:
+            self._scale(app, dep, current, target)
+
+    def _scale(self, app, dep, current, target):
+        dep.cfg["num_replicas"] = target
+        if target > current:
+            dep.status = "UPSCALING"
+            dep.message = f"autoscaling up from {current} to {target} replicas"
+            asyncio.get_running_loop().create_task(self._reconcile(app, dep))
+            return
+        victims = [r for r in dep.replicas if r.state in ("RUNNING", "STARTING")][target:]
+        dep.replicas = [r for r in dep.replicas if r not in victims]
+        dep.version += 1
+        dep.message = f"autoscaled down from {current} to {target} replicas"
+        asyncio.get_running_loop().create_task(
+            self._drain_and_stop(victims, dep.cfg["graceful_shutdown_timeout_s"]))
+
+    async def report_demand(self, app_name, dep_name):
+        """A router has requests and the deployment has no replica (scaled to zero)."""
+        self._ensure_background()
+        app = self._apps.get(app_name)
+        dep = app.deployments.get(dep_name) if app else None
+        if dep is None or not dep.cfg.get("autoscaling_config"):
+            return False
+        have = len([r for r in dep.replicas if r.state in ("RUNNING", "STARTING")])
+        if have == 0 and not getattr(dep, "busy", False):
+            self._scale(app, dep, 0, max(1, dep.cfg["autoscaling_config"]["min_replicas"]))
+        return True
 
     async def report_dead(self, app_name, dep_name, tag):
         """A handle saw a replica die: replace it now instead of at the next health check."""

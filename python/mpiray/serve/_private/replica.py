@@ -17,6 +17,7 @@ import traceback
 
 import cloudpickle
 
+from . import http_util
 from ..context import (DeploymentID, ReplicaContext, ReplicaID, RequestContext, _replica_ctx,
                        _request_ctx)
 
@@ -43,9 +44,12 @@ class ServeReplica:
                                                            f"serve-{deployment_name}")
         self._sem = None
         self._ongoing = 0
+        self._load = 0            # requests here, running or waiting for the semaphore
         self._callable = None
         self._streams = {}
         self._cancelled_streams = set()
+        self._http_streams = {}   # request id -> (Collector, task) of a streaming HTTP response
+        self._asgi_app = None     # @serve.ingress(app): the ASGI app requests go through
 
     # ------------------------------------------------------------------ helpers
 
@@ -108,6 +112,12 @@ class ServeReplica:
             else:
                 self._callable = await self._run_in_pool(target, *args, **kwargs)
             self._ctx.servable_object = self._callable
+            app = None if self._is_function else getattr(type(self._callable),
+                                                         "_serve_asgi_app", None)
+            if app is not None:
+                if hasattr(app, "router") and hasattr(app, "include_router"):
+                    http_util.bind_class_routes(app, type(self._callable))
+                self._asgi_app = app
             if self._user_config is not None:
                 await self._reconfigure(self._user_config)
             return None
@@ -137,7 +147,7 @@ class ServeReplica:
 
     async def get_metadata(self):
         return {"pid": os.getpid(), "replica_tag": self._ctx.replica_tag,
-                "ongoing": self._ongoing}
+                "ongoing": self._ongoing, "load": self._load + len(self._streams)}
 
     async def prepare_for_shutdown(self, timeout_s):
         deadline = time.monotonic() + timeout_s
@@ -148,18 +158,22 @@ class ServeReplica:
     # ------------------------------------------------------------------ requests
 
     async def handle_request(self, _serve_meta, *args, **kwargs):
-        async with self._semaphore():
-            self._ongoing += 1
-            try:
-                self._enter(_serve_meta)
-                fn = self._method(_serve_meta.get("method", "__call__"))
-                if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-                    raise TypeError(f"Method {_serve_meta.get('method')!r} of deployment "
-                                    f"'{self._dep}' is a generator: call it with "
-                                    f"handle.options(stream=True)")
-                return await self._call_user(fn, *args, **kwargs)
-            finally:
-                self._ongoing -= 1
+        self._load += 1
+        try:
+            async with self._semaphore():
+                self._ongoing += 1
+                try:
+                    self._enter(_serve_meta)
+                    fn = self._method(_serve_meta.get("method", "__call__"))
+                    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+                        raise TypeError(f"Method {_serve_meta.get('method')!r} of deployment "
+                                        f"'{self._dep}' is a generator: call it with "
+                                        f"handle.options(stream=True)")
+                    return await self._call_user(fn, *args, **kwargs)
+                finally:
+                    self._ongoing -= 1
+        finally:
+            self._load -= 1
 
     async def stream_start(self, _serve_meta, *args, **kwargs):
         """Starts a streaming call; returns its first chunk (items, done)."""
@@ -236,3 +250,71 @@ class ServeReplica:
             while not q.empty():
                 q.get_nowait()
         return True
+
+    # ------------------------------------------------------------------ HTTP (native proxy)
+
+    async def handle_http(self, _serve_meta, req):
+        """A request from the HTTP proxy. Returns (status, headers, body parts, done); when not
+        done (a streaming response) the proxy pulls the rest with ``http_next``."""
+        rid = _serve_meta["request_id"]
+        col = http_util.Collector()
+        scope = http_util.make_scope(req)
+        receive = http_util.make_receive(req[4])
+        sem = self._semaphore()
+
+        async def run():
+            try:
+                async with sem:
+                    self._ongoing += 1
+                    self._enter(_serve_meta)
+                    try:
+                        await self._run_http(scope, receive, col.send)
+                        col.finish()
+                    except BaseException as e:  # noqa: BLE001 - a 500 with the error text
+                        col.finish(http_util.error_text(e))
+                    finally:
+                        self._ongoing -= 1
+            finally:
+                self._load -= 1
+
+        self._load += 1
+
+        task = asyncio.get_running_loop().create_task(run())
+        await col.wait()
+        parts = col.take()
+        if col.done:
+            return col.status, col.headers, parts, True
+        self._http_streams[rid] = (col, task)
+        return col.status, col.headers, parts, False
+
+    async def http_next(self, request_id):
+        entry = self._http_streams.get(request_id)
+        if entry is None:
+            raise KeyError(f"no HTTP stream {request_id!r} on this replica")
+        col, _ = entry
+        await col.wait()
+        parts = col.take()
+        if col.done:
+            self._http_streams.pop(request_id, None)
+        return parts, col.done
+
+    async def http_cancel(self, request_id):
+        """The HTTP client went away: stop the response's producer."""
+        entry = self._http_streams.pop(request_id, None)
+        if entry is not None:
+            entry[0].cancel()
+            entry[1].cancel()
+        return True
+
+    async def _run_http(self, scope, receive, send):
+        if self._asgi_app is not None:
+            await self._asgi_app(scope, receive, send)
+            return
+        from starlette.requests import Request
+        fn = self._method("__call__")
+        request = Request(scope, receive)
+        if inspect.isasyncgenfunction(fn):
+            result = fn(request)
+        else:
+            result = await self._call_user(fn, request)
+        await http_util.send_result(result, scope, receive, send)

@@ -83,11 +83,18 @@ class Router:
             with self.lock:
                 live = list(self.replicas)
             if live:
+                self.demand_sent = False
                 break
             if getattr(self, "app_status", None) == "DEPLOY_FAILED":
                 raise DeploymentUnavailableError(
                     f"Application '{self.app}' failed to deploy (DEPLOY_FAILED); its "
                     f"deployment '{self.dep}' has no replica. See serve.status() for the error")
+            if not getattr(self, "demand_sent", False):
+                self.demand_sent = True   # scaled to zero: ask for a replica
+                try:
+                    get_controller().report_demand.remote(self.app, self.dep)
+                except Exception:  # noqa: BLE001
+                    pass
             if time.monotonic() > deadline:
                 raise DeploymentUnavailableError(
                     f"Deployment '{self.dep}' of application '{self.app}' has no running "
