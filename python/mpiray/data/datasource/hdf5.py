@@ -2,10 +2,12 @@
 
 Reading: the driver describes the datasets (shape, chunking, type) and splits each file along
 its first axis at multiples of the chunk rows; each read task opens the file itself and reads
-its rows with one hyperslab read per dataset straight into a numpy array, which becomes the
-block's column (compound types become one column per member). The arrays are reused from a
-small per-thread pool once nothing refers to them anymore, so their pages are warm when the
-runtime copies them into the object store, where readers map them without a copy.
+its rows with one hyperslab read per dataset. A read with nothing fused after it returns its
+block with the numeric columns unread and has the runtime call back (``read_deferred``,
+``mpiray._api._filled``) to read the rows straight into the block's object in shared memory;
+otherwise (a fused map, strings, compound members: one column per member) the rows go into
+numpy arrays reused from a small per-thread pool once nothing refers to them anymore (warm
+pages), which the runtime copies into the object store. Readers map blocks without a copy.
 
 Writing: each block writes its rows into a file of its own, in parallel; the driver then
 writes ``path`` with one virtual dataset per column that maps the blocks' files in order, so
@@ -351,8 +353,9 @@ class _HDF5Read:
         ``fills`` maps each such array's address to a function that reads its rows into a
         buffer; the runtime calls it with the array's place in the object's shared memory, so
         the rows go from the file straight into the store (no staging copy). Other columns
-        (strings, compound members) are read as usual. Blocks larger than ``max_bytes`` are
-        split on chunk-row boundaries. None when nothing is left to defer."""
+        (strings, compound members) are read as usual. A block of more than 1.5 ``max_bytes``
+        is split into blocks of about ``max_bytes`` (as pack_outputs splits other outputs).
+        None when nothing is left to defer."""
         from .file_formats import _decorate
         if self.path is None or self.count == 0:
             return None
