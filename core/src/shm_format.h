@@ -122,10 +122,14 @@ inline bool UnlinkFreeing(const std::string& path) {
 }
 
 // Frees the payload pages of a file that has no name any more (see UnlinkFreeing); the caller
-// held it exclusively and nothing maps its payload but dormant writer mappings.
-inline void FreeIfOrphan(int fd) {
+// holds it exclusively (pin count -1), so nothing maps its payload but dormant writer
+// mappings, and must leave its pin count at -1 (nobody may map the orphan). A file that still
+// has a name (e.g. moved into the pool) is left alone. True if the file was an orphan.
+inline bool FreeIfOrphan(int fd) {
   struct stat st {};
-  if (fstat(fd, &st) == 0 && st.st_nlink == 0) (void)!ftruncate(fd, static_cast<off_t>(kHeaderSize));
+  if (fstat(fd, &st) != 0 || st.st_nlink != 0) return false;
+  (void)!ftruncate(fd, static_cast<off_t>(kHeaderSize));
+  return true;
 }
 
 inline uint64_t NowNs() {

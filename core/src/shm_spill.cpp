@@ -292,14 +292,11 @@ Result<uint64_t> ShmStore::SpillFile(const std::string& name, SpillScan* scan) {
   const uint64_t size = h->payload;
   const uint64_t file_size = kHeaderSize + size;
   const auto t0 = std::chrono::steady_clock::now();
-  bool unlinked = false;  // removed from shared memory (not pooled): free its pages
   auto finish = [&](bool spilled) {
     if (spilled) h->id = ObjectId();  // late readers that pin it see it is not theirs
-    h->pins.store(0, std::memory_order_release);
+    // Unlinked (not pooled): its pages go, even under kept writer mappings; it stays at -1.
+    if (!FreeIfOrphan(fd)) h->pins.store(0, std::memory_order_release);
     munmap(h, kHeaderSize);
-    // Nobody maps it (we held the -1) and it has no name any more: truncating frees its pages
-    // even where a writer keeps a dormant mapping of it (KeepWriterMapping).
-    if (unlinked) FreeIfOrphan(fd);
     close(fd);
   };
   Status ready = EnsureSpillDir();
@@ -349,10 +346,7 @@ Result<uint64_t> ShmStore::SpillFile(const std::string& name, SpillScan* scan) {
       if (errno == ENOENT) gone = -1;
     }
   }
-  if (gone == 0) {
-    gone = unlink(path.c_str()) == 0 ? 1 : (errno == ENOENT ? -1 : 0);
-    unlinked = gone == 1;
-  }
+  if (gone == 0) gone = unlink(path.c_str()) == 0 ? 1 : (errno == ENOENT ? -1 : 0);
   if (gone != 1) {
     // Deleted meanwhile (the deleter released its bytes), or not removable: no spill copy.
     UnlinkSpill(spill_path);
