@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "log.h"
+#include "dir_lease.h"
 #include "shm_format.h"
 
 namespace mpiray {
@@ -128,6 +129,8 @@ Result<std::unique_ptr<ShmStore>> ShmStore::Open(const StoreOptions& options) {
   if (mkdir(s->dir_.c_str(), 0700) != 0 && errno != EEXIST) {
     return IoError(Errno("cannot create object store directory " + s->dir_));
   }
+  LeaseDir(s->dir_);  // before .ctl: a store with .ctl and no holder is left over
+  s->leased_ = true;
   if (mkdir(s->pool_dir_.c_str(), 0700) != 0 && errno != EEXIST) {
     return IoError(Errno("cannot create " + s->pool_dir_));
   }
@@ -185,6 +188,8 @@ Result<std::unique_ptr<ShmStore>> ShmStore::Open(const StoreOptions& options) {
 ShmStore::~ShmStore() {
   DropWriterMappings();
   if (ctl_) munmap(ctl_, sizeof(Ctl));
+  if (leased_) ReleaseDirLease(dir_);
+  if (spill_leased_) ReleaseDirLease(spill_dir_);
 }
 
 uint64_t ShmStore::used() const { return ctl_->used.load(); }
