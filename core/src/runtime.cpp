@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -646,6 +647,12 @@ Status Runtime::SpawnOneWorker(int index) {
     // A Ctrl-C at the terminal reaches the whole process group, local workers too: the head
     // coordinates the stop, so they ignore it from the start (Python then installs no handler).
     signal(SIGINT, SIG_IGN);
+    // Nothing of the head's reaches the worker but stdin/out/err: UCX's listening sockets and
+    // the driver's own files are not all close-on-exec, and a worker holding them would keep
+    // the head's ports open after it exits.
+    if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0) {
+      for (int fd = 3; fd < 65536; ++fd) close(fd);
+    }
     setenv("MPIRAY_JOIN", join.c_str(), 1);
     setenv("MPIRAY_WORKER_INDEX", index_text.c_str(), 1);
     execv(argv[0], argv.data());

@@ -302,7 +302,8 @@ Result<uint64_t> ShmStore::SpillFile(const std::string& name, SpillScan* scan) {
   const auto t0 = std::chrono::steady_clock::now();
   auto finish = [&](bool spilled) {
     if (spilled) h->id = ObjectId();  // late readers that pin it see it is not theirs
-    h->pins.store(0, std::memory_order_release);
+    // Unlinked (not pooled): its pages go, even under kept writer mappings; it stays at -1.
+    if (!FreeIfOrphan(fd)) h->pins.store(0, std::memory_order_release);
     munmap(h, kHeaderSize);
     close(fd);
   };

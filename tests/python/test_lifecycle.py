@@ -417,3 +417,42 @@ time.sleep(300)
                     p.wait()
     assert_nothing_left(live_tag, session_root, shm_dir)
     assert not files_under(session_root, shm_dir)
+
+
+def test_local_workers_inherit_no_socket_or_file_of_the_driver(run_script):
+    """A local worker starts with stdin/out/err of the driver and nothing else of it: no socket
+    (UCX's listeners would stay open in the worker after the driver exits) and no file."""
+    world = run_script(PRELUDE + """
+import socket
+listener = socket.socket()                     # a descriptor of the user's, not close-on-exec
+listener.bind(("127.0.0.1", 0)); listener.listen()
+os.set_inheritable(listener.fileno(), True)
+ray.init(num_cpus=2)
+
+def fds(pid):
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            pass
+    return out
+
+@ray.remote
+def worker_fds():
+    return os.getpid(), fds(os.getpid())
+
+mine = fds(os.getpid())
+pid, theirs = ray.get(worker_fds.remote())
+assert pid != os.getpid()
+shared_sockets = {t for t in theirs.values() if t.startswith("socket:")} & \\
+                 {t for t in mine.values() if t.startswith("socket:")}
+print("RESULT " + json.dumps({"shared": sorted(shared_sockets),
+                              "listener": f"socket:[{os.fstat(listener.fileno()).st_ino}]",
+                              "theirs": sorted(theirs.values())}))
+ray.shutdown()
+""")
+    assert world.returncode == 0, world
+    res = last_json(world.stdout)
+    assert res["listener"] not in res["theirs"], res
+    assert res["shared"] == [], res
