@@ -481,6 +481,7 @@ RuntimeContext CurrentContext() {
   c.actor = WorkerService::CurrentActor();
   c.ns = rt->session().config.ns;
   c.gpu_ids = WorkerService::CurrentGpus();
+  c.incarnation = WorkerService::CurrentIncarnation();
   return c;
 }
 

@@ -334,6 +334,9 @@ LanguageRuntime* WorkerService::Lang(uint8_t language) {
 
 TaskId WorkerService::CurrentTask() { return tl_task ? tl_task->id : TaskId(); }
 ActorId WorkerService::CurrentActor() { return tl_actor; }
+uint32_t WorkerService::CurrentIncarnation() {
+  return tl_task && !tl_actor.nil() ? tl_task->incarnation : 0;
+}
 
 void WorkerService::BeforeExit() {
   for (uint8_t l : {detail::kLanguagePython}) {

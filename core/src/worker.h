@@ -57,6 +57,9 @@ class WorkerService {
   /// @brief GPU devices given to the running task or actor (empty: none).
   static std::vector<int32_t> CurrentGpus();
   static ActorId CurrentActor();
+  /// @brief The instance (1, then one more per restart) of the actor whose call or constructor
+  /// the calling thread runs (0 outside actors).
+  static uint32_t CurrentIncarnation();
   /// @brief Flush every language runtime's buffered output (before exit).
   void BeforeExit();
 

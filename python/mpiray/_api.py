@@ -1562,7 +1562,9 @@ class RuntimeContext:
 
     @property
     def was_current_actor_reconstructed(self):
-        return False
+        """Whether the calling actor is a restarted instance (its constructor ran again after
+        its worker died), as Ray."""
+        return self._ctx.get("actor_id") is not None and self._ctx.get("incarnation", 0) > 1
 
     @property
     def should_capture_child_tasks_in_placement_group(self):

@@ -777,6 +777,7 @@ py::dict Context() {
   d["task_id"] = c.task.nil() ? py::object(py::none()) : py::object(py::str(c.task.ToString()));
   d["actor_id"] = c.actor.nil() ? py::object(py::none()) : py::object(py::bytes(reinterpret_cast<const char*>(&c.actor.value), 8));
   d["driver"] = c.driver;
+  d["incarnation"] = c.incarnation;
   d["namespace"] = c.ns;
   py::list gpus;
   for (int32_t g : c.gpu_ids) gpus.append(g);

@@ -53,3 +53,43 @@ def test_task_names_and_ids_as_ray(run_script):
     assert out["afn"] == "__main__.make.<locals>.Async.f", out
     assert out["pfn"] == "__main__.Plain.g", out
     assert out["ids"] == [True, True, True], out
+
+
+def test_was_current_actor_reconstructed(run_script):
+    from test_lifecycle import last_json
+    world = run_script("""
+        import json, os, signal, time
+        import mpiray as ray
+
+        ray.init(num_cpus=2)
+
+        @ray.remote(max_restarts=3)
+        class A:
+            def __init__(self):
+                self.at_init = ray.get_runtime_context().was_current_actor_reconstructed
+            def state(self):
+                return self.at_init, ray.get_runtime_context().was_current_actor_reconstructed
+            def pid(self):
+                return os.getpid()
+
+        @ray.remote
+        def in_task():
+            return ray.get_runtime_context().was_current_actor_reconstructed
+
+        a = A.remote()
+        out = {"first": ray.get(a.state.remote()), "driver": ray.get_runtime_context().was_current_actor_reconstructed,
+               "task": ray.get(in_task.remote())}
+        os.kill(ray.get(a.pid.remote()), signal.SIGKILL)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                out["restarted"] = ray.get(a.state.remote(), timeout=10)
+                break
+            except ray.exceptions.RayActorError:
+                time.sleep(0.2)
+        print("RESULT " + json.dumps(out))
+    """, timeout=90)
+    assert world.returncode == 0, world
+    out = last_json(world.stdout)
+    assert out["first"] == [False, False] and out["driver"] is False and out["task"] is False, out
+    assert out["restarted"] == [True, True], out

@@ -59,6 +59,7 @@ struct RuntimeContext {
   bool driver = false;
   std::string ns;           // the job's default namespace
   std::vector<int32_t> gpu_ids;  // GPU devices given to the running task or actor
+  uint32_t incarnation = 0;  // the serving actor's instance (1: first, more: restarted; 0: none)
 };
 /// @brief The current context (throws when not initialised).
 RuntimeContext CurrentContext();
