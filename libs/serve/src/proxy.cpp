@@ -136,6 +136,22 @@ std::optional<Request> Proxy::Next(std::chrono::milliseconds timeout) {
   return r;
 }
 
+std::vector<Request> Proxy::NextBatch(std::size_t max, std::chrono::milliseconds timeout) {
+  std::vector<Request> out;
+  std::unique_lock<std::mutex> lk(impl_->q_mu);
+  ++impl_->waiting;
+  impl_->q_cv.wait_for(lk, timeout, [&] { return impl_->stopped || !impl_->queue.empty(); });
+  --impl_->waiting;
+  if (impl_->stopped) return out;
+  const std::size_t n = std::min(std::max<std::size_t>(max, 1), impl_->queue.size());
+  out.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    out.push_back(std::move(impl_->queue.front()));
+    impl_->queue.pop_front();
+  }
+  return out;
+}
+
 int Proxy::waiting() const {
   std::lock_guard<std::mutex> lk(impl_->q_mu);
   return impl_->waiting;
@@ -167,6 +183,14 @@ bool Proxy::EndStream(std::uint64_t id) {
   if (!s) return false;
   impl_->Unregister(id);
   s->PostLast(id);
+  return true;
+}
+
+bool Proxy::AbortStream(std::uint64_t id) {
+  auto s = impl_->Find(id);
+  if (!s) return false;
+  impl_->Unregister(id);
+  s->PostAbort(id);
   return true;
 }
 

@@ -9,7 +9,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <vector>
 #include <string>
 #include <thread>
 
@@ -301,4 +303,47 @@ TEST_CASE("Stop closes connections and wakes Next", "[serve][proxy]") {
   CHECK(std::chrono::steady_clock::now() - t0 < 3000ms);
   CHECK(c.WaitClosed(3000ms));
   CHECK_FALSE(p->Respond(r->id, 200, {}, "late"));
+}
+
+TEST_CASE("NextBatch hands every queued request over at once", "[serve][proxy]") {
+  auto p = StartProxy();
+  Client a(p->port()), b(p->port()), c(p->port());
+  a.Send(Get("/a"));
+  b.Send(Get("/b"));
+  c.Send(Get("/c"));
+  std::vector<mpiray::serve::Request> got;
+  auto deadline = std::chrono::steady_clock::now() + 5000ms;
+  while (got.size() < 3 && std::chrono::steady_clock::now() < deadline) {
+    for (auto& r : p->NextBatch(64, 1000ms)) got.push_back(std::move(r));
+  }
+  REQUIRE(got.size() == 3);
+  CHECK(p->stats().queued == 0);
+  std::vector<std::string> paths;
+  for (auto& r : got) paths.push_back(r.path);
+  std::sort(paths.begin(), paths.end());
+  CHECK(paths == std::vector<std::string>{"/a", "/b", "/c"});
+  for (auto& r : got) REQUIRE(p->Respond(r.id, 200, {}, "ok" + r.path));
+  CHECK(a.ReadUntil("ok/a").find("ok/a") != std::string::npos);
+  CHECK(c.ReadUntil("ok/c").find("ok/c") != std::string::npos);
+  CHECK(p->NextBatch(64, 50ms).empty());  // nothing queued: empty after the timeout
+  a.Send(Get("/x") + Get("/y"));          // pipelined: one at a time, even in a batch
+  auto first = p->NextBatch(64, 5000ms);
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].path == "/x");
+}
+
+TEST_CASE("AbortStream resets the connection after what was sent", "[serve][proxy]") {
+  auto p = StartProxy();
+  Client c(p->port());
+  c.Send(Get("/s"));
+  auto r = p->Next(5000ms);
+  REQUIRE(r.has_value());
+  REQUIRE(p->StartStream(r->id, 200, {{"content-type", "text/plain"}}));
+  REQUIRE(p->SendChunk(r->id, "part1"));
+  REQUIRE(p->AbortStream(r->id));
+  CHECK(c.WaitClosed(3000ms));
+  CHECK(c.buf.find("5\r\npart1\r\n") != std::string::npos);  // what was sent arrives
+  CHECK(c.buf.find("0\r\n\r\n") == std::string::npos);       // but no last chunk: an error
+  CHECK_FALSE(p->SendChunk(r->id, "late"));
+  CHECK_FALSE(p->IsOpen(r->id));
 }
