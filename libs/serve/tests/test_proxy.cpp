@@ -1,6 +1,7 @@
 // The proxy over real loopback sockets. The clients are raw POSIX sockets so that malformed,
 // oversized and slow requests can be sent; the "router" is the test thread calling Next().
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -346,4 +347,26 @@ TEST_CASE("AbortStream resets the connection after what was sent", "[serve][prox
   CHECK(c.buf.find("0\r\n\r\n") == std::string::npos);       // but no last chunk: an error
   CHECK_FALSE(p->SendChunk(r->id, "late"));
   CHECK_FALSE(p->IsOpen(r->id));
+}
+
+TEST_CASE("the proxy's sockets are not inherited by processes started later", "[serve][proxy]") {
+  // (a worker the runtime starts would otherwise keep a client's connection open after the
+  // proxy closed or reset it)
+  auto p = StartProxy();
+  Client c(p->port());
+  c.Send(Get("/x"));
+  auto r = p->Next(5000ms);
+  REQUIRE(r.has_value());
+  int server_side = 0;
+  for (int fd = 0; fd < 4096; ++fd) {
+    sockaddr_in a{};
+    socklen_t len = sizeof a;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) continue;
+    if (a.sin_family != AF_INET || ntohs(a.sin_port) != p->port()) continue;
+    ++server_side;  // the listener and the accepted connection (the client's port differs)
+    CHECK((::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
+  }
+  CHECK(server_side == 2);
+  REQUIRE(p->Respond(r->id, 200, {}, "ok"));
+  CHECK(c.ReadUntil("ok").find("ok") != std::string::npos);
 }

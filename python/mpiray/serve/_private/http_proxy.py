@@ -6,11 +6,15 @@ process to the replica's worker, so the fewest hops are had where the proxy and 
 share a process; the driver (rank 0, the head) lives as long as the session, while the
 controller is an actor on some worker that could be placed anywhere.
 
-The request path has no thread per request: one dispatcher thread takes every request queued
-in the proxy at once (``next_batch``, one GIL acquisition per burst), picks a replica for each
-(power of two choices on requests in flight, the handles' router), submits ``handle_http`` and
-hands the ObjectRef to the shared ref waiter (``waiter.py``); a waiter thread answers the client
-when the replica's reply is ready, many replies per wake-up. Only what may block goes to a
+The request path has no thread per request: a router thread takes every request queued in the
+proxy at once (``next_batch``, one GIL acquisition per burst), picks a replica for each (power
+of two choices on requests in flight, the handles' router), submits ``handle_http`` and then
+waits for the replies of its whole batch (``waiter.wait_step``: one ``ray.wait`` and one
+``ray.get`` for all that are ready) and answers the clients; while replies are outstanding it
+looks for new requests at every reply and at least every 2 ms (they join the batch). So a
+request costs no hand-off between Python threads and a burst of replies one wake-up. (With
+several router threads, each waits for replies of its own batch while another takes requests;
+measured on 2 cores, one thread did best: ``_ROUTER_THREADS``.) Only what may block goes to a
 thread of its own: streams, admin requests and requests that wait for a replica to start. The
 proxy's I/O threads never take the GIL."""
 
@@ -27,13 +31,15 @@ from mpiray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 from ..exceptions import BackPressureError, DeploymentUnavailableError, RayServeException
 from .controller import CONTROLLER_NAME
 from .router import get_router
-from .waiter import get_waiter
+from .waiter import add_to_batch, get_waiter, wait_step
 from ..handle import new_request_id
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 _ROUTE_POLL_S = 1.0
 _BATCH = 256          # requests taken from the proxy per hand-off at most
+_ROUTER_THREADS = 1    # takes requests, waits for replies (more measured slower: smaller batches)
+_POLL_S = 0.002       # a router thread with replies to wait for, while no other takes requests
 _MAX_ATTEMPTS = 3
 _IDEMPOTENT = ("GET", "HEAD", "OPTIONS")
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
@@ -116,9 +122,10 @@ class HttpProxy:
         self.shutdown_callback = None   # set by `mpiray serve run`: /-/serve/shutdown calls it
         self.deploy_callback = None     # set by `mpiray serve run`: /-/serve/deploy calls it
         self._write_state()
-        self._dispatcher = threading.Thread(target=self._dispatch_loop, name="serve-http",
-                                            daemon=True)
-        self._dispatcher.start()
+        self._routers = [threading.Thread(target=self._router_loop, name=f"serve-http-{i}",
+                                          daemon=True) for i in range(_ROUTER_THREADS)]
+        for t in self._routers:
+            t.start()
         self._poller = threading.Thread(target=self._poll_routes, name="serve-routes",
                                         daemon=True)
         self._poller.start()
@@ -141,8 +148,10 @@ class HttpProxy:
             return
         self._stop.set()
         self._native.stop()
-        if self._dispatcher is not threading.current_thread():
-            self._dispatcher.join(timeout=5)
+        deadline = time.monotonic() + 5
+        for t in self._routers:
+            if t is not threading.current_thread():
+                t.join(timeout=max(0.0, deadline - time.monotonic()))
         try:
             with open(self._state_path) as f:
                 mine = json.load(f).get("pid") == os.getpid()
@@ -183,16 +192,23 @@ class HttpProxy:
 
     # ------------------------------------------------------------------ requests
 
-    def _dispatch_loop(self):
+    def _router_loop(self):
+        """A router thread. With nothing in flight it waits for requests; with requests in
+        flight it waits for their replies, and, when no other router thread is waiting for
+        requests, looks for new ones every 2 ms (taken into its own batch)."""
         native = self._native
+        batch = {}
         while not self._stop.is_set():
-            for req in native.next_batch(_BATCH, 0.5):
+            reqs = native.next_batch(_BATCH, 0 if batch else 0.5)
+            for req in reqs:
                 try:
-                    self._dispatch(req)
+                    self._dispatch(req, batch)
                 except Exception as e:  # noqa: BLE001 - never lose a request silently
                     native.respond(req[0], 500, _TEXT, f"Internal proxy error: {e}\n".encode())
+            if batch:
+                wait_step(batch, None if native.waiting() > 0 else _POLL_S)
 
-    def _dispatch(self, req):
+    def _dispatch(self, req, batch):
         rid, app, prefix, method, path, query, headers, body, client, version, admin = req
         if admin:   # may block (status, deploy): a thread of its own
             threading.Thread(target=self._admin, args=(rid, method, path, body),
@@ -208,12 +224,13 @@ class HttpProxy:
                 model_id = v.decode("latin-1")
         call = _HttpCall(self, rid, app, ingress, method, path, model_id,
                          (method, path, query, headers, body, client, version, prefix))
+        call.batch = batch
         self._submit(call)
 
     def _submit(self, call, block=False):
-        """Sends ``call`` to a replica (again, after a replica died). From the dispatcher and
-        waiter threads ``block`` is False: with no replica listed, a thread of its own waits
-        for one."""
+        """Sends ``call`` to a replica (again, after a replica died) and adds it to its router
+        thread's batch. From router threads ``block`` is False: with no replica listed, a
+        thread of its own waits for one (then the shared ref waiter waits for the reply)."""
         call.attempts += 1
         router = get_router(call.app, call.ingress)
         try:
@@ -222,12 +239,16 @@ class HttpProxy:
             return self._native.respond(call.rid, 503, _TEXT, f"{e}\n".encode())
         if slot is None:
             call.attempts -= 1
+            call.batch = None
             threading.Thread(target=self._submit, args=(call, True), daemon=True).start()
             return
         call.router, call.slot = router, slot
         call.ref = slot.actor.handle_http.remote(call.meta, call.payload)
         router.track(slot, call.ref)
-        get_waiter().add(call.ref, call.done, self.request_timeout_s)
+        if call.batch is not None:
+            add_to_batch(call.batch, call.ref, call.done, self.request_timeout_s)
+        else:
+            get_waiter().add(call.ref, call.done, self.request_timeout_s)
 
     def _answer(self, call, out, error):
         """The replica's reply (on a waiter thread: nothing here blocks)."""
@@ -337,7 +358,7 @@ class _HttpCall:
     """One HTTP request on its way through a replica (the waiter's callback is ``done``)."""
 
     __slots__ = ("proxy", "rid", "app", "ingress", "method", "path", "model_id", "payload",
-                 "meta", "attempts", "router", "slot", "ref")
+                 "meta", "attempts", "router", "slot", "ref", "batch")
 
     def __init__(self, proxy, rid, app, ingress, method, path, model_id, payload):
         self.proxy, self.rid, self.app, self.ingress = proxy, rid, app, ingress
@@ -345,7 +366,7 @@ class _HttpCall:
         self.meta = {"request_id": new_request_id(), "method": "__call__",
                      "multiplexed_model_id": model_id}
         self.attempts = 0
-        self.router = self.slot = self.ref = None
+        self.router = self.slot = self.ref = self.batch = None
 
     def done(self, out, error):
         self.proxy._answer(self, out, error)

@@ -12,6 +12,7 @@ chunks (``stream_start``/``stream_next``): the generator runs in the replica and
 queue."""
 
 import asyncio
+import collections
 import concurrent.futures
 import contextvars
 import functools
@@ -77,6 +78,8 @@ class ServeReplica:
         self._callable = None
         self._methods = {}        # name -> (bound method, kind)
         self._loop = None         # the replica's event loop (started on first need)
+        self._inbox = collections.deque()   # coroutines for the loop (see _on_loop)
+        self._inbox_scheduled = False
         self._loop_lock = threading.Lock()
         self._gen_pool = None     # threads for sync generators of streams
         self._streams = {}
@@ -100,8 +103,38 @@ class ServeReplica:
         return loop
 
     def _on_loop(self, coro):
-        """Runs ``coro`` on the replica's event loop; this (actor) thread waits for it."""
-        return asyncio.run_coroutine_threadsafe(coro, self._get_loop()).result()
+        """Runs ``coro`` on the replica's event loop; this (actor) thread waits for it.
+
+        Lighter than ``run_coroutine_threadsafe(...).result()``: the coroutine joins an inbox
+        that the loop drains (one wake-up of the loop for a burst of calls), and the thread
+        waits on a plain lock that the task's done-callback releases."""
+        done = threading.Lock()
+        done.acquire()
+        box = [coro, done, None, None]   # coroutine, lock, result, exception
+        self._inbox.append(box)
+        if not self._inbox_scheduled:
+            self._inbox_scheduled = True
+            loop = self._loop or self._get_loop()
+            loop.call_soon_threadsafe(self._drain_inbox)
+        done.acquire()
+        if box[3] is not None:
+            exc, box[3] = box[3], None
+            raise exc
+        return box[2]
+
+    def _drain_inbox(self):
+        """On the loop: starts every coroutine queued by ``_on_loop``."""
+        self._inbox_scheduled = False
+        inbox, loop = self._inbox, self._loop
+        while inbox:
+            box = inbox.popleft()
+            try:
+                task = loop.create_task(box[0])
+            except BaseException as e:  # noqa: BLE001 - to the waiting thread
+                box[3] = e
+                box[1].release()
+                continue
+            task.add_done_callback(functools.partial(_finish_box, box))
 
     def _in_pool(self, fn, *args):
         """From the loop: ``fn(*args)`` on a thread of the replica's generator pool."""
@@ -247,14 +280,14 @@ class ServeReplica:
         self._arrive()
         self._start()
         try:
-            self._enter(_serve_meta)
             fn, kind = self._method(_serve_meta.get("method", "__call__"))
+            if kind == _ASYNC:
+                return self._on_loop(_await_call(self, _serve_meta, fn, args, kwargs))
             if kind in (_SYNC_GEN, _ASYNC_GEN):
                 raise TypeError(f"Method {_serve_meta.get('method')!r} of deployment "
                                 f"'{self._dep}' is a generator: call it with "
                                 f"handle.options(stream=True)")
-            if kind == _ASYNC:
-                return self._on_loop(_await_call(self, _serve_meta, fn, args, kwargs))
+            self._enter(_serve_meta)
             out = fn(*args, **kwargs)
             if inspect.isawaitable(out):
                 out = self._on_loop(_await_value(out))
@@ -330,6 +363,16 @@ class ServeReplica:
 # (module functions: a coroutine method would make the replica an async actor)
 
 _NO_RESULT = object()
+
+
+def _finish_box(box, task):
+    if task.cancelled():
+        box[3] = asyncio.CancelledError()
+    else:
+        box[3] = task.exception()
+        if box[3] is None:
+            box[2] = task.result()
+    box[1].release()
 
 
 async def _await_call(replica, meta, fn, args, kwargs):

@@ -71,61 +71,78 @@ class RefWaiter:
                 if not self._take(batch, block=not batch):
                     return
                 saturated = self._threads >= _MAX_THREADS and self._idle == 0
-            refs = list(batch)
-            now = time.monotonic()
-            deadlines = [d for entries in batch.values() for _, d in entries if d is not None]
-            timeout = None if not deadlines else max(0.0, min(deadlines) - now)
-            if saturated:
-                timeout = _SATURATED_WAIT_S if timeout is None else min(timeout, _SATURATED_WAIT_S)
-            try:
-                ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
-                if ready and len(refs) > 1:
-                    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-            except Exception as e:  # noqa: BLE001 - runtime shut down: fail them all
-                for ref in refs:
-                    for cb, _ in batch.pop(ref):
-                        self._call(cb, None, e)
+            wait_step(batch, _SATURATED_WAIT_S if saturated else None)
+
+
+def add_to_batch(batch, ref, callback, timeout_s=None):
+    """Adds a ref to a batch of ``wait_step`` (a dict ref -> [(callback, deadline)])."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    batch.setdefault(ref, []).append((callback, deadline))
+
+
+def wait_step(batch, timeout=None):
+    """One round over ``batch``: blocks until one of its refs is ready (or ``timeout`` seconds,
+    or the earliest deadline), then runs the callbacks of every ref that is ready (and of those
+    past their deadline) and removes them. Three runtime calls however many are ready:
+    ``wait(num_returns=1)``, ``wait(timeout=0)`` over the rest, one ``get``. Callbacks may add
+    to ``batch``."""
+    refs = list(batch)
+    if not refs:
+        return
+    now = time.monotonic()
+    deadlines = [d for entries in batch.values() for _, d in entries if d is not None]
+    if deadlines:
+        left = max(0.0, min(deadlines) - now)
+        timeout = left if timeout is None else min(timeout, left)
+    try:
+        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        if ready and len(refs) > 1:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+    except Exception as e:  # noqa: BLE001 - runtime shut down: fail them all
+        for ref in refs:
+            for cb, _ in batch.pop(ref, ()):
+                _call(cb, None, e)
+        return
+    if ready:
+        _deliver(ready, batch)
+    if deadlines:
+        now = time.monotonic()
+        for ref in list(batch):
+            entries = batch[ref]
+            late = [e for e in entries if e[1] is not None and e[1] <= now]
+            if not late:
                 continue
-            if ready:
-                self._deliver(ready, batch)
-            if deadlines:
-                now = time.monotonic()
-                for ref in list(batch):
-                    entries = batch[ref]
-                    late = [e for e in entries if e[1] is not None and e[1] <= now]
-                    if not late:
-                        continue
-                    entries[:] = [e for e in entries if e not in late]
-                    if not entries:
-                        del batch[ref]
-                    for cb, _ in late:
-                        self._call(cb, None, GetTimeoutError(
-                            f"ObjectRef {ref.hex()} was not ready in time"))
+            entries[:] = [e for e in entries if e not in late]
+            if not entries:
+                del batch[ref]
+            for cb, _ in late:
+                _call(cb, None, GetTimeoutError(f"ObjectRef {ref.hex()} was not ready in time"))
 
-    def _deliver(self, ready, batch):
-        try:
-            values = ray.get(ready)
-        except Exception:  # noqa: BLE001 - one failed: take them one by one
-            for ref in ready:
-                entries = batch.pop(ref)
-                try:
-                    value, error = ray.get(ref), None
-                except Exception as e:  # noqa: BLE001 - the task's error, to its caller
-                    value, error = None, e
-                for cb, _ in entries:
-                    self._call(cb, value, error)
-            return
-        for ref, value in zip(ready, values):
-            for cb, _ in batch.pop(ref):
-                self._call(cb, value, None)
 
-    @staticmethod
-    def _call(cb, value, error):
-        try:
-            cb(value, error)
-        except Exception:  # noqa: BLE001 - a callback's bug must not stop the waiter
-            import traceback
-            traceback.print_exc()
+def _deliver(ready, batch):
+    try:
+        values = ray.get(ready)
+    except Exception:  # noqa: BLE001 - one failed: take them one by one
+        for ref in ready:
+            entries = batch.pop(ref)
+            try:
+                value, error = ray.get(ref), None
+            except Exception as e:  # noqa: BLE001 - the task's error, to its caller
+                value, error = None, e
+            for cb, _ in entries:
+                _call(cb, value, error)
+        return
+    for ref, value in zip(ready, values):
+        for cb, _ in batch.pop(ref):
+            _call(cb, value, None)
+
+
+def _call(cb, value, error):
+    try:
+        cb(value, error)
+    except Exception:  # noqa: BLE001 - a callback's bug must not stop the waiter
+        import traceback
+        traceback.print_exc()
 
 
 class LoopResolver:

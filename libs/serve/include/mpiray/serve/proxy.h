@@ -89,7 +89,8 @@ class Proxy {
   /// `timeout` for the first); empty after `timeout` or once stopped. One call hands a burst
   /// of requests to the router at once.
   std::vector<Request> NextBatch(std::size_t max, std::chrono::milliseconds timeout);
-  /// @brief How many threads wait in Next() now.
+  /// @brief How many threads wait in Next() or NextBatch() now (a NextBatch with timeout 0,
+  /// a poll, does not count).
   int waiting() const;
 
   /// @brief Answers request `id` with a whole response. False when the client is gone.
