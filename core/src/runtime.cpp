@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <thread>
 
+#include "dir_lease.h"
 #include "log.h"
 #include "mpiray/core/bootstrap.h"
 #include <nlohmann/json.hpp>
@@ -117,6 +119,7 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(RuntimeSetup&& setup) {
   MPIRAY_RETURN_IF_ERROR(EnsureSessionDirs(rt->session_));
   rt->StartLogging(setup.launcher);
   MPIRAY_RETURN_IF_ERROR(rt->OpenStore());
+  rt->ReapLeftovers();
   rt->MakeServices();
   rt->last_head_ms_ = rt->NowMs();
   rt->started_ms_ = rt->NowMs();
@@ -152,6 +155,22 @@ void Runtime::StartLogging(const std::string& launcher) {
   logging::Configure(lo);
   MPIRAY_LOG(info, "{} {} on host {} (pid {}), node {}, launcher {}, session {}", head ? "head" : "worker",
              self_.proc, self_.host, self_.pid, self_.node, launcher, session_.dir);
+}
+
+void Runtime::ReapLeftovers() {
+  // After this process leased its own directories (EnsureSessionDirs, OpenStore): the files
+  // of jobs on this host that were killed before they could remove them (dir_lease.h).
+  auto parent = [](const std::string& p) {
+    auto slash = p.rfind('/');
+    return slash == std::string::npos ? std::string(".") : p.substr(0, slash);
+  };
+  // Spill directories inside the session directory go with it; a MPIRAY_SPILL_DIR is swept.
+  const std::string& spill = session_.spill_root;
+  bool own_spill_root = !spill.empty() && spill.compare(0, session_.dir.size() + 1, session_.dir + "/") != 0;
+  for (const auto& path : ReapStaleSessions(parent(session_.dir), parent(session_.shm_root),
+                                            own_spill_root ? parent(spill) : std::string())) {
+    MPIRAY_LOG(info, "removed {}: left behind by a job that was killed", path);
+  }
 }
 
 Status Runtime::OpenStore() {
@@ -628,6 +647,12 @@ Status Runtime::SpawnOneWorker(int index) {
     // A Ctrl-C at the terminal reaches the whole process group, local workers too: the head
     // coordinates the stop, so they ignore it from the start (Python then installs no handler).
     signal(SIGINT, SIG_IGN);
+    // Nothing of the head's reaches the worker but stdin/out/err: UCX's listening sockets and
+    // the driver's own files are not all close-on-exec, and a worker holding them would keep
+    // the head's ports open after it exits.
+    if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0) {
+      for (int fd = 3; fd < 65536; ++fd) close(fd);
+    }
     setenv("MPIRAY_JOIN", join.c_str(), 1);
     setenv("MPIRAY_WORKER_INDEX", index_text.c_str(), 1);
     execv(argv[0], argv.data());

@@ -121,6 +121,7 @@ class Runtime final : public FabricHandler {
   // Create's steps.
   void StartLogging(const std::string& launcher);
   Status OpenStore();
+  void ReapLeftovers();
   void MakeServices();
   Status StartWorkerOutput();
   void RegisterHandlers();

@@ -1,5 +1,7 @@
 #include "session.h"
 
+#include "dir_lease.h"
+
 #include <fcntl.h>
 #include <sodium.h>
 #include <sys/stat.h>
@@ -294,6 +296,8 @@ Result<SessionInfo> CreateSession(const EnvMap& env, const InitOptions& options,
     return IoError("cannot create session directory " + s.dir + ": " + std::strerror(errno));
   }
   chmod(s.dir.c_str(), 0700);
+  LeaseDir(s.dir);  // before the token: a session with a token and no holder is left over
+  if (s.config.keep_session) MPIRAY_RETURN_IF_ERROR(WriteFile(s.dir + "/kept", "", 0600));
   if (mkdir(s.LogDir().c_str(), 0700) != 0) {
     return IoError("cannot create " + s.LogDir() + ": " + std::strerror(errno));
   }
@@ -305,6 +309,7 @@ Status EnsureSessionDirs(const SessionInfo& s) {
   if (mkdir(s.dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return IoError("cannot create session directory " + s.dir + ": " + std::strerror(errno));
   }
+  LeaseDir(s.dir);
   if (mkdir(s.LogDir().c_str(), 0700) != 0 && errno != EEXIST) {
     return IoError("cannot create " + s.LogDir() + ": " + std::strerror(errno));
   }
@@ -329,6 +334,8 @@ Result<SessionInfo> ReadSessionForJoin(const std::string& dir, std::string* head
 
 void RemoveSessionFiles(const SessionInfo& s) {
   std::error_code ec;
+  ReleaseDirLeases(s.dir);
+  ReleaseDirLeases(s.shm_root);
   if (!s.dir.empty()) std::filesystem::remove_all(s.dir, ec);
   if (s.shm_root.empty()) return;
   std::filesystem::path root(s.shm_root);

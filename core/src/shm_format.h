@@ -48,15 +48,33 @@ struct SpillHeader {
 };
 static_assert(sizeof(SpillHeader) <= kHeaderSize);
 
+// Writable payload mappings of object files this process wrote, kept after the object's last
+// local view went away: when the file comes back from the recycling pool to this process, its
+// pages are still mapped (mapping and unmapping a large file's pages costs as much as writing
+// them). Keep() takes the mapping (false: not kept, the caller unmaps it); Take() hands one back
+// for a file (device, inode) of exactly `len` payload bytes. Bounded per process; see
+// "Recycling" in shm_store.cpp for why a kept mapping never holds memory the store does not
+// account for.
+// A file leaves the store only through UnlinkFreeing (or into the recycling pool, which the
+// store accounts for), which frees its pages even while some process keeps such a mapping.
+bool KeepWriterMapping(dev_t dev, ino_t ino, uint8_t* payload, size_t len);
+uint8_t* TakeWriterMapping(dev_t dev, ino_t ino, size_t len);
+bool HasWriterMapping(ino_t ino);
+void DropWriterMappings();
+
 // A process's view of one object file: the header page (read-write, for the pin count) and the
 // payload. Destroying it drops the pin.
 struct Mapping {
   FileHeader* header = nullptr;
   uint8_t* payload = nullptr;
   size_t len = 0;
+  // Set for the mapping a writer created (the payload may be kept for the file's next use).
+  bool writer = false;
+  dev_t dev = 0;
+  ino_t ino = 0;
   ~Mapping() {
     if (header) header->pins.fetch_sub(1, std::memory_order_acq_rel);
-    if (payload) munmap(payload, len);
+    if (payload && !(writer && KeepWriterMapping(dev, ino, payload, len))) munmap(payload, len);
     if (header) munmap(header, kHeaderSize);
   }
 };
@@ -78,6 +96,40 @@ inline std::string HumanBytes(uint64_t b) {
 inline FileHeader* MapHeader(int fd) {
   void* p = mmap(nullptr, kHeaderSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   return p == MAP_FAILED ? nullptr : static_cast<FileHeader*>(p);
+}
+
+// Unlinks an object or recycled file. When no process maps it (pin count 0; claimed here, so
+// nobody can start to), its payload pages are freed at once by truncating it to its header
+// page after the unlink, even if a writer keeps a dormant mapping of it (KeepWriterMapping).
+// The header stays (a process that opened the file just before may still read it) with its
+// pin count at -1, so nobody maps or recycles the orphan. A file readers still map keeps its
+// pages until they let go, as before. True if the file was unlinked.
+inline bool UnlinkFreeing(const std::string& path) {
+  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  FileHeader* h = fd >= 0 ? MapHeader(fd) : nullptr;
+  int64_t zero = 0;
+  const bool claimed = h && h->magic == kFileMagic && h->pins.compare_exchange_strong(zero, -1);
+  const bool gone = unlink(path.c_str()) == 0;
+  // The name may have moved to another file since open() (e.g. the object was spilled into
+  // the pool and restored): truncate only a file that has no name left.
+  struct stat st {};
+  const bool orphan = claimed && gone && fstat(fd, &st) == 0 && st.st_nlink == 0;
+  if (claimed && !orphan) h->pins.store(0, std::memory_order_release);
+  if (h) munmap(h, kHeaderSize);
+  if (orphan) (void)!ftruncate(fd, static_cast<off_t>(kHeaderSize));
+  if (fd >= 0) close(fd);
+  return gone;
+}
+
+// Frees the payload pages of a file that has no name any more (see UnlinkFreeing); the caller
+// holds it exclusively (pin count -1), so nothing maps its payload but dormant writer
+// mappings, and must leave its pin count at -1 (nobody may map the orphan). A file that still
+// has a name (e.g. moved into the pool) is left alone. True if the file was an orphan.
+inline bool FreeIfOrphan(int fd) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || st.st_nlink != 0) return false;
+  (void)!ftruncate(fd, static_cast<off_t>(kHeaderSize));
+  return true;
 }
 
 inline uint64_t NowNs() {

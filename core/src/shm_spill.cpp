@@ -3,12 +3,14 @@
 // when memory is full of objects in use), and are created on disk from the start when nothing
 // can be spilled (Ray's fallback allocation). See "Spilling" in docs/architecture.md.
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/file.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <vector>
 
+#include "dir_lease.h"
 #include "log.h"
 #include "shm_format.h"
 
@@ -189,6 +191,12 @@ Status ShmStore::EnsureSpillDir() {
   if (mkdir(spill_dir_.c_str(), 0700) != 0 && errno != EEXIST) {
     return IoError(Errno("cannot create spill directory " + spill_dir_));
   }
+  if (!spill_leased_.exchange(true)) {
+    // Leased, then marked: a marked spill directory that nobody holds is left over.
+    LeaseDir(spill_dir_);
+    int fd = open((spill_dir_ + "/.leased").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) close(fd);
+  }
   spill_dir_ready_.store(true, std::memory_order_release);
   return Status::OK();
 }
@@ -294,7 +302,8 @@ Result<uint64_t> ShmStore::SpillFile(const std::string& name, SpillScan* scan) {
   const auto t0 = std::chrono::steady_clock::now();
   auto finish = [&](bool spilled) {
     if (spilled) h->id = ObjectId();  // late readers that pin it see it is not theirs
-    h->pins.store(0, std::memory_order_release);
+    // Unlinked (not pooled): its pages go, even under kept writer mappings; it stays at -1.
+    if (!FreeIfOrphan(fd)) h->pins.store(0, std::memory_order_release);
     munmap(h, kHeaderSize);
     close(fd);
   };

@@ -11,15 +11,106 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "log.h"
+#include "dir_lease.h"
 #include "shm_format.h"
 
 namespace mpiray {
+
+namespace shm {
+namespace {
+
+struct KeptMapping {
+  dev_t dev;
+  ino_t ino;
+  uint8_t* payload;
+  size_t len;
+};
+
+struct WriterMappings {
+  std::mutex mu;
+  std::vector<KeptMapping> kept;  // oldest first
+  size_t bytes = 0;
+};
+
+WriterMappings& Kept() {
+  static auto* k = new WriterMappings();  // leaked on purpose: mappings may die at exit
+  return *k;
+}
+
+constexpr size_t kKeptMaxEntries = 8;
+constexpr size_t kKeptMaxBytes = size_t{512} << 20;
+constexpr size_t kKeptMinBytes = size_t{1} << 20;  // small mappings are cheap to redo
+
+}  // namespace
+
+bool KeepWriterMapping(dev_t dev, ino_t ino, uint8_t* payload, size_t len) {
+  static const bool enabled = [] {
+    const char* v = std::getenv("MPIRAY_STORE_KEEP_MAPPINGS");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  if (!enabled || len < kKeptMinBytes || len > kKeptMaxBytes) return false;
+  auto& k = Kept();
+  std::vector<KeptMapping> evicted;
+  {
+    std::lock_guard<std::mutex> lk(k.mu);
+    k.kept.push_back({dev, ino, payload, len});
+    k.bytes += len;
+    while (k.kept.size() > kKeptMaxEntries || k.bytes > kKeptMaxBytes) {
+      evicted.push_back(k.kept.front());
+      k.bytes -= k.kept.front().len;
+      k.kept.erase(k.kept.begin());
+    }
+  }
+  for (auto& e : evicted) munmap(e.payload, e.len);
+  return true;
+}
+
+uint8_t* TakeWriterMapping(dev_t dev, ino_t ino, size_t len) {
+  auto& k = Kept();
+  std::lock_guard<std::mutex> lk(k.mu);
+  for (auto it = k.kept.begin(); it != k.kept.end(); ++it) {
+    if (it->dev == dev && it->ino == ino) {
+      uint8_t* p = it->payload;
+      size_t l = it->len;
+      k.bytes -= l;
+      k.kept.erase(it);
+      if (l == len) return p;
+      munmap(p, l);
+      return nullptr;
+    }
+  }
+  return nullptr;
+}
+
+bool HasWriterMapping(ino_t ino) {
+  auto& k = Kept();
+  std::lock_guard<std::mutex> lk(k.mu);
+  for (const auto& e : k.kept) {
+    if (e.ino == ino) return true;
+  }
+  return false;
+}
+
+void DropWriterMappings() {
+  auto& k = Kept();
+  std::vector<KeptMapping> all;
+  {
+    std::lock_guard<std::mutex> lk(k.mu);
+    all.swap(k.kept);
+    k.bytes = 0;
+  }
+  for (auto& e : all) munmap(e.payload, e.len);
+}
+
+}  // namespace shm
 
 using namespace shm;  // the file format (shm_format.h)
 std::string ShmStore::NodeDir(const std::string& root, NodeId node) {
@@ -38,6 +129,8 @@ Result<std::unique_ptr<ShmStore>> ShmStore::Open(const StoreOptions& options) {
   if (mkdir(s->dir_.c_str(), 0700) != 0 && errno != EEXIST) {
     return IoError(Errno("cannot create object store directory " + s->dir_));
   }
+  LeaseDir(s->dir_);  // before .ctl: a store with .ctl and no holder is left over
+  s->leased_ = true;
   if (mkdir(s->pool_dir_.c_str(), 0700) != 0 && errno != EEXIST) {
     return IoError(Errno("cannot create " + s->pool_dir_));
   }
@@ -93,7 +186,10 @@ Result<std::unique_ptr<ShmStore>> ShmStore::Open(const StoreOptions& options) {
 }
 
 ShmStore::~ShmStore() {
+  DropWriterMappings();
   if (ctl_) munmap(ctl_, sizeof(Ctl));
+  if (leased_) ReleaseDirLease(dir_);
+  if (spill_leased_) ReleaseDirLease(spill_dir_);
 }
 
 uint64_t ShmStore::used() const { return ctl_->used.load(); }
@@ -155,7 +251,8 @@ static bool PoolEntrySize(const char* name, uint64_t* size) {
 }
 
 bool ShmStore::EvictPool(uint64_t need) {
-  // Unlinking is always safe: processes that still map a file keep their pages.
+  // Unlinking is always safe: processes that still map a file keep their pages (a writer's
+  // dormant mapping does not: UnlinkFreeing frees them).
   DIR* d = opendir(pool_dir_.c_str());
   if (!d) return false;
   bool freed = false;
@@ -163,7 +260,7 @@ bool ShmStore::EvictPool(uint64_t need) {
     uint64_t size = 0;
     if (!PoolEntrySize(e->d_name, &size)) continue;
     std::string path = pool_dir_ + "/" + e->d_name;
-    if (unlink(path.c_str()) == 0) {
+    if (UnlinkFreeing(path)) {
       ctl_->pooled.fetch_sub(size);
       freed = true;
       if (ctl_->used.load() + ctl_->pooled.load() + need <= ctl_->capacity) break;
@@ -230,17 +327,18 @@ void ShmStore::Release(uint64_t size) { ctl_->used.fetch_sub(size); }
 int ShmStore::ClaimFromPool(uint64_t file_size, const std::string& tmp_path) {
   DIR* d = opendir(pool_dir_.c_str());
   if (!d) return -1;
-  std::vector<std::pair<uint64_t, std::string>> candidates;
+  std::vector<std::tuple<bool, uint64_t, std::string>> candidates;
   while (dirent* e = readdir(d)) {
     uint64_t size = 0;
     // Close in size: shrinking a much larger file would waste its warm pages.
     if (PoolEntrySize(e->d_name, &size) && size >= file_size && size <= file_size + file_size / 2 + (1u << 20)) {
-      candidates.emplace_back(size, e->d_name);
+      // Files whose pages this process still maps first (no mapping work at all).
+      candidates.emplace_back(!(size == file_size && HasWriterMapping(e->d_ino)), size, e->d_name);
     }
   }
   closedir(d);
   std::sort(candidates.begin(), candidates.end());
-  for (const auto& [size, name] : candidates) {
+  for (const auto& [not_mine, size, name] : candidates) {
     std::string path = pool_dir_ + "/" + name;
     int fd = open(path.c_str(), O_RDWR);
     if (fd < 0) continue;
@@ -321,9 +419,21 @@ Result<WritableObject> ShmStore::CreateFile(const ObjectId& id, uint64_t size, b
   m->header->id = id;
   m->header->last_use.store(NowNs(), std::memory_order_relaxed);
   m->header->pins.store(1, std::memory_order_release);  // this mapping
-  // A writer writes every page through the mapping: map them all at once.
-  const int flags = MAP_SHARED | (populate ? MAP_POPULATE : 0);
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, fd, static_cast<off_t>(kHeaderSize));
+  struct stat st {};
+  if (fstat(fd, &st) == 0) {
+    m->writer = true;
+    m->dev = st.st_dev;
+    m->ino = st.st_ino;
+  }
+  // A recycled file this process wrote before: its pages are still mapped here.
+  void* p = m->writer && static_cast<uint64_t>(st.st_size) == file_size
+                ? TakeWriterMapping(st.st_dev, st.st_ino, size)
+                : nullptr;
+  if (!p) {
+    // A writer writes every page through the mapping: map them all at once.
+    const int flags = MAP_SHARED | (populate ? MAP_POPULATE : 0);
+    p = mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, fd, static_cast<off_t>(kHeaderSize));
+  }
   close(fd);
   if (p == MAP_FAILED) {
     m.reset();
@@ -502,12 +612,13 @@ void ShmStore::Delete(const ObjectId& id) {
         ctl_->pooled.fetch_sub(size);
       }
     }
-    if (!done && unlink(path.c_str()) == 0) Release(size);
+    if (!done && UnlinkFreeing(path)) Release(size);
   }
   if (!spill_dir_.empty()) UnlinkSpill(SpillPathOf(spill_dir_, id));
 }
 
 void ShmStore::RemoveAll() {
+  DropWriterMappings();
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);
   if (!spill_dir_.empty()) std::filesystem::remove_all(spill_dir_, ec);

@@ -150,6 +150,8 @@ class ShmStore {
   NodeId node_ = 0;
   std::string root_;
   std::string dir_;
+  bool leased_ = false;  // holds a lease on dir_ (dir_lease.h)
+  std::atomic<bool> spill_leased_{false};  // ... and on spill_dir_, once made
   std::string pool_dir_;
   std::string spill_root_;
   std::string spill_dir_;

@@ -276,14 +276,30 @@ def is_initialized():
 
 # ------------------------------------------------------------------ objects
 
-def put(value):
-    """Store ``value`` in the object store and return its ObjectRef."""
+def put(value, *, _fill=None):
+    """Store ``value`` in the object store and return its ObjectRef.
+
+    ``_fill`` (internal, used by mpiray.data's readers): ``_fill(index, dst, src_address)`` is
+    called for each out-of-band buffer of ``value`` (numpy arrays, ...) with ``dst``, a
+    writable memoryview of that buffer's place in the object's shared memory; it may write the
+    buffer's contents there itself (e.g. a file read straight into the store) and return True,
+    or return False to have the buffer copied as usual. It must not keep ``dst``."""
     if isinstance(value, ObjectRef):
         raise TypeError("Calling 'put' on an ray.ObjectRef is not allowed. If you really "
                         "want to do this, you can wrap the ray.ObjectRef in a list and call "
                         "'put' on it.")
     _auto_init()
+    if _fill is not None:
+        return _core.put(value, _fill)
     return _core.put(value)
+
+
+def _filled(value, fill):
+    """A task's return value stored as ``put(value, _fill=fill)`` stores it: ``fill`` writes
+    out-of-band buffers of ``value`` straight into the returned object's shared memory
+    (internal, used by mpiray.data). Only a remote function's or actor method's return value
+    (one of them when it has several) may be wrapped."""
+    return _core.FilledValue(value, fill)
 
 
 def _check_refs(refs, what):

@@ -218,12 +218,46 @@ py::object UnpackMsgpack(const msgpack::object& o, const Buffer& owner) {
 struct Pickled {
   py::object data;               // the pickle bytes
   std::vector<Py_buffer> views;  // out-of-band buffers
+  py::object fill;               // put(value, _fill=...): writes buffers in place of the copy
+  std::shared_ptr<py::error_already_set> fill_error;  // what `fill` raised
   ~Pickled() {
     py::gil_scoped_acquire gil;
     for (auto& v : views) PyBuffer_Release(&v);
     data = py::object();
+    fill = py::object();
+    fill_error.reset();
   }
 };
+
+// Thrown out of a payload writer when the `fill` of put() raised (the Python error is kept in
+// Pickled::fill_error and raised again once the GIL is held).
+struct FillFailed {
+  std::shared_ptr<py::error_already_set> error;
+};
+
+// put(value, _fill=fill): `fill(index, dst, src_address)` may write out-of-band buffer `index`
+// of the value (its original at `src_address`) straight into `dst`, the object's memory, and
+// return True; False (or None) has the buffer copied as usual. `dst` is released afterwards:
+// keeping a view of it is an error (the object is immutable once sealed).
+// A task's return value whose out-of-band buffers `fill` writes straight into the returned
+// object, as put(value, _fill=...) does (mpiray._api._filled makes one).
+struct PyFilled {
+  py::object value;
+  py::object fill;
+};
+
+bool FillBuffer(Pickled& held, size_t i, uint8_t* dst, size_t len) {
+  py::gil_scoped_acquire gil;
+  try {
+    py::memoryview mv = py::memoryview::from_memory(dst, static_cast<py::ssize_t>(len), false);
+    py::object r = held.fill(i, mv, reinterpret_cast<uintptr_t>(held.views[i].buf));
+    mv.attr("release")();  // BufferError if the fill kept a view of the object's memory
+    return r.is_none() ? false : r.cast<bool>();
+  } catch (py::error_already_set& e) {
+    held.fill_error = std::make_shared<py::error_already_set>(e);
+    throw FillFailed{held.fill_error};
+  }
+}
 
 std::string Describe(py::handle obj) {
   std::string r;
@@ -237,10 +271,11 @@ std::string Describe(py::handle obj) {
 }
 
 // Pickle `obj` (protocol 5, out-of-band buffers); refs inside are collected as nested refs.
-detail::SerializedValue SerializePy(py::handle obj, const char* what) {
+detail::SerializedValue SerializePy(py::handle obj, const char* what, py::object fill = py::object()) {
   detail::SerializedValue out;
   out.format = detail::PayloadFormat::kPython;
   auto held = std::make_shared<Pickled>();
+  if (fill && !fill.is_none()) held->fill = std::move(fill);
   py::list buffers;
   auto* saved = detail::NestedRefCollector();
   detail::NestedRefCollector() = &out.nested;
@@ -310,7 +345,9 @@ detail::SerializedValue SerializePy(py::handle obj, const char* what) {
     for (size_t i = 0; i < layout.size(); ++i) {
       size_t at = layout[i].first - sizeof(detail::PayloadHeader);
       if (at > end) std::memset(dst + end, 0, at - end);
-      std::memcpy(base + layout[i].first, held->views[i].buf, layout[i].second);
+      if (!held->fill || !FillBuffer(*held, i, base + layout[i].first, layout[i].second)) {
+        std::memcpy(base + layout[i].first, held->views[i].buf, layout[i].second);
+      }
       end = at + layout[i].second;
     }
   };
@@ -454,10 +491,20 @@ class PyRuntime final : public detail::LanguageRuntime {
   mpiray::Status Run(detail::ResultSink& sink, F&& call) {
     try {
       py::object results = call();
-      for (auto r : results) sink.Emit(SerializePy(r, "return value"));
+      for (auto r : results) {
+        if (py::isinstance<PyFilled>(r)) {
+          const auto& f = r.cast<const PyFilled&>();
+          sink.Emit(SerializePy(f.value, "return value", f.fill));
+        } else {
+          sink.Emit(SerializePy(r, "return value"));
+        }
+      }
       return mpiray::Status::OK();
     } catch (py::error_already_set& e) {
       return Failure(e);  // the exception itself travels pickled (TakeErrorDetail)
+    } catch (FillFailed& f) {  // a return value's fill raised
+      py::error_already_set e(*f.error);
+      return Failure(e);
     } catch (const std::exception& e) {
       return mpiray::Status(StatusCode::kTaskError, e.what());
     }
@@ -569,16 +616,20 @@ py::list Wait(py::object refs, size_t num_returns, py::object timeout) {
   return out;
 }
 
-py::object Put(py::handle value) {
+py::object Put(py::handle value, py::object fill) {
   if (py::isinstance<PyRef>(value)) {
     throw py::type_error("Calling 'put' on an ObjectRef is not allowed (put the value instead)");
   }
-  detail::SerializedValue s = SerializePy(value, "value");
+  detail::SerializedValue s = SerializePy(value, "value", std::move(fill));
   ObjectId id;
-  {
+  std::shared_ptr<py::error_already_set> failed;
+  try {
     py::gil_scoped_release release;
     id = detail::Client()->Put(s);
+  } catch (FillFailed& f) {
+    failed = std::move(f.error);  // raised below, with the GIL held
   }
+  if (failed) throw py::error_already_set(*failed);
   return AdoptRef(id);
 }
 
@@ -809,7 +860,11 @@ void BindObjects(py::module_& m) {
     if (!ObjectId::FromHex(hex, &id)) throw py::value_error("not an object id: " + hex);
     return NewRef(id);
   });
-  m.def("put", &Put);
+  m.def("put", &Put, py::arg("value"), py::arg("fill") = py::none());
+  py::class_<PyFilled>(m, "FilledValue")
+      .def(py::init([](py::object value, py::object fill) { return PyFilled{std::move(value), std::move(fill)}; }),
+           py::arg("value"), py::arg("fill"))
+      .def_readonly("value", &PyFilled::value);
   m.def("get", &Get, py::arg("refs"), py::arg("timeout") = py::none());
   m.def("wait", &Wait);
   m.def("cancel", [](PyRef& r, bool force, bool recursive) { detail::Client()->Cancel(r.Use(), force, recursive); });

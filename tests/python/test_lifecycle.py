@@ -336,3 +336,123 @@ print("RESULT", json.dumps(time.monotonic() - start))
 """, timeout=60)
     assert world.returncode == 0, world
     assert last_json(world.stdout) < 3.0
+
+
+def test_files_of_a_sigkilled_job_are_removed_by_the_next_job(tmp_path):
+    """SIGKILL of every process at once (srun's double Ctrl-C, the OOM killer, scancel -s KILL)
+    leaves the session directory and the object store: nothing can clean up. The next job of
+    the same user on the host removes them (no process holds their locks any more), and keeps
+    the files of a job that is still running."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    from conftest import base_env, files_under, processes_with_tag
+
+    session_root, shm_dir = tmp_path / "session", tmp_path / "shm"
+    session_root.mkdir()
+    shm_dir.mkdir()
+    script = tmp_path / "job.py"
+    script.write_text(PRELUDE + """
+ray.init(num_cpus=2)
+@ray.remote
+def f(x):
+    return x
+ref = ray.put(b"x" * (4 << 20))          # in the shared-memory store
+assert ray.get(f.remote(1)) == 1
+print("READY", flush=True)
+time.sleep(300)
+""")
+
+    def start(tag):
+        env = base_env(tag, session_root, shm_dir)
+        p = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        line = p.stdout.readline()
+        assert line.strip() == "READY", line + p.stdout.read()
+        return p
+
+    killed_tag, live_tag = uuid.uuid4().hex, uuid.uuid4().hex
+    killed = start(killed_tag)
+    live = start(live_tag)
+    try:
+        # Every process of the killed job at once: stop them all first, so that neither the
+        # driver's reaper nor a worker sees the others die and cleans up.
+        procs = processes_with_tag(killed_tag)
+        assert len(procs) >= 3, procs       # driver, its reaper, workers
+        for pid in procs:
+            os.kill(pid, signal.SIGSTOP)
+        for pid in procs:
+            os.kill(pid, signal.SIGKILL)
+        killed.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while processes_with_tag(killed_tag) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not processes_with_tag(killed_tag)
+        sessions = sorted(p.name for p in session_root.iterdir())
+        stores = sorted(p.name for p in shm_dir.iterdir())
+        assert len(sessions) == 2 and len(stores) == 2, (sessions, stores)   # both jobs' files
+
+        # The next job removes the killed job's files, not the live job's.
+        next_job = subprocess.run(
+            [sys.executable, "-c", "import mpiray as ray; ray.init(num_cpus=1); ray.shutdown(); print('OK')"],
+            env=base_env(uuid.uuid4().hex, session_root, shm_dir), capture_output=True, text=True,
+            timeout=60)
+        assert next_job.returncode == 0 and "OK" in next_job.stdout, next_job.stderr
+        left_sessions = sorted(p.name for p in session_root.iterdir())
+        left_stores = sorted(p.name for p in shm_dir.iterdir())
+        assert len(left_sessions) == 1 and len(left_stores) == 1, (left_sessions, left_stores)
+        live_session = left_sessions[0]
+        assert left_stores[0].startswith(live_session + "-n"), (left_sessions, left_stores)
+        assert live.poll() is None
+    finally:
+        for p in (killed, live):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+    assert_nothing_left(live_tag, session_root, shm_dir)
+    assert not files_under(session_root, shm_dir)
+
+
+def test_local_workers_inherit_no_socket_or_file_of_the_driver(run_script):
+    """A local worker starts with stdin/out/err of the driver and nothing else of it: no socket
+    (UCX's listeners would stay open in the worker after the driver exits) and no file."""
+    world = run_script(PRELUDE + """
+import socket
+listener = socket.socket()                     # a descriptor of the user's, not close-on-exec
+listener.bind(("127.0.0.1", 0)); listener.listen()
+os.set_inheritable(listener.fileno(), True)
+ray.init(num_cpus=2)
+
+def fds(pid):
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            pass
+    return out
+
+@ray.remote
+def worker_fds():
+    return os.getpid(), fds(os.getpid())
+
+mine = fds(os.getpid())
+pid, theirs = ray.get(worker_fds.remote())
+assert pid != os.getpid()
+shared_sockets = {t for t in theirs.values() if t.startswith("socket:")} & \\
+                 {t for t in mine.values() if t.startswith("socket:")}
+print("RESULT " + json.dumps({"shared": sorted(shared_sockets),
+                              "listener": f"socket:[{os.fstat(listener.fileno()).st_ino}]",
+                              "theirs": sorted(theirs.values())}))
+ray.shutdown()
+""")
+    assert world.returncode == 0, world
+    res = last_json(world.stdout)
+    assert res["listener"] not in res["theirs"], res
+    assert res["shared"] == [], res

@@ -175,6 +175,72 @@ def test_non_contiguous_and_structured_arrays():
     assert got.dtype == rec.dtype and list(got["a"]) == list(range(10))
 
 
+def test_put_fill_writes_buffers_in_place():
+    # put(value, _fill=...) (mpiray.data's readers): the fill writes the chosen out-of-band
+    # buffers straight into the object's memory; the others are copied as usual.
+    for n in (4, 1 << 20):  # inline and shared-memory objects
+        deferred = np.empty(n, dtype=np.float64)  # never written by the driver
+        kept = np.arange(n, dtype=np.int32)
+        seen = []
+
+        def fill(i, dst, src):
+            seen.append((i, len(dst)))
+            if src != deferred.ctypes.data:
+                return False
+            np.frombuffer(dst, dtype=np.float64)[:] = np.arange(n) * 0.5
+            return True
+
+        got = ray.get(ray.put({"d": deferred, "k": kept}, _fill=fill))
+        assert sorted(seen) == [(0, n * 8), (1, n * 4)]
+        np.testing.assert_array_equal(got["d"], np.arange(n) * 0.5)
+        np.testing.assert_array_equal(got["k"], kept)
+
+
+def test_put_fill_error_reaches_the_caller_and_frees_the_object():
+    class ReadFailed(Exception):
+        pass
+
+    def fill(i, dst, src):
+        raise ReadFailed("disk gone")
+
+    used = ray._api._snapshot()["store_used"]
+    for _ in range(3):
+        with pytest.raises(ReadFailed, match="disk gone"):
+            ray.put(np.empty(1 << 20), _fill=fill)
+    # Nothing half-written is kept: the store holds no more bytes than before.
+    assert ray._api._snapshot()["store_used"] <= used
+    assert ray.get(ray.put(np.ones(1 << 20))).sum() == 1 << 20
+
+
+@ray.remote(num_returns=2)
+def filled_pair(n, fail):
+    deferred = np.empty(n, dtype=np.int64)
+
+    def fill(i, dst, src):
+        if fail:
+            raise ValueError("cannot read rows 0..%d" % n)
+        if src != deferred.ctypes.data:
+            return False
+        np.frombuffer(dst, dtype=np.int64)[:] = np.arange(n)
+        return True
+
+    return ray._api._filled({"d": deferred, "n": n}, fill), "second"
+
+
+def test_task_return_value_filled_in_place():
+    # A task's return value can be filled the same way (mpiray.data's reads and shuffles).
+    a, b = filled_pair.remote(1 << 18, False)
+    got = ray.get(a)
+    np.testing.assert_array_equal(got["d"], np.arange(1 << 18))
+    assert got["n"] == 1 << 18 and ray.get(b) == "second"
+    assert not got["d"].flags.writeable
+    a, b = filled_pair.remote(1 << 18, True)
+    with pytest.raises(ValueError, match="cannot read rows"):
+        ray.get(a)
+    with pytest.raises(ValueError, match="cannot read rows"):
+        ray.get(b)
+
+
 def test_bytes_and_memoryview_values():
     blob = bytes(range(256)) * 1000
     assert ray.get(ray.put(blob)) == blob

@@ -9,7 +9,12 @@ checks the session and shared-memory directories and the job's processes afterwa
 A C++ driver (`--cpp <mpiray_itest>`: its sleepy and sleepy_wait scenarios, blocked in Get and
 Wait) takes the documented default instead: the cluster stops, exit 130.
 
+`--double`: srun's default (no --disable-status): two Ctrl-C within a second make srun forward
+SIGINT and kill the step at once (SIGKILL), so the job's session directory and object store
+may stay; the next job on the node removes them (no process holds their locks: dir_lease.h).
+
 Usage: ctrl_c_srun.py [--cpp ITEST] [call...]   (default: every call)
+       ctrl_c_srun.py --double
 """
 import os
 import signal
@@ -88,8 +93,58 @@ def one(call, itest=None):
         os.unlink(out.name)
 
 
+def mpiray_files():
+    found = []
+    for var in ("MPIRAY_SESSION_ROOT", "MPIRAY_SHM_DIR"):
+        root = Path(os.environ[var])
+        found += [str(p) for p in root.iterdir() if p.name.startswith("mpiray-")]
+    return found
+
+
+def double_ctrl_c():
+    out = tempfile.NamedTemporaryFile("w+", prefix="ctrl-c-srun-", suffix=".txt", delete=False)
+    env = dict(os.environ)
+    env.pop("SLURM_DISABLE_STATUS", None)
+    proc = subprocess.Popen(["srun", "-n", "4", sys.executable, str(DRIVER), "get"], env=env,
+                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    text = lambda: Path(out.name).read_text()
+    try:
+        deadline = time.monotonic() + 120
+        while "READY" not in text():
+            assert proc.poll() is None, f"srun ended before READY:\n{text()}"
+            assert time.monotonic() < deadline, f"no READY:\n{text()}"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGINT)
+        time.sleep(0.3)
+        os.kill(proc.pid, signal.SIGINT)
+        sent = time.time()
+        proc.wait(timeout=30)
+        tag = os.environ["MPIRAY_TEST_TAG"]
+        while job_processes(tag, DRIVER.name):
+            assert time.time() - sent < 30, f"job processes still there 30 s after srun's kill:\n{text()}"
+            time.sleep(0.05)
+        left = mpiray_files()
+        print(f"double Ctrl-C: srun exited {proc.returncode} after {time.time() - sent:.2f} s; "
+              f"left by the killed step: {left}", flush=True)
+        nxt = subprocess.run(["srun", "-n", "1", sys.executable, "-c",
+                              "import mpiray as ray; ray.init(num_cpus=1); ray.shutdown(); print('NEXT OK')"],
+                             capture_output=True, text=True, timeout=120)
+        assert nxt.returncode == 0 and "NEXT OK" in nxt.stdout, nxt.stdout + nxt.stderr
+        still = mpiray_files()
+        assert not still, f"the next job did not remove the killed job's files: {still}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.unlink(out.name)
+    print("ctrl-c under srun OK")
+
+
 def main():
     args = sys.argv[1:]
+    if args[:1] == ["--double"]:
+        double_ctrl_c()
+        return
     if args[:1] == ["--cpp"]:
         for scenario in args[2:] or ["sleepy", "sleepy_wait"]:
             one(scenario, itest=args[1])

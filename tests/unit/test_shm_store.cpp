@@ -1,7 +1,9 @@
 // Unit tests of mpiray::ShmStore in a private directory under /dev/shm.
 #include <catch2/catch.hpp>
 
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -191,6 +193,62 @@ TEST_CASE("ShmStore recycles a deleted object's file for a new object", "[shm_st
   auto m = s->Map(Id(2));
   REQUIRE(m.ok());
   CHECK(AllBytes(*m, 2));
+}
+
+// Pages of [p, p + len) resident in memory (-1: the range is not mapped).
+long ResidentPages(const uint8_t* p, size_t len) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> vec((len + page - 1) / page);
+  if (mincore(const_cast<uint8_t*>(p), len, vec.data()) != 0) return -1;
+  long n = 0;
+  for (unsigned char v : vec) n += v & 1;
+  return n;
+}
+
+TEST_CASE("ShmStore writes a recycled file it wrote before through its kept mapping", "[shm_store]") {
+  // Mapping a large file's pages and unmapping them again costs about as much as writing
+  // them: a writer keeps its mapping, and gets it back with the file.
+  ShmDir d;
+  auto s = OpenStore(d.root(), 64 << 20);
+  const uint64_t size = 4 << 20;
+  Buffer a = PutObject(*s, Id(1), size, 1);
+  const uint8_t* first = a.data();
+  a = Buffer();
+  s->Delete(Id(1));
+  REQUIRE(s->pooled() > 0);
+  auto w = s->Create(Id(2), size);
+  REQUIRE(w.ok());
+  CHECK(w->data == first);
+  CHECK(s->pooled() == 0);
+  std::memset(w->data, 2, size);
+  REQUIRE(s->Seal(*w).ok());
+  w->mapping.reset();
+  auto m = s->Map(Id(2));
+  REQUIRE(m.ok());
+  CHECK(AllBytes(*m, 2));
+  // A file of another size is mapped anew (and truncated to its size).
+  m = Buffer();
+  s->Delete(Id(2));
+  Buffer c = PutObject(*s, Id(3), size + (64 << 10), 3);
+  CHECK(AllBytes(c, 3));
+  CHECK(AllBytes(*s->Map(Id(3)), 3));
+}
+
+TEST_CASE("ShmStore frees an evicted file's pages although its writer keeps them mapped", "[shm_store]") {
+  ShmDir d;
+  auto s = OpenStore(d.root(), 12 << 20);
+  const uint64_t size = 4 << 20;
+  Buffer a = PutObject(*s, Id(1), size, 1);
+  const uint8_t* kept = a.data();
+  a = Buffer();
+  s->Delete(Id(1));
+  REQUIRE(s->pooled() > 0);
+  CHECK(ResidentPages(kept, size) == static_cast<long>(size / sysconf(_SC_PAGESIZE)));  // still mapped here
+  // Too big to reuse the pooled file, and too big to fit next to it: the pool file goes.
+  Buffer b = PutObject(*s, Id(2), 10 << 20, 2);
+  CHECK(s->pooled() == 0);
+  CHECK(ResidentPages(kept, size) <= 0);  // its pages are gone (or the mapping was dropped)
+  CHECK(AllBytes(b, 2));
 }
 
 TEST_CASE("ShmStore never recycles a file that a reader still maps", "[shm_store]") {

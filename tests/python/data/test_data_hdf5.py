@@ -38,6 +38,35 @@ def test_chunked_compressed_read_in_chunk_aligned_blocks(tmp_path, capfd):
     assert "HDF5-DIAG" not in capfd.readouterr().err
 
 
+def test_large_read_blocks_go_straight_into_the_store_and_split(tmp_path):
+    # A read with nothing after it reads its rows straight into the object store (several
+    # blocks when one would pass 1.5 target_max_block_size); a fused map reads into memory.
+    # Both give h5py's values, next to a string column read the ordinary way.
+    x = np.random.default_rng(2).random((40_000, 64))            # 20 MB of float64
+    s = np.array([f"r{i}" for i in range(40_000)], dtype=object)
+    path = tmp_path / "big.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=x, chunks=(1000, 64))
+        f.create_dataset("s", data=s, dtype=h5py.string_dtype())
+    ctx = rd.DataContext.get_current()
+    old = ctx.target_max_block_size
+    ctx.target_max_block_size = 4 << 20
+    try:
+        ds = rd.read_hdf5(str(path), override_num_blocks=1)
+        blocks = list(ds.iter_batches(batch_size=None))
+        assert len(blocks) >= 4 and all(b["x"].nbytes <= 6 << 20 for b in blocks)
+        np.testing.assert_array_equal(np.concatenate([b["x"] for b in blocks]), x)
+        assert np.concatenate([b["s"] for b in blocks]).tolist() == s.tolist()
+        assert not blocks[0]["x"].flags.writeable
+        stats = ds.stats()
+        assert "ReadHDF5" in stats and "1 tasks executed" in stats
+        mapped = rd.read_hdf5(str(path), datasets=["x"], override_num_blocks=3).map_batches(
+            lambda b: {"x": b["x"] * 2})
+        np.testing.assert_array_equal(_all(mapped, "x"), x * 2)
+    finally:
+        ctx.target_max_block_size = old
+
+
 def test_compound_strings_bool_and_attributes(tmp_path):
     dt = np.dtype([("id", "<i4"), ("pos", "<f8", (3,)), ("tag", "S4")])
     rec = np.zeros(50, dt)

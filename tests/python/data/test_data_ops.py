@@ -220,6 +220,28 @@ def test_random_shuffle_block_order_and_sample():
     assert samp == [r["id"] for r in ds.random_sample(0.2, seed=3).take_all()]
 
 
+def test_random_shuffle_of_large_blocks_keeps_rows_whole():
+    # Reduce outputs of >= 1 MiB are scattered straight into the object store: rows stay whole
+    # (every column of a row moves together), nothing is lost or doubled, a seed repeats.
+    ds = rd.range_tensor(20_000, shape=(64,), override_num_blocks=5).map_batches(
+        lambda b: {"id": b["data"][:, 0], "data": b["data"], "half": b["data"][:, :2].astype(np.float32) / 2})
+    runs = []
+    for _ in range(2):
+        blocks = list(ds.random_shuffle(seed=11).iter_batches(batch_size=None))
+        assert len(blocks) > 1 and all(b["data"].nbytes >= 1 << 20 for b in blocks)
+        ids = np.concatenate([b["id"] for b in blocks])
+        for b in blocks:
+            np.testing.assert_array_equal(b["data"], np.repeat(b["id"][:, None], 64, axis=1))
+            np.testing.assert_array_equal(b["half"], np.repeat(b["id"][:, None] / 2, 2, axis=1).astype(np.float32))
+        runs.append(ids)
+    assert sorted(runs[0].tolist()) == list(range(20_000))
+    assert runs[0].tolist() != list(range(20_000))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    # Rows of every input block end up spread over the output blocks.
+    first = blocks[0]["id"]
+    assert len(np.unique(first // 4000)) == 5
+
+
 def test_sort(frame):
     ds = rd.from_pandas(frame, override_num_blocks=6)
     pd.testing.assert_frame_equal(_df(ds.sort("v")), frame.sort_values("v").reset_index(drop=True))

@@ -11,6 +11,7 @@ import threading
 import time
 
 import mpiray as ray
+from mpiray import _api
 
 from .. import block as B
 from .metadata import BlockMetadata, ExecStats
@@ -90,6 +91,73 @@ def execute(chain, blocks, tctx, input_files=None, input_schema_of=None):
     return [ray.put(b) for b in packed], metas
 
 
+def execute_deferred(read_task, tctx):
+    """A read task with nothing fused after it whose reader can write its rows straight into
+    the object store (``read_deferred``, e.g. HDF5): the block is the task's return value with
+    its columns read into the object's shared memory as the runtime stores it (no copy in
+    between); a read split into several blocks puts them (as ``execute`` does). Returns what
+    ``execute`` returns, or None when the reader has nothing to defer."""
+    fn = getattr(read_task, "fn", None)
+    deferred = getattr(fn, "read_deferred", None)
+    if deferred is None:
+        return None
+    t0 = time.perf_counter()
+    c0 = time.thread_time()
+    start = time.time()
+    # The rows are read while the runtime stores the block (after this returns): the fills
+    # bring the times up to date, before the metadata (the second return value) is pickled.
+    stats = ExecStats(0.0, 0.0, 0.0, _node(), start, start)
+    try:
+        parts = deferred(tctx.target_max_block_size)
+        if parts is None:
+            return None
+        fills = [_Fill(f, tctx, stats, t0, c0) for _, f in parts]
+        blocks = [b for b, _ in parts]
+        if len(parts) == 1:
+            # One block: the task's return value, its rows read while the runtime stores it.
+            out = _api._filled(blocks[0], fills[0])
+        else:
+            out = [ray.put(b, _fill=f) for b, f in zip(blocks, fills)]
+    except Exception as e:
+        _note(e, tctx, tctx.op_name)
+        raise
+    _Fill.update(stats, t0, c0)
+    files = read_task.input_files
+    metas = [BlockMetadata(B.num_rows(b), B.size_bytes(b), B.schema_of(b), files, stats, tctx.location,
+                           B.schema_of(b)) for b in blocks]
+    return out, (metas[0] if len(parts) == 1 else metas)
+
+
+class _Fill:
+    """put/_filled's fill of a deferred read: reads each deferred column into its buffer; an
+    error gets the read task's note (its block's location)."""
+
+    def __init__(self, fills, tctx, stats, t0, c0):
+        self.fills = fills
+        self.tctx = tctx
+        self.stats = stats
+        self.t0 = t0
+        self.c0 = c0
+
+    @staticmethod
+    def update(stats, t0, c0):
+        stats.wall_s = stats.udf_s = time.perf_counter() - t0
+        stats.cpu_s = time.thread_time() - c0
+        stats.end = time.time()
+
+    def __call__(self, _i, dst, src):
+        f = self.fills.get(src)
+        if f is None:
+            return False
+        try:
+            f(dst)
+        except Exception as e:
+            _note(e, self.tctx, self.tctx.op_name)
+            raise
+        self.update(self.stats, self.t0, self.c0)
+        return True
+
+
 class _SchemaTap:
     """Passes blocks through and remembers the schema of the first (a read's raw schema, to
     report files whose schemas differ)."""
@@ -109,6 +177,10 @@ def map_task(holder, tctx, read_task, *blocks):
     """A fused map stage over one read task or one bundle of input blocks."""
     chain = resolve_chain(holder)
     if read_task is not None:
+        if not chain.transforms:
+            out = execute_deferred(read_task, tctx)
+            if out is not None:
+                return out
         return execute(chain, read_task(), tctx, read_task.input_files, _SchemaTap())
     return execute(chain, iter(blocks), tctx)
 
@@ -127,6 +199,10 @@ class MapWorker:
     @ray.method(num_returns=2)
     def process(self, tctx, read_task, *blocks):
         if read_task is not None:
+            if not self.chain.transforms:
+                out = execute_deferred(read_task, tctx)
+                if out is not None:
+                    return out
             return execute(self.chain, read_task(), tctx, read_task.input_files, _SchemaTap())
         return execute(self.chain, iter(blocks), tctx)
 

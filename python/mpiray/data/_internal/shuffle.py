@@ -6,6 +6,7 @@ partitions (``num_returns=P``), reduce tasks combine one partition each."""
 import numpy as np
 
 import mpiray as ray
+from mpiray import _api
 
 from .. import block as B
 from .metadata import RefBundle
@@ -43,21 +44,93 @@ def _seed(seed, *rest):
 
 @ray.remote
 def _shuffle_map(block, P, seed, i):
+    # Each partition gets a uniformly random set of the block's rows, taken in the block's
+    # order (the copy streams through memory); the reduce permutes the union of its pieces.
     n = B.num_rows(block)
     rng = np.random.default_rng(_seed(seed, 0, i))
     perm = rng.permutation(n)
     bounds = np.linspace(0, n, P + 1).astype(np.int64)
-    out = tuple(B.take(block, perm[bounds[j]:bounds[j + 1]]) for j in range(P))
+    rows = [np.sort(perm[bounds[j]:bounds[j + 1]]) for j in range(P)]
+    cols = _scatter_columns([block])
+    if cols is None:
+        out = tuple(B.take(block, r) for r in rows)
+    else:
+        # Large numpy blocks: each piece is taken straight into its object's shared memory.
+        out = tuple(_filled_rows(block, r, cols) for r in rows)
     return out if P > 1 else out[0]
+
+
+def _filled_rows(block, rows, cols):
+    """The rows of ``block`` as a return value written straight into the object store."""
+    m = len(rows)
+    piece = B.NumpyBlock({k: np.empty((m,) + shape, dt) for k, (dt, shape) in cols.items()})
+    names = {v.ctypes.data: k for k, v in piece.columns.items()}
+
+    def fill(_i, dst, src):
+        k = names.get(src)
+        if k is None:
+            return False
+        dt, shape = cols[k]
+        np.take(block.columns[k], rows, axis=0, mode="clip",  # valid rows; "raise" would buffer
+                out=np.frombuffer(dst, dtype=dt).reshape((m,) + shape))
+        return True
+
+    return _api._filled(piece, fill)
+
+
+_SCATTER_MIN_BYTES = 1 << 20
+
+
+def _scatter_columns(parts):
+    """The columns (name -> (dtype, row shape)) of numpy pieces that the reduce can scatter
+    straight into the object store, or None (arrow pieces, object columns, small outputs)."""
+    nonempty = [p for p in parts if B.num_rows(p)]
+    if not nonempty or not all(isinstance(p, B.NumpyBlock) for p in nonempty):
+        return None
+    first = nonempty[0].columns
+    cols = {k: (v.dtype, v.shape[1:]) for k, v in first.items()}
+    if not cols or any(dt.hasobject for dt, _ in cols.values()):
+        return None
+    for p in nonempty[1:]:
+        if list(p.columns) != list(cols) or any((v.dtype, v.shape[1:]) != cols[k] for k, v in p.columns.items()):
+            return None
+    n = sum(B.num_rows(p) for p in nonempty)
+    row = sum(dt.itemsize * int(np.prod(shape, dtype=np.int64)) for dt, shape in cols.values())
+    return cols if n * row >= _SCATTER_MIN_BYTES else None
 
 
 @ray.remote(num_returns=2)
 def _shuffle_reduce(seed, j, *parts):
-    b = B.concat(list(parts))
-    n = B.num_rows(b)
     rng = np.random.default_rng(_seed(seed, 1, j))
-    b = compact(B.take(b, rng.permutation(n))) if n else b
-    return b, block_meta(b)
+    cols = _scatter_columns(parts)
+    if cols is None:
+        b = B.concat(list(parts))
+        n = B.num_rows(b)
+        b = compact(B.take(b, rng.permutation(n))) if n else b
+        return b, block_meta(b)
+    # Every piece's rows go to random places of the output, written straight into the
+    # object's shared memory (one copy: no concatenation, no copy into the store).
+    nonempty = [p for p in parts if B.num_rows(p)]
+    n = sum(B.num_rows(p) for p in nonempty)
+    perm = rng.permutation(n)
+    out = B.NumpyBlock({k: np.empty((n,) + shape, dt) for k, (dt, shape) in cols.items()})
+    fills = {v.ctypes.data: k for k, v in out.columns.items()}
+
+    def fill(_i, dst, src):
+        k = fills.get(src)
+        if k is None:
+            return False
+        dt, shape = cols[k]
+        arr = np.frombuffer(dst, dtype=dt).reshape((n,) + shape)
+        at = 0
+        for p in nonempty:
+            m = B.num_rows(p)
+            arr[perm[at:at + m]] = p.columns[k]
+            at += m
+        del arr
+        return True
+
+    return _api._filled(out, fill), block_meta(out)
 
 
 def random_shuffle(seed, num_blocks):

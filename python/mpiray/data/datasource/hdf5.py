@@ -2,10 +2,12 @@
 
 Reading: the driver describes the datasets (shape, chunking, type) and splits each file along
 its first axis at multiples of the chunk rows; each read task opens the file itself and reads
-its rows with one hyperslab read per dataset straight into a numpy array, which becomes the
-block's column (compound types become one column per member). The arrays are reused from a
-small per-thread pool once nothing refers to them anymore, so their pages are warm when the
-runtime copies them into the object store, where readers map them without a copy.
+its rows with one hyperslab read per dataset. A read with nothing fused after it returns its
+block with the numeric columns unread and has the runtime call back (``read_deferred``,
+``mpiray._api._filled``) to read the rows straight into the block's object in shared memory;
+otherwise (a fused map, strings, compound members: one column per member) the rows go into
+numpy arrays reused from a small per-thread pool once nothing refers to them anymore (warm
+pages), which the runtime copies into the object store. Readers map blocks without a copy.
 
 Writing: each block writes its rows into a file of its own, in parallel; the driver then
 writes ``path`` with one virtual dataset per column that maps the blocks' files in order, so
@@ -345,13 +347,37 @@ class _HDF5Read:
         self.parts = parts
         self.include_paths = include_paths
 
-    def __call__(self):
+    def read_deferred(self, max_bytes=None):
+        """The task's blocks for ``execute_deferred`` (remote.py): ``[(block, fills), ...]``,
+        where the block's plain numeric columns are still unread (``np.empty``, untouched) and
+        ``fills`` maps each such array's address to a function that reads its rows into a
+        buffer; the runtime calls it with the array's place in the object's shared memory, so
+        the rows go from the file straight into the store (no staging copy). Other columns
+        (strings, compound members) are read as usual. A block of more than 1.5 ``max_bytes``
+        is split into blocks of about ``max_bytes`` (as pack_outputs splits other outputs).
+        None when nothing is left to defer."""
         from .file_formats import _decorate
-        if self.path is None:
-            yield B.NumpyBlock({c.name: np.empty((0,) + c.row_shape, c.dtype) for c in self.cols})
-            return
+        if self.path is None or self.count == 0:
+            return None
+        if not any(c.member is None and c.dtype != object for c in self.cols):
+            return None
+        row_bytes = sum(int(np.prod(c.row_shape, dtype=np.int64)) * c.dtype.itemsize for c in self.cols)
+        per = self.count
+        if max_bytes and row_bytes * self.count > 1.5 * max_bytes:
+            per = max(1, int(max_bytes // max(1, row_bytes)))
         f = open_file(self.path)
-        out = {}
+        out = []
+        for start in range(self.start, self.start + self.count, per):
+            count = min(per, self.start + self.count - start)
+            part = _HDF5Read(self.path, self.cols, start, count, self.parts, self.include_paths)
+            cols, fills = part._read_columns(f, defer=True)
+            block = _decorate(B.NumpyBlock({c.name: cols[c.name] for c in self.cols}), self.path, self.parts,
+                              self.include_paths)
+            out.append((block, fills))
+        return out
+
+    def _read_columns(self, f, defer=False):
+        out, fills = {}, {}
         by_ds = {}
         for c in self.cols:
             by_ds.setdefault(c.dataset, []).append(c)
@@ -363,6 +389,10 @@ class _HDF5Read:
                     arr = np.empty(len(vals), dtype=object)
                     arr[:] = vals
                     out[c.name] = arr.reshape((self.count,) + c.row_shape)
+                elif defer and self.count:
+                    arr = np.empty((self.count,) + c.row_shape, c.dtype)
+                    out[c.name] = arr
+                    fills[arr.ctypes.data] = _RowFill(f, ds, self.start, self.count, arr.nbytes)
                 else:
                     arr = staging_empty((self.count,) + c.row_shape, c.dtype)
                     call(f.read_rows, ds, self.start, self.count, arr.reshape(-1).view(np.uint8)
@@ -376,8 +406,35 @@ class _HDF5Read:
                 for c in cols:
                     out[c.name] = np.ascontiguousarray(rec[c.member])
                 del rec
+        return out, fills
+
+    def __call__(self):
+        from .file_formats import _decorate
+        if self.path is None:
+            yield B.NumpyBlock({c.name: np.empty((0,) + c.row_shape, c.dtype) for c in self.cols})
+            return
+        f = open_file(self.path)
+        out, _ = self._read_columns(f)
         yield _decorate(B.NumpyBlock({c.name: out[c.name] for c in self.cols}), self.path, self.parts,
                         self.include_paths)
+
+
+class _RowFill:
+    """Reads rows of one dataset into a buffer the runtime hands over (see read_deferred)."""
+
+    __slots__ = ("f", "ds", "start", "count", "nbytes")
+
+    def __init__(self, f, ds, start, count, nbytes):
+        self.f = f
+        self.ds = ds
+        self.start = start
+        self.count = count
+        self.nbytes = nbytes
+
+    def __call__(self, dst):
+        if len(dst) != self.nbytes:
+            raise HDF5Error(f"read_hdf5: internal error: buffer of {len(dst)} bytes for {self.nbytes} bytes of rows")
+        call(self.f.read_rows, self.ds, self.start, self.count, dst)
 
 
 def read_attributes(path, name="/"):
