@@ -110,6 +110,21 @@ PYBIND11_MODULE(_serve_proxy, m) {
            py::arg("timeout_s"),
            "(id, app, route_prefix, method, path, query, headers, body, (host, port), "
            "http_version, admin) of the next request, or None after timeout_s")
+      .def("next_batch",
+           [](sv::Proxy& p, std::size_t max, double timeout_s) -> py::list {
+             std::vector<sv::Request> rs;
+             {
+               py::gil_scoped_release nogil;
+               rs = p.NextBatch(max, std::chrono::milliseconds(
+                                         static_cast<long long>(timeout_s * 1000)));
+             }
+             py::list out(rs.size());
+             for (std::size_t i = 0; i < rs.size(); ++i) out[i] = ToPython(std::move(rs[i]));
+             return out;
+           },
+           py::arg("max"), py::arg("timeout_s"),
+           "Every queued request (as next() gives them), up to max, waiting up to timeout_s "
+           "for the first; [] after the timeout")
       .def("waiting", &sv::Proxy::waiting)
       .def("respond",
            [](sv::Proxy& p, std::uint64_t id, int status, const py::iterable& headers,
@@ -137,6 +152,12 @@ PYBIND11_MODULE(_serve_proxy, m) {
              py::gil_scoped_release nogil;
              return p.EndStream(id);
            })
+      .def("abort_stream",
+           [](sv::Proxy& p, std::uint64_t id) {
+             py::gil_scoped_release nogil;
+             return p.AbortStream(id);
+           },
+           "Resets the connection of request id after what was sent (a cut stream)")
       .def("is_open", &sv::Proxy::IsOpen)
       .def("stats",
            [](const sv::Proxy& p) {

@@ -2,6 +2,10 @@
 // finds the connection of a request when its answer comes back from the router.
 #include "mpiray/serve/proxy.h"
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <boost/asio/post.hpp>
 
 #include "detail/proxy_impl.h"
@@ -16,16 +20,31 @@ Proxy::Impl::Impl(const ProxyOptions& o)
       acceptor(detail::net::make_strand(ioc)) {}
 
 void Proxy::Impl::Accept() {
-  acceptor.async_accept(detail::net::make_strand(ioc), [this](detail::beast::error_code ec,
-                                                              tcp::socket socket) {
+  // Connections are accepted with accept4(SOCK_CLOEXEC): a process the runtime starts later
+  // (a replacement worker, a user's subprocess) must not inherit a client's socket, or closing
+  // (or resetting) the connection here would not reach the client while that process lives.
+  acceptor.async_wait(tcp::acceptor::wait_read, [this](detail::beast::error_code ec) {
     if (ec) {
       if (ec == detail::net::error::operation_aborted || stopped) return;
-    } else if (n_open.load() >= opt.max_connections) {
-      detail::beast::error_code ignored;
-      socket.close(ignored);  // over the limit: refused at once
     } else {
-      ++n_connections;
-      std::make_shared<detail::Session>(std::move(socket), this)->Start();
+      while (!stopped) {
+        const int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr,
+                                 SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) break;  // EAGAIN: none left (other errors: the next wait reports them)
+        if (n_open.load() >= opt.max_connections) {
+          ::close(fd);  // over the limit: refused at once
+          continue;
+        }
+        tcp::socket socket(detail::net::make_strand(ioc));
+        detail::beast::error_code aec;
+        socket.assign(acceptor.local_endpoint().protocol(), fd, aec);
+        if (aec) {
+          ::close(fd);
+          continue;
+        }
+        ++n_connections;
+        std::make_shared<detail::Session>(std::move(socket), this)->Start();
+      }
     }
     if (!stopped) Accept();
   });
@@ -92,7 +111,9 @@ Result<std::unique_ptr<Proxy>> Proxy::Start(const ProxyOptions& options) {
                           "http_options={'port': ...})"
                         : ""));
   }
+  if (!ec) ::fcntl(impl->acceptor.native_handle(), F_SETFD, FD_CLOEXEC);  // see Accept()
   impl->acceptor.listen(detail::net::socket_base::max_listen_connections, ec);
+  if (!ec) impl->acceptor.non_blocking(true, ec);
   if (ec) return IoError("serve proxy: cannot listen on " + where + ": " + ec.message());
   impl->bound_port = impl->acceptor.local_endpoint().port();
   impl->Accept();
@@ -136,6 +157,24 @@ std::optional<Request> Proxy::Next(std::chrono::milliseconds timeout) {
   return r;
 }
 
+std::vector<Request> Proxy::NextBatch(std::size_t max, std::chrono::milliseconds timeout) {
+  std::vector<Request> out;
+  std::unique_lock<std::mutex> lk(impl_->q_mu);
+  if (timeout.count() > 0) {  // a poll (timeout 0) does not count as a waiting thread
+    ++impl_->waiting;
+    impl_->q_cv.wait_for(lk, timeout, [&] { return impl_->stopped || !impl_->queue.empty(); });
+    --impl_->waiting;
+  }
+  if (impl_->stopped) return out;
+  const std::size_t n = std::min(std::max<std::size_t>(max, 1), impl_->queue.size());
+  out.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    out.push_back(std::move(impl_->queue.front()));
+    impl_->queue.pop_front();
+  }
+  return out;
+}
+
 int Proxy::waiting() const {
   std::lock_guard<std::mutex> lk(impl_->q_mu);
   return impl_->waiting;
@@ -167,6 +206,14 @@ bool Proxy::EndStream(std::uint64_t id) {
   if (!s) return false;
   impl_->Unregister(id);
   s->PostLast(id);
+  return true;
+}
+
+bool Proxy::AbortStream(std::uint64_t id) {
+  auto s = impl_->Find(id);
+  if (!s) return false;
+  impl_->Unregister(id);
+  s->PostAbort(id);
   return true;
 }
 

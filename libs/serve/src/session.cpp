@@ -336,6 +336,29 @@ void Session::PostLast(std::uint64_t id) {
   });
 }
 
+void Session::PostAbort(std::uint64_t id) {
+  net::post(stream_.get_executor(), [self = shared_from_this(), id]() {
+    if (self->closed_ || id != self->current_) return;
+    Out o;
+    o.kind = Out::kAbort;
+    self->Push(std::move(o));
+  });
+}
+
+void Session::Reset() {
+  // SO_LINGER 0: close() sends RST, so the client's read fails instead of seeing an end.
+  beast::error_code ec;
+  stream_.socket().set_option(net::socket_base::linger(true, 0), ec);
+  const bool was = closed_.exchange(true);
+  if (current_) impl_->Unregister(current_);
+  current_ = 0;
+  {
+    std::lock_guard<std::mutex> lk(buf_mu_);
+    buf_cv_.notify_all();
+  }
+  if (!was) stream_.socket().close(ec);
+}
+
 void Session::Push(Out o) {
   out_.push_back(std::move(o));
   if (!writing_) DoWrite();
@@ -348,6 +371,11 @@ void Session::DoWrite() {
   }
   writing_ = true;
   Out o = out_.front();
+  if (o.kind == Out::kAbort) {
+    out_.clear();
+    writing_ = false;
+    return Reset();
+  }
   stream_.expires_after(impl_->opt.write_timeout);
   auto done = [self = shared_from_this(), o](beast::error_code ec, std::size_t) {
     self->OnWritten(ec, o);
@@ -360,6 +388,7 @@ void Session::DoWrite() {
       break;
     case Out::kLast: net::async_write(stream_, http::make_chunk_last(), std::move(done)); break;
     case Out::kRaw: net::async_write(stream_, net::buffer(*o.data), std::move(done)); break;
+    case Out::kAbort: break;  // handled above
   }
 }
 

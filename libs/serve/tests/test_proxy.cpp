@@ -1,6 +1,7 @@
 // The proxy over real loopback sockets. The clients are raw POSIX sockets so that malformed,
 // oversized and slow requests can be sent; the "router" is the test thread calling Next().
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -9,7 +10,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <vector>
 #include <string>
 #include <thread>
 
@@ -301,4 +304,69 @@ TEST_CASE("Stop closes connections and wakes Next", "[serve][proxy]") {
   CHECK(std::chrono::steady_clock::now() - t0 < 3000ms);
   CHECK(c.WaitClosed(3000ms));
   CHECK_FALSE(p->Respond(r->id, 200, {}, "late"));
+}
+
+TEST_CASE("NextBatch hands every queued request over at once", "[serve][proxy]") {
+  auto p = StartProxy();
+  Client a(p->port()), b(p->port()), c(p->port());
+  a.Send(Get("/a"));
+  b.Send(Get("/b"));
+  c.Send(Get("/c"));
+  std::vector<mpiray::serve::Request> got;
+  auto deadline = std::chrono::steady_clock::now() + 5000ms;
+  while (got.size() < 3 && std::chrono::steady_clock::now() < deadline) {
+    for (auto& r : p->NextBatch(64, 1000ms)) got.push_back(std::move(r));
+  }
+  REQUIRE(got.size() == 3);
+  CHECK(p->stats().queued == 0);
+  std::vector<std::string> paths;
+  for (auto& r : got) paths.push_back(r.path);
+  std::sort(paths.begin(), paths.end());
+  CHECK(paths == std::vector<std::string>{"/a", "/b", "/c"});
+  for (auto& r : got) REQUIRE(p->Respond(r.id, 200, {}, "ok" + r.path));
+  CHECK(a.ReadUntil("ok/a").find("ok/a") != std::string::npos);
+  CHECK(c.ReadUntil("ok/c").find("ok/c") != std::string::npos);
+  CHECK(p->NextBatch(64, 50ms).empty());  // nothing queued: empty after the timeout
+  a.Send(Get("/x") + Get("/y"));          // pipelined: one at a time, even in a batch
+  auto first = p->NextBatch(64, 5000ms);
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].path == "/x");
+}
+
+TEST_CASE("AbortStream resets the connection after what was sent", "[serve][proxy]") {
+  auto p = StartProxy();
+  Client c(p->port());
+  c.Send(Get("/s"));
+  auto r = p->Next(5000ms);
+  REQUIRE(r.has_value());
+  REQUIRE(p->StartStream(r->id, 200, {{"content-type", "text/plain"}}));
+  REQUIRE(p->SendChunk(r->id, "part1"));
+  REQUIRE(p->AbortStream(r->id));
+  CHECK(c.WaitClosed(3000ms));
+  CHECK(c.buf.find("5\r\npart1\r\n") != std::string::npos);  // what was sent arrives
+  CHECK(c.buf.find("0\r\n\r\n") == std::string::npos);       // but no last chunk: an error
+  CHECK_FALSE(p->SendChunk(r->id, "late"));
+  CHECK_FALSE(p->IsOpen(r->id));
+}
+
+TEST_CASE("the proxy's sockets are not inherited by processes started later", "[serve][proxy]") {
+  // (a worker the runtime starts would otherwise keep a client's connection open after the
+  // proxy closed or reset it)
+  auto p = StartProxy();
+  Client c(p->port());
+  c.Send(Get("/x"));
+  auto r = p->Next(5000ms);
+  REQUIRE(r.has_value());
+  int server_side = 0;
+  for (int fd = 0; fd < 4096; ++fd) {
+    sockaddr_in a{};
+    socklen_t len = sizeof a;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) continue;
+    if (a.sin_family != AF_INET || ntohs(a.sin_port) != p->port()) continue;
+    ++server_side;  // the listener and the accepted connection (the client's port differs)
+    CHECK((::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
+  }
+  CHECK(server_side == 2);
+  REQUIRE(p->Respond(r->id, 200, {}, "ok"));
+  CHECK(c.ReadUntil("ok").find("ok") != std::string::npos);
 }

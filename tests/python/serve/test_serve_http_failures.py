@@ -166,3 +166,71 @@ def test_replica_sigkill_with_requests_in_flight_over_http():
         time.sleep(0.2)
     assert serve.status().applications["w"].deployments["Worker"].replica_states["RUNNING"] == 2
     assert all(get("/after").status == 200 for _ in range(5))
+
+
+@serve.deployment(ray_actor_options=CPU0, num_replicas=1)
+class Ticker:
+    """Streams its pid first, then a tick every 0.1 s for a long time."""
+
+    def __call__(self, request):
+        def gen():
+            yield f"pid={os.getpid()}\n"
+            for i in range(600):
+                time.sleep(0.1)
+                yield f"tick {i}\n"
+        return gen()
+
+    def ticks(self, n):
+        yield os.getpid()
+        for i in range(n):
+            time.sleep(0.1)
+            yield i
+
+
+def test_a_stream_cut_by_a_dead_replica_is_an_error_for_the_client():
+    import http.client
+    serve.run(Ticker.bind(), name="t", route_prefix="/t")
+    conn = http.client.HTTPConnection("127.0.0.1", proxy_port(), timeout=30)
+    conn.request("GET", "/t")
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.getheader("transfer-encoding") == "chunked"
+    first = resp.readline()
+    assert first.startswith(b"pid="), first
+    assert resp.readline().startswith(b"tick")          # the stream is flowing
+    os.kill(int(first.split(b"=")[1]), signal.SIGKILL)
+    # The body must not end as if it were complete: the proxy resets the connection after
+    # what it had, without the terminating zero chunk; http.client sees a broken body.
+    with pytest.raises((http.client.IncompleteRead, ConnectionError, http.client.HTTPException)):
+        while True:
+            chunk = resp.read(64)
+            if not chunk:
+                raise AssertionError("the cut stream ended like a complete response")
+    conn.close()
+    # Other clients are served (a replacement replica comes up).
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            c2 = http.client.HTTPConnection("127.0.0.1", proxy_port(), timeout=30)
+            c2.request("GET", "/t")
+            r2 = c2.getresponse()
+            if r2.status == 200 and r2.readline().startswith(b"pid="):
+                c2.close()
+                break
+            c2.close()
+        except OSError:
+            pass
+        time.sleep(0.3)
+    else:
+        raise AssertionError("no replica answered after the kill")
+
+
+def test_a_handle_stream_cut_by_a_dead_replica_raises_deployment_unavailable():
+    from mpiray.serve.exceptions import DeploymentUnavailableError
+    h = serve.run(Ticker.bind(), name="t", route_prefix=None)
+    gen = h.options(stream=True).ticks.remote(600)
+    pid = next(gen)
+    assert next(gen) == 0
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(DeploymentUnavailableError, match="died after"):
+        for _ in range(1000):
+            next(gen)

@@ -34,7 +34,7 @@ class Session;
 
 /// One piece of output of a connection, written in order.
 struct Out {
-  enum Kind { kFull, kHead, kChunk, kLast, kRaw };
+  enum Kind { kFull, kHead, kChunk, kLast, kRaw, kAbort };
   Kind kind = kFull;
   std::shared_ptr<http::response<http::string_body>> full;
   std::shared_ptr<http::response<http::empty_body>> head;
@@ -107,6 +107,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void PostStreamHead(std::uint64_t id, int status, Headers headers);
   bool PostChunk(std::uint64_t id, std::string data, std::size_t max_buffered);
   void PostLast(std::uint64_t id);
+  /// Resets the connection once what was queued before is written (a cut stream).
+  void PostAbort(std::uint64_t id);
   bool closed() const { return closed_.load(); }
 
  private:
@@ -121,6 +123,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void DoWrite();
   void OnWritten(beast::error_code ec, Out done);
   void Linger();
+  void Reset();
   void DrainRead(std::size_t total);
   std::shared_ptr<http::response<http::string_body>> MakeFull(int status, const Headers& h,
                                                                std::string body) const;

@@ -246,7 +246,12 @@ class ServeController:
         for name in list(self._apps):
             await self.delete_app(name)
         if self._health_task is not None:
+            # Dropped, not only cancelled: the task refers to this instance, so keeping it
+            # would leave a cycle that only the garbage collector frees, at a random moment
+            # in the worker (a dead async actor freed by the collector while the worker starts
+            # another async actor's event loop can deadlock the worker: a core issue).
             self._health_task.cancel()
+            self._health_task = None
         return True
 
     # ------------------------------------------------------------------ queries

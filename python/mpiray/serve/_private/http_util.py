@@ -42,13 +42,33 @@ def make_receive(body):
     return receive
 
 
+_encoder = []   # [fastapi's jsonable_encoder or None], looked up once
+
+
 def _json_bytes(obj):
-    try:
-        from fastapi.encoders import jsonable_encoder
-        obj = jsonable_encoder(obj)
-    except ImportError:
-        pass
+    if not _encoder:
+        try:
+            from fastapi.encoders import jsonable_encoder
+        except ImportError:
+            jsonable_encoder = None
+        _encoder.append(jsonable_encoder)
+    if _encoder[0] is not None and not _plain_json(obj):
+        obj = _encoder[0](obj)
     return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _plain_json(obj, depth=0):
+    """True for dicts/lists of str keys and str/int/float/bool/None values (json.dumps writes
+    them as jsonable_encoder would; anything else goes through the encoder)."""
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return True
+    if depth > 8:
+        return False
+    if type(obj) is dict:
+        return all(type(k) is str and _plain_json(v, depth + 1) for k, v in obj.items())
+    if type(obj) is list:
+        return all(_plain_json(v, depth + 1) for v in obj)
+    return False
 
 
 def object_messages(obj, status=200):
@@ -65,6 +85,18 @@ def object_messages(obj, status=200):
     return [{"type": "http.response.start", "status": status,
              "headers": [(b"content-type", ctype)]},
             {"type": "http.response.body", "body": body}]
+
+
+def plain_response(obj):
+    """(status, headers, body parts) of a return value that needs no event loop (text, bytes,
+    None, JSON-able values), or None for coroutines, generators and Starlette responses."""
+    if obj is None or isinstance(obj, (str, bytes, bytearray, memoryview)):
+        pass
+    elif inspect.isawaitable(obj) or inspect.isgenerator(obj) or inspect.isasyncgen(obj) or \
+            (callable(obj) and hasattr(obj, "status_code") and hasattr(obj, "headers")):
+        return None
+    start, body = object_messages(obj)
+    return start["status"], start["headers"], ([body["body"]] if body["body"] else [])
 
 
 class Collector:

@@ -46,9 +46,53 @@ class Router:
         self.pending = {}         # ObjectRef -> (slot, request id)
         self.dead = set()         # tags of replicas seen dead (the controller may list them
                                   # until it noticed; never route to them again)
+        self._ctrl = None         # the controller's handle (looked up once)
+        self._refreshing = False
+
+    def _controller(self):
+        c = self._ctrl
+        if c is None:
+            c = self._ctrl = get_controller()
+        return c
 
     def refresh(self):
-        info = ray.get(get_controller().get_replicas.remote(self.app, self.dep), timeout=30)
+        try:
+            ref = self._controller().get_replicas.remote(self.app, self.dep)
+        except Exception:  # noqa: BLE001 - a cached handle of a controller that is gone
+            self._ctrl = None
+            ref = self._controller().get_replicas.remote(self.app, self.dep)
+        self._apply(ray.get(ref, timeout=30))
+
+    def _refresh_soon(self):
+        """Re-reads the replica list in the background (the current list keeps serving)."""
+        with self.lock:
+            if self._refreshing:
+                return
+            self._refreshing = True
+            self.refreshed_at = time.monotonic()
+
+        def done(info, error):
+            self._refreshing = False
+            if error is None:
+                try:
+                    self._apply(info)
+                except RayServeException:  # the app is gone: the next choice asks again
+                    with self.lock:        # (and raises the controller's words)
+                        self.replicas = []
+                    self.refreshed_at = 0.0
+            else:
+                self._ctrl = None
+                self.refreshed_at = 0.0
+        try:
+            ref = self._controller().get_replicas.remote(self.app, self.dep)
+        except Exception:  # noqa: BLE001 - no controller: the next blocking refresh says so
+            self._refreshing = False
+            self._ctrl = None
+            return
+        from .waiter import get_waiter
+        get_waiter().add(ref, done, timeout_s=30)
+
+    def _apply(self, info):
         if "error" in info:
             raise RayServeException(info["error"])
         with self.lock:
@@ -73,13 +117,23 @@ class Router:
         for ref in ready:
             self.release(ref)
 
-    def choose(self, model_id=""):
+    def choose(self, model_id="", block=True):
+        """A replica for the next request. The replica list is re-read in the background while
+        there are replicas; with none listed, ``block`` waits for one (up to 30 s), else None
+        comes back at once."""
         deadline = time.monotonic() + _WAIT_FOR_REPLICA_S
         while True:
-            if time.monotonic() - self.refreshed_at > _REFRESH_S or not self.replicas:
-                self.refresh()
-                if not self.replicas:
-                    self.refreshed_at = 0.0
+            live = self.replicas
+            if live:
+                if time.monotonic() - self.refreshed_at > _REFRESH_S:
+                    self._refresh_soon()
+                self.demand_sent = False
+                break
+            if not block:
+                return None
+            self.refresh()
+            if not self.replicas:
+                self.refreshed_at = 0.0
             with self.lock:
                 live = list(self.replicas)
             if live:
@@ -92,7 +146,7 @@ class Router:
             if not getattr(self, "demand_sent", False):
                 self.demand_sent = True   # scaled to zero: ask for a replica
                 try:
-                    get_controller().report_demand.remote(self.app, self.dep)
+                    self._controller().report_demand.remote(self.app, self.dep)
                 except Exception:  # noqa: BLE001
                     pass
             if time.monotonic() > deadline:
@@ -147,7 +201,7 @@ class Router:
             self.models = {m: t for m, t in self.models.items() if t != slot.tag}
             self.refreshed_at = 0.0  # re-read before the next choice
         try:
-            get_controller().report_dead.remote(self.app, self.dep, slot.tag)
+            self._controller().report_dead.remote(self.app, self.dep, slot.tag)
         except Exception:  # noqa: BLE001 - the controller's health checks will find it
             pass
 

@@ -85,7 +85,12 @@ class Proxy {
 
   /// @brief The next routed request; nullopt after `timeout` or once stopped.
   std::optional<Request> Next(std::chrono::milliseconds timeout);
-  /// @brief How many threads wait in Next() now.
+  /// @brief Every routed request queued now, up to `max` (at least one: waits up to
+  /// `timeout` for the first); empty after `timeout` or once stopped. One call hands a burst
+  /// of requests to the router at once.
+  std::vector<Request> NextBatch(std::size_t max, std::chrono::milliseconds timeout);
+  /// @brief How many threads wait in Next() or NextBatch() now (a NextBatch with timeout 0,
+  /// a poll, does not count).
   int waiting() const;
 
   /// @brief Answers request `id` with a whole response. False when the client is gone.
@@ -97,6 +102,10 @@ class Proxy {
   bool SendChunk(std::uint64_t id, std::string data, std::size_t max_buffered = 4u << 20);
   /// @brief Ends a chunked response.
   bool EndStream(std::uint64_t id);
+  /// @brief Ends request `id` with an error the client sees: what was sent before is
+  /// written, then the connection is reset (a chunked body without its last chunk). For a
+  /// stream whose producer died. False when the client is gone.
+  bool AbortStream(std::uint64_t id);
   /// @brief Whether request `id` still has a client waiting.
   bool IsOpen(std::uint64_t id) const;
 
