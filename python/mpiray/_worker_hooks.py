@@ -436,7 +436,10 @@ def _actor_loop(instance, name):
         _actor_loops[key] = loop
 
     def stop(key=key, loop=loop):
-        with _actor_loops_lock:
+        # No lock here: the collector may run this finalizer inside the very thread that
+        # _actor_loop is starting (under the lock, in Thread.start()) and deadlock. A dict pop
+        # is atomic; only the loop of this dead instance is removed.
+        if _actor_loops.get(key) is loop:
             _actor_loops.pop(key, None)
         loop.call_soon_threadsafe(loop.stop)
 
