@@ -72,11 +72,42 @@ py::object ToPython(sv::Request&& r) {
                         r.http_minor == 0 ? "1.0" : "1.1", r.admin);
 }
 
+// The streaming half of Proxy: chunked responses.
+void DefStreams(py::class_<sv::Proxy>& proxy) {
+  proxy
+      .def("start_stream",
+           [](sv::Proxy& p, std::uint64_t id, int status, const py::iterable& headers) {
+             sv::Headers h = ToHeaders(headers);
+             py::gil_scoped_release nogil;
+             return p.StartStream(id, status, std::move(h));
+           })
+      .def("send_chunk",
+           [](sv::Proxy& p, std::uint64_t id, const py::bytes& data, std::size_t max_buffered) {
+             std::string d = data;
+             py::gil_scoped_release nogil;
+             return p.SendChunk(id, std::move(d), max_buffered);
+           },
+           py::arg("id"), py::arg("data"), py::arg("max_buffered") = std::size_t(4) << 20)
+      .def("end_stream",
+           [](sv::Proxy& p, std::uint64_t id) {
+             py::gil_scoped_release nogil;
+             return p.EndStream(id);
+           })
+      .def("abort_stream",
+           [](sv::Proxy& p, std::uint64_t id) {
+             py::gil_scoped_release nogil;
+             return p.AbortStream(id);
+           },
+           "Resets the connection of request id after what was sent (a cut stream)");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_serve_proxy, m) {
   m.doc() = "The native HTTP/1.1 proxy of mpiray.serve (libs/serve, Boost.Beast).";
-  py::class_<sv::Proxy>(m, "Proxy")
+  py::class_<sv::Proxy> proxy(m, "Proxy");
+  DefStreams(proxy);
+  proxy
       .def(py::init(&Start), py::arg("host") = "127.0.0.1", py::arg("port") = 8000,
            py::arg("threads") = 2, py::arg("max_body_bytes") = std::size_t(64) << 20,
            py::arg("header_timeout_s") = 10.0, py::arg("body_timeout_s") = 30.0,
@@ -134,30 +165,6 @@ PYBIND11_MODULE(_serve_proxy, m) {
              py::gil_scoped_release nogil;
              return p.Respond(id, status, std::move(h), std::move(b));
            })
-      .def("start_stream",
-           [](sv::Proxy& p, std::uint64_t id, int status, const py::iterable& headers) {
-             sv::Headers h = ToHeaders(headers);
-             py::gil_scoped_release nogil;
-             return p.StartStream(id, status, std::move(h));
-           })
-      .def("send_chunk",
-           [](sv::Proxy& p, std::uint64_t id, const py::bytes& data, std::size_t max_buffered) {
-             std::string d = data;
-             py::gil_scoped_release nogil;
-             return p.SendChunk(id, std::move(d), max_buffered);
-           },
-           py::arg("id"), py::arg("data"), py::arg("max_buffered") = std::size_t(4) << 20)
-      .def("end_stream",
-           [](sv::Proxy& p, std::uint64_t id) {
-             py::gil_scoped_release nogil;
-             return p.EndStream(id);
-           })
-      .def("abort_stream",
-           [](sv::Proxy& p, std::uint64_t id) {
-             py::gil_scoped_release nogil;
-             return p.AbortStream(id);
-           },
-           "Resets the connection of request id after what was sent (a cut stream)")
       .def("is_open", &sv::Proxy::IsOpen)
       .def("stats",
            [](const sv::Proxy& p) {
