@@ -160,6 +160,10 @@ def base_env(tag, session_root, shm_dir, extra=None):
     env.pop("MPIRAY_RANKS_PER_NODE", None)
     env.pop("MPIRAY_KEEP_SESSION", None)
     env.pop("MPIRAY_SPILL_DIR", None)  # spill into the private session directory
+    # Libraries that ran in this pytest process may have set it (mpiray.rllib sets its learner's
+    # thread count): a script must see the environment a user's shell gives, where mpiray sets
+    # it per task unless the user did (tests that want a user value pass it in ``extra``).
+    env.pop("OMP_NUM_THREADS", None)
     env.update({
         "MPIRAY_BUILD_DIR": str(BUILD_DIR),
         "PYTHONPATH": os.pathsep.join([str(PYTHON_DIR)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
