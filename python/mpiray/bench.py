@@ -199,6 +199,23 @@ def _child(backend, window):
     return json.loads(out.stdout)
 
 
+# Library suites run beside Ray's library: the module --against-ray imports and Ray's pip extra.
+_LIBRARY_SUITES = {"rllib": ("ray", "rllib"), "data": ("ray", "data"), "serve": ("ray.serve", "serve"),
+                   "tune": ("ray", "tune"), "train": ("ray", "train")}
+
+
+def _ray_missing(module, extra):
+    """Whether Ray (``module``) cannot be imported for --against-ray; says what to install."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        what = "Ray Serve" if module == "ray.serve" else "Ray"
+        package = f"'ray[{extra}]'" if extra else "ray"
+        print(f"--against-ray needs {what}: pip install {package}", file=sys.stderr)
+        return True
+    return False
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m mpiray.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -222,48 +239,16 @@ def main(argv=None):
         return bench_ctrl_c.main((["--quick"] if args.quick else []) + rest)
     if rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.suite == "rllib":
-        if args.against_ray:
-            try:
-                import ray  # noqa: F401
-            except ImportError:
-                print("--against-ray needs Ray: pip install 'ray[rllib]'", file=sys.stderr)
-                return 2
-        from .bench_rllib import run_suite as run_rllib
-        print(json.dumps(run_rllib(args.against_ray, args.quick, args.num_envs, args.time_cap), indent=2))
-        return 0
-    if args.suite == "data":
-        if args.against_ray:
-            try:
-                import ray  # noqa: F401
-            except ImportError:
-                print("--against-ray needs Ray: pip install 'ray[data]'", file=sys.stderr)
-                return 2
-        from .bench_data import run_suite as run_data
-        print(json.dumps(run_data(args.against_ray, args.quick), indent=2))
-        return 0
-    if args.suite == "serve":
-        if args.against_ray:
-            try:
-                import ray.serve  # noqa: F401
-            except ImportError:
-                print("--against-ray needs Ray Serve: pip install 'ray[serve]'", file=sys.stderr)
-                return 2
-        from .bench_serve import run_suite as run_serve
-        print(json.dumps(run_serve(args.against_ray, args.quick), indent=2))
-        return 0
-    if args.suite in ("tune", "train"):
-        if args.against_ray:
-            try:
-                import ray  # noqa: F401
-            except ImportError:
-                print(f"--against-ray needs Ray: pip install 'ray[{args.suite}]'", file=sys.stderr)
-                return 2
-        if args.suite == "tune":
-            from .bench_tune import run_suite
+    if args.suite in _LIBRARY_SUITES:
+        module, extra = _LIBRARY_SUITES[args.suite]
+        if args.against_ray and _ray_missing(module, extra):
+            return 2
+        suite = importlib.import_module(f".bench_{args.suite}", __package__)
+        if args.suite == "rllib":
+            result = suite.run_suite(args.against_ray, args.quick, args.num_envs, args.time_cap)
         else:
-            from .bench_train import run_suite
-        print(json.dumps(run_suite(args.against_ray, args.quick), indent=2))
+            result = suite.run_suite(args.against_ray, args.quick)
+        print(json.dumps(result, indent=2))
         return 0
     window = args.window or (0.5 if args.quick else 2.0)
     if args.backend:  # a child process measuring one backend
@@ -273,10 +258,7 @@ def main(argv=None):
     if not args.against_ray:
         print(json.dumps(ours, indent=2))
         return 0
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        print("--against-ray needs Ray: pip install ray", file=sys.stderr)
+    if _ray_missing("ray", None):
         return 2
     theirs = _child("ray", window)
     ratio = {}
