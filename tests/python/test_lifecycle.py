@@ -124,7 +124,8 @@ ray.shutdown()
     assert world.returncode == 0, world
     lines = [l for l in world.stdout.splitlines() if " LINE " in l]
     assert len(lines) == 200
-    assert all(l.startswith("(printer pid=") for l in lines), [l for l in lines if "printer" not in l][:3]
+    assert all(l.startswith("(printer pid=") for l in lines), \
+        [repr(l) for l in lines if not l.startswith("(printer pid=")][:5]
     assert any(l.startswith("(talky pid=") and "actor speaking" in l for l in world.stdout.splitlines())
 
 
