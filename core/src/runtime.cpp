@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -300,8 +301,19 @@ void Runtime::OnWorkerOutput(ProcId src, const proto::WorkerOutput& o) {
                        std::to_string(o.pid) + ", rank=" + std::to_string(src) + ") ";
   std::string text;
   for (const auto& line : o.lines) text += prefix + line + "\n";
-  fwrite(text.data(), 1, text.size(), stdout);
+  // One write() for the whole batch: stdio would cut it at its buffer's size, and the
+  // driver's own output (Python's print, written by the interpreter, not by stdio) could land
+  // in the middle of a line. The driver's pending stdio output goes first.
   fflush(stdout);
+  const char* p = text.data();
+  size_t left = text.size();
+  while (left > 0) {
+    ssize_t n = write(STDOUT_FILENO, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
 }
 
 void Runtime::OnByeAck(ProcId src) {

@@ -135,8 +135,47 @@ def init(address=None, **kwargs):
             _runtime_env.reset()
             raise
         _initialized_here = True
+        if kwargs.get("log_to_driver", True):
+            _whole_lines.start()
         atexit.register(_shutdown_at_exit)
         return _ray_context()
+
+
+class _WholeLines:
+    """While workers' output is forwarded to the driver's stdout, the driver's own
+    sys.stdout/sys.stderr write whole lines: line-buffered instead of write-through (python -u
+    or PYTHONUNBUFFERED, usual in batch scripts, makes print() write each piece on its own) or
+    block-buffered (a pipe or a file: its 8 KiB blocks end mid-line), so that a forwarded line
+    never lands inside one of the driver's. Restored by shutdown()."""
+
+    def __init__(self):
+        self._saved = []
+
+    def start(self):
+        for stream in (sys.stdout, sys.stderr):
+            if stream is None or stream not in (sys.__stdout__, sys.__stderr__):
+                continue  # replaced (pytest's capture, Jupyter): left as it is
+            if any(s is stream for s, _ in self._saved):
+                continue
+            try:
+                before = (stream.line_buffering, stream.write_through)
+                if before != (True, False):
+                    stream.reconfigure(line_buffering=True, write_through=False)
+                    self._saved.append((stream, before))
+            except (AttributeError, ValueError, OSError):
+                pass
+
+    def stop(self):
+        saved, self._saved = self._saved, []
+        for stream, (line_buffering, write_through) in saved:
+            try:
+                stream.flush()
+                stream.reconfigure(line_buffering=line_buffering, write_through=write_through)
+            except (AttributeError, ValueError, OSError):
+                pass
+
+
+_whole_lines = _WholeLines()
 
 
 def _byte_count(value, what):
@@ -268,6 +307,7 @@ def shutdown():
     with _lock:
         _core.shutdown()
         _runtime_env.reset()
+        _whole_lines.stop()
 
 
 def is_initialized():

@@ -3,6 +3,7 @@ the normal launch, worker output on the console, worker crashes, an uncaught exc
 Ctrl-C. Every run must leave no process and no file behind (checked by the fixtures)."""
 
 import json
+import re
 import signal
 import time
 
@@ -127,6 +128,35 @@ ray.shutdown()
     assert all(l.startswith("(printer pid=") for l in lines), \
         [repr(l) for l in lines if not l.startswith("(printer pid=")][:5]
     assert any(l.startswith("(talky pid=") and "actor speaking" in l for l in world.stdout.splitlines())
+
+
+def test_driver_and_worker_lines_do_not_interleave(run_script):
+    """The driver's own prints (run with PYTHONUNBUFFERED=1, as conftest does and batch
+    scripts often do: print() then writes each piece separately) and the workers' forwarded
+    lines share the driver's stdout; every line stays whole."""
+    world = run_script(PRELUDE + """
+ray.init(num_cpus=1)
+@ray.remote
+def printer():
+    for i in range(3000):
+        print("WORKER", "line", i)
+    return 1
+ref = printer.remote()
+i = 0
+while not ray.wait([ref], timeout=0)[0] or i < 3000:
+    print("DRIVER", "line", i)
+    i += 1
+print("RESULT", ray.get(ref))
+ray.shutdown()
+""")
+    assert world.returncode == 0, world
+    lines = world.stdout.splitlines()
+    worker = [l for l in lines if "WORKER" in l]
+    driver = [l for l in lines if "DRIVER" in l]
+    assert len(worker) == 3000
+    bad = [l for l in worker if not re.fullmatch(r"\(printer pid=\d+, rank=\d+\) WORKER line \d+", l)]
+    bad += [l for l in driver if not re.fullmatch(r"DRIVER line \d+", l)]
+    assert not bad, [repr(l) for l in bad[:5]]
 
 
 def test_log_to_driver_false_embedded(run_script):

@@ -11,7 +11,7 @@ Wait) takes the documented default instead: the cluster stops, exit 130.
 
 `--double`: srun's default (no --disable-status): two Ctrl-C within a second make srun forward
 SIGINT and kill the step at once (SIGKILL), so the job's session directory and object store
-may stay; the next job on the node removes them (no process holds their locks: dir_lease.h).
+may stay; the next mpiray program on the node removes them (no process holds their locks: dir_lease.h).
 
 Usage: ctrl_c_srun.py [--cpp ITEST] [call...]   (default: every call)
        ctrl_c_srun.py --double
@@ -126,9 +126,16 @@ def double_ctrl_c():
         left = mpiray_files()
         print(f"double Ctrl-C: srun exited {proc.returncode} after {time.time() - sent:.2f} s; "
               f"left by the killed step: {left}", flush=True)
-        nxt = subprocess.run(["srun", "-n", "1", sys.executable, "-c",
-                              "import mpiray as ray; ray.init(num_cpus=1); ray.shutdown(); print('NEXT OK')"],
-                             capture_output=True, text=True, timeout=120)
+        # The next mpiray process on the node, job step or not, removes them. It starts here
+        # rather than under srun: other Slurm tests run beside this one and may hold every CPU
+        # of the test cluster for minutes, and a pending srun would say nothing about cleanup.
+        next_env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_JOB")}
+        try:
+            nxt = subprocess.run([sys.executable, "-c",
+                                  "import mpiray as ray; ray.init(num_cpus=1); ray.shutdown(); print('NEXT OK')"],
+                                 capture_output=True, text=True, timeout=60, env=next_env)
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError(f"the next mpiray program hung for 60 s:\n{e.stdout}\n{e.stderr}")
         assert nxt.returncode == 0 and "NEXT OK" in nxt.stdout, nxt.stdout + nxt.stderr
         still = mpiray_files()
         assert not still, f"the next job did not remove the killed job's files: {still}"
