@@ -5,7 +5,7 @@
 //   objects.cpp         ObjectRef, put, get, wait, cancel
 //   tasks.cpp           TaskOptions, submit, streams, actors by name, kill
 //   cluster.cpp         context, snapshot, state listing, placement groups
-//   worker_runtime.cpp  the Python language runtime workers call into
+//   worker_runtime.cpp  the Python language runtime workers call into (thread_state.h)
 #include "binding.h"
 
 #include <dlfcn.h>

@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 
+#include "thread_state.h"
+
 namespace mpiray_py {
 
 namespace {
@@ -44,12 +46,14 @@ class PyRuntime final : public detail::LanguageRuntime {
  public:
   mpiray::Status CallFunction(const std::string& name, const detail::ArgList& args,
                               detail::ResultSink& sink) override {
+    mpiray_py::KeepThreadState();
     py::gil_scoped_acquire gil;
     PyVisibleDevices devices;
     return Run(sink, [&] { return Hooks().attr("run_task")(name, Args(args)); });
   }
   mpiray::Result<std::shared_ptr<void>> CreateActor(const std::string& factory,
                                                     const detail::ArgList& args) override {
+    mpiray_py::KeepThreadState();
     py::gil_scoped_acquire gil;
     try {
       PyVisibleDevices devices(/*keep=*/true);
@@ -65,6 +69,7 @@ class PyRuntime final : public detail::LanguageRuntime {
   }
   mpiray::Status CallMethod(void* self, const std::string& method, const detail::ArgList& args,
                             detail::ResultSink& sink) override {
+    mpiray_py::KeepThreadState();
     py::gil_scoped_acquire gil;
     auto* inst = static_cast<py::object*>(self);
     return Run(sink, [&] { return Hooks().attr("call_method")(*inst, method, Args(args)); });
