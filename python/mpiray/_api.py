@@ -1261,10 +1261,10 @@ class ActorClass:
         self._meta = {"class_name": cls.__name__, "methods": _method_table(cls)}
         init = cls.__init__
         self._init_outline = None if init is object.__init__ else _outline(init, skip_first=True)
-        # An async actor runs its calls on one event loop, many at once: 32 by default (Ray:
-        # 1000; each overlapping call holds a thread of the worker, and a thousand threads
-        # handing coroutines to one loop cost a third of the call rate, bench: async actors).
-        self._default_concurrency = 32 if _has_async_methods(cls) else 1
+        # An async actor runs its calls on one event loop, up to 1000 at once by default (as
+        # Ray): the worker starts each call's coroutine and no thread waits for it.
+        self._async = _has_async_methods(cls)
+        self._default_concurrency = 1000 if self._async else 1
 
     def __mro_entries__(self, bases):
         from .actor import ActorClassInheritanceException
@@ -1349,7 +1349,7 @@ class ActorClass:
                 "class": self._cls.__name__, "module": getattr(self._cls, "__module__", ""),
                 "resources": {k: v for k, v in (resources or {}).items() if v and not k.startswith("node:")},
                 "handle_meta": handle_meta}
-        if self._default_concurrency == 32:  # (an async actor, see __init__)
+        if self._async:
             # Ray names an async actor's methods by their qualified name (the class's
             # __qualname__, e.g. "f.<locals>.A.m"), a threaded actor's by "Class.m".
             info["qualname"] = self._cls.__qualname__

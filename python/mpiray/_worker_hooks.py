@@ -606,7 +606,11 @@ def start_method(instance, method_name, args, done):
         nonlocal budget
         while True:
             try:
-                return await _guarded(_on_loop(info, placement, m, pos, kw))
+                ok, result = await _guarded(_on_loop(info, placement, m, pos, kw))
+                if not ok:
+                    return ok, result
+                # (A generator's values here: its retryable error runs the call again.)
+                return ok, _split(result, num_returns, method_name, retry if budget != 0 else False)
             except Exception as e:
                 # retry_exceptions: again on this instance while the budget lasts (-1: forever)
                 if not retry or budget == 0 or (isinstance(retry, tuple) and not isinstance(e, retry)):
@@ -616,12 +620,11 @@ def start_method(instance, method_name, args, done):
 
     def finished(task):
         try:
-            ok, result = task.result()
+            ok, values = task.result()
             if not ok:  # exit_actor() in the method
-                _exit_actor(result, name, method_name)
-                done.fail(result)
+                _exit_actor(values, name, method_name, native["actor_id"])
+                done.fail(values)
                 return
-            values = _split(result, num_returns, method_name)
         except BaseException as e:  # the method's error (a cancelled one's too)
             done.fail(e)
             return
@@ -638,10 +641,12 @@ _exited = {}
 _EXIT_KILL_DELAY_S = 0.1
 
 
-def _exit_actor(exc, actor_name, method_name):
+def _exit_actor(exc, actor_name, method_name, actor=None):
     """exit_actor() was called: later calls that reach this process fail at once; the runtime
-    kills the actor for good (no restart, the name and resources released)."""
-    actor = _core.context()["actor_id"]
+    kills the actor for good (no restart, the name and resources released). `actor`: its id
+    (by default the one the calling thread serves; a deferred call ends on the loop's thread)."""
+    if actor is None:
+        actor = _core.context()["actor_id"]
     exc.message = (f"The actor {actor_name} exited intentionally: exit_actor() was called in "
                    f"its method '{method_name}'.")
     if actor in _exited:

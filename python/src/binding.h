@@ -178,7 +178,7 @@ auto Interruptible(int64_t timeout_ms, F&& call) {
 
 // ------------------------------------------------------------------ the module's parts
 
-void RegisterPythonRuntime();             // worker_runtime.cpp
+void RegisterPythonRuntime(py::module_& m);  // worker_runtime.cpp
 void BindObjects(py::module_& m);         // objects.cpp
 void BindTasks(py::module_& m);           // tasks.cpp
 void BindCluster(py::module_& m);         // cluster.cpp

@@ -124,7 +124,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "mpiray runtime binding (use the mpiray package)";
   using namespace mpiray_py;
   TranslateErrors();
-  RegisterPythonRuntime();
+  RegisterPythonRuntime(m);
   BindConstants(m);
   BindObjects(m);
   BindLifecycle(m);

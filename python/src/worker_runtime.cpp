@@ -41,6 +41,27 @@ class PyVisibleDevices {
   py::object old_;
 };
 
+// An actor instance as the worker holds it: the Python object, and whether its calls are
+// deferred (async actors: _worker_hooks.defers_calls).
+struct PyActor {
+  py::object instance;
+  bool defers = false;
+};
+
+// What _worker_hooks.start_method gets to end a deferred call on the actor's loop thread:
+// finish(values) stores the return values, fail(exc) the error; the first of them counts.
+class PyDeferred {
+ public:
+  explicit PyDeferred(std::unique_ptr<detail::DeferredCall> call) : call_(std::move(call)) {}
+  void Finish(py::object values);
+  void Fail(py::handle exc);
+  // Ends the call with `st` (a failure's detail and retry flag from the runtime).
+  void End(mpiray::Status st);
+
+ private:
+  std::unique_ptr<detail::DeferredCall> call_;
+};
+
 // Runs Python tasks in workers by calling mpiray._worker_hooks with the GIL held.
 class PyRuntime final : public detail::LanguageRuntime {
  public:
@@ -58,10 +79,11 @@ class PyRuntime final : public detail::LanguageRuntime {
     try {
       PyVisibleDevices devices(/*keep=*/true);
       py::object inst = Hooks().attr("create_actor")(factory, Args(args));
-      auto* holder = new py::object(std::move(inst));
+      bool defers = Hooks().attr("defers_calls")(inst).cast<bool>();
+      auto* holder = new PyActor{std::move(inst), defers};
       return std::shared_ptr<void>(holder, [](void* p) {
         py::gil_scoped_acquire g;
-        delete static_cast<py::object*>(p);
+        delete static_cast<PyActor*>(p);
       });
     } catch (py::error_already_set& e) {
       return Failure(e);
@@ -71,8 +93,26 @@ class PyRuntime final : public detail::LanguageRuntime {
                             detail::ResultSink& sink) override {
     mpiray_py::KeepThreadState();
     py::gil_scoped_acquire gil;
-    auto* inst = static_cast<py::object*>(self);
-    return Run(sink, [&] { return Hooks().attr("call_method")(*inst, method, Args(args)); });
+    auto* actor = static_cast<PyActor*>(self);
+    return Run(sink, [&] { return Hooks().attr("call_method")(actor->instance, method, Args(args)); });
+  }
+  bool DefersCalls(void* self) override { return static_cast<PyActor*>(self)->defers; }
+  bool StartMethod(void* self, const std::string& method, const detail::ArgList& args,
+                   std::unique_ptr<detail::DeferredCall>& call) override {
+    auto* actor = static_cast<PyActor*>(self);
+    if (!actor->defers) return false;
+    mpiray_py::KeepThreadState();
+    py::gil_scoped_acquire gil;
+    auto* deferred = new PyDeferred(std::move(call));
+    py::object done = py::cast(deferred, py::return_value_policy::take_ownership);
+    try {
+      Hooks().attr("start_method")(actor->instance, method, Args(args), done);
+    } catch (py::error_already_set& e) {  // it failed before it was scheduled
+      deferred->End(Failure(e));
+    } catch (const std::exception& e) {
+      deferred->End(mpiray::Status(StatusCode::kTaskError, e.what()));
+    }
+    return true;
   }
   void BeforeExit() override {
     if (!Py_IsInitialized()) return;
@@ -102,6 +142,8 @@ class PyRuntime final : public detail::LanguageRuntime {
   }
 
  private:
+  // (PyDeferred stores a deferred call's values and errors as CallMethod would.)
+  friend class PyDeferred;
   static py::list Args(const detail::ArgList& args) {
     py::list out;
     for (const Buffer& b : args) out.append(DeserializePy(b));
@@ -132,7 +174,10 @@ class PyRuntime final : public detail::LanguageRuntime {
   mpiray::Status Failure(py::error_already_set& e) {
     // pybind11 keeps the traceback apart from the exception: attach it before formatting.
     if (e.trace() && !e.trace().is_none()) PyException_SetTraceback(e.value().ptr(), e.trace().ptr());
-    py::tuple t = Hooks().attr("format_error")(e.value());
+    return FailureOf(e.value());
+  }
+  mpiray::Status FailureOf(py::handle exc) {
+    py::tuple t = Hooks().attr("format_error")(exc);
     std::string message = t[0].cast<std::string>();
     detail_ = t[1].cast<std::string>();
     auto code = t[2].cast<StatusCode>();
@@ -147,11 +192,37 @@ thread_local bool PyRuntime::retryable_ = false;
 
 PyRuntime* g_py_runtime = nullptr;
 
+void PyDeferred::Finish(py::object values) {
+  if (!call_) return;
+  End(g_py_runtime->Run(call_->sink(), [&] { return values; }));
+}
+
+void PyDeferred::Fail(py::handle exc) {
+  if (!call_) return;
+  End(g_py_runtime->FailureOf(exc));
+}
+
+void PyDeferred::End(mpiray::Status st) {
+  if (!call_) return;
+  std::unique_ptr<detail::DeferredCall> call = std::move(call_);
+  std::string detail_text;
+  bool retryable = false;
+  if (!st.ok()) {
+    detail_text = g_py_runtime->TakeErrorDetail();
+    retryable = g_py_runtime->TakeRetryable();
+  }
+  py::gil_scoped_release release;  // reporting it posts a message: no Python needed
+  call->Finish(std::move(st), std::move(detail_text), retryable);
+}
+
 }  // namespace
 
-void RegisterPythonRuntime() {
+void RegisterPythonRuntime(py::module_& m) {
   g_py_runtime = new PyRuntime();
   detail::RegisterLanguage(detail::kLanguagePython, g_py_runtime);
+  py::class_<PyDeferred>(m, "_DeferredCall")
+      .def("finish", &PyDeferred::Finish, "The call's return values (a list, as call_method's)")
+      .def("fail", &PyDeferred::Fail, "The call failed with this exception");
 }
 
 }  // namespace mpiray_py

@@ -67,3 +67,82 @@ def test_async_actor_calls_interleave(run_script):
     assert r["one_loop"] == 1
     assert r["sync"] == "sync"
     assert r["serial_s"] >= 0.85      # max_concurrency=1: one call at a time
+
+
+MANY = PRELUDE + """
+import asyncio, threading
+ray.init(num_cpus=2)
+
+@ray.remote(max_concurrency=3000)
+class Gate:
+    def __init__(self):
+        self.event = None
+        self.order = []
+    async def wait(self, i):
+        if self.event is None:
+            self.event = asyncio.Event()
+        self.order.append(i)
+        await self.event.wait()
+        return i
+    async def open(self):
+        if self.event is None:
+            self.event = asyncio.Event()
+        self.event.set()
+        return len(self.order)
+    async def order_seen(self):
+        return self.order
+    async def fail(self):
+        raise KeyError("inside")
+    async def leave(self):
+        ray.actor.exit_actor()
+    def threads(self):
+        return threading.active_count()
+
+@ray.remote(max_concurrency=2)
+class Two:
+    def __init__(self):
+        self.running = 0
+        self.peak = 0
+    async def nap(self):
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        await asyncio.sleep(0.05)
+        self.running -= 1
+        return self.peak
+
+out = {}
+g = Gate.remote()
+waiting = [g.wait.remote(i) for i in range(2500)]
+out["opened_with"] = ray.get(g.open.remote(), timeout=60)   # 2500 calls wait, none in a thread
+out["released"] = ray.get(waiting, timeout=60) == list(range(2500))
+out["in_order"] = ray.get(g.order_seen.remote()) == list(range(2500))
+out["threads"] = ray.get(g.threads.remote())
+try:
+    ray.get(g.fail.remote(), timeout=30)
+except KeyError as e:
+    out["error"] = str(e)
+t = Two.remote()
+out["peak"] = max(ray.get([t.nap.remote() for _ in range(10)], timeout=30))
+try:
+    ray.get(g.leave.remote(), timeout=30)
+except ray.exceptions.RayActorError as e:
+    out["left"] = "exit_actor" in str(e)
+print("RESULT " + json.dumps(out))
+ray.shutdown()
+"""
+
+
+def test_async_actor_calls_wait_without_a_thread_each(run_script):
+    """2,500 calls of one async actor wait at once (more than the 1,000 threads an actor may
+    have): each call's coroutine runs on the loop and no thread waits for it, so the call that
+    opens the gate runs too. Calls start in submission order; max_concurrency still bounds
+    the running calls; errors and exit_actor() come back from deferred calls."""
+    world = run_script(MANY, timeout=110)
+    assert world.returncode == 0, world
+    r = last_json(world.stdout)
+    assert r["opened_with"] == 2500
+    assert r["released"] and r["in_order"]
+    assert r["threads"] < 20, r["threads"]
+    assert "inside" in r["error"]
+    assert r["peak"] == 2
+    assert r["left"] is True
