@@ -191,13 +191,17 @@ struct WorkerService::Actor : std::enable_shared_from_this<WorkerService::Actor>
   int max_threads = 1;  // min(max_concurrency, MPIRAY_MAX_ACTOR_THREADS)
   bool ready = false;   // the constructor succeeded: calls may run side by side
   bool stopping = false;
+  // The instance's calls are deferred (LanguageRuntime::DefersCalls): one thread starts them
+  // in order, up to max_concurrency of them at once (`deferred`: started, not finished).
+  bool defers = false;
+  int deferred = 0;
   std::vector<int32_t> gpus;  // GPU devices given to the actor for its lifetime
 
   /// Threads to start now (reserved in `threads`; call under `mu`): one per queued call that
   /// no idle thread will take, up to `max_threads`. A thread is only started when a call
   /// needs it, so max_concurrency=100000 costs nothing until calls really overlap.
   int WantThreads() {
-    if (!ready || stopping) return 0;
+    if (!ready || stopping || deferred >= max_concurrency) return 0;
     int want = std::min(static_cast<int>(mailbox.size()) - idle, max_threads - threads);
     if (want <= 0) return 0;
     threads += want;
@@ -709,21 +713,28 @@ std::vector<proto::NewObject> WorkerService::RunFunction(const proto::TaskSpec& 
   StoreSink sink(client_, spec);
   Status st = self ? lang->CallMethod(self, spec.function, args, sink)
                    : lang->CallFunction(spec.function, args, sink);
-  uint32_t want = spec.num_returns;
-  if (st.ok() && sink.out.size() < want) {
-    st = Status(StatusCode::kTaskError, "returned " + std::to_string(sink.out.size()) +
-                                            " values, expected " + std::to_string(want));
-  }
+  std::string detail;
   if (!st.ok()) {
-    for (const auto& o : sink.out) {
-      if (o.where == static_cast<uint8_t>(proto::Where::kShm)) SendMsg(transport_, transport_.self(), Msg::kFreeObjects, proto::IdList{{o.id}});
-    }
     bool again = lang->TakeRetryable();
     if (retryable) *retryable = again;
-    return ErrorReturns(spec, Status(st.code(), Where(spec) + ": " + st.message()),
-                        lang->TakeErrorDetail());
+    detail = lang->TakeErrorDetail();
   }
-  return std::move(sink.out);
+  return Returns(spec, std::move(sink.out), std::move(st), detail);
+}
+
+std::vector<proto::NewObject> WorkerService::Returns(const proto::TaskSpec& spec,
+                                                     std::vector<proto::NewObject>&& out, Status st,
+                                                     const std::string& error_detail) {
+  uint32_t want = spec.num_returns;
+  if (st.ok() && out.size() < want) {
+    st = Status(StatusCode::kTaskError, "returned " + std::to_string(out.size()) +
+                                            " values, expected " + std::to_string(want));
+  }
+  if (st.ok()) return std::move(out);
+  for (const auto& o : out) {
+    if (o.where == static_cast<uint8_t>(proto::Where::kShm)) SendMsg(transport_, transport_.self(), Msg::kFreeObjects, proto::IdList{{o.id}});
+  }
+  return ErrorReturns(spec, Status(st.code(), Where(spec) + ": " + st.message()), error_detail);
 }
 
 void WorkerService::RunTask(proto::Execute& ex) {
@@ -779,7 +790,9 @@ void WorkerService::RunActorLoop(std::shared_ptr<Actor> a) {
     {
       std::unique_lock<std::mutex> lk(a->mu);
       ++a->idle;
-      a->cv.wait(lk, [&] { return !a->mailbox.empty() || a->stopping; });
+      a->cv.wait(lk, [&] {
+        return (!a->mailbox.empty() && a->deferred < a->max_concurrency) || a->stopping;
+      });
       --a->idle;
       if (a->mailbox.empty()) break;
       item = std::move(a->mailbox.front());
@@ -790,19 +803,22 @@ void WorkerService::RunActorLoop(std::shared_ptr<Actor> a) {
     // Nothing may escape a worker thread (it would end the process): a failure inside is the
     // call's error.
     try {
-      RunActorItem(*a, *item);
+      RunActorItem(*a, item);
     } catch (...) {
       Status st = CurrentExceptionStatus("running the call");
       MPIRAY_LOG(error, "actor {}: {}", a->id.ToString(), st.message());
-      ReportDone(item->spec, ErrorReturns(item->spec, Status(st.code(), Where(item->spec) + ": " + st.message())),
-                 proto::DoneStatus::kOk);
+      if (item) {  // (a started call reports itself)
+        ReportDone(item->spec, ErrorReturns(item->spec, Status(st.code(), Where(item->spec) + ": " + st.message())),
+                   proto::DoneStatus::kOk);
+      }
     }
   }
   std::lock_guard<std::mutex> lk(a->mu);
   if (--a->threads == 0) a->instance.reset();  // the last thread out runs the destructor
 }
 
-void WorkerService::RunActorItem(Actor& a, proto::Execute& item) {
+void WorkerService::RunActorItem(Actor& a, std::unique_ptr<proto::Execute>& held) {
+  proto::Execute& item = *held;
   const proto::TaskSpec& spec = item.spec;
   tl_task = &spec;
   tl_started_us = NowUs();
@@ -831,8 +847,13 @@ void WorkerService::RunActorItem(Actor& a, proto::Execute& item) {
     } else {
       auto obj = lang->CreateActor(spec.function, *args);
       if (obj.ok()) {
+        bool defers = lang->DefersCalls(obj->get());
         std::lock_guard<std::mutex> lk(a.mu);
         a.instance = std::move(obj).value();
+        if (defers) {
+          a.defers = true;
+          a.max_threads = 1;  // starting a call takes no time: one thread keeps their order
+        }
       } else {
         st = obj.status();
         error_detail = lang->TakeErrorDetail();
@@ -860,11 +881,13 @@ void WorkerService::RunActorItem(Actor& a, proto::Execute& item) {
     return;
   }
   bool dead;
+  bool defers;
   std::string error;
   void* self;
   {
     std::lock_guard<std::mutex> lk(a.mu);
     dead = a.dead;
+    defers = a.defers;
     error = a.error;
     self = a.instance.get();
   }
@@ -876,9 +899,69 @@ void WorkerService::RunActorItem(Actor& a, proto::Execute& item) {
     return;
   }
   auto args = ResolveArgs(item);
+  if (defers && args.ok() && StartDeferred(a, held, *args, self)) return;  // it reports itself
   std::vector<proto::NewObject> returns =
       args.ok() ? RunFunction(spec, *args, self) : ErrorReturns(spec, args.status());
   ReportDone(spec, std::move(returns), proto::DoneStatus::kOk);
+}
+
+// A call of an instance whose runtime defers calls (Python's async actors): it owns its
+// Execute and its sink, and reports itself when the runtime finishes it, from whatever thread.
+class WorkerService::DeferredActorCall final : public detail::DeferredCall {
+ public:
+  DeferredActorCall(WorkerService& w, std::shared_ptr<Actor> a, std::unique_ptr<proto::Execute> item)
+      : w_(w), actor_(std::move(a)), item_(std::move(item)), sink_(w.client_, item_->spec),
+        started_us_(tl_started_us) {}
+  ~DeferredActorCall() override {
+    if (armed_ && !done_) Finish(Status(StatusCode::kTaskError, "the call ended without a result"), {}, false);
+  }
+  detail::ResultSink& sink() override { return sink_; }
+  const proto::TaskSpec& spec() const { return item_->spec; }
+  void Finish(Status st, std::string error_detail, bool) override {
+    if (done_ || !armed_) return;
+    done_ = true;
+    const proto::TaskSpec& spec = item_->spec;
+    auto returns = w_.Returns(spec, std::move(sink_.out), std::move(st), error_detail);
+    int64_t saved = tl_started_us;
+    tl_started_us = started_us_;
+    w_.ReportDone(spec, std::move(returns), proto::DoneStatus::kOk);
+    tl_started_us = saved;
+    std::lock_guard<std::mutex> lk(actor_->mu);
+    --actor_->deferred;
+    actor_->cv.notify_one();
+  }
+  // The runtime did not start it: the call goes back to the caller, nothing is reported.
+  std::unique_ptr<proto::Execute> TakeBack() {
+    armed_ = false;
+    return std::move(item_);
+  }
+
+ private:
+  WorkerService& w_;
+  std::shared_ptr<Actor> actor_;
+  std::unique_ptr<proto::Execute> item_;
+  StoreSink sink_;
+  int64_t started_us_;
+  bool armed_ = true;
+  bool done_ = false;
+};
+
+bool WorkerService::StartDeferred(Actor& a, std::unique_ptr<proto::Execute>& item,
+                                  const detail::ArgList& args, void* self) {
+  LanguageRuntime* lang = Lang(item->spec.language);
+  if (!lang) return false;
+  {
+    std::lock_guard<std::mutex> lk(a.mu);
+    ++a.deferred;  // before it starts: it may finish before StartMethod returns
+  }
+  auto owned = std::make_unique<DeferredActorCall>(*this, a.shared_from_this(), std::move(item));
+  DeferredActorCall* call = owned.get();
+  std::unique_ptr<detail::DeferredCall> handed = std::move(owned);
+  if (lang->StartMethod(self, call->spec().function, args, handed)) return true;
+  item = call->TakeBack();
+  std::lock_guard<std::mutex> lk(a.mu);
+  --a.deferred;
+  return false;
 }
 
 void WorkerService::ReportDone(const proto::TaskSpec& spec, std::vector<proto::NewObject>&& returns,

@@ -82,10 +82,21 @@ class WorkerService {
 
  private:
   struct Actor;
+  class DeferredActorCall;
   void ExecLoop(bool main);
   void RunTask(proto::Execute& ex);
   void RunActorLoop(std::shared_ptr<Actor> a);
-  void RunActorItem(Actor& a, proto::Execute& item);
+  /// @brief Run (or, for a runtime that defers its calls, start) the constructor or call in
+  /// `item`; a started call takes `item` and reports itself when it finishes.
+  void RunActorItem(Actor& a, std::unique_ptr<proto::Execute>& item);
+  /// @brief Start the call in `item` on an instance whose calls are deferred: true when it was
+  /// started (it took `item`).
+  bool StartDeferred(Actor& a, std::unique_ptr<proto::Execute>& item, const detail::ArgList& args,
+                     void* self);
+  /// @brief The returns of a call that ended with `st` and stored `out`: those, or (on a
+  /// failure, or too few values) the error's, with what it stored freed.
+  std::vector<proto::NewObject> Returns(const proto::TaskSpec& spec, std::vector<proto::NewObject>&& out,
+                                        Status st, const std::string& error_detail);
   void ReportDone(const proto::TaskSpec& spec, std::vector<proto::NewObject>&& returns,
                   proto::DoneStatus status);
   std::vector<proto::NewObject> ErrorReturns(const proto::TaskSpec& spec, const Status& st,

@@ -575,6 +575,62 @@ def call_method(instance, method_name, args):
     return _call(instance, method_name, pos, kw, num_returns, retry, budget)
 
 
+def defers_calls(instance):
+    """Whether the runtime starts this actor's calls with start_method instead of waiting in
+    call_method for each (async actors, not those with a runtime_env of their own)."""
+    return type(instance) is not _EnvActor and _is_async_actor(type(instance))
+
+
+def start_method(instance, method_name, args, done):
+    """A call of an async actor: its coroutine is scheduled on the actor's event loop and this
+    returns at once, so the worker's thread goes on to the next call (no thread waits for
+    each running call). On the loop's thread, ``done.finish(values)`` or ``done.fail(exc)``
+    ends the call. What fails before it is scheduled is raised here (the call fails with it)."""
+    if _exited:  # some actor of this process called exit_actor(): is it this one?
+        message = _exited.get(_core.context()["actor_id"])
+        if message is not None:
+            raise ActorExit(message)
+    pos, kw, num_returns, retry, _, _, _ = _unpack(args)
+    meta = args[0]
+    budget = meta[8] if retry and len(meta) > 8 else 0  # see _api._call_args
+    native = _core.context()
+    placement = _actor_pgs.get(native["actor_id"]) if _actor_pgs else None
+    _runtime_env.task_started()
+    name = _names.current = _actor_names.get(id(instance), type(instance).__name__)
+    m = _builtin_method(instance, method_name) if method_name.startswith("__ray_") \
+        else getattr(instance, method_name)
+    info = _method_info(instance, method_name, native)
+    loop = _actor_loop(instance, name)
+
+    async def run():
+        nonlocal budget
+        while True:
+            try:
+                return await _guarded(_on_loop(info, placement, m, pos, kw))
+            except Exception as e:
+                # retry_exceptions: again on this instance while the budget lasts (-1: forever)
+                if not retry or budget == 0 or (isinstance(retry, tuple) and not isinstance(e, retry)):
+                    raise
+                if budget > 0:
+                    budget -= 1
+
+    def finished(task):
+        try:
+            ok, result = task.result()
+            if not ok:  # exit_actor() in the method
+                _exit_actor(result, name, method_name)
+                done.fail(result)
+                return
+            values = _split(result, num_returns, method_name)
+        except BaseException as e:  # the method's error (a cancelled one's too)
+            done.fail(e)
+            return
+        done.finish(values)
+
+    loop.call_soon_threadsafe(lambda: loop.create_task(run()).add_done_callback(finished))
+    return True
+
+
 # Actors of this process that called exit_actor() -> the message their calls fail with.
 _exited = {}
 # The actor is killed this long after exit_actor(), so that the head records the result of

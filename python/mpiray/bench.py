@@ -196,7 +196,11 @@ def _child(backend, window):
     env = dict(os.environ)
     cmd = [sys.executable, "-m", "mpiray.bench", "--backend", backend, "--window", str(window)]
     out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, check=True, text=True)
-    return json.loads(out.stdout)
+    # The result is the child's last line; Ray may print lines of its own before it.
+    for line in reversed(out.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"the {backend} benchmark printed no result:\n{out.stdout}")
 
 
 # Library suites run beside Ray's library: the module --against-ray imports and Ray's pip extra.

@@ -44,3 +44,32 @@ def test_threads_inside_a_task_call_the_api(run_script):
         print("OK")
     """, timeout=100)
     assert world.returncode == 0 and "OK" in world.stdout, world
+
+
+def test_an_actor_keeps_its_thread_between_calls(run_script):
+    """An actor's methods run on one thread, as in Ray: threading.local values and the thread
+    object stay from one call to the next (a thread state made per call lost them)."""
+    world = run_script("""
+        import threading
+        import mpiray as ray
+
+        ray.init(num_cpus=1)
+
+        def local():
+            import builtins, threading
+            return builtins.__dict__.setdefault("_tl_test", threading.local())
+
+        @ray.remote
+        class Counter:
+            def bump(self):
+                tl = local()
+                tl.n = getattr(tl, "n", 0) + 1
+                return tl.n, threading.get_ident(), id(threading.current_thread())
+
+        c = Counter.remote()
+        calls = [ray.get(c.bump.remote()) for _ in range(5)]
+        assert [n for n, _, _ in calls] == [1, 2, 3, 4, 5], calls
+        assert len({(i, t) for _, i, t in calls}) == 1, calls
+        print("OK")
+    """, timeout=60)
+    assert world.returncode == 0 and "OK" in world.stdout, world

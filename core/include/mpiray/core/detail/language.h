@@ -16,6 +16,20 @@ namespace mpiray::detail {
 
 struct SerializedValue;
 
+/// @brief An actor call that a language runtime finishes later, on any thread (Python's
+/// async actors: the call's coroutine runs on the actor's event loop, and the worker's thread
+/// goes on to the next call instead of waiting for it).
+class DeferredCall {
+ public:
+  virtual ~DeferredCall() = default;
+  /// @brief Where the call's return values go, as CallMethod's sink (before Finish only).
+  virtual ResultSink& sink() = 0;
+  /// @brief The call is over: `st` is its status; on failure `error_detail` and `retryable`
+  /// are what TakeErrorDetail and TakeRetryable would give. Exactly once; a DeferredCall
+  /// destroyed without it fails the call.
+  virtual void Finish(Status st, std::string error_detail = {}, bool retryable = false) = 0;
+};
+
 /// @brief Runs functions, actor constructors and methods of one language in a worker.
 class LanguageRuntime {
  public:
@@ -25,6 +39,17 @@ class LanguageRuntime {
                                                     const ArgList& args) = 0;
   virtual Status CallMethod(void* self, const std::string& method, const ArgList& args,
                             ResultSink& sink) = 0;
+  /// @brief Whether calls of actor instance `self` are started with StartMethod (and finish
+  /// later) instead of run to their end by CallMethod.
+  /// @brief Start method `method` on `self` and return without waiting for it: true when the
+  /// runtime took `call` and will finish it (from any thread); false when it did not start it
+  /// (the worker then uses CallMethod; `call` is left as it is).
+  virtual bool DefersCalls(void* self) { return (void)self, false; }
+  virtual bool StartMethod(void* self, const std::string& method, const ArgList& args,
+                           std::unique_ptr<DeferredCall>& call) {
+    (void)self, (void)method, (void)args, (void)call;
+    return false;
+  }
   /// @brief The process is about to exit: flush buffered output.
   virtual void BeforeExit() {}
   /// @brief After a failed call on this thread: language-specific error detail to ship with
