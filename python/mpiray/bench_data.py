@@ -16,6 +16,8 @@ The same workloads on mpiray.data and on Ray Data, each backend in its own proce
   the store has never used (their first touch is most of its cost on a VM); later reads
   (``hdf5_read_warm_gbps``, ``hdf5_warm_vs_h5py``: the median of three, as the epochs of a
   training loop) reuse the pages of freed blocks. h5py: the median of three passes.
+  ``h5py_nocache_read_gbps`` (for reference, not a target): the same with h5py's chunk cache
+  off (``rdcc_nbytes=0``), as the native reader reads (whole chunks straight into the block).
 * ``peak_store_bytes`` / ``budget_bytes``: the largest bytes of blocks an mpiray execution held
   in the object store, and its budget (``DataContext``).
 
@@ -183,15 +185,17 @@ def _pipelines(rd, files, quick, ours):
     return out
 
 
-def h5py_baseline(files, quick):
-    """h5py reading the same hyperslabs as read_hdf5's tasks, one after the other."""
+def h5py_baseline(files, quick, rdcc_nbytes=None):
+    """h5py reading the same hyperslabs as read_hdf5's tasks, one after the other (with
+    ``rdcc_nbytes``: that chunk cache size instead of h5py's default 1 MiB)."""
     import h5py
     import mpiray.data as rd
     from mpiray.data.datasource.hdf5 import HDF5Datasource
     tasks = HDF5Datasource(files["hdf5"], ["x"]).get_read_tasks(None, rd.DataContext.get_current())
     slabs = [(t.fn.start, t.fn.count) for t in tasks]
     rates = []
-    with h5py.File(files["hdf5"], "r") as f:
+    kw = {} if rdcc_nbytes is None else {"rdcc_nbytes": rdcc_nbytes}
+    with h5py.File(files["hdf5"], "r", **kw) as f:
         d = f["x"]
         d[0:256]  # open and warm the metadata
         for _ in range(3):
@@ -231,6 +235,9 @@ def run_backend(backend, root, quick):
             res["h5py_read_gbps"] = gbps
             res["hdf5_blocks"] = n
             print(f"  h5py_read_gbps: {gbps:.4g}", file=sys.stderr, flush=True)
+            # For reference: h5py told not to cache chunks, as the native reader does.
+            res["h5py_nocache_read_gbps"], _ = h5py_baseline(files, quick, rdcc_nbytes=0)
+            print(f"  h5py_nocache_read_gbps: {res['h5py_nocache_read_gbps']:.4g}", file=sys.stderr, flush=True)
             if "hdf5_read_gbps" in res:
                 res["hdf5_vs_h5py"] = res["hdf5_read_gbps"] / gbps
             if "hdf5_read_warm_gbps" in res:

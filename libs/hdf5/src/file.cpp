@@ -113,7 +113,9 @@ std::string Strip(const std::string& name) {
 }
 
 // Opens `name` as a dataset, with a NotFound naming what the file has when it is missing.
-Result<Handle> OpenDataset(hid_t file, const std::string& path, const std::string& name) {
+// `dapl`: the dataset access properties (H5P_DEFAULT, or ReadRows' without a chunk cache).
+Result<Handle> OpenDataset(hid_t file, const std::string& path, const std::string& name,
+                           hid_t dapl = H5P_DEFAULT) {
   std::string n = Strip(name);
   if (n.empty()) return InvalidArgument("empty dataset name for HDF5 file '" + path + "'");
   // Walk the components: H5Lexists fails on a missing intermediate group.
@@ -135,7 +137,30 @@ Result<Handle> OpenDataset(hid_t file, const std::string& path, const std::strin
     H5Oclose(o);
     return InvalidArgument("'" + n + "' in HDF5 file '" + path + "' is a group, not a dataset");
   }
-  return Handle(o);
+  if (dapl == H5P_DEFAULT) return Handle(o);
+  // Access properties take effect only on a dataset that is not open yet (open handles share
+  // one chunk cache): close the probe first.
+  H5Oclose(o);
+  hid_t d = H5Dopen2(file, n.c_str(), dapl);
+  if (d < 0) return Failed(StatusCode::kIoError, "cannot open " + Where(path, n));
+  return Handle(d);
+}
+
+// Dataset access properties for reads of whole row ranges: no chunk cache. With HDF5's default
+// 1 MiB cache, a chunk that fits is read into the cache and copied from there into the
+// destination (a second copy of every byte); without it, whole chunks go straight from the file
+// into the destination, and a chunk only partly selected (a range that does not start or end on
+// a chunk boundary, a filtered chunk) goes through a temporary buffer as before.
+hid_t NoChunkCacheAccess() {
+  static hid_t dapl = [] {
+    hid_t p = H5Pcreate(H5P_DATASET_ACCESS);
+    if (p >= 0 && H5Pset_chunk_cache(p, H5D_CHUNK_CACHE_NSLOTS_DEFAULT, 0, H5D_CHUNK_CACHE_W0_DEFAULT) < 0) {
+      H5Pclose(p);
+      p = H5P_DEFAULT;
+    }
+    return p < 0 ? H5P_DEFAULT : p;
+  }();
+  return dapl;
 }
 
 Result<DatasetInfo> DescribeLocked(hid_t file, const std::string& path, const std::string& name) {
@@ -262,7 +287,7 @@ Status File::ReadRows(const std::string& dataset, uint64_t start, uint64_t count
                            where + " (" + std::to_string(need) + " needed)");
   }
   if (count == 0) return Status::OK();
-  auto ds = OpenDataset(state_->file.get(), path, info->name);
+  auto ds = OpenDataset(state_->file.get(), path, info->name, NoChunkCacheAccess());
   if (!ds.ok()) return ds.status();
   Handle space(H5Dget_space(ds->get())), mem;
   MPIRAY_RETURN_IF_ERROR(SelectRows(space.get(), *info, where, start, count, &mem));
