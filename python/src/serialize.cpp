@@ -196,12 +196,16 @@ detail::SerializedValue SerializePy(py::handle obj, const char* what, py::object
   bool by_value = false;
   try {
     held->data = f.pickle_dumps(obj, py::arg("protocol") = 5, py::arg("buffer_callback") = buffers.attr("append"));
-    // Plain pickle names functions and classes of the driver's script as "__main__.<name>",
-    // which a worker cannot import: those go by value (cloudpickle) too.
+    // Plain pickle names functions and classes of the driver's script by their module,
+    // "__main__", which a worker cannot import: those go by value (cloudpickle) too. The
+    // module name is a pickled string of its own (SHORT_BINUNICODE, 8 bytes); a string that
+    // merely contains it ("__main__.f", a task's name for the runtime context) is no reason
+    // for the ten times slower cloudpickle.
+    static const char kMainModule[] = "\x8c\x08__main__";
     char* p = nullptr;
     Py_ssize_t n = 0;
     if (PyBytes_AsStringAndSize(held->data.ptr(), &p, &n) == 0 &&
-        memmem(p, static_cast<size_t>(n), "__main__", 8) != nullptr) {
+        memmem(p, static_cast<size_t>(n), kMainModule, sizeof kMainModule - 1) != nullptr) {
       by_value = true;
     }
   } catch (py::error_already_set&) {
