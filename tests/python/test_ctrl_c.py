@@ -172,8 +172,12 @@ def test_standalone_terminal_ctrl_c_reaches_every_process(start):
 
 
 @pytest.mark.timeout(90)
-def test_program_that_catches_it_goes_on(start):
-    run = start([], ["get", "continue"], env={"MPIRAY_NUM_WORKERS": "2"})
+@pytest.mark.parametrize("launcher", ["standalone", "mpirun"])
+def test_program_that_catches_it_goes_on(start, launcher):
+    """Under scripts/mpirun the wrapper, which watches mpirun after a Ctrl-C, must not end
+    a job that goes on: it exits with the driver's 0 when the driver ends."""
+    prefix = [] if launcher == "standalone" else [str(MPIRUN), "-n", "4"]
+    run = start(prefix, ["get", "continue"], env={"MPIRAY_NUM_WORKERS": "2"})
     run.wait_for("READY")
     sent = run.interrupt()
     rc, _, _ = run.finish(sent)
