@@ -34,7 +34,7 @@ void ClientImpl::RemoveLocalRef(const ObjectId& id) {
   if (it == refs_.end()) return;
   if (--it->second > 0) return;
   refs_.erase(it);
-  d_.head->RemoveHolder({id});
+  d_.head->RemoveHolder(id);
 }
 
 void ClientImpl::CountRef(const ObjectId& id) {
@@ -320,7 +320,7 @@ std::vector<bool> ClientImpl::Wait(const std::vector<ObjectId>& ids, size_t num_
     if (id.nil()) throw InvalidArgumentError("Wait on an empty (default-constructed) ObjectRef");
   }
   std::vector<bool> ready;
-  ThrowIfError(d_.head->Locate(ids, num_returns, timeout_ms, &ready).status());
+  ThrowIfError(d_.head->WaitReady(ids, num_returns, timeout_ms, &ready));
   return ready;
 }
 

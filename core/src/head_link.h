@@ -24,6 +24,8 @@ class HeadLink {
   virtual void AddHolder(const ObjectId& id) = 0;
   /// @brief This process let go of its last handle to each of `ids`.
   virtual void RemoveHolder(const std::vector<ObjectId>& ids) = 0;
+  /// @brief The same for one id (no list to build on the driver's path).
+  virtual void RemoveHolder(const ObjectId& id) { RemoveHolder(std::vector<ObjectId>{id}); }
   /// @brief Register a put object this process holds.
   virtual Status Put(proto::NewObject&& obj) = 0;
   /// @brief Register a task, actor creation or actor call (a worker's actor call also goes
@@ -38,6 +40,12 @@ class HeadLink {
                                                        size_t num_ready, int64_t timeout_ms,
                                                        std::vector<bool>* ready,
                                                        bool stop_on_error = false) = 0;
+  /// @brief ray.wait: as Locate, but only `ready` matters, and of it only the first
+  /// `num_ready` ready ids (in order) need be flagged.
+  virtual Status WaitReady(const std::vector<ObjectId>& ids, size_t num_ready, int64_t timeout_ms,
+                           std::vector<bool>* ready) {
+    return Locate(ids, num_ready, timeout_ms, ready).status();
+  }
   virtual Status CreatePlacementGroup(proto::PlacementGroupSpec&& spec) = 0;
   virtual Status RemovePlacementGroup(TaskId id) = 0;
   /// @brief This process waits for a streaming task's item `id` (see HeadService::StreamWant).
@@ -72,6 +80,7 @@ class LocalHeadLink final : public HeadLink {
   void RemoveHolder(const std::vector<ObjectId>& ids) override {
     for (const ObjectId& id : ids) head_.RemoveHolder(id, self_);
   }
+  void RemoveHolder(const ObjectId& id) override { head_.RemoveHolder(id, self_); }
   Status Put(proto::NewObject&& obj) override { return head_.Put(std::move(obj), self_); }
   Status Submit(proto::TaskSpec&& spec) override { return head_.Submit(std::move(spec), self_); }
   Status Cancel(const ObjectId& id, bool force, bool recursive) override {
@@ -84,6 +93,11 @@ class LocalHeadLink final : public HeadLink {
                                                int64_t timeout_ms, std::vector<bool>* ready,
                                                bool stop_on_error = false) override {
     return head_.WaitLocal(ids, num_ready, timeout_ms, ready, node_, stop_on_error);
+  }
+  Status WaitReady(const std::vector<ObjectId>& ids, size_t num_ready, int64_t timeout_ms,
+                   std::vector<bool>* ready) override {
+    head_.WaitLocal(ids, num_ready, timeout_ms, ready, node_, false, /*locations=*/false);
+    return Status::OK();
   }
   Status CreatePlacementGroup(proto::PlacementGroupSpec&& spec) override {
     return head_.CreatePlacementGroup(std::move(spec), self_);

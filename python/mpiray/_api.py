@@ -367,21 +367,13 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
         raise TypeError("wait() expected a list of ray.ObjectRef, got a single ray.ObjectRef")
     if not isinstance(object_refs, (list, tuple)):
         raise TypeError(f"wait() expected a list of ray.ObjectRef, got {type(object_refs).__name__}")
-    object_refs = list(object_refs)
-    _check_refs(object_refs, "wait()")
     if timeout is not None and timeout < 0:
         raise ValueError(f"The 'timeout' argument must be nonnegative. Received {timeout}")
     if not object_refs:
         return [], []
-    if len(set(object_refs)) != len(object_refs):
-        raise ValueError("Wait requires a list of unique object refs.")
-    if num_returns <= 0 or num_returns > len(object_refs):
-        raise ValueError("Invalid number of objects to return: num_returns must be between 1 "
-                         f"and the number of refs ({len(object_refs)}), got {num_returns}")
-    flags = _core.wait(object_refs, num_returns, timeout)
-    ready, not_ready = [], []
-    for ref, f in zip(object_refs, flags):
-        (ready if f and len(ready) < num_returns else not_ready).append(ref)
+    # In the binding (ray.wait over 1,000 refs, shrinking by one each call, is a benchmark of
+    # Ray's): ObjectRefs only, unique, 1 <= num_returns <= len, then the split in input order.
+    ready, not_ready = _core.wait_split(object_refs, num_returns, timeout)
     return ready, not_ready
 
 

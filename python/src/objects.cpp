@@ -25,8 +25,7 @@ py::list Get(py::object refs, py::object timeout) {
   return out;
 }
 
-py::list Wait(py::object refs, size_t num_returns, py::object timeout) {
-  std::vector<ObjectId> ids = RefIds(refs);
+std::vector<bool> WaitFlags(const std::vector<ObjectId>& ids, size_t num_returns, py::object timeout) {
   int64_t t = TimeoutMs(timeout);
   std::vector<bool> ready;
   if (t < 0 || detail::CurrentContext().driver) {
@@ -46,9 +45,50 @@ py::list Wait(py::object refs, size_t num_returns, py::object timeout) {
     py::gil_scoped_release release;
     ready = detail::Client()->Wait(ids, num_returns, t);
   }
+  return ready;
+}
+
+py::list Wait(py::object refs, size_t num_returns, py::object timeout) {
+  std::vector<bool> ready = WaitFlags(RefIds(refs), num_returns, timeout);
   py::list out;
   for (bool r : ready) out.append(py::bool_(r));
   return out;
+}
+
+// ray.wait's whole job once the arguments' kinds are checked (mpiray._api.wait): the refs'
+// ids, Ray's checks (ObjectRefs only, no duplicates, 1 <= num_returns <= len), the wait, and
+// (ready, not_ready) split in input order: the first num_returns ready ones are ready.
+py::tuple WaitSplit(py::sequence refs, size_t num_returns, py::object timeout) {
+  const size_t n = py::len(refs);
+  std::vector<py::handle> items(n);
+  std::vector<ObjectId> ids(n);
+  for (size_t i = 0; i < n; ++i) {
+    items[i] = PySequence_Fast_GET_ITEM(refs.ptr(), static_cast<py::ssize_t>(i));
+    if (!py::isinstance<PyRef>(items[i])) {
+      std::string type = py::str(py::type::handle_of(items[i]).attr("__name__")).cast<std::string>();
+      throw py::type_error("wait() expects ObjectRefs, got " + type + ": " + Describe(items[i]).substr(0, 100));
+    }
+    ids[i] = items[i].cast<PyRef&>().Use();
+  }
+  std::vector<ObjectId> sorted = ids;
+  std::sort(sorted.begin(), sorted.end());
+  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {
+    throw py::value_error("Wait requires a list of unique object refs.");
+  }
+  if (num_returns == 0 || num_returns > n) {
+    throw py::value_error("Invalid number of objects to return: num_returns must be between 1 and "
+                          "the number of refs (" + std::to_string(n) + "), got " +
+                          std::to_string(num_returns));
+  }
+  std::vector<bool> flags = WaitFlags(ids, num_returns, timeout);
+  py::list ready, not_ready;
+  size_t taken = 0;
+  for (size_t i = 0; i < n; ++i) {
+    bool r = flags[i] && taken < num_returns;
+    taken += r;
+    (r ? ready : not_ready).append(items[i]);
+  }
+  return py::make_tuple(ready, not_ready);
 }
 
 py::object Put(py::handle value, py::object fill) {
@@ -67,6 +107,27 @@ py::object Put(py::handle value, py::object fill) {
   if (failed) throw py::error_already_set(*failed);
   return AdoptRef(id);
 }
+
+// _core._rebuild_ref(id_bytes): what an ObjectRef pickles to (its __reduce__), so a value
+// holding 10,000 refs unpickles 10,000 of them. A plain C function of the module (no pybind11
+// dispatch, no Python frame in between) that pickle finds by name.
+PyObject* RebuildRef(PyObject*, PyObject* arg) {
+  try {
+    if (!PyBytes_Check(arg)) throw py::type_error("_rebuild_ref expects the 16 bytes of an ObjectRef id");
+    std::string b(PyBytes_AS_STRING(arg), static_cast<size_t>(PyBytes_GET_SIZE(arg)));
+    return NewRef(IdFromBytes(b)).release().ptr();
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (const py::builtin_exception& e) {
+    e.set_error();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+
+PyMethodDef g_rebuild_ref_def = {"_rebuild_ref", RebuildRef, METH_O,
+                                 "An ObjectRef from its id's bytes (unpickling)."};
 
 }  // namespace
 
@@ -95,10 +156,11 @@ void BindObjects(py::module_& m) {
       .def("__reduce__", [](const PyRef& r) {
         // A ref pickled inside another value is a nested ref of that value.
         if (auto* c = detail::NestedRefCollector(); c && !r.id.nil()) c->push_back(r.Use());
-        static py::object* rebuild = new py::object(Import("mpiray._refs").attr("rebuild"));
+        static py::object* rebuild = new py::object(Import("mpiray._core").attr("_rebuild_ref"));
         return py::make_tuple(*rebuild, py::make_tuple(IdBytes(r.id)));
       });
-  m.def("_rebuild_ref", [](py::bytes b) { return NewRef(IdFromBytes(b)); });
+  m.attr("_rebuild_ref") = py::reinterpret_steal<py::object>(
+      PyCFunction_NewEx(&g_rebuild_ref_def, m.ptr(), py::str("mpiray._core").ptr()));
   m.def("_ref_from_hex", [](const std::string& hex) {
     ObjectId id;
     if (!ObjectId::FromHex(hex, &id)) throw py::value_error("not an object id: " + hex);
@@ -111,6 +173,17 @@ void BindObjects(py::module_& m) {
       .def_readonly("value", &PyFilled::value);
   m.def("get", &Get, py::arg("refs"), py::arg("timeout") = py::none());
   m.def("wait", &Wait);
+  m.def("wait_split", [](py::object refs, py::object num_returns, py::object timeout) {
+    // A list or tuple (mpiray._api.wait checked); the fast sequence view of it is the list itself.
+    py::sequence seq = py::reinterpret_steal<py::sequence>(PySequence_Fast(refs.ptr(), "wait() expects a list"));
+    if (!seq) throw py::error_already_set();
+    if (py::isinstance<py::bool_>(num_returns) || !py::isinstance<py::int_>(num_returns) || num_returns.cast<long long>() <= 0) {
+      throw py::value_error("Invalid number of objects to return: num_returns must be between 1 and "
+                            "the number of refs (" + std::to_string(py::len(seq)) + "), got " +
+                            py::str(num_returns).cast<std::string>());
+    }
+    return WaitSplit(seq, num_returns.cast<size_t>(), timeout);
+  });
   m.def("cancel", [](PyRef& r, bool force, bool recursive) { detail::Client()->Cancel(r.Use(), force, recursive); });
   m.def("serialized_size", [](py::handle v) { return SerializePy(v, "value").size(); });
 }

@@ -54,11 +54,12 @@ void ObjectDirectory::RemoveHolder(const ObjectId& id, ProcId proc) {
   if (!e) return;
   auto h = std::find(e->holders.begin(), e->holders.end(), proc);
   if (h != e->holders.end()) e->holders.erase(h);
-  MaybeFree(id);
+  MaybeFree(id, e);
 }
 
-void ObjectDirectory::MaybeFree(const ObjectId& id) {
-  ObjectEntry* e = Find(id);
+void ObjectDirectory::MaybeFree(const ObjectId& id) { MaybeFree(id, Find(id)); }
+
+void ObjectDirectory::MaybeFree(const ObjectId& id, ObjectEntry* e) {
   if (!e || !e->registered || !e->holders.empty() || e->pins > 0 || e->containers > 0) return;
   if (e->state != ObjectEntry::kReady) return;  // freed when its task finishes
   FreeEntry(id, *e);

@@ -118,6 +118,8 @@ class ObjectDirectory {
   void RemoveHolder(const ObjectId& id, ProcId proc);
   /// @brief Free `id` if nothing holds, pins or contains it any more (and it is ready).
   void MaybeFree(const ObjectId& id);
+  /// @brief The same for an entry already found (`e` may be null).
+  void MaybeFree(const ObjectId& id, ObjectEntry* e);
 
   // ---- values ----------------------------------------------------------------------------
   /// @brief The object's value arrived: wake its waiters and dependents. A value nobody wants

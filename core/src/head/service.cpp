@@ -247,7 +247,8 @@ void HeadService::AddLocation(const ObjectId& id, NodeId node) {
 std::vector<proto::ObjectLoc> HeadService::WaitLocal(const std::vector<ObjectId>& ids,
                                                      size_t num_ready, int64_t timeout_ms,
                                                      std::vector<bool>* ready,
-                                                     NodeId requester_node, bool stop_on_error) {
+                                                     NodeId requester_node, bool stop_on_error,
+                                                     bool locations) {
   std::unique_lock<std::mutex> lk(mu_);
   head::Waiter w;
   w.stop_on_error = stop_on_error;
@@ -255,6 +256,7 @@ std::vector<proto::ObjectLoc> HeadService::WaitLocal(const std::vector<ObjectId>
   for (const ObjectId& id : ids) {
     const head::ObjectEntry* e = objects_.Find(id);
     if (!e || e->ready()) ++have;
+    if (!locations && have >= num_ready) break;  // enough: the rest are not looked at
     if (stop_on_error && (!e || (e->ready() && e->where == head::WhereByte(proto::Where::kError)))) {
       w.error = true;  // unknown (lost) or failed: Get raises it at once
     }
@@ -277,8 +279,19 @@ std::vector<proto::ObjectLoc> HeadService::WaitLocal(const std::vector<ObjectId>
     }
     for (const ObjectId& id : registered) objects_.RemoveWaiter(id, &w);
   }
-  std::vector<proto::ObjectLoc> out(ids.size());
   ready->assign(ids.size(), false);
+  if (!locations) {
+    size_t flagged = 0;
+    for (size_t i = 0; i < ids.size() && flagged < num_ready; ++i) {
+      const head::ObjectEntry* e = objects_.Find(ids[i]);
+      if (!e || e->ready() || closed_) {
+        (*ready)[i] = true;
+        ++flagged;
+      }
+    }
+    return {};
+  }
+  std::vector<proto::ObjectLoc> out(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
     const head::ObjectEntry* e = objects_.Find(ids[i]);
     if (!e || e->ready()) {

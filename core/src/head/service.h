@@ -67,10 +67,12 @@ class HeadService final : private head::ObjectEvents, private head::HeadRoutes::
   void RemoveHolder(const ObjectId& id, ProcId proc);
   /// @brief Block (the calling driver thread) until `num_ready` of `ids` are ready or the
   /// timeout passes; returns the locations of the ready ones (unknown ids are reported as
-  /// lost errors). `ready[i]` tells which are ready.
+  /// lost errors). `ready[i]` tells which are ready. Without `locations` (ray.wait) nothing
+  /// is located and only the first `num_ready` ready ones (in order) are flagged.
   std::vector<proto::ObjectLoc> WaitLocal(const std::vector<ObjectId>& ids, size_t num_ready,
                                           int64_t timeout_ms, std::vector<bool>* ready,
-                                          NodeId requester_node, bool stop_on_error = false);
+                                          NodeId requester_node, bool stop_on_error = false,
+                                          bool locations = true);
   Status Cancel(const ObjectId& id, bool force, bool recursive);
   Status KillActor(const ActorId& actor, bool no_restart);
   void AddLocation(const ObjectId& id, NodeId node);

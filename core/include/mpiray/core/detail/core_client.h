@@ -134,7 +134,8 @@ class CoreClient {
   virtual ObjectId Put(const SerializedValue& value) = 0;
   /// @brief Payloads of `ids` (throws GetTimeoutError, ObjectLostError ...). timeout < 0: forever.
   virtual std::vector<Buffer> Get(const std::vector<ObjectId>& ids, int64_t timeout_ms) = 0;
-  /// @brief Which of `ids` are ready once `num_returns` are (or the timeout passed).
+  /// @brief Which of `ids` are ready once `num_returns` are (or the timeout passed): the
+  /// first `num_returns` ready ones in order are flagged; later ready ones may not be.
   virtual std::vector<bool> Wait(const std::vector<ObjectId>& ids, size_t num_returns,
                                  int64_t timeout_ms) = 0;
   virtual void Cancel(const ObjectId& id, bool force, bool recursive) = 0;
