@@ -287,9 +287,13 @@ Result<std::vector<Buffer>> ClientImpl::GetAll(const std::vector<ObjectId>& ids,
   for (const ObjectId& id : ids) {
     if (id.nil()) return InvalidArgument("Get on an empty (default-constructed) ObjectRef");
   }
+  const bool cache = d_.head->remote();
+  std::vector<Buffer> cached;
+  if (cache && CachedInline(ids, &cached)) return cached;
   std::vector<bool> ready;
   MPIRAY_ASSIGN_OR_RETURN(auto locs, d_.head->Locate(ids, ids.size(), timeout_ms, &ready,
                                                      /*stop_on_error=*/true));
+  if (cache) CacheInline(ids, locs);
   size_t missing = 0;
   for (bool r : ready) missing += r ? 0 : 1;
   for (size_t i = 0; i < locs.size() && missing; ++i) {
@@ -308,6 +312,42 @@ Result<std::vector<Buffer>> ClientImpl::GetAll(const std::vector<ObjectId>& ids,
   out.reserve(ids.size());
   for (const auto& loc : locs) out.push_back(MaterializeOrRelocate(loc));
   return out;
+}
+
+namespace {
+constexpr size_t kInlineCacheBytes = 8u << 20;
+}  // namespace
+
+bool ClientImpl::CachedInline(const std::vector<ObjectId>& ids, std::vector<Buffer>* out) {
+  std::lock_guard<std::mutex> lk(inline_mu_);
+  if (inline_.empty()) return false;
+  out->clear();
+  for (const ObjectId& id : ids) {
+    auto it = inline_.find(id);
+    if (it == inline_.end()) return false;
+    out->push_back(it->second);
+  }
+  return true;
+}
+
+void ClientImpl::CacheInline(const std::vector<ObjectId>& ids, const std::vector<proto::ObjectLoc>& locs) {
+  std::lock_guard<std::mutex> lk(inline_mu_);
+  for (size_t i = 0; i < locs.size() && i < ids.size(); ++i) {
+    const proto::ObjectLoc& loc = locs[i];
+    if (loc.where != static_cast<uint8_t>(Where::kInline) || loc.id != ids[i] ||
+        loc.data.size() > kInlineCacheBytes / 64 || inline_.count(ids[i])) {
+      continue;
+    }
+    inline_.emplace(ids[i], loc.data);
+    inline_order_.push_back(ids[i]);
+    inline_bytes_ += loc.data.size() + sizeof(ObjectId);
+    while (inline_bytes_ > kInlineCacheBytes && !inline_order_.empty()) {
+      auto old = inline_.find(inline_order_.front());
+      inline_bytes_ -= old->second.size() + sizeof(ObjectId);
+      inline_.erase(old);
+      inline_order_.pop_front();
+    }
+  }
 }
 
 std::vector<Buffer> ClientImpl::Get(const std::vector<ObjectId>& ids, int64_t timeout_ms) {

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <functional>
+#include <deque>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -92,9 +93,19 @@ class ClientImpl final : public detail::CoreClient {
   Result<int> NextStreamItem(TaskId task, uint32_t index, int64_t timeout_ms, bool want);
   Result<detail::ClusterSnapshot> BuildSnapshot();
 
+  // Values of small objects this process read from the head (workers only): objects never
+  // change, so an actor called 10,000 times with the same small ref asks the head once.
+  // Bounded (kInlineCacheBytes, oldest out first); errors are not kept.
+  bool CachedInline(const std::vector<ObjectId>& ids, std::vector<Buffer>* out);
+  void CacheInline(const std::vector<ObjectId>& ids, const std::vector<proto::ObjectLoc>& locs);
+
   ClientDeps d_;
   mutable std::mutex ref_mu_;
   std::unordered_map<ObjectId, int64_t> refs_;
+  std::mutex inline_mu_;
+  std::unordered_map<ObjectId, Buffer> inline_;
+  std::deque<ObjectId> inline_order_;
+  size_t inline_bytes_ = 0;
 };
 
 /// @brief Check a task request before it becomes a spec (each error names the bad option).

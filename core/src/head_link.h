@@ -19,6 +19,8 @@ namespace mpiray {
 class HeadLink {
  public:
   virtual ~HeadLink() = default;
+  /// @brief Whether the head is another process (every call is a message round trip).
+  virtual bool remote() const { return false; }
 
   /// @brief This process now holds a handle to `id` (its first one).
   virtual void AddHolder(const ObjectId& id) = 0;

@@ -23,6 +23,7 @@ class RemoteHeadLink final : public HeadLink {
   RemoteHeadLink(Transport& transport, ProcId self) : transport_(transport), self_(self) {}
 
   void AddHolder(const ObjectId& id) override;
+  bool remote() const override { return true; }
   using HeadLink::RemoveHolder;
   void RemoveHolder(const std::vector<ObjectId>& ids) override;
   Status Put(proto::NewObject&& obj) override;

@@ -647,10 +647,12 @@ void WorkerService::OnBlockChange(bool blocked) {
 
 std::vector<proto::NewObject> WorkerService::ErrorReturns(const proto::TaskSpec& spec,
                                                           const Status& st,
-                                                          const std::string& error_detail) {
+                                                          const std::string& error_detail,
+                                                          const Buffer& upstream) {
   std::vector<proto::NewObject> out;
   uint32_t n = spec.task_kind() == TaskKind::kActorCreate ? 1 : spec.num_returns;
-  Buffer payload(detail::MakeErrorPayload(st.code(), st.message(), error_detail));
+  // An argument's own error (the exception it carries too) becomes this call's, as for tasks.
+  Buffer payload = upstream.size() ? upstream : Buffer(detail::MakeErrorPayload(st.code(), st.message(), error_detail));
   for (uint32_t i = 0; i < n; ++i) {
     proto::NewObject o;
     o.id = spec.ReturnId(i);
@@ -662,7 +664,7 @@ std::vector<proto::NewObject> WorkerService::ErrorReturns(const proto::TaskSpec&
   return out;
 }
 
-Result<detail::ArgList> WorkerService::ResolveArgs(const proto::Execute& ex) {
+Result<detail::ArgList> WorkerService::ResolveArgs(const proto::Execute& ex, Buffer* upstream) {
   detail::ArgList args;
   args.reserve(ex.spec.args.size());
   std::vector<ObjectId> unresolved;  // actor calls: refs are read here, not by the head
@@ -695,6 +697,7 @@ Result<detail::ArgList> WorkerService::ResolveArgs(const proto::Execute& ex) {
   for (const Buffer& b : args) {
     if (b.size() >= sizeof(detail::PayloadHeader) &&
         detail::CheckPayload(b) == detail::PayloadFormat::kError) {
+      if (upstream) *upstream = b;
       return detail::ErrorFromPayload(b);  // an upstream failure propagates
     }
   }
@@ -754,10 +757,11 @@ void WorkerService::RunTask(proto::Execute& ex) {
   detail::SetOutputName(spec.name.empty() ? spec.function : spec.name);
   std::vector<proto::NewObject> returns;
   VisibleDevices devices(ex.gpus);
-  auto args = ResolveArgs(ex);
+  Buffer upstream;
+  auto args = ResolveArgs(ex, &upstream);
   bool retryable = false;
   if (!args.ok()) {
-    returns = ErrorReturns(spec, args.status());
+    returns = ErrorReturns(spec, args.status(), {}, upstream);
   } else {
     returns = RunFunction(spec, *args, nullptr, &retryable);
   }
@@ -898,10 +902,11 @@ void WorkerService::RunActorItem(Actor& a, std::unique_ptr<proto::Execute>& held
                proto::DoneStatus::kOk);
     return;
   }
-  auto args = ResolveArgs(item);
+  Buffer upstream;
+  auto args = ResolveArgs(item, &upstream);
   if (defers && args.ok() && StartDeferred(a, held, *args, self)) return;  // it reports itself
   std::vector<proto::NewObject> returns =
-      args.ok() ? RunFunction(spec, *args, self) : ErrorReturns(spec, args.status());
+      args.ok() ? RunFunction(spec, *args, self) : ErrorReturns(spec, args.status(), {}, upstream);
   ReportDone(spec, std::move(returns), proto::DoneStatus::kOk);
 }
 

@@ -100,12 +100,15 @@ class WorkerService {
   void ReportDone(const proto::TaskSpec& spec, std::vector<proto::NewObject>&& returns,
                   proto::DoneStatus status);
   std::vector<proto::NewObject> ErrorReturns(const proto::TaskSpec& spec, const Status& st,
-                                             const std::string& error_detail = {});
+                                             const std::string& error_detail = {},
+                                             const Buffer& upstream = {});
   /// @brief Run the function (or method on `self`); `*retryable` tells whether a failure may
   /// be retried by the head (application errors the task's options retry).
   std::vector<proto::NewObject> RunFunction(const proto::TaskSpec& spec, const detail::ArgList& args,
                                             void* self, bool* retryable = nullptr);
-  Result<detail::ArgList> ResolveArgs(const proto::Execute& ex);
+  /// @brief The arguments' values; an argument that is an error fails it (`*upstream`: that
+  /// error's payload).
+  Result<detail::ArgList> ResolveArgs(const proto::Execute& ex, Buffer* upstream = nullptr);
   std::string Where(const proto::TaskSpec& spec) const;
   LanguageRuntime* Lang(uint8_t language);
   void EnqueueCall(Actor& a, proto::TaskSpec&& spec);

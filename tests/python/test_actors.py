@@ -313,3 +313,38 @@ def test_pending_ref_from_a_worker_passed_to_another_actor():
         assert got == [i + 2 for i in range(60)], method
     for a in (first, second, chain):
         ray.kill(a)
+
+
+@ray.remote
+class Reader:
+    """Reads small objects by reference: a worker keeps the values of small objects it has
+    read (they never change) and asks the head only for new ones."""
+
+    def total(self, *values):
+        return sum(len(v) if isinstance(v, bytes) else v for v in values)
+
+    def read_refs(self, refs):
+        return [ray.get(r) for r in refs]
+
+
+@ray.remote
+def fails():
+    raise ValueError("boom")
+
+
+def test_small_ref_arguments_read_by_an_actor_again_and_again():
+    r = Reader.remote()
+    x = ray.put(7)
+    assert ray.get([r.total.remote(x) for _ in range(3000)]) == [7] * 3000
+    # More distinct small objects than the worker keeps (8 MiB of 90 KB values): the oldest
+    # are dropped and read from the head again, every value still right.
+    blobs = [ray.put(bytes([i % 251]) * 90_000) for i in range(150)]
+    for _ in range(2):
+        assert ray.get([r.total.remote(b) for b in blobs]) == [90_000] * 150
+    got = ray.get(r.read_refs.remote(blobs[:3]))
+    assert [g[:1] for g in got] == [bytes([0]), bytes([1]), bytes([2])]
+    # An error is not kept: each call that reads it fails with it.
+    bad = fails.remote()
+    for _ in range(3):
+        with pytest.raises(ValueError, match="boom"):
+            ray.get(r.total.remote(bad))
