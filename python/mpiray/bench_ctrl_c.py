@@ -4,13 +4,17 @@
     python -m mpiray.bench --suite ctrl_c
 
 A driver (plain ``python``, 2 local workers) blocks in ``ray.get`` on a long task; this process
-sends it SIGINT and reads back when the driver caught KeyboardInterrupt. Keys:
+sends it SIGINT and reads back when the driver caught KeyboardInterrupt. Then the same under
+``scripts/mpirun -n 4`` (when this runs from a source tree), SIGINT sent to the wrapper as a
+terminal's Ctrl-C would be. Keys:
   keyboard_interrupt_ms_median / _max   SIGINT -> KeyboardInterrupt in the driver (target: 100)
   exit_s_median / _max                  SIGINT -> the driver process ended (workers stopped,
                                         files removed; target: 2)
   idle_driver_cpu_per_s                 CPU seconds per second the driver uses while blocked
                                         in get (it wakes 20 times a second to let Python check
                                         its signals; target: ~0)
+  mpirun_keyboard_interrupt_ms_median   the same under scripts/mpirun -n 4 (null without the
+  mpirun_exit_s_median / _max           script); exit: SIGINT -> the launcher ended (target: 2)
 """
 import argparse
 import json
@@ -31,7 +35,7 @@ DRIVER = textwrap.dedent("""
     def slow():
         time.sleep(600)
 
-    ray.init(num_cpus=2)
+    ray.init(**({"num_cpus": 2} if "--standalone" in sys.argv else {}))
     ref = slow.remote()
     time.sleep(0.3)
     print("READY", flush=True)
@@ -49,10 +53,14 @@ def _cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def one_run(path, idle_seconds):
+MPIRUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "mpirun")
+
+
+def one_run(path, idle_seconds, launcher=()):
     out = tempfile.TemporaryFile("w+")
-    proc = subprocess.Popen([sys.executable, path], stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    args = [*launcher, sys.executable, path] + ([] if launcher else ["--standalone"])
+    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -95,12 +103,25 @@ def run_suite(runs=5, idle_seconds=3.0):
             latencies.append(ms)
             exits.append(exited)
             idle = cpu if cpu is not None else idle
+        mpirun_latencies, mpirun_exits = [], []
+        if os.access(MPIRUN, os.X_OK):
+            for _ in range(runs):
+                ms, exited, _ = one_run(path, 0, [os.path.realpath(MPIRUN), "-n", "4"])
+                mpirun_latencies.append(ms)
+                mpirun_exits.append(exited)
+
+    def stat(values, f, digits):
+        return round(f(values), digits) if values else None
+
     return {
         "keyboard_interrupt_ms_median": round(statistics.median(latencies), 1),
         "keyboard_interrupt_ms_max": round(max(latencies), 1),
         "exit_s_median": round(statistics.median(exits), 3),
         "exit_s_max": round(max(exits), 3),
         "idle_driver_cpu_per_s": round(idle, 4) if idle is not None else None,
+        "mpirun_keyboard_interrupt_ms_median": stat(mpirun_latencies, statistics.median, 1),
+        "mpirun_exit_s_median": stat(mpirun_exits, statistics.median, 3),
+        "mpirun_exit_s_max": stat(mpirun_exits, max, 3),
         "runs": runs,
     }
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MPIRUN, assert_nothing_left, base_env, default_sigint, describe, \
-    kill_processes_with_tag, processes_with_tag
+    kill_processes_with_tag, live_children, processes_with_tag
 
 DRIVER = Path(__file__).with_name("ctrl_c_driver.py")
 CALLS = ["get", "wait", "generator", "await", "actor_creation", "queue_get", "pool_map",
@@ -64,7 +64,9 @@ class Run:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"mpiray._worker" in cmdline or b".py" in cmdline and b"mpirun" not in cmdline:
+            # Python processes only: not the launchers (whose command lines name the script
+            # too, and whose path may contain anything, "mpirun" included).
+            if os.path.basename(cmdline.split(b"\0")[0]).startswith(b"python"):
                 out.append(pid)
         return out
 
@@ -124,8 +126,10 @@ def start(tmp_path):
         r.cleanup()
 
 
-def interrupted_job(run, expected_rc, pids=None, exit_within=GONE_WITHIN_S):
-    """Ctrl-C once the driver is blocked; the checks every launcher shares."""
+def interrupted_job(run, expected_rc, pids=None, timing=True):
+    """Ctrl-C once the driver is blocked; the checks every launcher shares. Returns the output
+    and whether the job was gone, launcher included, within GONE_WITHIN_S of the signal (with
+    timing=False that is left to the caller, which may try again when the machine is loaded)."""
     run.wait_for("READY")
     sent = run.interrupt(pids() if pids else None)
     rc, exited, gone = run.finish(sent)
@@ -136,11 +140,13 @@ def interrupted_job(run, expected_rc, pids=None, exit_within=GONE_WITHIN_S):
     assert "Traceback" in out and "KeyboardInterrupt" in out, out
     assert rc == expected_rc, out
     assert latency < 1.0, out  # (the 100 ms target is measured by the benchmark)
-    assert gone <= GONE_WITHIN_S, out
-    assert exited <= exit_within, out
+    in_time = gone <= GONE_WITHIN_S and exited <= GONE_WITHIN_S
+    if timing:
+        assert gone <= GONE_WITHIN_S, out
+        assert exited <= GONE_WITHIN_S, out
     assert "left the cluster" not in out, out  # no worker died on its own
     run.assert_clean()
-    return out
+    return out, in_time
 
 
 @pytest.mark.timeout(90)
@@ -166,8 +172,12 @@ def test_standalone_terminal_ctrl_c_reaches_every_process(start):
 
 
 @pytest.mark.timeout(90)
-def test_program_that_catches_it_goes_on(start):
-    run = start([], ["get", "continue"], env={"MPIRAY_NUM_WORKERS": "2"})
+@pytest.mark.parametrize("launcher", ["standalone", "mpirun"])
+def test_program_that_catches_it_goes_on(start, launcher):
+    """Under scripts/mpirun the wrapper, which watches mpirun after a Ctrl-C, must not end
+    a job that goes on: it exits with the driver's 0 when the driver ends."""
+    prefix = [] if launcher == "standalone" else [str(MPIRUN), "-n", "4"]
+    run = start(prefix, ["get", "continue"], env={"MPIRAY_NUM_WORKERS": "2"})
     run.wait_for("READY")
     sent = run.interrupt()
     rc, _, _ = run.finish(sent)
@@ -252,15 +262,48 @@ def test_sigint_to_one_worker_is_ignored(start, launcher):
 
 # ------------------------------------------------------------------ under mpirun
 
-@pytest.mark.timeout(120)
+def open_mpi_files(mpirun_pid):
+    """The files of a running Open MPI mpirun that its own clean-up removes: its session
+    directory (<tmpdir>/ompi.<host>.<uid>/pid.<pid>) and its /dev/shm/open_mpi.* segment."""
+    out = set()
+    fd_dir = Path(f"/proc/{mpirun_pid}/fd")
+    for fd in fd_dir.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if f"/pid.{mpirun_pid}/" in target:
+            out.add(target.split(f"/pid.{mpirun_pid}/")[0] + f"/pid.{mpirun_pid}")
+        elif target.startswith("/dev/shm/open_mpi."):
+            out.add(target)
+    return out
+
+
+@pytest.mark.timeout(180)
 @pytest.mark.parametrize("call", CALLS)
 def test_mpirun(start, call):
     """Ctrl-C to scripts/mpirun (a terminal's reaches only it): SIGINT to every rank; the driver
-    raises KeyboardInterrupt, workers ignore it, the job's status is 130. Open MPI's mpirun
-    without --enable-recovery takes ~2 s more after a rank exits nonzero before it exits
-    itself (odls_base_sigkill_timeout, twice): the launcher's bound is longer."""
-    run = start([str(MPIRUN), "-n", "4"], [call])
-    interrupted_job(run, 130, exit_within=GONE_WITHIN_S + 2.5)
+    raises KeyboardInterrupt, workers ignore it, the job's status is 130, and the launcher is
+    gone within 2 s of the signal. Open MPI's mpirun without --enable-recovery would linger
+    ~2 s more after rank 0's nonzero end (odls_base_sigkill_timeout, twice): the wrapper ends
+    it once the job is over, and removes what mpirun's own clean-up would have. On a loaded
+    machine the timing may get a second try; everything else is checked every time."""
+    for attempt in (1, 2):
+        run = start([str(MPIRUN), "-n", "4"], [call])
+        run.wait_for("READY")
+        mpiruns = [p for p in live_children(run.proc.pid)
+                   if Path(f"/proc/{p}/comm").read_text().strip() == "mpirun"]
+        assert len(mpiruns) == 1, describe(live_children(run.proc.pid))
+        files = open_mpi_files(mpiruns[0])
+        assert files, "no session directory of mpirun found"  # (the check below means something)
+        out, in_time = interrupted_job(run, 130, timing=False)
+        left = [f for f in files if os.path.exists(f)]
+        assert not left, f"Open MPI's files left behind: {left}\n{out}"
+        if in_time:
+            break
+        print(f"over {GONE_WITHIN_S} s (load average {os.getloadavg()[0]:.1f}); "
+              + ("trying again" if attempt == 1 else "giving up"))
+    assert in_time, f"the job or the launcher took over {GONE_WITHIN_S} s to end:\n{out}"
 
 
 @pytest.mark.timeout(120)
