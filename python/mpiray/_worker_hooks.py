@@ -1,6 +1,7 @@
 """What a worker runs for Python tasks and actors (called by the runtime with the GIL held)."""
 
 import asyncio
+import collections
 import inspect
 import os
 import pickle
@@ -630,8 +631,40 @@ def start_method(instance, method_name, args, done):
             return
         done.finish(values)
 
-    loop.call_soon_threadsafe(lambda: loop.create_task(run()).add_done_callback(finished))
+    _StartQueue.of(loop).put(lambda: loop.create_task(run()).add_done_callback(finished))
     return True
+
+
+class _StartQueue:
+    """Calls to start on an actor's loop, handed over in bursts: one loop wake-up (a write to
+    its self-pipe) per burst instead of one per call. The actor's runtime thread puts; the
+    loop's thread drains."""
+
+    _queues = weakref.WeakKeyDictionary()  # loop -> _StartQueue
+
+    @classmethod
+    def of(cls, loop):
+        q = cls._queues.get(loop)
+        if q is None:
+            q = cls._queues[loop] = cls(loop)
+        return q
+
+    def __init__(self, loop):
+        self._loop = loop
+        self._items = collections.deque()
+        self._scheduled = False
+
+    def put(self, start):
+        self._items.append(start)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self):
+        # Cleared before the last look: a call put after it schedules another drain.
+        self._scheduled = False
+        while self._items:
+            self._items.popleft()()
 
 
 # Actors of this process that called exit_actor() -> the message their calls fail with.
