@@ -142,7 +142,10 @@ void ObjectDirectory::OnReady(const ObjectId& id, ObjectEntry& e) {
   for (Waiter* w : waiters) {
     ++w->ready;
     if (w->stop_on_error && e.where == WhereByte(Where::kError)) w->error = true;
-    if (w->ready >= w->needed || w->error) w->cv.notify_all();
+    if (w->ready >= w->needed || w->error) {
+      w->woken.store(true, std::memory_order_release);
+      w->cv.notify_all();
+    }
   }
   for (const auto& [proc, req] : remote) {
     proto::ObjectsReady r;
@@ -274,6 +277,7 @@ void ObjectDirectory::WakeAllWaiters() {
     if (!e.extra) continue;
     for (Waiter* w : e.extra->waiters) {
       w->ready = w->needed;
+      w->woken.store(true, std::memory_order_release);
       w->cv.notify_all();
     }
   }

@@ -4,6 +4,7 @@
 // knows nothing of tasks beyond their ids.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <cstdint>
@@ -25,6 +26,7 @@ namespace mpiray::head {
 /// @brief A driver thread blocked until some objects are ready (WaitLocal).
 struct Waiter {
   std::condition_variable cv;
+  std::atomic<bool> woken{false};  // set with each notify: what a spinning waiter looks at
   size_t needed = 0;  // readiness events still needed
   size_t ready = 0;
   bool stop_on_error = false;  // an object that becomes an error ends the wait too

@@ -73,6 +73,8 @@ class HeadService final : private head::ObjectEvents, private head::HeadRoutes::
                                           int64_t timeout_ms, std::vector<bool>* ready,
                                           NodeId requester_node, bool stop_on_error = false,
                                           bool locations = true);
+  /// @brief Before sleeping on `w`: look for its wake-up a little while (MPIRAY_WAIT_SPIN_US).
+  void SpinForWaiter(std::unique_lock<std::mutex>& lk, head::Waiter& w, int64_t timeout_ms);
   Status Cancel(const ObjectId& id, bool force, bool recursive);
   Status KillActor(const ActorId& actor, bool no_restart);
   void AddLocation(const ObjectId& id, NodeId node);
