@@ -553,7 +553,9 @@ def _call_once(instance, m, method_name, pos, kw, num_returns, retry=False):
         raise
 
 
-def call_method(instance, method_name, args):
+def _method_call(args):
+    """An actor call's (pos, kw, num_returns, retry_exceptions, retry budget); raises ActorExit
+    when the actor already called exit_actor()."""
     if _exited:  # some actor of this process called exit_actor(): is it this one?
         message = _exited.get(_core.context()["actor_id"])
         if message is not None:
@@ -561,6 +563,11 @@ def call_method(instance, method_name, args):
     pos, kw, num_returns, retry, _, _, _ = _unpack(args)
     meta = args[0]
     budget = meta[8] if retry and len(meta) > 8 else 0  # see _api._call_args
+    return pos, kw, num_returns, retry, budget
+
+
+def call_method(instance, method_name, args):
+    pos, kw, num_returns, retry, budget = _method_call(args)
     _api._task_pg.value = _actor_pgs.get(_core.context()["actor_id"]) if _actor_pgs else None
     if type(instance) is _EnvActor:
         _names.current = instance.name
@@ -587,13 +594,7 @@ def start_method(instance, method_name, args, done):
     returns at once, so the worker's thread goes on to the next call (no thread waits for
     each running call). On the loop's thread, ``done.finish(values)`` or ``done.fail(exc)``
     ends the call. What fails before it is scheduled is raised here (the call fails with it)."""
-    if _exited:  # some actor of this process called exit_actor(): is it this one?
-        message = _exited.get(_core.context()["actor_id"])
-        if message is not None:
-            raise ActorExit(message)
-    pos, kw, num_returns, retry, _, _, _ = _unpack(args)
-    meta = args[0]
-    budget = meta[8] if retry and len(meta) > 8 else 0  # see _api._call_args
+    pos, kw, num_returns, retry, budget = _method_call(args)
     native = _core.context()
     placement = _actor_pgs.get(native["actor_id"]) if _actor_pgs else None
     _runtime_env.task_started()
