@@ -932,8 +932,20 @@ class WorkerService::DeferredActorCall final : public detail::DeferredCall {
     w_.ReportDone(spec, std::move(returns), proto::DoneStatus::kOk);
     tl_started_us = saved;
     std::lock_guard<std::mutex> lk(actor_->mu);
-    --actor_->deferred;
-    actor_->cv.notify_one();
+    // Only a thread held back by max_concurrency waits for this (no wake-up otherwise).
+    if (actor_->deferred-- == actor_->max_concurrency) actor_->cv.notify_one();
+  }
+  void SetCurrent(bool on) override {
+    if (on) {
+      saved_ = {tl_task, tl_actor, tl_gpus};
+      tl_task = &item_->spec;
+      tl_actor = actor_->id;
+      tl_gpus = &actor_->gpus;
+    } else {
+      tl_task = saved_.task;
+      tl_actor = saved_.actor;
+      tl_gpus = saved_.gpus;
+    }
   }
   // The runtime did not start it: the call goes back to the caller, nothing is reported.
   std::unique_ptr<proto::Execute> TakeBack() {
@@ -949,6 +961,11 @@ class WorkerService::DeferredActorCall final : public detail::DeferredCall {
   int64_t started_us_;
   bool armed_ = true;
   bool done_ = false;
+  struct {
+    const proto::TaskSpec* task = nullptr;
+    ActorId actor;
+    const std::vector<int32_t>* gpus = nullptr;
+  } saved_;
 };
 
 bool WorkerService::StartDeferred(Actor& a, std::unique_ptr<proto::Execute>& item,
