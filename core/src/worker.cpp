@@ -1,12 +1,6 @@
 #include "worker.h"
 
-#include <cxxabi.h>
-#include <dlfcn.h>
-
-#include <set>
-
 #include <chrono>
-#include <typeinfo>
 
 #include "log.h"
 
@@ -34,13 +28,6 @@ int64_t NowUs() {
       .count();
 }
 
-std::string Demangle(const char* name) {
-  int status = 0;
-  char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
-  std::string out = (status == 0 && d) ? d : name;
-  free(d);
-  return out;
-}
 
 class StoreSink final : public detail::ResultSink {
  public:
@@ -84,91 +71,6 @@ class StoreSink final : public detail::ResultSink {
 };
 
 }  // namespace
-
-Status CurrentExceptionStatus(const std::string& where) {
-  try {
-    throw;
-  } catch (const Error& e) {
-    return Status(e.code(), where + ": " + Demangle(typeid(e).name()) + ": " + e.what());
-  } catch (const std::exception& e) {
-    return Status(StatusCode::kTaskError, where + ": " + Demangle(typeid(e).name()) + ": " + e.what());
-  } catch (...) {
-    return Status(StatusCode::kTaskError, where + ": unknown exception");
-  }
-}
-
-// ------------------------------------------------------------------ C++ functions
-
-// "lib:<path>:<function>": a function registered by a shared library, loaded on first use
-// (a Python driver calling C++ functions uses this form).
-static Status LoadFunctionLibrary(const std::string& spec, std::string* function) {
-  auto colon = spec.rfind(':');
-  if (spec.rfind("lib:", 0) != 0 || colon <= 4) {
-    *function = spec;
-    return Status::OK();
-  }
-  std::string path = spec.substr(4, colon - 4);
-  *function = spec.substr(colon + 1);
-  static std::mutex mu;
-  static std::set<std::string> loaded;
-  std::lock_guard<std::mutex> lk(mu);
-  if (loaded.count(path)) return Status::OK();
-  if (!dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL)) {
-    return Status(StatusCode::kTaskError, std::string("cannot load library ") + path + ": " + dlerror());
-  }
-  loaded.insert(path);
-  return Status::OK();
-}
-
-Status CppRuntime::CallFunction(const std::string& spec, const detail::ArgList& args,
-                                detail::ResultSink& sink) {
-  std::string name;
-  MPIRAY_RETURN_IF_ERROR(LoadFunctionLibrary(spec, &name));
-  const detail::TaskFn* fn = detail::FunctionRegistry::Instance().FindTask(name);
-  if (!fn) {
-    return Status(StatusCode::kTaskError,
-                  "function '" + name +
-                      "' is not registered in this worker process (missing MPIRAY_REMOTE, or the "
-                      "worker runs a different program)");
-  }
-  try {
-    (*fn)(args, sink);
-  } catch (...) {
-    return CurrentExceptionStatus("exception");
-  }
-  return Status::OK();
-}
-
-Result<std::shared_ptr<void>> CppRuntime::CreateActor(const std::string& factory,
-                                                      const detail::ArgList& args) {
-  const detail::FactoryFn* fn = detail::FunctionRegistry::Instance().FindFactory(factory);
-  if (!fn) {
-    return Status(StatusCode::kTaskError,
-                  "actor factory '" + factory + "' is not registered in this worker process");
-  }
-  try {
-    std::shared_ptr<void> obj = (*fn)(args);
-    if (!obj) return Status(StatusCode::kTaskError, "actor factory '" + factory + "' returned null");
-    return obj;
-  } catch (...) {
-    return CurrentExceptionStatus("exception");
-  }
-}
-
-Status CppRuntime::CallMethod(void* self, const std::string& method, const detail::ArgList& args,
-                              detail::ResultSink& sink) {
-  const detail::MethodFn* fn = detail::FunctionRegistry::Instance().FindMethod(method);
-  if (!fn) {
-    return Status(StatusCode::kTaskError,
-                  "actor method '" + method + "' is not registered in this worker process");
-  }
-  try {
-    (*fn)(self, args, sink);
-  } catch (...) {
-    return CurrentExceptionStatus("exception");
-  }
-  return Status::OK();
-}
 
 // ------------------------------------------------------------------ service
 
@@ -415,9 +317,62 @@ void WorkerService::OnExecute(proto::Execute&& ex) {
 
 void WorkerService::EnqueueCall(Actor& a, proto::TaskSpec&& spec) {
   int start = 0;
+  std::shared_ptr<void> self;
   {
     std::lock_guard<std::mutex> lk(a.mu);
-    if (!QueueCall(a, std::move(spec))) return;
+    if (StartsHere(a, spec)) {
+      self = a.instance;
+    } else {
+      if (!QueueCall(a, std::move(spec))) return;
+      start = a.WantThreads();
+    }
+  }
+  if (self) {
+    StartHere(a, std::move(spec), self.get());
+    return;
+  }
+  if (start > 0) StartActorThreads(a.shared_from_this(), start);
+}
+
+bool WorkerService::StartsHere(Actor& a, const proto::TaskSpec& spec) {
+  // Only a call that needs no waiting (its arguments are in the message, none an upstream
+  // error) and that nothing is queued before: its order is kept, and this thread, which
+  // receives every message, never blocks.
+  if (!a.defers || !a.ready || a.dead || a.stopping || !a.instance || !a.mailbox.empty() ||
+      a.idle != a.threads || a.deferred >= a.max_concurrency || spec.incarnation != a.incarnation) {
+    return false;
+  }
+  for (const proto::Arg& arg : spec.args) {
+    if (arg.by_ref) return false;
+    if (arg.value.size() >= sizeof(detail::PayloadHeader) &&
+        detail::CheckPayload(arg.value) == detail::PayloadFormat::kError) {
+      return false;
+    }
+  }
+  if (spec.seq == 0) return true;
+  auto next = a.next_seq.try_emplace(spec.caller, 1).first;
+  auto early = a.early.find(spec.caller);
+  if (spec.seq != next->second || (early != a.early.end() && !early->second.empty())) return false;
+  ++next->second;
+  return true;
+}
+
+void WorkerService::StartHere(Actor& a, proto::TaskSpec&& spec, void* self) {
+  auto item = std::make_unique<proto::Execute>();
+  item->spec = std::move(spec);
+  detail::ArgList args;
+  args.reserve(item->spec.args.size());
+  for (const proto::Arg& arg : item->spec.args) args.push_back(arg.value);
+  int64_t saved = tl_started_us;
+  tl_started_us = NowUs();
+  bool started = StartDeferred(a, item, args, self);
+  tl_started_us = saved;
+  if (started) return;
+  int start;
+  {  // (the runtime took it back) an actor thread runs it, before anything queued later
+    std::lock_guard<std::mutex> lk(a.mu);
+    a.mailbox.push_front(std::move(item));
+    a.cv.notify_one();
     start = a.WantThreads();
   }
   if (start > 0) StartActorThreads(a.shared_from_this(), start);

@@ -112,6 +112,10 @@ class WorkerService {
   std::string Where(const proto::TaskSpec& spec) const;
   LanguageRuntime* Lang(uint8_t language);
   void EnqueueCall(Actor& a, proto::TaskSpec&& spec);
+  // A deferring actor's call started on the receiving thread (StartsHere: under a.mu, it
+  // qualifies and its sequence number is taken; StartHere: after, without the lock).
+  bool StartsHere(Actor& a, const proto::TaskSpec& spec);
+  void StartHere(Actor& a, proto::TaskSpec&& spec, void* self);
   /// @brief Put a call into the actor's mailbox in its caller's order (under `a.mu`); false
   /// when nothing can run yet (an earlier call is on its way, or a stale instance).
   bool QueueCall(Actor& a, proto::TaskSpec&& spec);
