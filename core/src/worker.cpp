@@ -1,4 +1,5 @@
 #include "worker.h"
+#include "worker_actor.h"
 
 #include <chrono>
 
@@ -74,42 +75,6 @@ class StoreSink final : public detail::ResultSink {
 
 // ------------------------------------------------------------------ service
 
-struct WorkerService::Actor : std::enable_shared_from_this<WorkerService::Actor> {
-  ActorId id;
-  std::string name;  // for output lines: the actor's class or given name
-  uint8_t language = 0;
-  int max_concurrency = 1;
-  uint32_t incarnation = 0;  // which instance of a restartable actor this is
-  std::shared_ptr<void> instance;
-  bool dead = false;
-  std::string error;
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::unique_ptr<proto::Execute>> mailbox;  // the constructor first, then calls
-  std::map<ProcId, uint64_t> next_seq;
-  std::map<ProcId, std::map<uint64_t, proto::TaskSpec>> early;
-  int threads = 0;      // threads serving the actor (started on demand, see WantThreads)
-  int idle = 0;         // of those, waiting for a call
-  int max_threads = 1;  // min(max_concurrency, MPIRAY_MAX_ACTOR_THREADS)
-  bool ready = false;   // the constructor succeeded: calls may run side by side
-  bool stopping = false;
-  // The instance's calls are deferred (LanguageRuntime::DefersCalls): one thread starts them
-  // in order, up to max_concurrency of them at once (`deferred`: started, not finished).
-  bool defers = false;
-  int deferred = 0;
-  std::vector<int32_t> gpus;  // GPU devices given to the actor for its lifetime
-
-  /// Threads to start now (reserved in `threads`; call under `mu`): one per queued call that
-  /// no idle thread will take, up to `max_threads`. A thread is only started when a call
-  /// needs it, so max_concurrency=100000 costs nothing until calls really overlap.
-  int WantThreads() {
-    if (!ready || stopping || deferred >= max_concurrency) return 0;
-    int want = std::min(static_cast<int>(mailbox.size()) - idle, max_threads - threads);
-    if (want <= 0) return 0;
-    threads += want;
-    return want;
-  }
-};
 
 namespace {
 
@@ -125,6 +90,26 @@ int MaxActorThreads() {
 }
 
 }  // namespace
+
+void WorkerService::Watch(const std::shared_ptr<Actor>& a) {
+  checks_.Add([this, a] {
+    int start = 0;
+    bool keep;
+    {
+      std::lock_guard<std::mutex> lk(a->mu);
+      keep = !a->stopping && !a->dead && !a->mailbox.empty();
+      if (!keep) {
+        a->watched = false;
+      } else if (a->taken != a->taken_seen) {
+        a->taken_seen = a->taken;  // moving
+      } else {
+        start = a->Grow();  // stalled for a period
+      }
+    }
+    if (start > 0) StartActorThreads(a, start);
+    return keep;
+  });
+}
 
 void WorkerService::StartActorThreads(const std::shared_ptr<Actor>& a, int n) {
   for (int i = 0; i < n; ++i) {
@@ -317,6 +302,7 @@ void WorkerService::OnExecute(proto::Execute&& ex) {
 
 void WorkerService::EnqueueCall(Actor& a, proto::TaskSpec&& spec) {
   int start = 0;
+  bool watch = false;
   std::shared_ptr<void> self;
   {
     std::lock_guard<std::mutex> lk(a.mu);
@@ -324,13 +310,14 @@ void WorkerService::EnqueueCall(Actor& a, proto::TaskSpec&& spec) {
       self = a.instance;
     } else {
       if (!QueueCall(a, std::move(spec))) return;
-      start = a.WantThreads();
+      start = a.Dispatch(&watch);
     }
   }
   if (self) {
     StartHere(a, std::move(spec), self.get());
     return;
   }
+  if (watch) Watch(a.shared_from_this());
   if (start > 0) StartActorThreads(a.shared_from_this(), start);
 }
 
@@ -369,12 +356,13 @@ void WorkerService::StartHere(Actor& a, proto::TaskSpec&& spec, void* self) {
   tl_started_us = saved;
   if (started) return;
   int start;
+  bool watch = false;
   {  // (the runtime took it back) an actor thread runs it, before anything queued later
     std::lock_guard<std::mutex> lk(a.mu);
     a.mailbox.push_front(std::move(item));
-    a.cv.notify_one();
-    start = a.WantThreads();
+    start = a.Dispatch(&watch);
   }
+  if (watch) Watch(a.shared_from_this());
   if (start > 0) StartActorThreads(a.shared_from_this(), start);
 }
 
@@ -389,7 +377,6 @@ bool WorkerService::QueueCall(Actor& a, proto::TaskSpec&& spec) {
     auto item = std::make_unique<proto::Execute>();
     item->spec = std::move(spec);
     a.mailbox.push_back(std::move(item));
-    a.cv.notify_one();
     return true;
   }
   uint64_t& next = a.next_seq.try_emplace(spec.caller, 1).first->second;
@@ -401,7 +388,6 @@ bool WorkerService::QueueCall(Actor& a, proto::TaskSpec&& spec) {
     auto item = std::make_unique<proto::Execute>();
     item->spec = std::move(s);
     a.mailbox.push_back(std::move(item));
-    a.cv.notify_one();
   };
   ProcId caller = spec.caller;
   push(std::move(spec));
@@ -452,69 +438,10 @@ void WorkerService::OnDestroyActor(const ActorId& actor) {
   a->cv.notify_all();
 }
 
-void WorkerService::OnCancelRunning(const TaskId& task, bool force) {
-  std::unique_ptr<proto::Execute> found;
-  // An actor call still in an actor's queue is dropped with a cancelled result.
-  std::vector<std::shared_ptr<Actor>> actors;
-  {
-    std::lock_guard<std::mutex> lk(actors_mu_);
-    for (auto& [id, a] : actors_) actors.push_back(a);
-  }
-  for (auto& a : actors) {
-    {
-      std::lock_guard<std::mutex> lk(a->mu);
-      for (auto it = a->mailbox.begin(); it != a->mailbox.end(); ++it) {
-        if ((*it)->spec.id == task && (*it)->spec.task_kind() == TaskKind::kActorCall) {
-          found = std::move(*it);
-          a->mailbox.erase(it);
-          break;
-        }
-      }
-    }
-    if (found) {
-      ReportDone(found->spec,
-                 ErrorReturns(found->spec, Status(StatusCode::kCancelled,
-                                                  "actor call " + found->spec.function + " was cancelled")),
-                 proto::DoneStatus::kOk);
-      return;
-    }
-  }
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-      if ((*it)->spec.id == task) {
-        found = std::move(*it);
-        queue_.erase(it);
-        break;
-      }
-    }
-    if (!found) cancelled_.insert(task);
-  }
-  if (found) {
-    ReportDone(found->spec, {}, proto::DoneStatus::kCancelled);
-    return;
-  }
-  bool running;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    running = running_.count(task) > 0;
-  }
-  if (force && running) {
-    // As Ray's force=True: the process running it ends (the head fails the task as
-    // cancelled, never retried, and a local worker is replaced).
-    MPIRAY_LOG(warn, "task {} cancelled with force=True: this worker exits", task.ToString());
-    BeforeExit();
-    std::_Exit(1);
-  }
-  // Running (or not here yet): interrupt it, so that a cancelled task does not keep its CPU.
-  for (uint8_t l : {detail::kLanguagePython}) {
-    if (auto* rt = detail::FindLanguage(l)) rt->Interrupt(task);
-  }
-}
-
 void WorkerService::RunMainExecutor() { ExecLoop(true); }
 
 void WorkerService::Stop() {
+  checks_.Stop();
   {
     std::lock_guard<std::mutex> lk(mu_);
     stop_ = true;
@@ -743,11 +670,14 @@ void WorkerService::RunTask(proto::Execute& ex) {
 
 void WorkerService::RunActorLoop(std::shared_ptr<Actor> a) {
   tl_actor = a->id;
+  bool busy = false;
   while (true) {
     std::unique_ptr<proto::Execute> item;
-    int start = 0;
+    bool watch = false;
     {
       std::unique_lock<std::mutex> lk(a->mu);
+      if (busy) --a->busy;
+      busy = false;
       ++a->idle;
       a->cv.wait(lk, [&] {
         return (!a->mailbox.empty() && a->deferred < a->max_concurrency) || a->stopping;
@@ -756,9 +686,13 @@ void WorkerService::RunActorLoop(std::shared_ptr<Actor> a) {
       if (a->mailbox.empty()) break;
       item = std::move(a->mailbox.front());
       a->mailbox.pop_front();
-      start = a->WantThreads();
+      ++a->busy;
+      busy = true;
+      a->waking = false;
+      ++a->taken;
+      a->Dispatch(&watch);  // calls left behind it: watched while this thread is busy
     }
-    if (start > 0) StartActorThreads(a, start);
+    if (watch) Watch(a);
     // Nothing may escape a worker thread (it would end the process): a failure inside is the
     // call's error.
     try {
@@ -822,13 +756,13 @@ void WorkerService::RunActorItem(Actor& a, std::unique_ptr<proto::Execute>& held
       StoreSink sink(client_, spec);
       sink.Emit(detail::Serialize(msgpack::type::nil_t()));
       returns = std::move(sink.out);
-      int start;
+      bool watch = false;
       {
         std::lock_guard<std::mutex> lk(a.mu);
-        a.ready = true;  // calls queued meanwhile may start their threads now
-        start = a.WantThreads();
+        a.ready = true;  // calls queued meanwhile may run side by side now
+        a.Dispatch(&watch);  // (this thread is busy: it takes them, or the watch adds threads)
       }
-      if (start > 0) StartActorThreads(a.shared_from_this(), start);
+      if (watch) Watch(a.shared_from_this());
     } else {
       std::lock_guard<std::mutex> lk(a.mu);
       a.dead = true;
