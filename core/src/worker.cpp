@@ -119,6 +119,7 @@ void WorkerService::StartActorThreads(const std::shared_ptr<Actor>& a, int n) {
       std::lock_guard<std::mutex> lk(a->mu);
       a->threads -= n - i;
       a->max_threads = std::max(1, a->threads);
+      a->waking = false;
       MPIRAY_LOG(warn, "actor {} ({}): cannot start another thread ({}); it runs at most {} "
                  "calls at a time", a->id.ToString(), a->name, e.what(), a->max_threads);
       return;

@@ -54,7 +54,8 @@ struct WorkerService::Actor : std::enable_shared_from_this<WorkerService::Actor>
   int Dispatch(bool* watch) {
     if (!ready || stopping || mailbox.empty() || deferred >= max_concurrency) return 0;
     if (busy > 0 || waking || threads > busy + idle) {
-      if (max_threads > 1 && !watched) watched = *watch = true;
+      // (also with one thread: the watch then only mends a wake-up that was lost)
+      if (!watched) watched = *watch = true;
       return 0;
     }
     waking = true;

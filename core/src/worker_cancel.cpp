@@ -24,6 +24,7 @@ void WorkerService::OnCancelRunning(const TaskId& task, bool force) {
         if ((*it)->spec.id == task && (*it)->spec.task_kind() == TaskKind::kActorCall) {
           found = std::move(*it);
           a->mailbox.erase(it);
+          if (a->mailbox.empty()) a->waking = false;  // (nothing left for a woken thread)
           break;
         }
       }
