@@ -1,9 +1,14 @@
 #include "worker.h"
-#include "worker_actor.h"
+
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 
 #include "log.h"
+#include "worker_actor.h"
 
 namespace mpiray {
 
@@ -91,6 +96,33 @@ int MaxActorThreads() {
 
 }  // namespace
 
+pid_t CurrentTid() {
+  static thread_local pid_t tid = static_cast<pid_t>(syscall(SYS_gettid));
+  return tid;
+}
+
+bool WorkerService::Actor::AnyRunnable() const {
+  for (pid_t t : running) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", static_cast<int>(t));
+    std::FILE* f = std::fopen(path, "r");
+    if (!f) continue;
+    char buf[512];
+    size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = 0;
+    const char* close = std::strrchr(buf, ')');  // "tid (name) S ...": the state follows the name
+    if (close && close[1] == ' ' && close[2] == 'R') return true;
+  }
+  return false;
+}
+
+namespace {
+// Stall-watch ticks (1 ms) after which an actor's waiting calls get threads even while its
+// running calls compute (a long computation must not hold back max_concurrency).
+constexpr int kStallTicks = 10;
+}  // namespace
+
 void WorkerService::Watch(const std::shared_ptr<Actor>& a) {
   checks_.Add([this, a] {
     int start = 0;
@@ -100,10 +132,15 @@ void WorkerService::Watch(const std::shared_ptr<Actor>& a) {
       keep = !a->stopping && !a->dead && !a->mailbox.empty();
       if (!keep) {
         a->watched = false;
+        a->stalled = 0;
       } else if (a->taken != a->taken_seen) {
         a->taken_seen = a->taken;  // moving
-      } else {
-        start = a->Grow();  // stalled for a period
+        a->stalled = 0;
+      } else if (++a->stalled >= kStallTicks || (a->stalled >= 2 && !a->AnyRunnable())) {
+        // No call taken for over a tick while the running calls are all blocked (they wait
+        // for something, maybe a later call), or for kStallTicks however busy they are.
+        a->stalled = 0;
+        start = a->Grow();
       }
     }
     if (start > 0) StartActorThreads(a, start);
@@ -677,20 +714,16 @@ void WorkerService::RunActorLoop(std::shared_ptr<Actor> a) {
     bool watch = false;
     {
       std::unique_lock<std::mutex> lk(a->mu);
-      if (busy) --a->busy;
+      if (busy) a->Done();
       busy = false;
       ++a->idle;
-      a->cv.wait(lk, [&] {
-        return (!a->mailbox.empty() && a->deferred < a->max_concurrency) || a->stopping;
-      });
+      a->cv.wait(lk, [&] { return a->MayTake() || a->stopping; });
       --a->idle;
       if (a->mailbox.empty()) break;
       item = std::move(a->mailbox.front());
       a->mailbox.pop_front();
-      ++a->busy;
+      a->Took();
       busy = true;
-      a->waking = false;
-      ++a->taken;
       a->Dispatch(&watch);  // calls left behind it: watched while this thread is busy
     }
     if (watch) Watch(a);

@@ -2,6 +2,8 @@
 // threads. Internal to core/src/worker*.cpp.
 #pragma once
 
+#include <sys/types.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
@@ -14,6 +16,9 @@
 #include "worker.h"
 
 namespace mpiray {
+
+/// @brief The calling thread's kernel id (cached).
+pid_t CurrentTid();
 
 struct WorkerService::Actor : std::enable_shared_from_this<WorkerService::Actor> {
   ActorId id;
@@ -33,10 +38,15 @@ struct WorkerService::Actor : std::enable_shared_from_this<WorkerService::Actor>
   int idle = 0;         // of those, waiting for a call
   int busy = 0;         // of those, running a call (the rest are starting)
   int max_threads = 1;  // min(max_concurrency, MPIRAY_MAX_ACTOR_THREADS)
+  // Calls that may run at once now: 1 until the stall watch raises it (Grow), 1 again once
+  // the mailbox is empty.
+  int allowed = 1;
   bool waking = false;  // a thread was woken or started for the mailbox and has not taken a call
   bool watched = false;  // the worker's stall watch looks at it (WorkerService::Watch)
   uint64_t taken = 0;       // calls taken from the mailbox so far
   uint64_t taken_seen = 0;  // ... when the stall watch last looked
+  int stalled = 0;          // stall-watch ticks in a row without a call taken
+  std::vector<pid_t> running;  // the threads running its calls (kernel thread ids)
   bool ready = false;   // the constructor succeeded: calls may run side by side
   bool stopping = false;
   // The instance's calls are deferred (LanguageRuntime::DefersCalls): one thread starts them
@@ -45,15 +55,33 @@ struct WorkerService::Actor : std::enable_shared_from_this<WorkerService::Actor>
   int deferred = 0;
   std::vector<int32_t> gpus;  // GPU devices given to the actor for its lifetime
 
-  /// A call waits in the mailbox (call under `mu`): who runs it? Only when no thread serves
-  /// the actor now is one woken, or reserved in `threads` to be started (the return value).
-  /// While one serves it, that thread comes back for the call: a stream of short calls runs
-  /// on one thread, without the GIL hand-offs of many, and `*watch` asks the stall watch to
-  /// add threads (Grow) when the mailbox stops moving (a call blocks, or waits for another).
-  /// So max_concurrency=100000 costs nothing until calls really overlap.
+  /// The calling thread ended its call (under `mu`).
+  void Done() {
+    --busy;
+    auto it = std::find(running.begin(), running.end(), CurrentTid());
+    if (it != running.end()) running.erase(it);
+  }
+  /// Whether a thread running a call is on a CPU or waiting for one (not blocked).
+  bool AnyRunnable() const;
+  /// Whether a thread may take the mailbox's next call now (under `mu`).
+  bool MayTake() const { return !mailbox.empty() && deferred < max_concurrency && busy < allowed; }
+  /// The calling thread took a call (under `mu`).
+  void Took() {
+    running.push_back(CurrentTid());
+    ++busy;
+    ++taken;
+    waking = false;
+    if (mailbox.empty()) allowed = 1;
+  }
+  /// A call waits in the mailbox (call under `mu`): who runs it? Only when the running calls
+  /// are below `allowed` (at first: none runs) is a thread woken, or reserved in `threads` to
+  /// be started (the return value). Otherwise the serving thread comes back for it: a stream
+  /// of short calls runs on one thread, without the GIL hand-offs of many, and `*watch` asks
+  /// the stall watch to raise `allowed` (Grow) when the mailbox stops moving (a call blocks,
+  /// or waits for a later one). So max_concurrency=100000 costs nothing until calls overlap.
   int Dispatch(bool* watch) {
     if (!ready || stopping || mailbox.empty() || deferred >= max_concurrency) return 0;
-    if (busy > 0 || waking || threads > busy + idle) {
+    if (busy >= allowed || waking || threads > busy + idle) {
       // (also with one thread: the watch then only mends a wake-up that was lost)
       if (!watched) watched = *watch = true;
       return 0;
@@ -67,12 +95,14 @@ struct WorkerService::Actor : std::enable_shared_from_this<WorkerService::Actor>
     ++threads;
     return 1;
   }
-  /// The stall watch saw no call taken for a period (under `mu`): a thread for each waiting
-  /// call up to `max_threads`, idle ones woken and the rest reserved (the return value).
+  /// The stall watch saw no call taken for two ticks (under `mu`): every waiting call may run
+  /// (up to `max_threads`); idle threads are woken and the rest reserved (the return value).
   int Grow() {
-    if (!ready || stopping || deferred >= max_concurrency) return 0;
-    int want = std::min(static_cast<int>(mailbox.size()), max_threads - busy);
-    int wake = std::max(0, std::min(want, idle));
+    waking = false;  // (a lost wake-up is mended here too)
+    if (!ready || stopping || mailbox.empty() || deferred >= max_concurrency) return 0;
+    allowed = std::max(allowed, std::min(max_threads, busy + static_cast<int>(mailbox.size())));
+    int want = std::max(1, allowed - busy);
+    int wake = std::min(want, idle);
     for (int i = 0; i < wake; ++i) cv.notify_one();
     int start = std::max(0, std::min(want - wake, max_threads - threads));
     threads += start;
