@@ -305,6 +305,7 @@ def _shutdown_at_exit():
 def shutdown():
     """Stop the cluster: workers exit, objects and session files are removed."""
     with _lock:
+        _exports_alive.clear()
         _core.shutdown()
         _runtime_env.reset()
         _whole_lines.stop()
@@ -602,17 +603,33 @@ def _check_export_size(blob, obj):
             "from its scope; pass such values as arguments or with ray.put() instead.")
 
 
+# Every export of this session, kept to its end (as Ray's function table): tasks carry only
+# the id of their function's export (_Exported.key), not a reference that pickling would
+# have to count per task.
+_exports_alive = []
+
+
 class _Exported:
     """A function or class shipped by value through the object store (once per session).
-    Tasks carry the ObjectRef of the export inside their metadata, so it stays alive while any
-    task that needs it is pending, even if the RemoteFunction itself is gone."""
+    Tasks carry the id of the export inside their metadata (``key()``); the export stays
+    alive until shutdown (_exports_alive), even if the RemoteFunction itself is gone."""
 
     def __init__(self, obj):
         self._obj = obj
         self._ref = None
+        self._key = None
         self._session = -1
         self._lock = threading.Lock()
         self._pickling = threading.local()
+
+    def key(self):
+        """The id bytes of the export (what a task's metadata carries; the worker rebuilds the
+        ObjectRef from them only to load the function); None as ref() gives None."""
+        with self._lock:
+            if self._key is not None and self._session == _session:
+                return self._key
+        ref = self.ref()
+        return None if ref is None else self._key
 
     def ref(self):
         """The export's ObjectRef (made at the first use in a session); None while this thread
@@ -634,7 +651,8 @@ class _Exported:
         ref = _core.put(blob)
         with self._lock:
             if self._ref is None or self._session != _session:
-                self._ref, self._session = ref, _session
+                self._ref, self._session, self._key = ref, _session, ref.binary()
+                _exports_alive.append(ref)
             return self._ref
 
     def __getstate__(self):
@@ -643,6 +661,7 @@ class _Exported:
     def __setstate__(self, state):
         self._obj = state["obj"]
         self._ref = state["ref"]
+        self._key = None if self._ref is None else self._ref.binary()
         self._session = _session
         self._lock = threading.Lock()
         self._pickling = threading.local()
@@ -930,8 +949,11 @@ class RemoteFunction:
             holder._info = (f"{getattr(self._function, '__module__', '')}."
                             f"{getattr(self._function, '__name__', name)}",
                             tuple(sorted((resources or {"CPU": 1.0}).items())))
+        # The export's id, not its ObjectRef: pickling a ref costs more than the rest of the
+        # metadata together, and the export lives to the session's end anyway (_exports_alive).
+        # (An actor's creation keeps its ref: a restart may come after its creator has gone.)
         meta = (tuple(kwargs), "streaming" if streaming else "dynamic" if dynamic else max(num_returns, 1),
-                retry, name, export, renv, placement, holder._info)
+                retry, name, self._exported.key(), renv, placement, holder._info)
         refs = _core.submit(_core.TaskKind.NORMAL, _core.Language.PYTHON, export.hex(),
                             _call_args(args, kwargs, meta), native)
         if streaming:

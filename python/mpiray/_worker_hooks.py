@@ -73,8 +73,12 @@ _runtime_env.install_finder()
 
 
 def _load(exported_id, ref):
+    """The exported function or class (cached per id); `ref`: its export's ObjectRef, or a
+    task's id bytes of it (see _api._Exported.key)."""
     obj = _loaded.get(exported_id)
     if obj is None:
+        if isinstance(ref, bytes):
+            ref = _core._rebuild_ref(ref)
         blob = _core.get([ref], None)[0]
         obj = _source.unpack(pickle.loads(blob))
         _loaded[exported_id] = obj

@@ -319,6 +319,28 @@ def test_wait_argument_errors():
         ray.wait([r, 3])
 
 
+def test_task_of_a_deleted_remote_function_still_runs(gate):
+    """Tasks carry only their function's export id: the export lives to the session's end, so
+    a task queued when its RemoteFunction is deleted (and collected) still loads it."""
+    import gc
+
+    def make():
+        @ray.remote
+        def plus_one(x):
+            return x + 1
+        return plus_one
+
+    blockers = [wait_file.remote(gate.path, i) for i in range(2)]
+    assert wait_for(lambda: ray.available_resources().get("CPU", 0.0) == 0.0, timeout=10)
+    f = make()
+    queued = f.remote(41)  # waits behind the blockers
+    del f
+    gc.collect()
+    gate.open()
+    assert ray.get(queued, timeout=30) == 42
+    assert ray.get(blockers, timeout=30) == [0, 1]
+
+
 # ------------------------------------------------------------------ cancel
 
 def test_cancel_queued_task(gate):
