@@ -488,7 +488,11 @@ def _resources(options, default_cpus):
 # While a task or actor placed in a placement group runs, the worker sets `value` on its
 # thread to (PlacementGroup, capture_child_tasks) (see _worker_hooks): work it submits without
 # a strategy of its own goes into the same group when capture is on (as Ray).
-_task_pg = threading.local()
+class _TaskPlacement(threading.local):
+    value = None  # (a class default: reading it costs no AttributeError in new threads)
+
+
+_task_pg = _TaskPlacement()
 
 
 def _no_placement_option(options):
@@ -603,6 +607,10 @@ def _check_export_size(blob, obj):
             "from its scope; pass such values as arguments or with ray.put() instead.")
 
 
+class _Pickling(threading.local):
+    active = False
+
+
 # Every export of this session, kept to its end (as Ray's function table): tasks carry only
 # the id of their function's export (_Exported.key), not a reference that pickling would
 # have to count per task.
@@ -620,7 +628,7 @@ class _Exported:
         self._key = None
         self._session = -1
         self._lock = threading.Lock()
-        self._pickling = threading.local()
+        self._pickling = _Pickling()
 
     def key(self):
         """The id bytes of the export (what a task's metadata carries; the worker rebuilds the
@@ -664,7 +672,7 @@ class _Exported:
         self._key = None if self._ref is None else self._ref.binary()
         self._session = _session
         self._lock = threading.Lock()
-        self._pickling = threading.local()
+        self._pickling = _Pickling()
 
 
 # ------------------------------------------------------------------ remote functions

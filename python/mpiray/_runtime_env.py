@@ -590,7 +590,11 @@ def _merge(parent, spec, wd, mods):
 
 _job_env = None  # the driver's: set by init(runtime_env=...)
 _job_seen = None  # a worker's: the job's TaskEnv, learned from the tasks it ran
-_tls = threading.local()  # .env: the TaskEnv of what the calling thread runs
+class _Local(threading.local):
+    env = None  # (a class default: a thread that never set it reads None, no AttributeError)
+
+
+_tls = _Local()  # .env: the TaskEnv of what the calling thread runs
 # Thread id -> the TaskEnv of the task whose arguments the thread unpickles next. Keyed by id,
 # not threading.local: the runtime's threads get a new Python thread state for every call.
 _pending = {}
