@@ -101,6 +101,8 @@ def _unpack(args):
     kwnames, num_returns, retry, name, export = meta[:5]
     renv = meta[5] if len(meta) > 5 else None  # the runtime_env (_runtime_env.TaskEnv)
     values = args[1:]
+    if not kwnames:
+        return values, {}, num_returns, retry, name, export, renv
     npos = len(values) - len(kwnames)
     return values[:npos], dict(zip(kwnames, values[npos:])), num_returns, retry, name, export, renv
 
@@ -333,14 +335,25 @@ def run_task(function_id, args):
 _USER_OMP = os.environ.get("OMP_NUM_THREADS")
 
 
+_omp_set = None  # the value this process last set (setting os.environ calls putenv)
+_omp_values = {}  # a task's resources (as its metadata has them) -> the value
+
+
 def _set_omp_threads(resources):
+    global _omp_set
     if _USER_OMP is not None:
         return
-    cpus = 1.0
-    if resources:
-        items = resources.items() if isinstance(resources, dict) else resources
-        cpus = dict(items).get("CPU", 1.0)
-    os.environ["OMP_NUM_THREADS"] = str(max(1, int(cpus)))
+    value = _omp_values.get(resources) if type(resources) is tuple else None
+    if value is None:
+        cpus = 1.0
+        if resources:
+            items = resources.items() if isinstance(resources, dict) else resources
+            cpus = dict(items).get("CPU", 1.0)
+        value = str(max(1, int(cpus)))
+        if type(resources) is tuple and len(_omp_values) < 1000:
+            _omp_values[resources] = value
+    if value != _omp_set:  # (as in Ray, a task that changes it changes it for later ones)
+        os.environ["OMP_NUM_THREADS"] = _omp_set = value
 
 
 def _run_task(function_id, args):
