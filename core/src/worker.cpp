@@ -133,8 +133,8 @@ void WorkerService::Watch(const std::shared_ptr<Actor>& a) {
       if (!keep) {
         a->watched = false;
         a->stalled = 0;
-      } else if (a->taken != a->taken_seen) {
-        a->taken_seen = a->taken;  // moving
+      } else if (a->taken != a->taken_seen || a->busy >= a->max_threads) {
+        a->taken_seen = a->taken;  // moving, or no thread could be added anyway
         a->stalled = 0;
       } else if (++a->stalled >= kStallTicks || (a->stalled >= 2 && !a->AnyRunnable())) {
         // No call taken for over a tick while the running calls are all blocked (they wait
