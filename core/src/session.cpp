@@ -9,12 +9,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
+#include <utility>
+#include <vector>
 
 extern char** environ;
 
@@ -332,6 +336,38 @@ Result<SessionInfo> ReadSessionForJoin(const std::string& dir, std::string* head
   return s;
 }
 
+void RemoveTree(const std::string& dir) {
+  if (dir.empty()) return;
+  std::error_code ec;
+  std::vector<std::pair<uintmax_t, std::filesystem::path>> files;
+  for (auto it = std::filesystem::directory_iterator(dir, ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    std::error_code fec;
+    if (it->is_regular_file(fec)) files.emplace_back(it->file_size(fec), it->path());
+  }
+  std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  uintmax_t total = 0;
+  for (const auto& f : files) total += f.first;
+  unsigned threads = std::min<unsigned>({4u, std::max(1u, std::thread::hardware_concurrency()),
+                                         static_cast<unsigned>(files.size())});
+  if (total < (64u << 20)) threads = std::min(threads, 1u);  // (small: not worth a thread)
+  std::atomic<size_t> next{0};
+  auto unlink_some = [&] {
+    for (size_t i = next++; i < files.size(); i = next++) ::unlink(files[i].second.c_str());
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < threads; ++t) {
+    try {
+      pool.emplace_back(unlink_some);
+    } catch (const std::exception&) {  // out of threads: this one does the rest
+      break;
+    }
+  }
+  unlink_some();
+  for (auto& t : pool) t.join();
+  std::filesystem::remove_all(dir, ec);
+}
+
 void RemoveSessionFiles(const SessionInfo& s) {
   std::error_code ec;
   ReleaseDirLeases(s.dir);
@@ -354,8 +390,7 @@ void RemoveSessionFiles(const SessionInfo& s) {
       std::error_code spill_ec;
       std::filesystem::remove_all(s.spill_root + "-n" + node, spill_ec);
     }
-    std::error_code store_ec;
-    std::filesystem::remove_all(store, store_ec);
+    RemoveTree(store.string());
   }
 }
 

@@ -91,6 +91,11 @@ Result<SessionInfo> ReadSessionForJoin(const std::string& dir, std::string* head
 /// @brief Remove the session directory, every object store directory of this host and the
 /// spill directories of those nodes.
 void RemoveSessionFiles(const SessionInfo& session);
+
+/// @brief Removes directory `dir` and everything in it; the files at its top level are
+/// unlinked by up to 4 threads at once, the largest first (on tmpfs, freeing a big object's
+/// pages is most of the time a shutdown takes). Errors are ignored, as remove_all's.
+void RemoveTree(const std::string& dir);
 /// @brief Default per-node store capacity: 30% of /dev/shm split among `nodes_on_host`.
 uint64_t DefaultStoreCapacity(const std::string& shm_dir, int nodes_on_host);
 /// @brief Random lowercase hex of 2*bytes characters (libsodium).

@@ -18,6 +18,7 @@
 #include <tuple>
 #include <vector>
 
+#include "session.h"
 #include "log.h"
 #include "dir_lease.h"
 #include "shm_format.h"
@@ -619,8 +620,8 @@ void ShmStore::Delete(const ObjectId& id) {
 
 void ShmStore::RemoveAll() {
   DropWriterMappings();
+  RemoveTree(dir_);
   std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
   if (!spill_dir_.empty()) std::filesystem::remove_all(spill_dir_, ec);
   spill_dir_ready_.store(false);
 }
