@@ -91,6 +91,9 @@ def init(address=None, **kwargs):
     """
     global _initialized_here
     _check_options(kwargs, _INIT_ARGS - {"address"}, "init()")
+    if address not in (None, "local") and kwargs.get("_system_config"):
+        # As Ray: the settings of a cluster one connects to are those it started with.
+        raise ValueError("When connecting to an existing cluster, _system_config must not be provided.")
     with _lock:
         if _core.is_initialized():
             if kwargs.get("ignore_reinit_error"):

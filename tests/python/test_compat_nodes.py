@@ -275,3 +275,11 @@ def test_ray_compat_harness(tmp_path):
     assert list(f["not_passed"]) == ["test_public_failure"], f
     assert result["pass_rate"] == round(2 / 3, 3), result
     assert_nothing_left(tag, session_root, shm_dir, 10.0)
+
+
+def test_system_config_refused_when_connecting():
+    """As Ray: a cluster one connects to keeps the settings it started with."""
+    import mpiray
+    with pytest.raises(ValueError, match="_system_config"):
+        mpiray.init(address="auto", _system_config={"object_timeout_milliseconds": 200})
+    assert not mpiray.is_initialized()
