@@ -1,14 +1,14 @@
 #include "worker.h"
 
-#include <cxxabi.h>
-#include <dlfcn.h>
-
-#include <set>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <chrono>
-#include <typeinfo>
+#include <cstdio>
+#include <cstring>
 
 #include "log.h"
+#include "worker_actor.h"
 
 namespace mpiray {
 
@@ -34,13 +34,6 @@ int64_t NowUs() {
       .count();
 }
 
-std::string Demangle(const char* name) {
-  int status = 0;
-  char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
-  std::string out = (status == 0 && d) ? d : name;
-  free(d);
-  return out;
-}
 
 class StoreSink final : public detail::ResultSink {
  public:
@@ -85,129 +78,8 @@ class StoreSink final : public detail::ResultSink {
 
 }  // namespace
 
-Status CurrentExceptionStatus(const std::string& where) {
-  try {
-    throw;
-  } catch (const Error& e) {
-    return Status(e.code(), where + ": " + Demangle(typeid(e).name()) + ": " + e.what());
-  } catch (const std::exception& e) {
-    return Status(StatusCode::kTaskError, where + ": " + Demangle(typeid(e).name()) + ": " + e.what());
-  } catch (...) {
-    return Status(StatusCode::kTaskError, where + ": unknown exception");
-  }
-}
-
-// ------------------------------------------------------------------ C++ functions
-
-// "lib:<path>:<function>": a function registered by a shared library, loaded on first use
-// (a Python driver calling C++ functions uses this form).
-static Status LoadFunctionLibrary(const std::string& spec, std::string* function) {
-  auto colon = spec.rfind(':');
-  if (spec.rfind("lib:", 0) != 0 || colon <= 4) {
-    *function = spec;
-    return Status::OK();
-  }
-  std::string path = spec.substr(4, colon - 4);
-  *function = spec.substr(colon + 1);
-  static std::mutex mu;
-  static std::set<std::string> loaded;
-  std::lock_guard<std::mutex> lk(mu);
-  if (loaded.count(path)) return Status::OK();
-  if (!dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL)) {
-    return Status(StatusCode::kTaskError, std::string("cannot load library ") + path + ": " + dlerror());
-  }
-  loaded.insert(path);
-  return Status::OK();
-}
-
-Status CppRuntime::CallFunction(const std::string& spec, const detail::ArgList& args,
-                                detail::ResultSink& sink) {
-  std::string name;
-  MPIRAY_RETURN_IF_ERROR(LoadFunctionLibrary(spec, &name));
-  const detail::TaskFn* fn = detail::FunctionRegistry::Instance().FindTask(name);
-  if (!fn) {
-    return Status(StatusCode::kTaskError,
-                  "function '" + name +
-                      "' is not registered in this worker process (missing MPIRAY_REMOTE, or the "
-                      "worker runs a different program)");
-  }
-  try {
-    (*fn)(args, sink);
-  } catch (...) {
-    return CurrentExceptionStatus("exception");
-  }
-  return Status::OK();
-}
-
-Result<std::shared_ptr<void>> CppRuntime::CreateActor(const std::string& factory,
-                                                      const detail::ArgList& args) {
-  const detail::FactoryFn* fn = detail::FunctionRegistry::Instance().FindFactory(factory);
-  if (!fn) {
-    return Status(StatusCode::kTaskError,
-                  "actor factory '" + factory + "' is not registered in this worker process");
-  }
-  try {
-    std::shared_ptr<void> obj = (*fn)(args);
-    if (!obj) return Status(StatusCode::kTaskError, "actor factory '" + factory + "' returned null");
-    return obj;
-  } catch (...) {
-    return CurrentExceptionStatus("exception");
-  }
-}
-
-Status CppRuntime::CallMethod(void* self, const std::string& method, const detail::ArgList& args,
-                              detail::ResultSink& sink) {
-  const detail::MethodFn* fn = detail::FunctionRegistry::Instance().FindMethod(method);
-  if (!fn) {
-    return Status(StatusCode::kTaskError,
-                  "actor method '" + method + "' is not registered in this worker process");
-  }
-  try {
-    (*fn)(self, args, sink);
-  } catch (...) {
-    return CurrentExceptionStatus("exception");
-  }
-  return Status::OK();
-}
-
 // ------------------------------------------------------------------ service
 
-struct WorkerService::Actor : std::enable_shared_from_this<WorkerService::Actor> {
-  ActorId id;
-  std::string name;  // for output lines: the actor's class or given name
-  uint8_t language = 0;
-  int max_concurrency = 1;
-  uint32_t incarnation = 0;  // which instance of a restartable actor this is
-  std::shared_ptr<void> instance;
-  bool dead = false;
-  std::string error;
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::unique_ptr<proto::Execute>> mailbox;  // the constructor first, then calls
-  std::map<ProcId, uint64_t> next_seq;
-  std::map<ProcId, std::map<uint64_t, proto::TaskSpec>> early;
-  int threads = 0;      // threads serving the actor (started on demand, see WantThreads)
-  int idle = 0;         // of those, waiting for a call
-  int max_threads = 1;  // min(max_concurrency, MPIRAY_MAX_ACTOR_THREADS)
-  bool ready = false;   // the constructor succeeded: calls may run side by side
-  bool stopping = false;
-  // The instance's calls are deferred (LanguageRuntime::DefersCalls): one thread starts them
-  // in order, up to max_concurrency of them at once (`deferred`: started, not finished).
-  bool defers = false;
-  int deferred = 0;
-  std::vector<int32_t> gpus;  // GPU devices given to the actor for its lifetime
-
-  /// Threads to start now (reserved in `threads`; call under `mu`): one per queued call that
-  /// no idle thread will take, up to `max_threads`. A thread is only started when a call
-  /// needs it, so max_concurrency=100000 costs nothing until calls really overlap.
-  int WantThreads() {
-    if (!ready || stopping || deferred >= max_concurrency) return 0;
-    int want = std::min(static_cast<int>(mailbox.size()) - idle, max_threads - threads);
-    if (want <= 0) return 0;
-    threads += want;
-    return want;
-  }
-};
 
 namespace {
 
@@ -224,6 +96,58 @@ int MaxActorThreads() {
 
 }  // namespace
 
+pid_t CurrentTid() {
+  static thread_local pid_t tid = static_cast<pid_t>(syscall(SYS_gettid));
+  return tid;
+}
+
+bool WorkerService::Actor::AnyRunnable() const {
+  for (pid_t t : running) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", static_cast<int>(t));
+    std::FILE* f = std::fopen(path, "r");
+    if (!f) continue;
+    char buf[512];
+    size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = 0;
+    const char* close = std::strrchr(buf, ')');  // "tid (name) S ...": the state follows the name
+    if (close && close[1] == ' ' && close[2] == 'R') return true;
+  }
+  return false;
+}
+
+namespace {
+// Stall-watch ticks (1 ms) after which an actor's waiting calls get threads even while its
+// running calls compute (a long computation must not hold back max_concurrency).
+constexpr int kStallTicks = 10;
+}  // namespace
+
+void WorkerService::Watch(const std::shared_ptr<Actor>& a) {
+  checks_.Add([this, a] {
+    int start = 0;
+    bool keep;
+    {
+      std::lock_guard<std::mutex> lk(a->mu);
+      keep = !a->stopping && !a->dead && !a->mailbox.empty();
+      if (!keep) {
+        a->watched = false;
+        a->stalled = 0;
+      } else if (a->taken != a->taken_seen) {
+        a->taken_seen = a->taken;  // moving
+        a->stalled = 0;
+      } else if (++a->stalled >= kStallTicks || (a->stalled >= 2 && !a->AnyRunnable())) {
+        // No call taken for over a tick while the running calls are all blocked (they wait
+        // for something, maybe a later call), or for kStallTicks however busy they are.
+        a->stalled = 0;
+        start = a->Grow();
+      }
+    }
+    if (start > 0) StartActorThreads(a, start);
+    return keep;
+  });
+}
+
 void WorkerService::StartActorThreads(const std::shared_ptr<Actor>& a, int n) {
   for (int i = 0; i < n; ++i) {
     try {
@@ -232,6 +156,7 @@ void WorkerService::StartActorThreads(const std::shared_ptr<Actor>& a, int n) {
       std::lock_guard<std::mutex> lk(a->mu);
       a->threads -= n - i;
       a->max_threads = std::max(1, a->threads);
+      a->waking = false;
       MPIRAY_LOG(warn, "actor {} ({}): cannot start another thread ({}); it runs at most {} "
                  "calls at a time", a->id.ToString(), a->name, e.what(), a->max_threads);
       return;
@@ -415,11 +340,67 @@ void WorkerService::OnExecute(proto::Execute&& ex) {
 
 void WorkerService::EnqueueCall(Actor& a, proto::TaskSpec&& spec) {
   int start = 0;
+  bool watch = false;
+  std::shared_ptr<void> self;
   {
     std::lock_guard<std::mutex> lk(a.mu);
-    if (!QueueCall(a, std::move(spec))) return;
-    start = a.WantThreads();
+    if (StartsHere(a, spec)) {
+      self = a.instance;
+    } else {
+      if (!QueueCall(a, std::move(spec))) return;
+      start = a.Dispatch(&watch);
+    }
   }
+  if (self) {
+    StartHere(a, std::move(spec), self.get());
+    return;
+  }
+  if (watch) Watch(a.shared_from_this());
+  if (start > 0) StartActorThreads(a.shared_from_this(), start);
+}
+
+bool WorkerService::StartsHere(Actor& a, const proto::TaskSpec& spec) {
+  // Only a call that needs no waiting (its arguments are in the message, none an upstream
+  // error) and that nothing is queued before: its order is kept, and this thread, which
+  // receives every message, never blocks.
+  if (!a.defers || !a.ready || a.dead || a.stopping || !a.instance || !a.mailbox.empty() ||
+      a.idle != a.threads || a.deferred >= a.max_concurrency || spec.incarnation != a.incarnation) {
+    return false;
+  }
+  for (const proto::Arg& arg : spec.args) {
+    if (arg.by_ref) return false;
+    if (arg.value.size() >= sizeof(detail::PayloadHeader) &&
+        detail::CheckPayload(arg.value) == detail::PayloadFormat::kError) {
+      return false;
+    }
+  }
+  if (spec.seq == 0) return true;
+  auto next = a.next_seq.try_emplace(spec.caller, 1).first;
+  auto early = a.early.find(spec.caller);
+  if (spec.seq != next->second || (early != a.early.end() && !early->second.empty())) return false;
+  ++next->second;
+  return true;
+}
+
+void WorkerService::StartHere(Actor& a, proto::TaskSpec&& spec, void* self) {
+  auto item = std::make_unique<proto::Execute>();
+  item->spec = std::move(spec);
+  detail::ArgList args;
+  args.reserve(item->spec.args.size());
+  for (const proto::Arg& arg : item->spec.args) args.push_back(arg.value);
+  int64_t saved = tl_started_us;
+  tl_started_us = NowUs();
+  bool started = StartDeferred(a, item, args, self);
+  tl_started_us = saved;
+  if (started) return;
+  int start;
+  bool watch = false;
+  {  // (the runtime took it back) an actor thread runs it, before anything queued later
+    std::lock_guard<std::mutex> lk(a.mu);
+    a.mailbox.push_front(std::move(item));
+    start = a.Dispatch(&watch);
+  }
+  if (watch) Watch(a.shared_from_this());
   if (start > 0) StartActorThreads(a.shared_from_this(), start);
 }
 
@@ -434,7 +415,6 @@ bool WorkerService::QueueCall(Actor& a, proto::TaskSpec&& spec) {
     auto item = std::make_unique<proto::Execute>();
     item->spec = std::move(spec);
     a.mailbox.push_back(std::move(item));
-    a.cv.notify_one();
     return true;
   }
   uint64_t& next = a.next_seq.try_emplace(spec.caller, 1).first->second;
@@ -446,7 +426,6 @@ bool WorkerService::QueueCall(Actor& a, proto::TaskSpec&& spec) {
     auto item = std::make_unique<proto::Execute>();
     item->spec = std::move(s);
     a.mailbox.push_back(std::move(item));
-    a.cv.notify_one();
   };
   ProcId caller = spec.caller;
   push(std::move(spec));
@@ -497,69 +476,10 @@ void WorkerService::OnDestroyActor(const ActorId& actor) {
   a->cv.notify_all();
 }
 
-void WorkerService::OnCancelRunning(const TaskId& task, bool force) {
-  std::unique_ptr<proto::Execute> found;
-  // An actor call still in an actor's queue is dropped with a cancelled result.
-  std::vector<std::shared_ptr<Actor>> actors;
-  {
-    std::lock_guard<std::mutex> lk(actors_mu_);
-    for (auto& [id, a] : actors_) actors.push_back(a);
-  }
-  for (auto& a : actors) {
-    {
-      std::lock_guard<std::mutex> lk(a->mu);
-      for (auto it = a->mailbox.begin(); it != a->mailbox.end(); ++it) {
-        if ((*it)->spec.id == task && (*it)->spec.task_kind() == TaskKind::kActorCall) {
-          found = std::move(*it);
-          a->mailbox.erase(it);
-          break;
-        }
-      }
-    }
-    if (found) {
-      ReportDone(found->spec,
-                 ErrorReturns(found->spec, Status(StatusCode::kCancelled,
-                                                  "actor call " + found->spec.function + " was cancelled")),
-                 proto::DoneStatus::kOk);
-      return;
-    }
-  }
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-      if ((*it)->spec.id == task) {
-        found = std::move(*it);
-        queue_.erase(it);
-        break;
-      }
-    }
-    if (!found) cancelled_.insert(task);
-  }
-  if (found) {
-    ReportDone(found->spec, {}, proto::DoneStatus::kCancelled);
-    return;
-  }
-  bool running;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    running = running_.count(task) > 0;
-  }
-  if (force && running) {
-    // As Ray's force=True: the process running it ends (the head fails the task as
-    // cancelled, never retried, and a local worker is replaced).
-    MPIRAY_LOG(warn, "task {} cancelled with force=True: this worker exits", task.ToString());
-    BeforeExit();
-    std::_Exit(1);
-  }
-  // Running (or not here yet): interrupt it, so that a cancelled task does not keep its CPU.
-  for (uint8_t l : {detail::kLanguagePython}) {
-    if (auto* rt = detail::FindLanguage(l)) rt->Interrupt(task);
-  }
-}
-
 void WorkerService::RunMainExecutor() { ExecLoop(true); }
 
 void WorkerService::Stop() {
+  checks_.Stop();
   {
     std::lock_guard<std::mutex> lk(mu_);
     stop_ = true;
@@ -788,22 +708,25 @@ void WorkerService::RunTask(proto::Execute& ex) {
 
 void WorkerService::RunActorLoop(std::shared_ptr<Actor> a) {
   tl_actor = a->id;
+  bool busy = false;
   while (true) {
     std::unique_ptr<proto::Execute> item;
-    int start = 0;
+    bool watch = false;
     {
       std::unique_lock<std::mutex> lk(a->mu);
+      if (busy) a->Done();
+      busy = false;
       ++a->idle;
-      a->cv.wait(lk, [&] {
-        return (!a->mailbox.empty() && a->deferred < a->max_concurrency) || a->stopping;
-      });
+      a->cv.wait(lk, [&] { return a->MayTake() || a->stopping; });
       --a->idle;
       if (a->mailbox.empty()) break;
       item = std::move(a->mailbox.front());
       a->mailbox.pop_front();
-      start = a->WantThreads();
+      a->Took();
+      busy = true;
+      a->Dispatch(&watch);  // calls left behind it: watched while this thread is busy
     }
-    if (start > 0) StartActorThreads(a, start);
+    if (watch) Watch(a);
     // Nothing may escape a worker thread (it would end the process): a failure inside is the
     // call's error.
     try {
@@ -867,13 +790,13 @@ void WorkerService::RunActorItem(Actor& a, std::unique_ptr<proto::Execute>& held
       StoreSink sink(client_, spec);
       sink.Emit(detail::Serialize(msgpack::type::nil_t()));
       returns = std::move(sink.out);
-      int start;
+      bool watch = false;
       {
         std::lock_guard<std::mutex> lk(a.mu);
-        a.ready = true;  // calls queued meanwhile may start their threads now
-        start = a.WantThreads();
+        a.ready = true;  // calls queued meanwhile may run side by side now
+        a.Dispatch(&watch);  // (this thread is busy: it takes them, or the watch adds threads)
       }
-      if (start > 0) StartActorThreads(a.shared_from_this(), start);
+      if (watch) Watch(a.shared_from_this());
     } else {
       std::lock_guard<std::mutex> lk(a.mu);
       a.dead = true;
@@ -932,8 +855,20 @@ class WorkerService::DeferredActorCall final : public detail::DeferredCall {
     w_.ReportDone(spec, std::move(returns), proto::DoneStatus::kOk);
     tl_started_us = saved;
     std::lock_guard<std::mutex> lk(actor_->mu);
-    --actor_->deferred;
-    actor_->cv.notify_one();
+    // Only a thread held back by max_concurrency waits for this (no wake-up otherwise).
+    if (actor_->deferred-- == actor_->max_concurrency) actor_->cv.notify_one();
+  }
+  void SetCurrent(bool on) override {
+    if (on) {
+      saved_ = {tl_task, tl_actor, tl_gpus};
+      tl_task = &item_->spec;
+      tl_actor = actor_->id;
+      tl_gpus = &actor_->gpus;
+    } else {
+      tl_task = saved_.task;
+      tl_actor = saved_.actor;
+      tl_gpus = saved_.gpus;
+    }
   }
   // The runtime did not start it: the call goes back to the caller, nothing is reported.
   std::unique_ptr<proto::Execute> TakeBack() {
@@ -949,6 +884,11 @@ class WorkerService::DeferredActorCall final : public detail::DeferredCall {
   int64_t started_us_;
   bool armed_ = true;
   bool done_ = false;
+  struct {
+    const proto::TaskSpec* task = nullptr;
+    ActorId actor;
+    const std::vector<int32_t>* gpus = nullptr;
+  } saved_;
 };
 
 bool WorkerService::StartDeferred(Actor& a, std::unique_ptr<proto::Execute>& item,

@@ -15,6 +15,7 @@
 
 #include "client.h"
 #include "fabric.h"
+#include "periodic_checks.h"
 #include "mpiray/core/detail/language.h"
 #include "mpiray/core/detail/registry.h"
 #include "protocol.h"
@@ -112,12 +113,19 @@ class WorkerService {
   std::string Where(const proto::TaskSpec& spec) const;
   LanguageRuntime* Lang(uint8_t language);
   void EnqueueCall(Actor& a, proto::TaskSpec&& spec);
+  // A deferring actor's call started on the receiving thread (StartsHere: under a.mu, it
+  // qualifies and its sequence number is taken; StartHere: after, without the lock).
+  bool StartsHere(Actor& a, const proto::TaskSpec& spec);
+  void StartHere(Actor& a, proto::TaskSpec&& spec, void* self);
   /// @brief Put a call into the actor's mailbox in its caller's order (under `a.mu`); false
   /// when nothing can run yet (an earlier call is on its way, or a stale instance).
   bool QueueCall(Actor& a, proto::TaskSpec&& spec);
-  /// @brief Start `n` threads reserved by Actor::WantThreads; a failure to create one lowers
+  /// @brief Start `n` threads reserved by Actor::Dispatch or Grow; a failure to create one lowers
   /// the actor's thread limit instead of ending the process.
   void StartActorThreads(const std::shared_ptr<Actor>& a, int n);
+  /// @brief Look at the actor every millisecond while calls wait in its mailbox: when none
+  /// was taken for a period, add threads for them (Actor::Grow).
+  void Watch(const std::shared_ptr<Actor>& a);
 
   Transport& transport_;
   ClientImpl& client_;
@@ -140,6 +148,7 @@ class WorkerService {
   std::unordered_map<ActorId, std::shared_ptr<Actor>> actors_;
   std::unordered_map<ActorId, std::vector<proto::TaskSpec>> orphan_calls_;
   std::unordered_set<ActorId> destroyed_;
+  PeriodicChecks checks_{std::chrono::milliseconds(1)};  // the actors' stall watch (Watch)
 };
 
 }  // namespace mpiray

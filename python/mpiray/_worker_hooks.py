@@ -442,10 +442,20 @@ def _actor_loop(instance, name):
         # is atomic; only the loop of this dead instance is removed.
         if _actor_loops.get(key) is loop:
             _actor_loops.pop(key, None)
-        loop.call_soon_threadsafe(loop.stop)
+        loop.call_soon_threadsafe(_stop_loop, loop, _loop_fds.pop(key, None))
 
     weakref.finalize(instance, stop)
     return loop
+
+
+# id(instance) -> the eventfd through which its calls reach its loop (attach_calls)
+_loop_fds = {}
+
+
+def _stop_loop(loop, fd):
+    if fd is not None:  # (the runtime closes it once the reader is gone)
+        loop.remove_reader(fd)
+    loop.stop()
 
 
 async def _guarded(coro):
@@ -553,11 +563,11 @@ def _call_once(instance, m, method_name, pos, kw, num_returns, retry=False):
         raise
 
 
-def _method_call(args):
+def _method_call(args, actor_id=None):
     """An actor call's (pos, kw, num_returns, retry_exceptions, retry budget); raises ActorExit
-    when the actor already called exit_actor()."""
+    when the actor (`actor_id`, by default the calling thread's) already called exit_actor()."""
     if _exited:  # some actor of this process called exit_actor(): is it this one?
-        message = _exited.get(_core.context()["actor_id"])
+        message = _exited.get(actor_id or _core.context()["actor_id"])
         if message is not None:
             raise ActorExit(message)
     pos, kw, num_returns, retry, _, _, _ = _unpack(args)
@@ -584,88 +594,73 @@ def call_method(instance, method_name, args):
 
 
 def defers_calls(instance):
-    """Whether the runtime starts this actor's calls with start_method instead of waiting in
+    """Whether the runtime hands this actor's calls to its loop (attach_calls) instead of waiting in
     call_method for each (async actors, not those with a runtime_env of their own)."""
     return type(instance) is not _EnvActor and _is_async_actor(type(instance))
 
 
-def start_method(instance, method_name, args, done):
-    """A call of an async actor: its coroutine is scheduled on the actor's event loop and this
-    returns at once, so the worker's thread goes on to the next call (no thread waits for
-    each running call). On the loop's thread, ``done.finish(values)`` or ``done.fail(exc)``
-    ends the call. What fails before it is scheduled is raised here (the call fails with it)."""
-    pos, kw, num_returns, retry, budget = _method_call(args)
-    native = _core.context()
+def attach_calls(instance, fd, take):
+    """The runtime hands this async actor's calls to its event loop: when eventfd `fd` fires,
+    ``take()`` gives the calls that arrived, each (method name, arguments, done, runtime
+    context), and each starts on the loop, in arrival order. No other thread takes the GIL to
+    hand a call over, and the loop wakes once per burst of calls."""
+    key = id(instance)
+    loop = _actor_loop(instance, _actor_names.get(key, type(instance).__name__))
+
+    def drain():
+        try:
+            os.read(fd, 8)
+        except BlockingIOError:  # (woken for calls a drain before this one took)
+            pass
+        for method_name, args, done, native in take():
+            try:
+                _start_call(instance, loop, method_name, args, done, native)
+            except BaseException as e:  # it failed before it was scheduled
+                done.fail(e)
+
+    _loop_fds[key] = fd
+    loop.call_soon_threadsafe(loop.add_reader, fd, drain)
+
+
+def _start_call(instance, loop, method_name, args, done, native):
+    """A call of an async actor, on its loop's thread: its coroutine becomes a task of the loop
+    and ``done.finish(values)`` or ``done.fail(exc)`` ends the call when the task ends."""
+    pos, kw, num_returns, retry, budget = _method_call(args, native["actor_id"])
     placement = _actor_pgs.get(native["actor_id"]) if _actor_pgs else None
     _runtime_env.task_started()
-    name = _names.current = _actor_names.get(id(instance), type(instance).__name__)
     m = _builtin_method(instance, method_name) if method_name.startswith("__ray_") \
         else getattr(instance, method_name)
     info = _method_info(instance, method_name, native)
-    loop = _actor_loop(instance, name)
 
     async def run():
+        # The call ends inside its task (no done-callback: one loop iteration less).
         nonlocal budget
-        while True:
-            try:
-                ok, result = await _guarded(_on_loop(info, placement, m, pos, kw))
-                if not ok:
-                    return ok, result
-                # (A generator's values here: its retryable error runs the call again.)
-                return ok, _split(result, num_returns, method_name, retry if budget != 0 else False)
-            except Exception as e:
-                # retry_exceptions: again on this instance while the budget lasts (-1: forever)
-                if not retry or budget == 0 or (isinstance(retry, tuple) and not isinstance(e, retry)):
-                    raise
-                if budget > 0:
-                    budget -= 1
-
-    def finished(task):
         try:
-            ok, values = task.result()
-            if not ok:  # exit_actor() in the method
-                _exit_actor(values, name, method_name, native["actor_id"])
-                done.fail(values)
-                return
+            while True:
+                try:
+                    ok, result = await _guarded(_on_loop(info, placement, m, pos, kw))
+                    if not ok:  # exit_actor() in the method
+                        _exit_actor(result, _actor_names.get(id(instance), type(instance).__name__),
+                                    method_name, native["actor_id"])
+                        done.fail(result)
+                        return
+                    # (A generator's values here: its retryable error runs the call again.)
+                    values = _split(result, num_returns, method_name, retry if budget != 0 else False)
+                    break
+                except Exception as e:
+                    # retry_exceptions: again on this instance while the budget lasts (-1: forever)
+                    if not retry or budget == 0 or (isinstance(retry, tuple) and not isinstance(e, retry)):
+                        raise
+                    if budget > 0:
+                        budget -= 1
         except BaseException as e:  # the method's error (a cancelled one's too)
             done.fail(e)
+            if isinstance(e, asyncio.CancelledError):
+                raise  # the task is cancelled, as it was
             return
         done.finish(values)
 
-    _StartQueue.of(loop).put(lambda: loop.create_task(run()).add_done_callback(finished))
-    return True
-
-
-class _StartQueue:
-    """Calls to start on an actor's loop, handed over in bursts: one loop wake-up (a write to
-    its self-pipe) per burst instead of one per call. The actor's runtime thread puts; the
-    loop's thread drains."""
-
-    _queues = weakref.WeakKeyDictionary()  # loop -> _StartQueue
-
-    @classmethod
-    def of(cls, loop):
-        q = cls._queues.get(loop)
-        if q is None:
-            q = cls._queues[loop] = cls(loop)
-        return q
-
-    def __init__(self, loop):
-        self._loop = loop
-        self._items = collections.deque()
-        self._scheduled = False
-
-    def put(self, start):
-        self._items.append(start)
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon_threadsafe(self._drain)
-
-    def _drain(self):
-        # Cleared before the last look: a call put after it schedules another drain.
-        self._scheduled = False
-        while self._items:
-            self._items.popleft()()
+    loop.create_task(run())
 
 
 # Actors of this process that called exit_actor() -> the message their calls fail with.

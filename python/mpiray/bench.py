@@ -6,6 +6,10 @@
     python -m mpiray.bench --suite collective   # a library's suite (see bench_<suite>.py)
     python -m mpiray.bench --suite ctrl_c       # Ctrl-C latency, idle cost of a blocked get
 
+With --against-ray the no-op task workload also runs on mpi4py.futures (``MPIPoolExecutor``
+under ``mpirun``, one ``submit`` per task, as many worker ranks as mpiray starts workers) as
+``mpi4py_futures_tasks_async``, with its ratio to ``single_client_tasks_async``.
+
 Each workload runs for a fixed wall-clock window; the value is operations per second (or
 GB/s for the *_gigabytes metrics), as in Ray's script. Each backend runs in its own process.
 """
@@ -192,6 +196,57 @@ def run_backend(backend, window):
     return results
 
 
+def _noop():
+    return b"ok"
+
+
+def run_mpi4py_futures(window):
+    """mpiray's single_client_tasks_async on mpi4py.futures: batches of 1,000 ``submit`` of a
+    no-op, each result waited for; runs on rank 0 of ``mpirun ... python -m mpi4py.futures``."""
+    from mpi4py.futures import MPIPoolExecutor
+
+    with MPIPoolExecutor() as pool:
+        def batch():
+            for f in [pool.submit(_noop) for _ in range(1000)]:
+                f.result()
+
+        batch()  # warm up: every worker started and reached
+        start = time.perf_counter()
+        count = 0
+        while True:
+            batch()
+            count += 1000
+            elapsed = time.perf_counter() - start
+            if elapsed >= window:
+                break
+        return {"mpi4py_futures_tasks_async": count / elapsed}
+
+
+def _mpi4py_child(window, workers):
+    """Run the mpi4py.futures peer under mpirun (1 + workers ranks); None when mpi4py or mpirun
+    is missing (said on stderr)."""
+    import importlib.util
+    import shutil
+    mpirun = shutil.which("mpirun")
+    # Found, not imported: importing mpi4py.futures initialises MPI in this process, and an
+    # mpirun started from an MPI process fails.
+    if importlib.util.find_spec("mpi4py") is None:
+        mpirun = None
+    if mpirun is None:
+        print("mpi4py_futures_tasks_async skipped: needs mpi4py and mpirun", file=sys.stderr)
+        return None
+    cmd = [mpirun, "--oversubscribe", "-n", str(1 + workers)]
+    if os.geteuid() == 0:
+        cmd.insert(1, "--allow-run-as-root")
+    cmd += [sys.executable, "-m", "mpi4py.futures", "-m", "mpiray.bench", "--backend", "mpi4py",
+            "--window", str(window)]
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, check=True, text=True, timeout=300)
+    for line in reversed(out.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"the mpi4py.futures benchmark printed no result:\n{out.stdout}")
+
+
 def _child(backend, window):
     env = dict(os.environ)
     cmd = [sys.executable, "-m", "mpiray.bench", "--backend", backend, "--window", str(window)]
@@ -255,6 +310,9 @@ def main(argv=None):
         print(json.dumps(result, indent=2))
         return 0
     window = args.window or (0.5 if args.quick else 2.0)
+    if args.backend == "mpi4py":  # rank 0 of the mpi4py.futures peer
+        print(json.dumps(run_mpi4py_futures(window)), flush=True)
+        return 0
     if args.backend:  # a child process measuring one backend
         print(json.dumps(run_backend(args.backend, window)))
         return 0
@@ -270,8 +328,14 @@ def main(argv=None):
         if k in theirs and theirs[k]:
             # Times: smaller is better, so the ratio is theirs / ours; rates: ours / theirs.
             ratio[k] = theirs[k] / v if k.endswith("_s") else v / theirs[k]
-    print(json.dumps({"mpiray": ours, "ray": theirs, "ratio": ratio, "cores": os.cpu_count()},
-                     indent=2))
+    result = {"mpiray": ours, "ray": theirs, "ratio": ratio, "cores": os.cpu_count()}
+    # mpiray starts one local worker per CPU: the peer gets as many worker ranks.
+    peer = _mpi4py_child(window, os.cpu_count() or 1)
+    if peer:
+        result["mpi4py_futures"] = peer
+        ratio["single_client_tasks_async_vs_mpi4py_futures"] = (
+            ours["single_client_tasks_async"] / peer["mpi4py_futures_tasks_async"])
+    print(json.dumps(result, indent=2))
     return 0
 
 

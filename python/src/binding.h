@@ -44,6 +44,7 @@ struct PyFns {
 PyFns& Fns();            // pickle and cloudpickle (serialize.cpp)
 py::object& FromError();  // mpiray.exceptions._from_error
 py::object& Hooks();      // mpiray._worker_hooks
+py::dict Context();       // mpiray._core.context(): the calling thread's runtime context
 
 // ------------------------------------------------------------------ ObjectRef
 

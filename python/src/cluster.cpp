@@ -4,8 +4,6 @@
 
 namespace mpiray_py {
 
-namespace {
-
 py::dict Context() {
   detail::RuntimeContext c = detail::CurrentContext();
   py::dict d;
@@ -23,6 +21,8 @@ py::dict Context() {
   d["gpu_ids"] = gpus;
   return d;
 }
+
+namespace {
 
 py::dict Snapshot() {
   detail::ClusterSnapshot s;

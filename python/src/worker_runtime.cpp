@@ -2,7 +2,14 @@
 // tasks, create actors and call their methods (through mpiray._worker_hooks, GIL held).
 #include "binding.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <deque>
+#include <mutex>
 
 #include "thread_state.h"
 
@@ -41,14 +48,52 @@ class PyVisibleDevices {
   py::object old_;
 };
 
+// The calls of an async actor on their way to its event loop: the worker's thread puts them
+// here without taking the GIL and wakes the loop through an eventfd (only when the queue was
+// empty); the loop's thread takes them all at once (_worker_hooks.attach_calls).
+struct CallQueue {
+  struct Entry {
+    std::string method;
+    detail::ArgList args;
+    std::unique_ptr<detail::DeferredCall> call;
+  };
+  std::mutex mu;
+  std::deque<Entry> items;
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+
+  CallQueue() = default;
+  CallQueue(const CallQueue&) = delete;
+  CallQueue& operator=(const CallQueue&) = delete;
+  ~CallQueue() {
+    if (fd >= 0) close(fd);
+  }
+  void Put(Entry e) {
+    bool wake;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      wake = items.empty();  // else a wake-up is on its way and the loop has not taken them yet
+      items.push_back(std::move(e));
+    }
+    uint64_t one = 1;
+    if (wake && write(fd, &one, sizeof one) < 0) {
+      std::fprintf(stderr, "mpiray: waking an async actor's event loop failed: %s\n", std::strerror(errno));
+    }
+  }
+  std::deque<Entry> TakeAll() {
+    std::lock_guard<std::mutex> lk(mu);
+    return std::exchange(items, {});
+  }
+};
+
 // An actor instance as the worker holds it: the Python object, and whether its calls are
-// deferred (async actors: _worker_hooks.defers_calls).
+// deferred (async actors: _worker_hooks.defers_calls), then handed to its loop by `calls`.
 struct PyActor {
   py::object instance;
   bool defers = false;
+  std::shared_ptr<CallQueue> calls;
 };
 
-// What _worker_hooks.start_method gets to end a deferred call on the actor's loop thread:
+// What a deferred call is on the actor's loop thread (_worker_hooks.attach_calls):
 // finish(values) stores the return values, fail(exc) the error; the first of them counts.
 class PyDeferred {
  public:
@@ -57,6 +102,15 @@ class PyDeferred {
   void Fail(py::handle exc);
   // Ends the call with `st` (a failure's detail and retry flag from the runtime).
   void End(mpiray::Status st);
+  // The runtime context of the call (mpiray._core.context() as its own thread would give it).
+  py::dict Context() {
+    call_->SetCurrent(true);
+    struct Leave {
+      detail::DeferredCall* c;
+      ~Leave() { c->SetCurrent(false); }
+    } leave{call_.get()};
+    return mpiray_py::Context();
+  }
 
  private:
   std::unique_ptr<detail::DeferredCall> call_;
@@ -80,7 +134,17 @@ class PyRuntime final : public detail::LanguageRuntime {
       PyVisibleDevices devices(/*keep=*/true);
       py::object inst = Hooks().attr("create_actor")(factory, Args(args));
       bool defers = Hooks().attr("defers_calls")(inst).cast<bool>();
-      auto* holder = new PyActor{std::move(inst), defers};
+      std::shared_ptr<CallQueue> calls;
+      if (defers) {
+        calls = std::make_shared<CallQueue>();
+        if (calls->fd < 0) {
+          return mpiray::Status(StatusCode::kTaskError, std::string("cannot create the eventfd that hands "
+                                                                    "calls to the async actor's loop: ") +
+                                                            std::strerror(errno));
+        }
+        Hooks().attr("attach_calls")(inst, calls->fd, py::cpp_function([calls] { return TakeCalls(*calls); }));
+      }
+      auto* holder = new PyActor{std::move(inst), defers, std::move(calls)};
       return std::shared_ptr<void>(holder, [](void* p) {
         py::gil_scoped_acquire g;
         delete static_cast<PyActor*>(p);
@@ -101,17 +165,7 @@ class PyRuntime final : public detail::LanguageRuntime {
                    std::unique_ptr<detail::DeferredCall>& call) override {
     auto* actor = static_cast<PyActor*>(self);
     if (!actor->defers) return false;
-    mpiray_py::KeepThreadState();
-    py::gil_scoped_acquire gil;
-    auto* deferred = new PyDeferred(std::move(call));
-    py::object done = py::cast(deferred, py::return_value_policy::take_ownership);
-    try {
-      Hooks().attr("start_method")(actor->instance, method, Args(args), done);
-    } catch (py::error_already_set& e) {  // it failed before it was scheduled
-      deferred->End(Failure(e));
-    } catch (const std::exception& e) {
-      deferred->End(mpiray::Status(StatusCode::kTaskError, e.what()));
-    }
+    actor->calls->Put({method, args, std::move(call)});  // no GIL: the loop's thread takes it
     return true;
   }
   void BeforeExit() override {
@@ -144,6 +198,9 @@ class PyRuntime final : public detail::LanguageRuntime {
  private:
   // (PyDeferred stores a deferred call's values and errors as CallMethod would.)
   friend class PyDeferred;
+  // On the actor's loop thread, GIL held: the calls put since the last time, each
+  // (method, arguments, done, runtime context); one whose arguments cannot be read fails here.
+  static py::list TakeCalls(CallQueue& q);
   static py::list Args(const detail::ArgList& args) {
     py::list out;
     for (const Buffer& b : args) out.append(DeserializePy(b));
@@ -191,6 +248,22 @@ thread_local std::string PyRuntime::detail_;
 thread_local bool PyRuntime::retryable_ = false;
 
 PyRuntime* g_py_runtime = nullptr;
+
+py::list PyRuntime::TakeCalls(CallQueue& q) {
+  py::list out;
+  for (CallQueue::Entry& e : q.TakeAll()) {
+    auto* deferred = new PyDeferred(std::move(e.call));
+    py::object done = py::cast(deferred, py::return_value_policy::take_ownership);
+    try {
+      out.append(py::make_tuple(py::str(e.method), Args(e.args), done, deferred->Context()));
+    } catch (py::error_already_set& err) {
+      deferred->End(g_py_runtime->Failure(err));
+    } catch (const std::exception& err) {
+      deferred->End(mpiray::Status(StatusCode::kTaskError, err.what()));
+    }
+  }
+  return out;
+}
 
 void PyDeferred::Finish(py::object values) {
   if (!call_) return;

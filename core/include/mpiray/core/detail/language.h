@@ -28,6 +28,9 @@ class DeferredCall {
   /// are what TakeErrorDetail and TakeRetryable would give. Exactly once; a DeferredCall
   /// destroyed without it fails the call.
   virtual void Finish(Status st, std::string error_detail = {}, bool retryable = false) = 0;
+  /// @brief While `on`, the call is the calling thread's current task (CurrentContext: its
+  /// task and actor ids, GPUs), for a runtime that starts it on a thread of its own.
+  virtual void SetCurrent(bool on) { (void)on; }
 };
 
 /// @brief Runs functions, actor constructors and methods of one language in a worker.

@@ -1,0 +1,107 @@
+"""How a worker hands actor calls to threads: a threaded actor's stream of short calls runs on
+one thread and more threads come when calls block or wait for each other (the stall watch);
+an async actor's calls go to its loop in order, with their own runtime context."""
+
+import pytest
+
+from test_lifecycle import PRELUDE, last_json
+
+pytestmark = pytest.mark.timeout(120)
+
+THREADED = PRELUDE + """
+import collections, threading
+ray.init(num_cpus=2)
+
+@ray.remote(max_concurrency=8)
+class Pool:
+    def __init__(self):
+        self.barrier = threading.Barrier(8, timeout=20)
+    def ident(self):
+        return threading.get_ident()
+    def meet(self):
+        self.barrier.wait()      # needs 8 calls running at once
+        return threading.get_ident()
+    def wait_for(self, ev_name):
+        getattr(self, ev_name).wait(20)
+        return getattr(self, ev_name).is_set()
+    def make(self):
+        self.gate = threading.Event()
+        return True
+    def open(self):
+        self.gate.set()
+        return "opened"
+
+out = {}
+p = Pool.remote()
+ray.get(p.ident.remote())
+idents = ray.get([p.ident.remote() for _ in range(2000)], timeout=60)
+out["share_of_busiest_thread"] = collections.Counter(idents).most_common(1)[0][1] / len(idents)
+t0 = time.monotonic()
+out["met"] = len(set(ray.get([p.meet.remote() for _ in range(8)], timeout=60)))
+out["meet_s"] = round(time.monotonic() - t0, 2)
+ray.get(p.make.remote())
+waiting = p.wait_for.remote("gate")       # blocks its thread until the next call runs
+out["opened"] = ray.get(p.open.remote(), timeout=30)
+out["released"] = ray.get(waiting, timeout=30)
+print("RESULT " + json.dumps(out))
+ray.shutdown()
+"""
+
+
+def test_threaded_actor_short_calls_share_a_thread_and_blocked_calls_get_more(run_script):
+    """2,000 short calls of a max_concurrency=8 actor: most run on one thread (not spread over
+    8 threads that fight for the GIL). Eight calls that wait for each other at a barrier all
+    run at once (the stall watch adds threads within milliseconds), and a call that blocks its
+    thread does not hold back the call that releases it."""
+    world = run_script(THREADED, timeout=110)
+    assert world.returncode == 0, world
+    r = last_json(world.stdout)
+    assert r["share_of_busiest_thread"] >= 0.5, r
+    assert r["met"] == 8, r
+    assert r["opened"] == "opened" and r["released"] is True, r
+
+
+ASYNC_ORDER = PRELUDE + """
+import asyncio
+ray.init(num_cpus=2)
+
+@ray.remote
+def slow(x):
+    time.sleep(0.5)
+    return x
+
+@ray.remote
+class Recorder:
+    def __init__(self):
+        self.started = []
+    async def record(self, tag, value=None):
+        self.started.append(tag)
+        ctx = ray.get_runtime_context()
+        return tag, ctx.get_task_id(), ctx.get_actor_id()
+    async def order(self):
+        return self.started
+
+r = Recorder.remote()
+first = r.record.remote("after-arg", slow.remote(1))   # its argument is not ready for 0.5 s
+second = r.record.remote("inline")                     # ready at once: must not overtake
+third = r.record.remote("inline-2", 5)
+results = ray.get([first, second, third], timeout=60)
+out = {"order": ray.get(r.order.remote()),
+       "task_ids": [t for _, t, _ in results],
+       "actor_ids": [a for _, _, a in results],
+       "handle_actor_id": r._actor_id.hex()}
+print("RESULT " + json.dumps(out))
+ray.shutdown()
+"""
+
+
+def test_async_actor_calls_start_in_order_with_their_own_context(run_script):
+    """A call whose argument is still being computed is not overtaken by a later call of the
+    same caller whose arguments are in the message; each call sees its own task id and the
+    actor's id in get_runtime_context() (the call starts on the loop's thread)."""
+    world = run_script(ASYNC_ORDER, timeout=110)
+    assert world.returncode == 0, world
+    r = last_json(world.stdout)
+    assert r["order"] == ["after-arg", "inline", "inline-2"], r
+    assert len(set(r["task_ids"])) == 3 and all(r["task_ids"]), r
+    assert set(r["actor_ids"]) == {r["handle_actor_id"]}, r
