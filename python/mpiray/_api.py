@@ -33,7 +33,7 @@ _INIT_ARGS = {
     "logging_level", "log_to_driver", "ignore_reinit_error", "num_workers", "ranks_per_node",
     "runtime_env", "include_dashboard", "dashboard_host", "dashboard_port", "configure_logging",
     "logging_format", "local_mode", "job_config", "_temp_dir", "_system_config",
-    "session_root", "keep_session", "autoscale", "keep_mpi",
+    "session_root", "keep_session", "autoscale", "keep_mpi", "_memory", "_node_ip_address",
 }
 
 _LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",
@@ -91,6 +91,9 @@ def init(address=None, **kwargs):
     """
     global _initialized_here
     _check_options(kwargs, _INIT_ARGS - {"address"}, "init()")
+    if address not in (None, "local") and kwargs.get("_system_config"):
+        # As Ray: the settings of a cluster one connects to are those it started with.
+        raise ValueError("When connecting to an existing cluster, _system_config must not be provided.")
     with _lock:
         if _core.is_initialized():
             if kwargs.get("ignore_reinit_error"):
@@ -113,6 +116,15 @@ def init(address=None, **kwargs):
             opts["object_store_memory"] = _byte_count(opts["object_store_memory"], "object_store_memory")
         if kwargs.get("namespace") is not None:
             opts["namespace"] = kwargs["namespace"]
+        if kwargs.get("_memory") is not None:
+            # Ray's `_memory`: the "memory" resource each node offers, in bytes (default: 70%
+            # of the host's memory at start-up, split among its virtual nodes).
+            res = dict(opts.get("resources") or {})
+            if "memory" in res:
+                raise ValueError("give the memory resource as _memory=..., not also as resources['memory']")
+            res["memory"] = float(_byte_count(kwargs["_memory"], "_memory"))
+            opts["resources"] = res
+        node_ip = _node_ip_option(kwargs.get("_node_ip_address"))
         autoscale = kwargs.get("autoscale")
         if autoscale:
             # {"max": 3, "nodes": 1, "idle": 60, ...} or "max=3,nodes=1,idle=60"
@@ -123,6 +135,10 @@ def init(address=None, **kwargs):
             opts["num_workers"] = max(1, int(kwargs["num_cpus"]))
         # Local workers run this interpreter with the driver's import path.
         opts["worker_command"] = [sys.executable, "-m", "mpiray._worker"]
+        global _node_ip_set
+        if node_ip is not None:  # this node's address, for the driver and its local workers
+            os.environ[_NODE_IP_ENV] = node_ip
+            _node_ip_set = True
         paths = [p for p in sys.path if p] + os.environ.get("PYTHONPATH", "").split(os.pathsep)
         os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
         _core.init(opts)  # worker ranks serve inside and never return
@@ -178,6 +194,27 @@ class _WholeLines:
 _whole_lines = _WholeLines()
 
 
+_NODE_IP_ENV = "MPIRAY_NODE_IP_ADDRESS"
+_node_ip_set = False  # init(_node_ip_address=...) set _NODE_IP_ENV: shutdown takes it back
+
+
+def _node_ip_option(value):
+    """Ray's ``init(_node_ip_address=...)``: the address this node reports, checked."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError(f"_node_ip_address must be an IP address string, got {value!r}")
+    value = value.strip()
+    if value == "localhost":  # as Ray
+        return "127.0.0.1"
+    import ipaddress
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"_node_ip_address must be an IP address, got {value!r}") from None
+    return value
+
+
 def _byte_count(value, what):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{what} must be a number of bytes, got {type(value).__name__}")
@@ -227,13 +264,18 @@ def _version():
     return __version__
 
 
+def _util_node_ip():
+    from .util import get_node_ip_address
+    return get_node_ip_address()
+
+
 def _ray_context():
     ctx = _core.context()
     node = format(ctx["node"], "032x")
     info = {
         "address": f"mpiray://{ctx['job_id']}",
-        "node_ip_address": "127.0.0.1",
-        "raylet_ip_address": "127.0.0.1",
+        "node_ip_address": _util_node_ip(),
+        "raylet_ip_address": _util_node_ip(),
         "session_dir": ctx.get("session_dir", ""),
         "webui_url": "",  # mpiray has no dashboard (see `mpiray status` / ray.util.state)
         "gcs_address": "",
@@ -304,11 +346,15 @@ def _shutdown_at_exit():
 
 def shutdown():
     """Stop the cluster: workers exit, objects and session files are removed."""
+    global _node_ip_set
     with _lock:
         _exports_alive.clear()
         _core.shutdown()
         _runtime_env.reset()
         _whole_lines.stop()
+        if _node_ip_set:
+            os.environ.pop(_NODE_IP_ENV, None)
+            _node_ip_set = False
 
 
 def is_initialized():

@@ -27,13 +27,22 @@ __all__ = ["ActorPool", "queue", "multiprocessing", "state", "joblib", "placemen
            "placement_group_table", "get_placement_group", "get_current_placement_group",
            "PlacementGroup", "scheduling_strategies", "get_node_ip_address"]
 
-def get_node_ip_address():
-    """The IP address of this node (Ray's ``ray.util.get_node_ip_address``): the address of
-    the interface that routes outwards, else 127.0.0.1."""
+def get_node_ip_address(address=None):
+    """The IP address of this node (Ray's ``ray.util.get_node_ip_address``): the one given to
+    ``init(_node_ip_address=...)`` (the driver's node: the driver and its local workers; or
+    ``MPIRAY_NODE_IP_ADDRESS`` set for a process), else the address of the interface that
+    routes towards ``address`` (default: outwards), else 127.0.0.1."""
+    import os
     import socket
+    given = os.environ.get("MPIRAY_NODE_IP_ADDRESS")
+    if given:
+        return given
+    host = "10.255.255.255"
+    if address:
+        host = str(address).rsplit(":", 1)[0] if str(address).count(":") == 1 else str(address)
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("10.255.255.255", 1))  # no packet is sent: picks the route's interface
+            s.connect((host, 1))  # no packet is sent: picks the route's interface
             return s.getsockname()[0]
     except OSError:
         return "127.0.0.1"
