@@ -1551,9 +1551,9 @@ class RuntimeContext:
     def __init__(self, ctx):
         self._info = _task_info.get()
         # An async actor's calls run in its event-loop thread, which the runtime does not know:
-        # the context of the thread that took the call.
-        self._ctx = self._info.get("native_ctx") if ctx.get("actor_id") is None and \
-            self._info.get("native_ctx") else ctx
+        # the call's own part of the context (task, actor, incarnation, GPUs) comes with it.
+        native = self._info.get("native_ctx")
+        self._ctx = {**ctx, **native} if native and ctx.get("actor_id") is None else ctx
 
     def get(self):
         """Ray's dict: job_id, node_id, namespace; task_id inside a task or actor; actor_id

@@ -515,7 +515,7 @@ async def _on_loop(info, placement, m, pos, kw):
     current_info.set(info)
     _api._task_pg.value = placement  # the actor's group (the same for all its calls)
     result = m(*pos, **kw)
-    if inspect.iscoroutine(result):
+    if type(result) is types.CoroutineType or inspect.iscoroutine(result):
         result = await result
     elif inspect.isasyncgen(result):  # an async generator method: its items, made on the loop
         values, error = [], None

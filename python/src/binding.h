@@ -45,6 +45,7 @@ PyFns& Fns();            // pickle and cloudpickle (serialize.cpp)
 py::object& FromError();  // mpiray.exceptions._from_error
 py::object& Hooks();      // mpiray._worker_hooks
 py::dict Context();       // mpiray._core.context(): the calling thread's runtime context
+py::dict CallContext();   // its per-call part: task_id, actor_id, incarnation, gpu_ids
 
 // ------------------------------------------------------------------ ObjectRef
 

@@ -4,6 +4,18 @@
 
 namespace mpiray_py {
 
+py::dict CallContext() {
+  detail::RuntimeContext c = detail::CurrentContext();
+  py::dict d;
+  d["task_id"] = c.task.nil() ? py::object(py::none()) : py::object(py::str(c.task.ToString()));
+  d["actor_id"] = c.actor.nil() ? py::object(py::none()) : py::object(py::bytes(reinterpret_cast<const char*>(&c.actor.value), 8));
+  d["incarnation"] = c.incarnation;
+  py::list gpus;
+  for (int32_t g : c.gpu_ids) gpus.append(g);
+  d["gpu_ids"] = gpus;
+  return d;
+}
+
 py::dict Context() {
   detail::RuntimeContext c = detail::CurrentContext();
   py::dict d;

@@ -179,6 +179,23 @@ std::string Describe(py::handle obj) {
   return r + " (type " + py::str(py::type::of(obj).attr("__qualname__")).cast<std::string>() + ")";
 }
 
+namespace {
+
+// dumps(obj, protocol=5, buffer_callback=buffers.append) by vectorcall (no keyword dict, no
+// pybind11 argument collector: it is on the path of every task and result).
+py::object DumpsFast(const py::object& dumps, py::handle obj, py::list& buffers) {
+  static PyObject* kw = Py_BuildValue("(ss)", "protocol", "buffer_callback");
+  static PyObject* five = PyLong_FromLong(5);
+  py::object append = py::reinterpret_steal<py::object>(PyObject_GetAttrString(buffers.ptr(), "append"));
+  if (!append) throw py::error_already_set();
+  PyObject* argv[] = {obj.ptr(), five, append.ptr()};
+  PyObject* r = PyObject_Vectorcall(dumps.ptr(), argv, 1, kw);
+  if (!r) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(r);
+}
+
+}  // namespace
+
 // Pickle `obj` (protocol 5, out-of-band buffers); refs inside are collected as nested refs.
 detail::SerializedValue SerializePy(py::handle obj, const char* what, py::object fill) {
   detail::SerializedValue out;
@@ -195,7 +212,7 @@ detail::SerializedValue SerializePy(py::handle obj, const char* what, py::object
   auto& f = Fns();
   bool by_value = false;
   try {
-    held->data = f.pickle_dumps(obj, py::arg("protocol") = 5, py::arg("buffer_callback") = buffers.attr("append"));
+    held->data = DumpsFast(f.pickle_dumps, obj, buffers);
     // Plain pickle names functions and classes of the driver's script by their module,
     // "__main__", which a worker cannot import: those go by value (cloudpickle) too. The
     // module name is a pickled string of its own (SHORT_BINUNICODE, 8 bytes); a string that
@@ -305,7 +322,12 @@ py::object DeserializePy(const Buffer& payload) {
     buffers.append(MemoryView(payload, payload.data() + off, blen));
   }
   py::object pickled = MemoryView(payload, body + table, plen);
-  return Fns().pickle_loads(pickled, py::arg("buffers") = buffers);
+  // pickle.loads(pickled, buffers=buffers) by vectorcall: no keyword dict per object.
+  static PyObject* kw = Py_BuildValue("(s)", "buffers");
+  PyObject* argv[] = {pickled.ptr(), buffers.ptr()};
+  PyObject* r = PyObject_Vectorcall(Fns().pickle_loads.ptr(), argv, 1, kw);
+  if (!r) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(r);
 }
 
 }  // namespace mpiray_py

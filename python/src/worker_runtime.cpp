@@ -102,14 +102,15 @@ class PyDeferred {
   void Fail(py::handle exc);
   // Ends the call with `st` (a failure's detail and retry flag from the runtime).
   void End(mpiray::Status st);
-  // The runtime context of the call (mpiray._core.context() as its own thread would give it).
+  // The call's part of the runtime context (task_id, actor_id, incarnation, gpu_ids, as
+  // mpiray._core.context() would give them on its own thread; the rest is the process's).
   py::dict Context() {
     call_->SetCurrent(true);
     struct Leave {
       detail::DeferredCall* c;
       ~Leave() { c->SetCurrent(false); }
     } leave{call_.get()};
-    return mpiray_py::Context();
+    return mpiray_py::CallContext();
   }
 
  private:
