@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -17,7 +16,6 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
-#include <utility>
 #include <vector>
 
 extern char** environ;
@@ -339,33 +337,31 @@ Result<SessionInfo> ReadSessionForJoin(const std::string& dir, std::string* head
 void RemoveTree(const std::string& dir) {
   if (dir.empty()) return;
   std::error_code ec;
-  std::vector<std::pair<uintmax_t, std::filesystem::path>> files;
-  for (auto it = std::filesystem::directory_iterator(dir, ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+  // A big file's pages are freed when its last reference goes, which takes ~0.15 s per GB of
+  // tmpfs here: such files are opened, unlinked (their names are gone at once) and closed by a
+  // thread of their own, so that shutdown returns while the kernel frees their memory.
+  std::vector<int> held;
+  for (auto it = std::filesystem::recursive_directory_iterator(
+           dir, std::filesystem::directory_options::none, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
     std::error_code fec;
-    if (it->is_regular_file(fec)) files.emplace_back(it->file_size(fec), it->path());
-  }
-  std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  uintmax_t total = 0;
-  for (const auto& f : files) total += f.first;
-  unsigned threads = std::min<unsigned>({4u, std::max(1u, std::thread::hardware_concurrency()),
-                                         static_cast<unsigned>(files.size())});
-  if (total < (64u << 20)) threads = std::min(threads, 1u);  // (small: not worth a thread)
-  std::atomic<size_t> next{0};
-  auto unlink_some = [&] {
-    for (size_t i = next++; i < files.size(); i = next++) ::unlink(files[i].second.c_str());
-  };
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < threads; ++t) {
-    try {
-      pool.emplace_back(unlink_some);
-    } catch (const std::exception&) {  // out of threads: this one does the rest
-      break;
+    if (!it->is_regular_file(fec) || it->is_symlink(fec)) continue;
+    if (it->file_size(fec) >= (16u << 20)) {
+      int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+      if (fd >= 0) held.push_back(fd);
     }
+    ::unlink(it->path().c_str());
   }
-  unlink_some();
-  for (auto& t : pool) t.join();
   std::filesystem::remove_all(dir, ec);
+  if (held.empty()) return;
+  auto close_all = [held] {
+    for (int fd : held) ::close(fd);
+  };
+  try {
+    std::thread(close_all).detach();
+  } catch (const std::exception&) {  // out of threads: free them here
+    close_all();
+  }
 }
 
 void RemoveSessionFiles(const SessionInfo& s) {

@@ -92,9 +92,10 @@ Result<SessionInfo> ReadSessionForJoin(const std::string& dir, std::string* head
 /// spill directories of those nodes.
 void RemoveSessionFiles(const SessionInfo& session);
 
-/// @brief Removes directory `dir` and everything in it; the files at its top level are
-/// unlinked by up to 4 threads at once, the largest first (on tmpfs, freeing a big object's
-/// pages is most of the time a shutdown takes). Errors are ignored, as remove_all's.
+/// @brief Removes directory `dir` and everything in it. Files of 16 MiB and more are unlinked
+/// while held open and closed by a detached thread: their names are gone when this returns,
+/// their pages (on tmpfs, freeing them is most of the time a shutdown took) soon after.
+/// Errors are ignored, as remove_all's.
 void RemoveTree(const std::string& dir);
 /// @brief Default per-node store capacity: 30% of /dev/shm split among `nodes_on_host`.
 uint64_t DefaultStoreCapacity(const std::string& shm_dir, int nodes_on_host);
