@@ -47,7 +47,7 @@ WriterMappings& Kept() {
 }
 
 constexpr size_t kKeptMaxEntries = 8;
-constexpr size_t kKeptMaxBytes = size_t{512} << 20;
+constexpr size_t kKeptMaxBytes = size_t{2} << 30;  // an 800 MB put is kept too
 constexpr size_t kKeptMinBytes = size_t{1} << 20;  // small mappings are cheap to redo
 
 }  // namespace
