@@ -1,6 +1,7 @@
 #include "session.h"
 
 #include "dir_lease.h"
+#include "shm_format.h"
 
 #include <fcntl.h>
 #include <sodium.h>
@@ -336,6 +337,10 @@ Result<SessionInfo> ReadSessionForJoin(const std::string& dir, std::string* head
 
 void RemoveTree(const std::string& dir) {
   if (dir.empty()) return;
+  // This process's kept writer mappings go first, while the files still hold their pages:
+  // unmapping is then page-table work only, and the pages are freed by the closing thread
+  // below (were a mapping the last reference, munmap would free them under the mm lock).
+  shm::DropWriterMappings();
   std::error_code ec;
   // A big file's pages are freed when its last reference goes, which takes ~0.15 s per GB of
   // tmpfs here: such files are opened, unlinked (their names are gone at once) and closed by a
