@@ -34,7 +34,6 @@ int64_t NowUs() {
       .count();
 }
 
-
 class StoreSink final : public detail::ResultSink {
  public:
   StoreSink(ClientImpl& client, const proto::TaskSpec& spec) : client_(client), spec_(spec) {}
@@ -79,7 +78,6 @@ class StoreSink final : public detail::ResultSink {
 }  // namespace
 
 // ------------------------------------------------------------------ service
-
 
 namespace {
 
@@ -360,19 +358,15 @@ void WorkerService::EnqueueCall(Actor& a, proto::TaskSpec&& spec) {
 }
 
 bool WorkerService::StartsHere(Actor& a, const proto::TaskSpec& spec) {
-  // Only a call that needs no waiting (its arguments are in the message, none an upstream
-  // error) and that nothing is queued before: its order is kept, and this thread, which
-  // receives every message, never blocks.
+  // Only a call that needs no waiting (its arguments are in the message) and that nothing is
+  // queued before: its order is kept, and this thread, which receives every message, never
+  // blocks.
   if (!a.defers || !a.ready || a.dead || a.stopping || !a.instance || !a.mailbox.empty() ||
       a.idle != a.threads || a.deferred >= a.max_concurrency || spec.incarnation != a.incarnation) {
     return false;
   }
   for (const proto::Arg& arg : spec.args) {
     if (arg.by_ref) return false;
-    if (arg.value.size() >= sizeof(detail::PayloadHeader) &&
-        detail::CheckPayload(arg.value) == detail::PayloadFormat::kError) {
-      return false;
-    }
   }
   if (spec.seq == 0) return true;
   auto next = a.next_seq.try_emplace(spec.caller, 1).first;
@@ -385,17 +379,16 @@ bool WorkerService::StartsHere(Actor& a, const proto::TaskSpec& spec) {
 void WorkerService::StartHere(Actor& a, proto::TaskSpec&& spec, void* self) {
   auto item = std::make_unique<proto::Execute>();
   item->spec = std::move(spec);
-  detail::ArgList args;
-  args.reserve(item->spec.args.size());
-  for (const proto::Arg& arg : item->spec.args) args.push_back(arg.value);
+  auto args = ResolveArgs(*item);  // all in the message (StartsHere): it never waits
   int64_t saved = tl_started_us;
   tl_started_us = NowUs();
-  bool started = StartDeferred(a, item, args, self);
+  bool started = args.ok() && StartDeferred(a, item, *args, self);
   tl_started_us = saved;
   if (started) return;
   int start;
   bool watch = false;
-  {  // (the runtime took it back) an actor thread runs it, before anything queued later
+  {  // (an upstream error among its arguments, or the runtime took it back) an actor thread
+     // runs or fails it, before anything queued later
     std::lock_guard<std::mutex> lk(a.mu);
     a.mailbox.push_front(std::move(item));
     start = a.Dispatch(&watch);

@@ -26,21 +26,35 @@ import time
 import numpy as np
 
 
+def _rate(fn, window, multiplier=1):
+    """Calls of ``fn`` (after one warm-up call) for at least ``window`` seconds: calls per
+    second times ``multiplier``."""
+    fn()
+    start = time.perf_counter()
+    count = 0
+    while True:
+        fn()
+        count += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= window:
+            return count * multiplier / elapsed
+
+
+def _last_json(stdout, what):
+    """The result a benchmark child printed: its last line that is a JSON object (Ray and
+    mpirun may print lines of their own before it)."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"the {what} benchmark printed no result:\n{stdout}")
+
+
 def _workloads(ray, window):
     """Run every workload on the module ``ray`` (mpiray or Ray); returns {name: value}."""
     results = {}
 
     def timeit(name, fn, multiplier=1):
-        fn()  # warm up
-        start = time.perf_counter()
-        count = 0
-        while True:
-            fn()
-            count += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= window:
-                break
-        results[name] = count * multiplier / elapsed
+        results[name] = _rate(fn, window, multiplier)
         print(f"  {name}: {results[name]:.1f}", file=sys.stderr, flush=True)
 
     @ray.remote(num_cpus=0)
@@ -210,16 +224,8 @@ def run_mpi4py_futures(window):
             for f in [pool.submit(_noop) for _ in range(1000)]:
                 f.result()
 
-        batch()  # warm up: every worker started and reached
-        start = time.perf_counter()
-        count = 0
-        while True:
-            batch()
-            count += 1000
-            elapsed = time.perf_counter() - start
-            if elapsed >= window:
-                break
-        return {"mpi4py_futures_tasks_async": count / elapsed}
+        # (the warm-up batch also waits until every worker has started)
+        return {"mpi4py_futures_tasks_async": _rate(batch, window, 1000)}
 
 
 def _mpi4py_child(window, workers):
@@ -241,21 +247,14 @@ def _mpi4py_child(window, workers):
     cmd += [sys.executable, "-m", "mpi4py.futures", "-m", "mpiray.bench", "--backend", "mpi4py",
             "--window", str(window)]
     out = subprocess.run(cmd, stdout=subprocess.PIPE, check=True, text=True, timeout=300)
-    for line in reversed(out.stdout.splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise RuntimeError(f"the mpi4py.futures benchmark printed no result:\n{out.stdout}")
+    return _last_json(out.stdout, "mpi4py.futures")
 
 
 def _child(backend, window):
     env = dict(os.environ)
     cmd = [sys.executable, "-m", "mpiray.bench", "--backend", backend, "--window", str(window)]
     out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, check=True, text=True)
-    # The result is the child's last line; Ray may print lines of its own before it.
-    for line in reversed(out.stdout.splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise RuntimeError(f"the {backend} benchmark printed no result:\n{out.stdout}")
+    return _last_json(out.stdout, backend)
 
 
 # Library suites run beside Ray's library: the module --against-ray imports and Ray's pip extra.

@@ -4,15 +4,23 @@
 
 namespace mpiray_py {
 
-py::dict CallContext() {
-  detail::RuntimeContext c = detail::CurrentContext();
-  py::dict d;
+namespace {
+
+// The per-call keys of `c` (what CallContext gives) into `d`.
+void PutCallKeys(const detail::RuntimeContext& c, py::dict& d) {
   d["task_id"] = c.task.nil() ? py::object(py::none()) : py::object(py::str(c.task.ToString()));
   d["actor_id"] = c.actor.nil() ? py::object(py::none()) : py::object(py::bytes(reinterpret_cast<const char*>(&c.actor.value), 8));
   d["incarnation"] = c.incarnation;
   py::list gpus;
   for (int32_t g : c.gpu_ids) gpus.append(g);
   d["gpu_ids"] = gpus;
+}
+
+}  // namespace
+
+py::dict CallContext() {
+  py::dict d;
+  PutCallKeys(detail::CurrentContext(), d);
   return d;
 }
 
@@ -23,14 +31,9 @@ py::dict Context() {
   d["session_dir"] = c.session_dir;
   d["rank"] = c.proc;
   d["node"] = c.node;
-  d["task_id"] = c.task.nil() ? py::object(py::none()) : py::object(py::str(c.task.ToString()));
-  d["actor_id"] = c.actor.nil() ? py::object(py::none()) : py::object(py::bytes(reinterpret_cast<const char*>(&c.actor.value), 8));
   d["driver"] = c.driver;
-  d["incarnation"] = c.incarnation;
   d["namespace"] = c.ns;
-  py::list gpus;
-  for (int32_t g : c.gpu_ids) gpus.append(g);
-  d["gpu_ids"] = gpus;
+  PutCallKeys(c, d);
   return d;
 }
 
