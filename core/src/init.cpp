@@ -191,8 +191,9 @@ void InstallRuntime(std::unique_ptr<Runtime> rt, bool handle_sigint = true) {
   throw Error(StatusCode::kInternal, "start-up failed");  // (not reached)
 }
 
-proto::PeerInfo LocalPeer(const EnvMap& env, const UcxFabric& fabric) {
+proto::PeerInfo LocalPeer(const EnvMap& env, const UcxFabric& fabric, proto::Resources resources) {
   proto::PeerInfo p;
+  p.resources = std::move(resources);
   p.host = HostKey(env);
   p.pid = getpid();
   p.address = fabric.address();
@@ -321,6 +322,8 @@ void Start(const InitOptions& options, Bootstrap& b, int local_workers, std::uni
   // Every rank sees the same environment; each reports a bad setting itself.
   auto cfg = ConfigFromEnv(env, options);
   if (!cfg.ok()) StartupFailed(rank, cfg.status());
+  auto node_resources = NodeResourcesFromEnv(env);
+  if (!node_resources.ok()) StartupFailed(rank, node_resources.status());
   // A standalone run that nothing on another host joins (no autoscaler, no listen address
   // given) talks over loopback only: the join listener and the fabric (UCX_NET_DEVICES=lo);
   // its local workers do the same when they see the loopback address.
@@ -345,7 +348,7 @@ void Start(const InitOptions& options, Bootstrap& b, int local_workers, std::uni
   auto fabric = UcxFabric::Create(fabric_options);
   if (!fabric.ok() && local_error.empty()) local_error = fabric.status().message();
   proto::PeerInfo me;
-  if (fabric.ok()) me = LocalPeer(env, **fabric);
+  if (fabric.ok()) me = LocalPeer(env, **fabric, *node_resources);
   me.proc = static_cast<ProcId>(rank);
   BootstrapResult result = ExchangePeers(b, me, session, local_workers, local_error, cfg->keep_mpi);
   RuntimeSetup setup;
@@ -410,10 +413,12 @@ Result<SessionInfo> JoinTarget(const EnvMap& env, const std::string& dir, std::s
   if (address.rfind("127.", 0) == 0) fabric_options.net_devices = "lo";  // a loopback-only head
   auto fabric = UcxFabric::Create(fabric_options);
   if (!fabric.ok()) WorkerFatal(fabric.status().message());
+  auto node_resources = NodeResourcesFromEnv(env);
+  if (!node_resources.ok()) WorkerFatal(node_resources.status().message());
   JoinRequest req;
   req.token = s->token;
   req.role = "worker";
-  req.peer = LocalPeer(env, **fabric);
+  req.peer = LocalPeer(env, **fabric, *node_resources);
   auto reply = SendJoinRequest(address, req, 30000);
   if (!reply.ok()) WorkerFatal(reply.status().message());
   if (!reply->ok) WorkerFatal("the head refused to let this worker join: " + reply->error);

@@ -175,7 +175,8 @@ struct PeerInfo {
   std::string machine;  // identifies the physical machine (hostname + boot id)
   uint64_t memory = 0;  // MemAvailable of its host, bytes
   std::string job;      // the Slurm job the process runs in (SLURM_JOB_ID), if any
-  MSGPACK_DEFINE(proc, node, host, pid, address, gpus, machine, memory, job);
+  Resources resources;  // its node's own (MPIRAY_NODE_RESOURCES): replace the session's
+  MSGPACK_DEFINE(proc, node, host, pid, address, gpus, machine, memory, job, resources);
 };
 
 struct PeerLeft {

@@ -125,6 +125,31 @@ Result<proto::Resources> ParseResourceList(const std::string& what, const std::s
   return out;
 }
 
+Result<proto::Resources> NodeResourcesFromEnv(const EnvMap& env) {
+  const char* what = "MPIRAY_NODE_RESOURCES";
+  auto* v = Find(env, what);
+  if (!v) return proto::Resources{};
+  proto::Resources out;
+  std::stringstream ss(*v);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    auto eq = item.find('=');
+    std::string name = item.substr(0, eq);
+    if (eq == std::string::npos || eq == 0) {
+      return InvalidArgument(std::string(what) + ": expected name=amount, got '" + item + "'");
+    }
+    if (name == "memory") {  // bytes, as Ray's resource of that name (K/M/G/T accepted)
+      MPIRAY_ASSIGN_OR_RETURN(uint64_t bytes, ParseBytes(std::string(what) + " (memory)", item.substr(eq + 1)));
+      out.emplace_back(name, static_cast<int64_t>(bytes) * proto::kResourceUnit);
+      continue;
+    }
+    MPIRAY_ASSIGN_OR_RETURN(auto one, ParseResourceList(what, item));
+    out.insert(out.end(), one.begin(), one.end());
+  }
+  return out;
+}
+
 Result<RuntimeConfig> ConfigFromEnv(const EnvMap& env, const InitOptions& o) {
   RuntimeConfig c;
   if (auto* v = Find(env, "MPIRAY_NUM_WORKERS")) {

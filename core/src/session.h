@@ -71,6 +71,11 @@ Result<uint64_t> ParseBytes(const std::string& what, const std::string& text);
 /// @brief Parse "a=1,b=2.5" into resources.
 Result<proto::Resources> ParseResourceList(const std::string& what, const std::string& text);
 
+/// @brief This process's node's own resources, MPIRAY_NODE_RESOURCES="licence=1,CPU=4,
+/// memory=8G" (empty when unset): they replace, on the node of the process, the session's values
+/// of the same names (CPU, GPU, memory in bytes with K/M/G/T suffixes, custom ones).
+Result<proto::Resources> NodeResourcesFromEnv(const EnvMap& env);
+
 /// @brief Node of each rank: ranks on one host form one node, or virtual nodes of
 /// `ranks_per_node` ranks when it is > 0. Host indices come from the bootstrap.
 std::vector<NodeId> AssignNodes(const std::vector<int>& host_of_rank, int ranks_per_node);

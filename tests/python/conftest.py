@@ -227,6 +227,7 @@ def run_mpi(tmp_path_factory):
         return launcher.run(prefix, script, args=args, env=env, timeout=timeout,
                             check_clean=check_clean)
 
+    run.launcher = launcher
     return run
 
 

@@ -56,6 +56,34 @@ TEST_CASE("Membership gives each node one CPU per worker and splits the host's m
   CHECK(f.members.ProcOnNode(1) == 3);
 }
 
+TEST_CASE("Membership: a node's own resources replace the session's, on that node only",
+          "[head][membership]") {
+  Fixture f;
+  f.config.custom = {{"licence", 2 * kUnit}};
+  f.members.Add(Peer(0, 0, "h"), false, 0);
+  f.members.Add(Peer(1, 0, "h"), true, 0);
+  auto special = Peer(2, 1, "h2");
+  special.resources = {{"licence", 5 * kUnit}, {"fpga", kUnit / 2}, {"CPU", 8 * kUnit},
+                       {"GPU", 2 * kUnit}, {"memory", int64_t{4} * kUnit << 30}};
+  f.members.Add(special, true, 0);
+  f.members.Add(Peer(3, 1, "h2"), true, 0);  // a second process of that node, without any
+  CHECK(f.Total(0, "licence") == 2);
+  CHECK(f.Total(0, "fpga") == 0);
+  CHECK(f.Total(0, "CPU") == 1);
+  CHECK(f.Total(1, "licence") == 5);
+  CHECK(f.Total(1, "fpga") == 0.5);
+  CHECK(f.Total(1, "CPU") == 8);  // not one per worker
+  CHECK(f.Total(1, "GPU") == 2);
+  CHECK(f.Total(1, "memory") == double(4ull << 30));
+  using Holder = GpuAllocator::Holder;  // devices 0 and 1 on that node
+  CHECK(f.gpus.Grant(Holder::kTask, mpiray::TaskId::Make(0, 1), 1, 2 * kUnit) ==
+        std::vector<int32_t>{0, 1});
+  // Its process gone, the node falls back to the session's values.
+  f.members.Remove(2, "test");
+  CHECK(f.Total(1, "licence") == 2);
+  CHECK(f.Total(1, "CPU") == 1);
+}
+
 TEST_CASE("Membership: a departure tells the others and removes an empty node",
           "[head][membership]") {
   Fixture f;

@@ -155,6 +155,27 @@ TEST_CASE("ConfigFromEnv: explicit options override the environment", "[session]
   CHECK(c.keep_mpi);
 }
 
+TEST_CASE("NodeResourcesFromEnv: this node's own resources, memory in bytes", "[session]") {
+  using mpiray::NodeResourcesFromEnv;
+  const int64_t unit = mpiray::proto::kResourceUnit;
+  auto none = NodeResourcesFromEnv({});
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+  auto r = NodeResourcesFromEnv({{"MPIRAY_NODE_RESOURCES", "licence=2,fpga=0.5,,CPU=4,memory=2G"}});
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  mpiray::proto::Resources want = {
+      {"licence", 2 * unit}, {"fpga", unit / 2}, {"CPU", 4 * unit}, {"memory", (int64_t{2} << 30) * unit}};
+  CHECK(*r == want);
+  for (const char* bad : {"licence", "=1", "licence=x", "licence=-1", "memory=lots", "memory=-1G"}) {
+    auto b = NodeResourcesFromEnv({{"MPIRAY_NODE_RESOURCES", bad}});
+    INFO(bad);
+    REQUIRE_FALSE(b.ok());
+    CHECK(b.status().code() == StatusCode::kInvalidArgument);
+    CHECK_THAT(b.status().message(), Catch::Contains("MPIRAY_NODE_RESOURCES"));
+  }
+}
+
 TEST_CASE("ConfigFromEnv: bad values are InvalidArgument naming the variable", "[session]") {
   CheckBad("MPIRAY_NUM_WORKERS", "many");
   CheckBad("MPIRAY_NUM_WORKERS", "-1");

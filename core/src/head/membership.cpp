@@ -60,10 +60,16 @@ void Membership::UpdateNodeResources(NodeId node) {
                                    : workers * proto::kResourceUnit);
   set("GPU", config_.num_gpus >= 0 ? std::llround(config_.num_gpus * proto::kResourceUnit)
                                    : gpus * proto::kResourceUnit);
-  gpus_.SetDevices(node, static_cast<int>(total[1] / proto::kResourceUnit));  // devices 0..n-1
   // As Ray: 70% of the memory available at start-up, in bytes.
   set("memory", static_cast<int64_t>(memory) * proto::kResourceUnit);
   for (const auto& [name, amount] : config_.custom) set(name, amount);
+  // The node's own (MPIRAY_NODE_RESOURCES of its processes) replace the session's.
+  for (ProcId p : node_procs_[node]) {
+    const ProcInfo& info = procs_[p];
+    if (!info.alive) continue;
+    for (const auto& [name, amount] : info.peer.resources) set(name, amount);
+  }
+  gpus_.SetDevices(node, static_cast<int>(total[1] / proto::kResourceUnit));  // devices 0..n-1
   // As Ray's "node:<ip>": lets a task ask for a particular node.
   set("node:" + std::to_string(node), proto::kResourceUnit);
   sched_.AddNode(node, total);
