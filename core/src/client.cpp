@@ -148,8 +148,16 @@ Status ClientImpl::SetResources(const detail::TaskRequest& req, proto::TaskSpec*
   if (req.bundle_index < -1) {
     return InvalidArgument("placement group bundle index must be >= -1, got " + std::to_string(req.bundle_index));
   }
-  for (auto& [name, amount] : spec->resources) {
-    name = proto::PgResourceName(name, req.bundle_index, req.placement_group);
+  const size_t own = spec->resources.size();
+  for (size_t i = 0; i < own; ++i) {
+    const std::string name = spec->resources[i].first;
+    const int64_t amount = spec->resources[i].second;
+    spec->resources[i].first = proto::PgResourceName(name, req.bundle_index, req.placement_group);
+    // Pinned to a bundle, it takes from the group's whole (wildcard) amount too, as in Ray: a
+    // later request with index -1 sees only what is left.
+    if (req.bundle_index >= 0) {
+      spec->resources.emplace_back(proto::PgResourceName(name, -1, req.placement_group), amount);
+    }
   }
   spec->resources.emplace_back(proto::PgResourceName("bundle", req.bundle_index, req.placement_group),
                                proto::kPgBundleShare);

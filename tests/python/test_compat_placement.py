@@ -56,3 +56,56 @@ def test_placement_group_details_as_ray(run_script):
     assert out["quiet"] == [], out
     assert out["row"] == [True, "ALIVE", True], out
     assert out["missing"] is None, out
+
+
+def test_bundle_pinned_work_takes_from_the_group_as_a_whole(run_script):
+    # As Ray: work pinned to bundle i takes its CPUs from the bundle and from the group's whole
+    # (wildcard) amount, so work with bundle index -1 sees only what is left in the group.
+    from test_lifecycle import last_json
+    world = run_script("""
+        import json
+        import mpiray as ray
+        from mpiray.util.scheduling_strategies import PlacementGroupSchedulingStrategy as S
+
+        ray.init(num_cpus=4)
+        pg = ray.util.placement_group([{"CPU": 2}] * 2)
+        ray.get(pg.ready())
+
+        @ray.remote(num_cpus=1)
+        class A:
+            def v(self):
+                return 1
+
+        def group_cpus():
+            avail = ray.available_resources()
+            return {("whole" if k.count("_") == 2 else "bundle" + k.split("_")[2]): v
+                    for k, v in avail.items() if k.startswith("CPU_group_")}
+
+        out = {}
+        a = A.options(scheduling_strategy=S(pg, placement_group_bundle_index=0)).remote()
+        ray.get(a.v.remote())
+        out["one_pinned"] = group_cpus()
+        b = A.options(scheduling_strategy=S(pg, placement_group_bundle_index=1)).remote()
+        ray.get(b.v.remote())
+        out["two_pinned"] = group_cpus()
+        # The group's last 2 CPUs, taken with index -1: a later 1-CPU actor pinned to bundle 0
+        # finds the bundle's CPU but not the group's, and waits until they are given back.
+        c = A.options(num_cpus=2, scheduling_strategy=S(pg)).remote()
+        ray.get(c.v.remote())
+        out["whole_taken"] = group_cpus()
+        d = A.options(scheduling_strategy=S(pg, placement_group_bundle_index=0)).remote()
+        ready, _ = ray.wait([d.v.remote()], timeout=1.5)
+        out["pinned_placed"] = bool(ready)
+        ray.kill(c)
+        ready, _ = ray.wait([d.v.remote()], timeout=30)
+        out["placed_after_kill"] = bool(ready)
+        print("RESULT " + json.dumps(out))
+    """)
+    assert world.returncode == 0, world
+    out = last_json(world.stdout)
+    assert out["one_pinned"] == {"whole": 3.0, "bundle0": 1.0, "bundle1": 2.0}, out
+    assert out["two_pinned"] == {"whole": 2.0, "bundle0": 1.0, "bundle1": 1.0}, out
+    # (available_resources leaves out what is used up, as Ray's)
+    assert out["whole_taken"] == {"bundle0": 1.0, "bundle1": 1.0}, out
+    assert out["pinned_placed"] is False, out
+    assert out["placed_after_kill"] is True, out
