@@ -80,10 +80,13 @@ Result<proto::NewObject> ClientImpl::StoreValue(const ObjectId& id,
 }
 
 ObjectId ClientImpl::Put(const detail::SerializedValue& value) {
-  ObjectId id = ObjectId::ForPut(NextTaskId());
-  proto::NewObject obj = ValueOrThrow(StoreValue(id, value));
+  return ValueOrThrow(PutAs(ObjectId::ForPut(NextTaskId()), value));
+}
+
+Result<ObjectId> ClientImpl::PutAs(const ObjectId& id, const detail::SerializedValue& value) {
+  MPIRAY_ASSIGN_OR_RETURN(proto::NewObject obj, StoreValue(id, value));
   CountRef(id);  // registered with the head below, with this process as holder
-  ThrowIfError(d_.head->Put(std::move(obj)));
+  MPIRAY_RETURN_IF_ERROR(d_.head->Put(std::move(obj)));
   return id;
 }
 

@@ -37,6 +37,8 @@ class ClientImpl final : public detail::CoreClient {
   // detail::CoreClient (the API boundary: errors become exceptions here)
   std::vector<ObjectId> Submit(detail::TaskRequest&& request) override;
   ObjectId Put(const detail::SerializedValue& value) override;
+  /// @brief Put under a given id (a dynamic generator's item: a return id of its task).
+  Result<ObjectId> PutAs(const ObjectId& id, const detail::SerializedValue& value);
   std::vector<Buffer> Get(const std::vector<ObjectId>& ids, int64_t timeout_ms) override;
   std::vector<bool> Wait(const std::vector<ObjectId>& ids, size_t num_returns,
                          int64_t timeout_ms) override;

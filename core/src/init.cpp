@@ -501,6 +501,12 @@ void StreamEmit(const SerializedValue& value) {
   ThrowIfError(w->EmitStreamItem(value));
 }
 
+ObjectId PutTaskItem(const SerializedValue& value) {
+  Runtime* rt = Handle().runtime.get();
+  WorkerService* w = rt ? rt->worker() : nullptr;
+  return w ? ValueOrThrow(w->PutTaskItem(value)) : ObjectId{};
+}
+
 void BlockTerminationSignalsForInit() { Handle().guard.BlockSignals(); }
 
 uint32_t ClientEpoch() noexcept { return Handle().epoch.load(); }

@@ -25,7 +25,7 @@ thread_local bool tl_executor = false;
 // task's own handles die first, and the head must not free the objects in between).
 thread_local std::vector<ObjectId> tl_return_holds;
 thread_local const std::vector<int32_t>* tl_gpus = nullptr;
-thread_local uint32_t tl_stream_items = 0;  // items the running streaming task has yielded  // GPU devices of the running work
+thread_local uint32_t tl_stream_items = 0;  // items the running (streaming or dynamic) task has yielded
 thread_local int64_t tl_started_us = 0;  // when the current task started (timeline)
 
 int64_t NowUs() {
@@ -235,6 +235,12 @@ Status WorkerService::EmitStreamItem(const detail::SerializedValue& value) {
   MPIRAY_ASSIGN_OR_RETURN(proto::NewObject obj, client_.StoreValue(id, value));
   SendMsg(transport_, kHeadProc, Msg::kStreamItem, proto::StreamItem{tl_task->id, std::move(obj)});
   return Status::OK();
+}
+
+Result<ObjectId> WorkerService::PutTaskItem(const detail::SerializedValue& value) {
+  if (!tl_task || tl_task->task_kind() != TaskKind::kNormal) return ObjectId{};
+  // The same numbering as streaming items (a task is one or the other): after its returns.
+  return client_.PutAs(tl_task->ReturnId(tl_task->num_returns + tl_stream_items++), value);
 }
 
 std::vector<int32_t> WorkerService::CurrentGpus() {

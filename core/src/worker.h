@@ -55,6 +55,8 @@ class WorkerService {
   static TaskId CurrentTask();
   /// @brief The running streaming task yields `value` (its next item, reported at once).
   Status EmitStreamItem(const detail::SerializedValue& value);
+  /// @brief detail::PutTaskItem on this worker (nil outside a task).
+  Result<ObjectId> PutTaskItem(const detail::SerializedValue& value);
   /// @brief GPU devices given to the running task or actor (empty: none).
   static std::vector<int32_t> CurrentGpus();
   static ActorId CurrentActor();

@@ -166,7 +166,9 @@ def _collect(result, name, retry=False):
     values, error = _yielded(result, name, retry=retry)
     if error is not None:
         values.append(_StoredError(error, name))
-    return [DynamicObjectRefGenerator([_core.put(v) for v in values])]
+    # Each item a return of this task after its declared one: rebuilt by running it again when
+    # lost, as Ray's dynamic returns.
+    return [DynamicObjectRefGenerator([_core.put_item(v) for v in values])]
 
 
 def _split(result, num_returns, name, retry=False):

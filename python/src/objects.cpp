@@ -167,6 +167,18 @@ void BindObjects(py::module_& m) {
     return NewRef(id);
   });
   m.def("put", &Put, py::arg("value"), py::arg("fill") = py::none());
+  m.def("put_item", [](py::handle value) {
+    // An item of a num_returns="dynamic" generator: a return of the running task (rebuilt by
+    // lineage), or, outside a task, a put.
+    detail::SerializedValue s = SerializePy(value, "yielded value");
+    ObjectId id;
+    {
+      py::gil_scoped_release release;
+      id = detail::PutTaskItem(s);
+      if (id.nil()) id = detail::Client()->Put(s);
+    }
+    return AdoptRef(id);
+  }, py::arg("value"));
   py::class_<PyFilled>(m, "FilledValue")
       .def(py::init([](py::object value, py::object fill) { return PyFilled{std::move(value), std::move(fill)}; }),
            py::arg("value"), py::arg("fill"))

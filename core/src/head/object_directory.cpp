@@ -212,6 +212,7 @@ void ObjectDirectory::Put(proto::NewObject&& obj, ProcId holder) {
   ObjectId id = obj.id;
   ObjectEntry& e = Create(id);
   e.holders.push_back(holder);
+  if (!id.is_put()) e.item = true;  // a task's return put by its worker: a generator's item
   if (!awaited_puts_.empty() && awaited_puts_.erase(id)) e.registered = true;
   SetReady(id, std::move(obj));
 }

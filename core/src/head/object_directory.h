@@ -41,6 +41,9 @@ struct ObjectEntry {
   bool registered = true;  // false: made by an actor result that beat its registration
   bool lineage = false;    // holds a reference on its task's lineage (it can be rebuilt)
   bool actor_handle = false;  // the creation object of a scoped actor (its handles hold it)
+  // An item of a num_returns="dynamic" generator: a return of its task beyond the declared
+  // ones, registered as a put by the worker; rebuilt, as returns are, by running the task again.
+  bool item = false;
   int32_t pins = 0;        // pending tasks using it (argument or nested in an argument)
   int32_t containers = 0;  // live objects whose value holds this ref
   uint64_t size = 0;

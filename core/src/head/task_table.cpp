@@ -224,6 +224,7 @@ void TaskTable::Fail(TaskRec& t, const Buffer& error_payload) {
                                        detail::ErrorFromPayload(error_payload).message());
   }
   for (uint32_t i = 0; i < nret; ++i) d_.objects->SetErrorPayload(t.spec.ReturnId(i), error_payload);
+  if (t.spec.task_kind() == TaskKind::kNormal) CompleteItems(t, error_payload);  // (a rerun's)
   Finish(tid);
 }
 
@@ -302,6 +303,28 @@ void TaskTable::CompleteReturns(TaskRec&, ProcId, proto::TaskDone& done, bool* f
   }
 }
 
+bool TaskTable::CompleteItems(TaskRec& t, const Buffer& error_payload) {
+  // A num_returns="dynamic" generator's items (registered before its end): one a rerun did
+  // not yield again is an error now, not a wait forever: the rerun's own error when it failed,
+  // else its generator is not deterministic.
+  bool any = false;
+  for (uint32_t i = t.spec.num_returns;; ++i) {
+    const ObjectId id = t.spec.ReturnId(i);
+    ObjectEntry* e = d_.objects->Find(id);
+    if (!e || !e->item) break;
+    any = true;
+    if (e->state != ObjectEntry::kReady && error_payload.size() > 0) {
+      d_.objects->SetErrorPayload(id, error_payload);
+    } else if (e->state != ObjectEntry::kReady) {
+      d_.objects->SetError(id, StatusCode::kTaskError,
+                           "task " + t.spec.function + " was run again to rebuild its lost generator "
+                           "items, and this time its generator ended before item " +
+                               std::to_string(i - t.spec.num_returns) + " (it is not deterministic)");
+    }
+  }
+  return any;
+}
+
 void TaskTable::OnTaskDone(ProcId src, proto::TaskDone&& done) {
   bool failed_result = false;
   for (const auto& r : done.returns) failed_result |= r.where == WhereByte(Where::kError);
@@ -332,10 +355,15 @@ void TaskTable::OnTaskDone(ProcId src, proto::TaskDone&& done) {
   bool failed = false;
   bool stored = false;  // a return in a node's store
   std::string error;
+  Buffer error_payload;  // (a failed rerun's error is its unrebuilt generator items' too)
+  for (const auto& r : done.returns) {
+    if (r.where == WhereByte(Where::kError) && error_payload.size() == 0) error_payload = r.data;
+  }
   CompleteReturns(t, src, done, &failed, &stored, &error);
+  const bool items = !creation && CompleteItems(t, error_payload);
   if (creation) {
     if (failed) events_->OnCreationFailed(t.spec.id, "the actor's constructor failed: " + error);
-  } else if (!failed && t.retries_left != 0 && stored) {
+  } else if (!failed && t.retries_left != 0 && (stored || items)) {
     // Keep how to make the returns again, in case a node holding them dies (small returns
     // live in the head's directory: nothing to make again).
     KeepLineage(it);

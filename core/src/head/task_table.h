@@ -143,6 +143,9 @@ class TaskTable {
   void SendExecute(TaskRec& t, ProcId worker);
   void FinishStream(TaskId task);
   void DropLateReturns(std::vector<proto::NewObject>& returns);
+  /// @brief Whether the task put generator items (ObjectEntry::item); those a rerun did not
+  /// make again become errors (`error_payload`, the task's error, when it failed).
+  bool CompleteItems(TaskRec& t, const Buffer& error_payload);
   void CompleteReturns(TaskRec& t, ProcId src, proto::TaskDone& done, bool* failed, bool* stored,
                        std::string* error);
   void CancelReturns(TaskRec& t, ProcId src, proto::TaskDone& done);

@@ -94,6 +94,11 @@ RuntimeContext CurrentContext();
 /// @brief A streaming task yields `value`: stored as its next item and reported at once (only
 /// inside a task, on a worker).
 void StreamEmit(const SerializedValue& value);
+/// @brief An item of the running task's num_returns="dynamic" generator: stored and registered
+/// as the task's next return after its declared ones, held by this process (a local ref is
+/// counted), so that lineage rebuilds it as it rebuilds returns. Nil where no task runs on this
+/// thread (an actor method, the driver): the caller then puts the value as any other.
+ObjectId PutTaskItem(const SerializedValue& value);
 /// @brief GPU devices given to the running task or actor (cheap; empty: none or not a worker).
 std::vector<int32_t> CurrentGpuIds();
 /// @brief The task the calling thread runs (nil outside tasks); cheaper than CurrentContext.
