@@ -27,6 +27,13 @@ Result<uint32_t> Scheduler::Shape(const proto::Resources& request) {
   auto it = shape_ids_.find(r);
   if (it != shape_ids_.end()) return it->second;
   auto id = static_cast<uint32_t>(shapes_.size());
+  ResourceRequest cpu, rest;
+  for (const auto& e : r) {
+    const std::string& name = names_.Name(e.first);
+    (name == "CPU" || name.rfind("CPU_group_", 0) == 0 ? cpu : rest).push_back(e);
+  }
+  cpu_parts_.push_back(std::move(cpu));
+  rest_parts_.push_back(std::move(rest));
   shapes_.push_back(r);
   shape_ids_.emplace(std::move(r), id);
   queues_.emplace_back();
@@ -67,6 +74,10 @@ void Scheduler::RemoveWorker(ProcId worker) {
   auto nit = nodes_.find(w.node);
   if (nit != nodes_.end()) {
     if (w.lease_count > 0) Release(nit->second, shapes_[w.lease_shape]);
+    for (size_t i = 0; i < w.held.size(); ++i) {  // its items' own holds
+      if (i >= nit->second.avail.size()) nit->second.avail.resize(i + 1, 0);
+      nit->second.avail[i] += w.held[i];
+    }
     auto& ws = nit->second.workers;
     ws.erase(std::remove(ws.begin(), ws.end(), worker), ws.end());
   }
@@ -96,6 +107,13 @@ void Scheduler::Release(Node& n, const ResourceRequest& r) {
   for (const auto& [i, amount] : r) {
     if (i >= n.avail.size()) n.avail.resize(i + 1, 0);
     n.avail[i] += amount;
+  }
+}
+
+void Scheduler::Held(Worker& w, const ResourceRequest& r, int sign) {
+  for (const auto& [i, amount] : r) {
+    if (i >= w.held.size()) w.held.resize(i + 1, 0);
+    w.held[i] += sign * amount;
   }
 }
 
@@ -202,6 +220,7 @@ void Scheduler::Assign(SchedItem* item, Worker& w) {
   item->queued = false;
   item->blocked = false;
   item->private_hold = false;
+  item->holds_rest = false;
 }
 
 void Scheduler::Schedule(std::vector<Assignment>* out) {
@@ -237,13 +256,19 @@ void Scheduler::Finished(SchedItem* item) {
   --w.inflight;
   if (item->blocked) {
     --w.blocked;
+    if (item->holds_rest) {
+      Release(node, rest_parts_[item->shape]);
+      Held(w, rest_parts_[item->shape], -1);
+    }
   } else if (item->private_hold) {
     Release(node, shapes_[item->shape]);
+    Held(w, shapes_[item->shape], -1);
   } else if (--w.lease_count == 0) {
     Release(node, shapes_[w.lease_shape]);
   }
   item->blocked = false;
   item->private_hold = false;
+  item->holds_rest = false;
 }
 
 void Scheduler::Blocked(SchedItem* item) {
@@ -251,11 +276,19 @@ void Scheduler::Blocked(SchedItem* item) {
   if (it == workers_.end() || item->blocked) return;
   Worker& w = it->second;
   auto& node = nodes_[w.node];
-  if (item->private_hold) {
-    Release(node, shapes_[item->shape]);
+  const uint32_t s = item->shape;
+  item->holds_rest = false;
+  if (item->private_hold) {  // lends its CPUs; the rest stays in w.held
+    Release(node, cpu_parts_[s]);
+    Held(w, cpu_parts_[s], -1);
     item->private_hold = false;
+    item->holds_rest = true;
   } else if (--w.lease_count == 0) {
-    Release(node, shapes_[w.lease_shape]);
+    // The last one riding the lease (of its own shape): the CPUs go back, the rest becomes its
+    // own hold. While others ride it, the lease keeps a whole copy and nothing is lent.
+    Release(node, cpu_parts_[w.lease_shape]);
+    Held(w, rest_parts_[w.lease_shape], +1);
+    item->holds_rest = true;
   }
   item->blocked = true;
   ++w.blocked;
@@ -266,18 +299,28 @@ void Scheduler::Unblocked(SchedItem* item) {
   if (it == workers_.end() || !item->blocked) return;
   Worker& w = it->second;
   auto& node = nodes_[w.node];
+  const uint32_t s = item->shape;
   item->blocked = false;
   --w.blocked;
-  if (w.lease_count > 0 && w.lease_shape == item->shape) {
-    ++w.lease_count;
+  // What it must take again: its CPUs when it kept the rest, else its whole shape.
+  const ResourceRequest& missing = item->holds_rest ? cpu_parts_[s] : shapes_[s];
+  if (w.lease_count > 0 && w.lease_shape == s) {
+    ++w.lease_count;  // the lease holds a whole copy: what it kept goes back
+    if (item->holds_rest) {
+      Release(node, rest_parts_[s]);
+      Held(w, rest_parts_[s], -1);
+    }
   } else if (w.lease_count == 0) {
-    Acquire(node, shapes_[item->shape]);  // may oversubscribe briefly, as Ray does
-    w.lease_shape = item->shape;
+    Acquire(node, missing);  // may oversubscribe briefly, as Ray does
+    if (item->holds_rest) Held(w, rest_parts_[s], -1);  // (now part of the lease)
+    w.lease_shape = s;
     w.lease_count = 1;
   } else {
-    Acquire(node, shapes_[item->shape]);
+    Acquire(node, missing);
+    Held(w, missing, +1);  // with what it kept: its whole shape, held privately
     item->private_hold = true;
   }
+  item->holds_rest = false;
 }
 
 namespace {

@@ -4,8 +4,9 @@
 // Model (like Ray's worker leases): a worker that starts a task of shape S acquires S's resources
 // on its node; further tasks of the same shape may be pipelined to it (up to a per-worker limit)
 // and run one after another under the same lease, hiding the dispatch round trip. The lease is
-// released when the worker has no unblocked task left. A task blocked in Get/Wait gives its lease
-// share back, so a small world cannot deadlock on nested tasks.
+// released when the worker has no unblocked task left. A task blocked in Get/Wait lends its CPUs
+// (CPU, and a placement group's CPU_group_*), so a small world cannot deadlock on nested tasks;
+// like Ray, it keeps the rest (memory, GPUs, custom resources) while it waits.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +37,7 @@ struct SchedItem {
   bool queued = false;
   bool blocked = false;
   bool private_hold = false;  // holds its own resources (unblocked onto a different lease)
+  bool holds_rest = false;    // blocked, and still holds its shape's part other than CPUs
   bool spread = false;        // SPREAD: round-robin over nodes rather than pack
   uint64_t seq = 0;           // its entry in the queue (set by Enqueue)
   head::TaskRec* owner = nullptr;  // the head's record of the task (the scheduler never reads it)
@@ -134,6 +136,9 @@ class Scheduler {
     int blocked = 0;
     int lease_count = 0;  // unblocked items riding the lease
     uint32_t lease_shape = 0;
+    // What its items hold outside the lease (private holds, blocked items' non-CPU parts):
+    // given back to the node when the worker goes.
+    ResourceVector held;
     int actors = 0;
     bool alive = true;
     bool draining = false;
@@ -148,6 +153,8 @@ class Scheduler {
 
   bool Fits(const Node& n, const ResourceRequest& r) const;
   void Acquire(Node& n, const ResourceRequest& r);
+  /// Count `r` (sign +1/-1) in what `w`'s items hold outside its lease (no change to the node).
+  static void Held(Worker& w, const ResourceRequest& r, int sign);
   void Release(Node& n, const ResourceRequest& r);
   Worker* FindWorker(uint32_t shape, NodeId preferred, int limit);
   Worker* FindOnNode(Node& n, uint32_t shape, int limit, bool idle_only);
@@ -156,6 +163,8 @@ class Scheduler {
   int max_inflight_;
   ResourceNames names_;
   std::vector<ResourceRequest> shapes_;
+  std::vector<ResourceRequest> cpu_parts_;   // per shape: what a blocked task lends (CPUs)
+  std::vector<ResourceRequest> rest_parts_;  // per shape: what it keeps
   std::map<ResourceRequest, uint32_t> shape_ids_;
   // By shape: (seq, item). An item dequeued while queued (cancelled, failed) leaves its entry,
   // dropped lazily by its seq: the item itself may be freed by then and is never read again.

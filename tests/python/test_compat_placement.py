@@ -109,3 +109,54 @@ def test_bundle_pinned_work_takes_from_the_group_as_a_whole(run_script):
     assert out["whole_taken"] == {"bundle0": 1.0, "bundle1": 1.0}, out
     assert out["pinned_placed"] is False, out
     assert out["placed_after_kill"] is True, out
+
+
+def test_task_blocked_in_get_lends_only_its_cpu(run_script):
+    # As Ray: while a task waits in get(), its CPU is lent to other work, its memory (and GPUs,
+    # custom resources) stays held, so a second task needing that memory waits.
+    from test_lifecycle import last_json
+    world = run_script("""
+        import json, time
+        import mpiray as ray
+
+        ray.init(num_workers=2, _memory=1000 * 1024**2, resources={"licence": 1})
+        MB = 1024**2
+
+        @ray.remote(num_cpus=0)
+        def hold(s):
+            time.sleep(s)
+            return 1
+
+        @ray.remote(memory=600 * MB, resources={"licence": 1})
+        def blocked(s):
+            return ray.get(hold.remote(s))
+
+        @ray.remote(memory=600 * MB)
+        def needs_memory():
+            return time.time()
+
+        @ray.remote
+        def needs_cpu():
+            return time.time()
+
+        t0 = time.time()
+        b = blocked.remote(3)
+        time.sleep(1.0)
+        avail = ray.available_resources()
+        out = {"memory_mb": avail.get("memory", 0) / MB, "licence": avail.get("licence", 0),
+               "cpu": avail.get("CPU", 0)}
+        m = needs_memory.remote()
+        c = needs_cpu.remote()
+        out["cpu_task_after_s"] = ray.get(c) - t0
+        out["memory_task_after_s"] = ray.get(m) - t0
+        out["blocked_done"] = ray.get(b)
+        print("RESULT " + json.dumps(out))
+    """, timeout=60)
+    assert world.returncode == 0, world
+    out = last_json(world.stdout)
+    assert round(out["memory_mb"]) == 400, out   # the blocked task keeps its 600 MB
+    assert out["licence"] == 0, out
+    assert out["cpu"] == 2, out                  # and lends its CPU
+    assert out["cpu_task_after_s"] < 2.5, out    # ran on the lent CPU, while it was blocked
+    assert out["memory_task_after_s"] >= 3, out  # waited for the memory to come back
+    assert out["blocked_done"] == 1, out

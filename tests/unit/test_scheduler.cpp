@@ -558,6 +558,86 @@ TEST_CASE("A task unblocked onto another shape's lease holds its own resources",
   CHECK(AvailableCpu(s, 0) == 3 * kUnit);
 }
 
+TEST_CASE("A blocked task lends only its CPUs; memory, GPUs and custom resources stay held",
+          "[scheduler]") {
+  Scheduler s(4);
+  ResourceVector totals = Totals(2, 1);
+  totals[2] = 1000 * kUnit;  // memory
+  s.AddNode(0, totals);
+  s.AddWorker(1, 0);
+  s.AddWorker(2, 0);
+  s.AddWorker(3, 0);
+  auto avail = [&](int i) { return NodeOf(s, 0).available[static_cast<size_t>(i)]; };
+  uint32_t big = ShapeOf(s, {{"CPU", kUnit}, {"GPU", kUnit}, {"memory", 600 * kUnit}});
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+  uint32_t mem = ShapeOf(s, {{"CPU", kUnit}, {"memory", 600 * kUnit}});
+  std::deque<SchedItem> store;
+  SchedItem* a = MakeItems(store, 1, big)[0];
+  s.Enqueue(a);
+  REQUIRE(RunSchedule(s).size() == 1);
+  CHECK(avail(0) == kUnit);
+  CHECK(avail(1) == 0);
+  CHECK(avail(2) == 400 * kUnit);
+
+  s.Blocked(a);  // e.g. in get(): its CPU is lent, its GPU and memory are not (as Ray)
+  CHECK(a->holds_rest);
+  CHECK(avail(0) == 2 * kUnit);
+  CHECK(avail(1) == 0);
+  CHECK(avail(2) == 400 * kUnit);
+  // A second 600-memory task waits; a CPU-only one runs on the lent CPU.
+  SchedItem* m = MakeItems(store, 1, mem)[0];
+  SchedItem* c = MakeItems(store, 1, cpu1)[0];
+  s.Enqueue(m);
+  s.Enqueue(c);
+  auto out = RunSchedule(s);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].first == c);
+  CHECK(avail(0) == kUnit);
+
+  s.Unblocked(a);  // takes its CPU again (its own lease: the worker has nothing else)
+  CHECK_FALSE(a->holds_rest);
+  CHECK(avail(0) == 0);
+  CHECK(avail(1) == 0);
+  CHECK(avail(2) == 400 * kUnit);
+  s.Finished(c);
+  s.Finished(a);
+  CHECK(avail(0) == 2 * kUnit);
+  CHECK(avail(1) == kUnit);
+  CHECK(avail(2) == 1000 * kUnit);
+  out = RunSchedule(s);  // now the memory task fits
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].first == m);
+  s.Finished(m);
+  CHECK(avail(2) == 1000 * kUnit);
+}
+
+TEST_CASE("A blocked task's kept resources go back when its worker goes", "[scheduler]") {
+  Scheduler s(4);
+  ResourceVector totals = Totals(2, 1);
+  s.AddNode(0, totals);
+  s.AddWorker(1, 0);
+  s.AddWorker(2, 0);
+  uint32_t gpu = ShapeOf(s, {{"CPU", kUnit}, {"GPU", kUnit}});
+  uint32_t cpu2 = ShapeOf(s, {{"CPU", 2 * kUnit}});
+  std::deque<SchedItem> store;
+  SchedItem* a = MakeItems(store, 1, gpu)[0];
+  SchedItem* b = MakeItems(store, 1, cpu2)[0];
+  s.Enqueue(a);
+  REQUIRE(RunSchedule(s).size() == 1);
+  ProcId wa = a->worker;
+  s.Blocked(a);
+  s.Enqueue(b);  // takes the lent CPU and the free one
+  REQUIRE(RunSchedule(s).size() == 1);
+  s.Unblocked(a);  // onto its own worker, no lease left there: the CPU again (oversubscribed)
+  s.Blocked(a);
+  s.Unblocked(a);
+  CHECK(NodeOf(s, 0).available[1] == 0);
+  s.RemoveWorker(wa);  // the process died with `a` running
+  CHECK(NodeOf(s, 0).available[1] == kUnit);
+  s.Finished(b);
+  CHECK(NodeOf(s, 0).available[0] == 2 * kUnit);
+}
+
 TEST_CASE("An item dequeued while queued may be freed before the queue drops its entry",
           "[scheduler]") {
   // The head fails a queued task (cancel, an upstream error) and frees its record at once;
