@@ -74,6 +74,8 @@ class ClientImpl final : public detail::CoreClient {
   /// @brief Fail every wait in progress (the head is gone or we are shutting down).
   void Close(const std::string& why) { d_.head->Close(why); }
   size_t NumLocalRefs() const;
+  /// @brief Get without exceptions (kTimeout when `timeout_ms` passes first).
+  Result<std::vector<Buffer>> GetAll(const std::vector<ObjectId>& ids, int64_t timeout_ms);
 
  private:
   TaskId NextTaskId();
@@ -90,7 +92,6 @@ class ClientImpl final : public detail::CoreClient {
                  std::vector<ObjectId>* temp);
   Result<ObjectId> PutBytes(const std::vector<uint8_t>& bytes, std::vector<ObjectId> nested);
   Result<Buffer> TryMaterialize(const proto::ObjectLoc& loc);
-  Result<std::vector<Buffer>> GetAll(const std::vector<ObjectId>& ids, int64_t timeout_ms);
   Result<ObjectId> CreateGroup(proto::PlacementGroupSpec&& spec);
   Result<int> NextStreamItem(TaskId task, uint32_t index, int64_t timeout_ms, bool want);
   Result<detail::ClusterSnapshot> BuildSnapshot();

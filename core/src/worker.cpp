@@ -375,6 +375,7 @@ bool WorkerService::StartsHere(Actor& a, const proto::TaskSpec& spec) {
     if (arg.by_ref) return false;
   }
   if (spec.seq == 0) return true;
+  if (!a.gated.empty() && a.gated.count(spec.caller)) return false;  // behind its waiting call
   auto next = a.next_seq.try_emplace(spec.caller, 1).first;
   auto early = a.early.find(spec.caller);
   if (spec.seq != next->second || (early != a.early.end() && !early->second.empty())) return false;
@@ -421,10 +422,11 @@ bool WorkerService::QueueCall(Actor& a, proto::TaskSpec&& spec) {
     a.early[spec.caller].emplace(spec.seq, std::move(spec));
     return false;
   }
+  auto gated = a.gated.find(spec.caller);  // an earlier call waits at the gate: behind it
   auto push = [&](proto::TaskSpec&& s) {
     auto item = std::make_unique<proto::Execute>();
     item->spec = std::move(s);
-    a.mailbox.push_back(std::move(item));
+    (gated != a.gated.end() ? gated->second : a.mailbox).push_back(std::move(item));
   };
   ProcId caller = spec.caller;
   push(std::move(spec));
@@ -472,6 +474,7 @@ void WorkerService::OnDestroyActor(const ActorId& actor) {
   // Calls not started are the head's to fail or re-send (it has done so already).
   a->mailbox.clear();
   a->early.clear();
+  a->gated.clear();
   a->cv.notify_all();
 }
 
@@ -479,6 +482,7 @@ void WorkerService::RunMainExecutor() { ExecLoop(true); }
 
 void WorkerService::Stop() {
   checks_.Stop();
+  StopGate();
   {
     std::lock_guard<std::mutex> lk(mu_);
     stop_ = true;
@@ -489,6 +493,7 @@ void WorkerService::Stop() {
     std::lock_guard<std::mutex> alk(a->mu);
     a->stopping = true;
     a->mailbox.clear();
+    a->gated.clear();
     a->cv.notify_all();
   }
 }
@@ -583,7 +588,8 @@ std::vector<proto::NewObject> WorkerService::ErrorReturns(const proto::TaskSpec&
   return out;
 }
 
-Result<detail::ArgList> WorkerService::ResolveArgs(const proto::Execute& ex, Buffer* upstream) {
+Result<detail::ArgList> WorkerService::ResolveArgs(const proto::Execute& ex, Buffer* upstream,
+                                                   int64_t timeout_ms) {
   detail::ArgList args;
   args.reserve(ex.spec.args.size());
   std::vector<ObjectId> unresolved;  // actor calls: refs are read here, not by the head
@@ -603,10 +609,19 @@ Result<detail::ArgList> WorkerService::ResolveArgs(const proto::Execute& ex, Buf
   }
   if (!unresolved.empty()) {
     std::vector<Buffer> got;
-    try {
-      got = client_.Get(unresolved, -1);
-    } catch (...) {
-      return CurrentExceptionStatus("reading arguments");
+    // timeout 0: kTimeout when one is not ready (any other failure is reported as a wait's).
+    Result<std::vector<Buffer>> quick = Status(StatusCode::kTimeout, "");
+    if (timeout_ms == 0) quick = client_.GetAll(unresolved, 0);
+    if (quick.ok()) {
+      got = std::move(quick).value();
+    } else if (timeout_ms == 0 && quick.status().code() == StatusCode::kTimeout) {
+      return quick.status();
+    } else {
+      try {
+        got = client_.Get(unresolved, -1);
+      } catch (...) {
+        return CurrentExceptionStatus("reading arguments");
+      }
     }
     size_t j = 0;
     for (size_t i = 0; i < ex.spec.args.size(); ++i) {
@@ -825,7 +840,13 @@ void WorkerService::RunActorItem(Actor& a, std::unique_ptr<proto::Execute>& held
     return;
   }
   Buffer upstream;
-  auto args = ResolveArgs(item, &upstream);
+  // An argument not ready yet: the call steps aside (GateIfWaiting) unless it is re-sent
+  // (no order to keep is then no reason to hold the others either).
+  auto args = ResolveArgs(item, &upstream, 0);
+  if (!args.ok() && args.status().code() == StatusCode::kTimeout) {
+    if (GateIfWaiting(a, held)) return;
+    args = ResolveArgs(item, &upstream);
+  }
   if (defers && args.ok() && StartDeferred(a, held, *args, self)) return;  // it reports itself
   std::vector<proto::NewObject> returns =
       args.ok() ? RunFunction(spec, *args, self) : ErrorReturns(spec, args.status(), {}, upstream);

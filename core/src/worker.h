@@ -111,7 +111,18 @@ class WorkerService {
                                             void* self, bool* retryable = nullptr);
   /// @brief The arguments' values; an argument that is an error fails it (`*upstream`: that
   /// error's payload).
-  Result<detail::ArgList> ResolveArgs(const proto::Execute& ex, Buffer* upstream = nullptr);
+  /// `timeout_ms` 0: kTimeout at once when an argument is not ready (nothing waited for).
+  Result<detail::ArgList> ResolveArgs(const proto::Execute& ex, Buffer* upstream = nullptr,
+                                      int64_t timeout_ms = -1);
+  // The argument gate (worker_gate.cpp): an actor call whose arguments are not ready steps
+  // aside with the later calls of its caller, so that other callers' calls run meanwhile (as
+  // in Ray, where a caller sends a call once its arguments are ready); one thread watches
+  // them and puts them back at the front of the mailbox when they are.
+  /// @brief Whether `item` (an actor call about to run) went to the gate (it took `item`).
+  bool GateIfWaiting(Actor& a, std::unique_ptr<proto::Execute>& item);
+  void GateLoop();
+  /// @brief Stop the gate's thread (Stop()).
+  void StopGate();
   std::string Where(const proto::TaskSpec& spec) const;
   LanguageRuntime* Lang(uint8_t language);
   void EnqueueCall(Actor& a, proto::TaskSpec&& spec);
@@ -151,6 +162,12 @@ class WorkerService {
   std::unordered_map<ActorId, std::vector<proto::TaskSpec>> orphan_calls_;
   std::unordered_set<ActorId> destroyed_;
   PeriodicChecks checks_{std::chrono::milliseconds(1)};  // the actors' stall watch (Watch)
+
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  std::vector<std::weak_ptr<Actor>> gated_;  // actors with calls at the gate
+  std::thread gate_thread_;
+  bool gate_stop_ = false;
 };
 
 }  // namespace mpiray

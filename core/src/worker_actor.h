@@ -34,6 +34,9 @@ struct WorkerService::Actor : std::enable_shared_from_this<WorkerService::Actor>
   std::deque<std::unique_ptr<proto::Execute>> mailbox;  // the constructor first, then calls
   std::map<ProcId, uint64_t> next_seq;
   std::map<ProcId, std::map<uint64_t, proto::TaskSpec>> early;
+  // Calls waiting for their arguments at the gate, per caller in its order (the first one's
+  // arguments are not ready; the later ones wait behind it).
+  std::map<ProcId, std::deque<std::unique_ptr<proto::Execute>>> gated;
   int threads = 0;      // threads serving the actor (started on demand, see Dispatch)
   int idle = 0;         // of those, waiting for a call
   int busy = 0;         // of those, running a call (the rest are starting)

@@ -109,3 +109,60 @@ def test_async_actor_calls_start_in_order_with_their_own_context(run_script):
     assert r["order"] == ["after-arg", "inline", "inline-2"], r
     assert len(set(r["task_ids"])) == 3 and all(r["task_ids"]), r
     assert set(r["actor_ids"]) == {r["handle_actor_id"]}, r
+
+
+def test_call_waiting_for_its_argument_lets_other_callers_pass(run_script):
+    # As Ray: a call whose argument is still being computed does not hold the actor; calls of
+    # other callers run meanwhile, while the same caller's later calls keep their order behind
+    # it. Also the case that would deadlock otherwise: the argument's task itself calls the
+    # actor (the actor has one thread).
+    world = run_script(PRELUDE + """
+ray.init(num_cpus=4)
+
+@ray.remote
+class Log:
+    def __init__(self):
+        self.seen = []
+    def add(self, tag, value=None):
+        self.seen.append(tag)
+        return tag
+    def seen_list(self):
+        return list(self.seen)
+
+@ray.remote
+def slow(s, v):
+    time.sleep(s)
+    return v
+
+@ray.remote
+def calls_actor(log):
+    return ray.get(log.add.remote("from-task"))   # needs the actor while a call waits for us
+
+log = Log.remote()
+ray.get(log.add.remote("start"))
+out = {}
+t0 = time.monotonic()
+first = log.add.remote("driver-1", slow.remote(2.0, 1))   # waits 2 s for its argument
+second = log.add.remote("driver-2")                       # same caller: after driver-1
+
+@ray.remote
+def other_caller(log):
+    return ray.get(log.add.remote("other"))
+out["other"] = ray.get(other_caller.remote(log), timeout=30)
+out["other_s"] = round(time.monotonic() - t0, 2)
+out["second"] = ray.get(second, timeout=30)
+out["first"] = ray.get(first, timeout=30)
+# The argument comes from a task that calls the same actor first.
+out["nested"] = ray.get(log.add.remote("after-task", calls_actor.remote(log)), timeout=30)
+out["seen"] = ray.get(log.seen_list.remote())
+print("RESULT " + json.dumps(out))
+ray.shutdown()
+""", timeout=90)
+    assert world.returncode == 0, world
+    out = last_json(world.stdout)
+    assert out["other"] == "other" and out["other_s"] < 1.5, out   # did not wait for driver-1
+    assert out["first"] == "driver-1" and out["second"] == "driver-2", out
+    seen = out["seen"]
+    assert seen.index("other") < seen.index("driver-1") < seen.index("driver-2"), seen
+    assert out["nested"] == "after-task", out
+    assert seen.index("from-task") < seen.index("after-task"), seen
