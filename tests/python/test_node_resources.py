@@ -60,6 +60,21 @@ def _node_with(nodes, resource):
     return found[0]
 
 
+def _two_nodes(world):
+    """The report of a run with a {"head": 1} node and an {"fpga": 2} node, each task kind
+    having run on its own node: (report, nodes, fpga node, head node)."""
+    assert world.returncode == 0, world
+    r = _report(world)
+    nodes = r["nodes"]
+    assert len(nodes) == 2, nodes
+    fpga_node, head_node = _node_with(nodes, "fpga"), _node_with(nodes, "head")
+    assert fpga_node != head_node
+    assert nodes[fpga_node]["fpga"] == 2 and "head" not in nodes[fpga_node], nodes
+    assert r["fpga_ran_on"] == [fpga_node], r
+    assert r["head_ran_on"] == [head_node], r
+    return r, nodes, fpga_node, head_node
+
+
 def test_mpmd_launch_gives_each_node_its_own_resources(run_mpi):
     # Two app contexts: ranks 0-1 (the head and one worker) and ranks 2-3, two virtual nodes.
     # run_mpi's launcher appends `python script.py` to a prefix; the first app context names
@@ -69,17 +84,10 @@ def test_mpmd_launch_gives_each_node_its_own_resources(run_mpi):
          "-x", "MPIRAY_NODE_RESOURCES=head=1", sys.executable, "script.py", ":",
          "-x", "MPIRAY_RANKS_PER_NODE=2", "-n", "2", "-x", "MPIRAY_NODE_RESOURCES=fpga=2,CPU=3"],
         REPORT, timeout=90)
-    assert world.returncode == 0, world
-    r = _report(world)
-    nodes = r["nodes"]
-    assert len(nodes) == 2, nodes
-    fpga_node, head_node = _node_with(nodes, "fpga"), _node_with(nodes, "head")
-    assert fpga_node != head_node
-    assert nodes[fpga_node]["fpga"] == 2 and nodes[fpga_node]["CPU"] == 3, nodes
+    r, nodes, fpga_node, head_node = _two_nodes(world)
+    assert nodes[fpga_node]["CPU"] == 3, nodes
     assert nodes[head_node]["head"] == 1 and nodes[head_node]["CPU"] == 1, nodes
-    assert "fpga" not in nodes[head_node] and "head" not in nodes[fpga_node], nodes
-    assert r["fpga_ran_on"] == [fpga_node], r
-    assert r["head_ran_on"] == [head_node], r
+    assert "fpga" not in nodes[head_node], nodes
     assert r["total"]["CPU"] == 4 and r["total"]["fpga"] == 2, r
     assert "fpga: 3" in r["too_big"] and "fpga: 2" in r["too_big"], r
 
@@ -103,15 +111,7 @@ worker.wait(timeout=30)
 """
     world = run_script(script, env={"MPIRAY_NUM_WORKERS": "1", "MPIRAY_NODE_RESOURCES": "head=1"},
                        timeout=90)
-    assert world.returncode == 0, world
-    r = _report(world)
-    nodes = r["nodes"]
-    assert len(nodes) == 2, nodes
-    fpga_node, head_node = _node_with(nodes, "fpga"), _node_with(nodes, "head")
-    assert fpga_node != head_node
-    assert nodes[fpga_node]["fpga"] == 2 and "head" not in nodes[fpga_node], nodes
-    assert r["fpga_ran_on"] == [fpga_node], r
-    assert r["head_ran_on"] == [head_node], r
+    _two_nodes(world)
 
 
 @pytest.mark.parametrize("value", ["fpga", "fpga=-1", "memory=lots"])

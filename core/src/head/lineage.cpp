@@ -40,15 +40,12 @@ void LineageTable::Keep(proto::TaskSpec&& spec, int32_t retries_left, uint32_t s
       ++l.refs;
     }
   }
-  // A num_returns="dynamic" generator's items follow its returns (ReturnId(num_returns + k)).
-  for (uint32_t i = l.spec.num_returns;; ++i) {
-    ObjectEntry* e = objects_.Find(l.spec.ReturnId(i));
-    if (!e || !e->item) break;
-    if (!e->lineage) {
-      e->lineage = true;
+  objects_.ForEachItem(l.spec, [&](const ObjectId&, ObjectEntry& e) {  // a generator's items
+    if (!e.lineage) {
+      e.lineage = true;
       ++l.refs;
     }
-  }
+  });
   // Only now may the arguments go (their lineage is held above), but for those the lineage
   // pins itself (a rerun's own pins all go). Unpinning frees objects, which only releases
   // other tasks' lineage: `l` stays valid.

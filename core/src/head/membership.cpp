@@ -36,9 +36,11 @@ void Membership::UpdateNodeResources(NodeId node) {
   int gpus = 0;
   uint64_t host_memory = 0;
   std::string host;
+  std::vector<const proto::Resources*> own;  // the node's own (MPIRAY_NODE_RESOURCES)
   for (ProcId p : node_procs_[node]) {
     const ProcInfo& info = procs_[p];
     if (!info.alive) continue;
+    if (!info.peer.resources.empty()) own.push_back(&info.peer.resources);
     if (info.worker) ++workers;
     gpus = std::max(gpus, info.peer.gpus);
     host_memory = std::max(host_memory, info.peer.memory);
@@ -64,10 +66,8 @@ void Membership::UpdateNodeResources(NodeId node) {
   set("memory", static_cast<int64_t>(memory) * proto::kResourceUnit);
   for (const auto& [name, amount] : config_.custom) set(name, amount);
   // The node's own (MPIRAY_NODE_RESOURCES of its processes) replace the session's.
-  for (ProcId p : node_procs_[node]) {
-    const ProcInfo& info = procs_[p];
-    if (!info.alive) continue;
-    for (const auto& [name, amount] : info.peer.resources) set(name, amount);
+  for (const proto::Resources* r : own) {
+    for (const auto& [name, amount] : *r) set(name, amount);
   }
   gpus_.SetDevices(node, static_cast<int>(total[1] / proto::kResourceUnit));  // devices 0..n-1
   // As Ray's "node:<ip>": lets a task ask for a particular node.

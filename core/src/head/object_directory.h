@@ -89,6 +89,18 @@ class ObjectDirectory {
 
   // ---- entries ---------------------------------------------------------------------------
   /// @brief The entry of `id`, created (pending, no holder) if absent.
+  /// @brief `f(id, entry)` for each item of `spec`'s num_returns="dynamic" generator (the
+  /// returns after its declared ones that its worker put: ObjectEntry::item), in order. `f`
+  /// may set the entry ready or free it (each item is looked up afresh).
+  template <class F>
+  void ForEachItem(const proto::TaskSpec& spec, F&& f) {
+    for (uint32_t i = spec.num_returns;; ++i) {
+      const ObjectId id = spec.ReturnId(i);
+      ObjectEntry* e = Find(id);
+      if (!e || !e->item) return;
+      f(id, *e);
+    }
+  }
   /// @brief The entry of `id`, made if absent. This is how every object is registered (a put,
   /// a task or actor call's returns): a get that arrived before the registration stops waiting.
   ObjectEntry& Create(const ObjectId& id) {

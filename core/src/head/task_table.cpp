@@ -308,20 +308,20 @@ bool TaskTable::CompleteItems(TaskRec& t, const Buffer& error_payload) {
   // not yield again is an error now, not a wait forever: the rerun's own error when it failed,
   // else its generator is not deterministic.
   bool any = false;
-  for (uint32_t i = t.spec.num_returns;; ++i) {
-    const ObjectId id = t.spec.ReturnId(i);
-    ObjectEntry* e = d_.objects->Find(id);
-    if (!e || !e->item) break;
+  uint32_t k = 0;
+  d_.objects->ForEachItem(t.spec, [&](const ObjectId& id, ObjectEntry& e) {
     any = true;
-    if (e->state != ObjectEntry::kReady && error_payload.size() > 0) {
+    const uint32_t item = k++;
+    if (e.state == ObjectEntry::kReady) return;
+    if (error_payload.size() > 0) {
       d_.objects->SetErrorPayload(id, error_payload);
-    } else if (e->state != ObjectEntry::kReady) {
+    } else {
       d_.objects->SetError(id, StatusCode::kTaskError,
                            "task " + t.spec.function + " was run again to rebuild its lost generator "
                            "items, and this time its generator ended before item " +
-                               std::to_string(i - t.spec.num_returns) + " (it is not deterministic)");
+                               std::to_string(item) + " (it is not deterministic)");
     }
-  }
+  });
   return any;
 }
 
