@@ -609,14 +609,12 @@ Result<detail::ArgList> WorkerService::ResolveArgs(const proto::Execute& ex, Buf
   }
   if (!unresolved.empty()) {
     std::vector<Buffer> got;
-    // timeout 0: kTimeout when one is not ready (any other failure is reported as a wait's).
-    Result<std::vector<Buffer>> quick = Status(StatusCode::kTimeout, "");
-    if (timeout_ms == 0) quick = client_.GetAll(unresolved, 0);
-    if (quick.ok()) {
-      got = std::move(quick).value();
-    } else if (timeout_ms == 0 && quick.status().code() == StatusCode::kTimeout) {
-      return quick.status();
-    } else {
+    if (timeout_ms == 0) {  // kTimeout when one is not ready (other failures: as a wait's, below)
+      auto quick = client_.GetAll(unresolved, 0);
+      if (quick.ok()) got = std::move(quick).value();
+      else if (quick.status().code() == StatusCode::kTimeout) return quick.status();
+    }
+    if (got.empty()) {
       try {
         got = client_.Get(unresolved, -1);
       } catch (...) {
@@ -840,8 +838,8 @@ void WorkerService::RunActorItem(Actor& a, std::unique_ptr<proto::Execute>& held
     return;
   }
   Buffer upstream;
-  // An argument not ready yet: the call steps aside (GateIfWaiting) unless it is re-sent
-  // (no order to keep is then no reason to hold the others either).
+  // An argument not ready yet: the call steps aside (GateIfWaiting) and another caller's call
+  // runs meanwhile; if it cannot (the actor is stopping), it waits here.
   auto args = ResolveArgs(item, &upstream, 0);
   if (!args.ok() && args.status().code() == StatusCode::kTimeout) {
     if (GateIfWaiting(a, held)) return;

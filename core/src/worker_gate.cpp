@@ -55,7 +55,11 @@ bool WorkerService::GateIfWaiting(Actor& a, std::unique_ptr<proto::Execute>& ite
     }
   }
   std::lock_guard<std::mutex> lk(gate_mu_);
-  gated_.push_back(a.weak_from_this());
+  auto self = a.weak_from_this();
+  bool listed = std::any_of(gated_.begin(), gated_.end(), [&](const std::weak_ptr<Actor>& w) {
+    return !w.owner_before(self) && !self.owner_before(w);
+  });
+  if (!listed) gated_.push_back(std::move(self));
   if (!gate_thread_.joinable() && !gate_stop_) {
     gate_thread_ = std::thread([this] { GateLoop(); });
   }

@@ -30,6 +30,33 @@ ITEST_LIB = BUILD_DIR / "tests" / "integration" / "libmpiray_itest_funcs.so"
 
 DEFAULT_TIMEOUT = 120
 
+# Script code (after `info = ray.init()`) that adds and removes nodes of a running job:
+# join(name, resources) starts a worker process that joins under its own host key (a node of
+# its own, with MPIRAY_NODE_RESOURCES=resources) and waits until the head lists it;
+# kill(p, name) SIGKILLs it and waits until the node is gone.
+JOIN_NODE = """
+import os as _os, signal as _signal, subprocess as _subprocess, sys as _sys, time as _time
+
+def join(name, resources="CPU=1"):
+    env = dict(_os.environ, MPIRAY_JOIN=info["session_dir"], SLURMD_NODENAME=name,
+               MPIRAY_NODE_RESOURCES=resources)
+    p = _subprocess.Popen([_sys.executable, "-m", "mpiray._worker"], env=env,
+                          stdin=_subprocess.DEVNULL)
+    deadline = _time.time() + 60
+    while not any(n["Alive"] and n["NodeManagerHostname"] == name for n in ray.nodes()):
+        assert _time.time() < deadline, "the worker did not join"
+        _time.sleep(0.05)
+    return p
+
+def kill(p, name):
+    p.send_signal(_signal.SIGKILL)
+    p.wait()
+    deadline = _time.time() + 30
+    while any(n["Alive"] and n["NodeManagerHostname"] == name for n in ray.nodes()):
+        assert _time.time() < deadline, "the dead node is still listed"
+        _time.sleep(0.05)
+"""
+
 
 def pytest_collection_modifyitems(items):
     """Every test gets a timeout (pytest-timeout), unless it sets its own."""

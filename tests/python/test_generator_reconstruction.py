@@ -9,35 +9,19 @@ the only CPU. That node is SIGKILLed and another joins in its place.
 
 import pytest
 
+from conftest import JOIN_NODE
 from test_lifecycle import last_json
 
 pytestmark = pytest.mark.timeout(120)
 
 PRELUDE = """
-import json, os, signal, subprocess, sys, time
+import json
 import numpy as np
 import mpiray as ray
 
 info = ray.init()
 
-def join(name):
-    env = dict(os.environ, MPIRAY_JOIN=info["session_dir"], SLURMD_NODENAME=name,
-               MPIRAY_NODE_RESOURCES="CPU=1")
-    p = subprocess.Popen([sys.executable, "-m", "mpiray._worker"], env=env, stdin=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while not any(n["Alive"] and n["NodeManagerHostname"] == name for n in ray.nodes()):
-        assert time.time() < deadline, "the worker did not join"
-        time.sleep(0.05)
-    return p
-
-def kill(p, name):
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    deadline = time.time() + 30
-    while any(n["Alive"] and n["NodeManagerHostname"] == name for n in ray.nodes()):
-        assert time.time() < deadline, "the dead node is still listed"
-        time.sleep(0.05)
-
+""" + JOIN_NODE + """
 @ray.remote(num_cpus=0)
 class Counter:
     def __init__(self):

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from conftest import MPIRUN
+from conftest import JOIN_NODE, MPIRUN
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -95,16 +95,10 @@ def test_mpmd_launch_gives_each_node_its_own_resources(run_mpi):
 def test_joining_worker_brings_its_own_resources(run_script):
     # The driver's node: one local worker and {"head": 1}; a second node joins with {"fpga": 2}.
     script = """
-import os, subprocess, sys, time
 import mpiray as ray
 info = ray.init(num_cpus=None)
-env = dict(os.environ, MPIRAY_JOIN=info["session_dir"], SLURMD_NODENAME="joined-node",
-           MPIRAY_NODE_RESOURCES="fpga=2,CPU=1")
-worker = subprocess.Popen([sys.executable, "-m", "mpiray._worker"], env=env,
-                          stdin=subprocess.DEVNULL)
-deadline = time.time() + 60
-while ray.cluster_resources().get("fpga", 0) < 2 and time.time() < deadline:
-    time.sleep(0.1)
+""" + JOIN_NODE + """
+worker = join("joined-node", "fpga=2,CPU=1")
 """ + REPORT.replace("ray.init()\n", "") + """
 ray.shutdown()
 worker.wait(timeout=30)
