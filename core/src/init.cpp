@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <map>
@@ -419,6 +420,12 @@ Result<SessionInfo> JoinTarget(const EnvMap& env, const std::string& dir, std::s
   req.token = s->token;
   req.role = "worker";
   req.peer = LocalPeer(env, **fabric, *node_resources);
+  // Started by the head for one actor (actor_processes=dedicated): see Runtime::StartActorProcess.
+  auto dedicated = env.find("MPIRAY_ACTOR_PROCESS");
+  req.peer.dedicated = dedicated != env.end() && dedicated->second == "1";
+  if (req.peer.dedicated) {
+    req.peer.node = static_cast<NodeId>(std::strtoul(env["MPIRAY_ACTOR_NODE"].c_str(), nullptr, 10));
+  }
   auto reply = SendJoinRequest(address, req, 30000);
   if (!reply.ok()) WorkerFatal(reply.status().message());
   if (!reply->ok) WorkerFatal("the head refused to let this worker join: " + reply->error);

@@ -176,7 +176,8 @@ struct PeerInfo {
   uint64_t memory = 0;  // MemAvailable of its host, bytes
   std::string job;      // the Slurm job the process runs in (SLURM_JOB_ID), if any
   Resources resources;  // its node's own (MPIRAY_NODE_RESOURCES): replace the session's
-  MSGPACK_DEFINE(proc, node, host, pid, address, gpus, machine, memory, job, resources);
+  bool dedicated = false;  // started for one actor (MPIRAY_ACTOR_PROCESS): adds no CPU, runs no task
+  MSGPACK_DEFINE(proc, node, host, pid, address, gpus, machine, memory, job, resources, dedicated);
 };
 
 struct PeerLeft {
@@ -244,7 +245,10 @@ struct RemovePlacementGroup {
 struct KillActor {
   ActorId actor;
   bool no_restart = true;
-  MSGPACK_DEFINE(actor, no_restart);
+  // Head -> worker: the actor ends by itself (out of scope, exit_actor()), not by kill():
+  // a process of its own exits cleanly (atexit handlers run).
+  bool graceful = false;
+  MSGPACK_DEFINE(actor, no_restart, graceful);
 };
 struct ActorLookup {
   ActorId actor;

@@ -202,6 +202,11 @@ void Runtime::MakeServices() {
   if (role_ == Role::kHead) {
     head_ = std::make_unique<HeadService>(*fabric_, cfg);
     link_ = std::make_unique<LocalHeadLink>(*head_, self_.proc, self_.node);
+    if (cfg.actor_processes) {  // Ray's process per actor (where this head can start them)
+      head_->SetActorProcessStarter([this](NodeId node, const std::string& host, const std::string& machine) {
+        return StartActorProcess(node, host, machine);
+      });
+    }
   } else {
     link_ = std::make_unique<RemoteHeadLink>(*fabric_, self_.proc);
   }
@@ -218,6 +223,16 @@ void Runtime::MakeServices() {
     worker_ = std::make_unique<WorkerService>(*fabric_, *client_, wid);
     WorkerService* w = worker_.get();
     client_->SetBlockingHook([w](bool blocked) { w->OnBlockChange(blocked); });
+    if (self_.dedicated) {  // started for one actor: it ends with the actor
+      w->SetActorProcess([this](bool graceful) {
+        std::thread([this, graceful] {
+          for (uint8_t l : {detail::kLanguagePython}) {
+            if (auto* rt = detail::FindLanguage(l)) rt->ActorProcessEnding(graceful);
+          }
+          WorkerExit(0);
+        }).detach();
+      });
+    }
   }
 }
 
@@ -317,9 +332,12 @@ void Runtime::OnWorkerOutput(ProcId src, const proto::WorkerOutput& o) {
 }
 
 void Runtime::OnByeAck(ProcId src) {
-  std::lock_guard<std::mutex> lk(bye_mu_);
-  gone_.insert(src);
-  bye_cv_.notify_all();
+  {
+    std::lock_guard<std::mutex> lk(bye_mu_);
+    gone_.insert(src);
+    bye_cv_.notify_all();
+  }
+  if (!shut_) head_->ProcessSaidBye(src);
 }
 
 void Runtime::OnPeerJoined(const proto::PeerInfo& p) {
@@ -608,10 +626,13 @@ JoinReply Runtime::OnJoin(const JoinRequest& req) {
     return reply;
   }
   proto::PeerInfo peer = req.peer;
+  // A process started for one actor joins the node it was started for (StartActorProcess).
+  const bool dedicated = peer.dedicated && IsChild(peer.pid) && peer.machine == self_.machine;
+  peer.dedicated = dedicated;
   {
     std::lock_guard<std::mutex> lk(join_mu_);
     peer.proc = next_proc_++;
-    peer.node = assigner_->Assign(peer.host);
+    if (!dedicated) peer.node = assigner_->Assign(peer.host);
   }
   reply.ok = true;
   reply.proc = peer.proc;
@@ -630,7 +651,7 @@ JoinReply Runtime::OnJoin(const JoinRequest& req) {
     // One of our own local workers (it can be replaced if it dies)?
     std::lock_guard<std::mutex> lk(children_mu_);
     if (std::find(children_.begin(), children_.end(), peer.pid) != children_.end() &&
-        peer.machine == self_.machine) {
+        peer.machine == self_.machine && !dedicated) {
       local_workers_[peer.proc] = peer.pid;
     }
   }
@@ -639,102 +660,6 @@ JoinReply Runtime::OnJoin(const JoinRequest& req) {
              peer.pid, peer.node);
   join_cv_.notify_all();
   return reply;
-}
-
-Status Runtime::SpawnOneWorker(int index) {
-  std::vector<char*> argv;
-  for (auto& s : worker_command_) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  std::string join = session_.dir;
-  std::string index_text = std::to_string(index);
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid < 0) return IoError(std::string("fork failed: ") + std::strerror(errno));
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the head
-    if (getppid() != parent) _exit(1);
-    sigset_t none;
-    sigemptyset(&none);
-    pthread_sigmask(SIG_SETMASK, &none, nullptr);
-    // A Ctrl-C at the terminal reaches the whole process group, local workers too: the head
-    // coordinates the stop, so they ignore it from the start (Python then installs no handler).
-    signal(SIGINT, SIG_IGN);
-    // Nothing of the head's reaches the worker but stdin/out/err: UCX's listening sockets and
-    // the driver's own files are not all close-on-exec, and a worker holding them would keep
-    // the head's ports open after it exits.
-    if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0) {
-      for (int fd = 3; fd < 65536; ++fd) close(fd);
-    }
-    setenv("MPIRAY_JOIN", join.c_str(), 1);
-    setenv("MPIRAY_WORKER_INDEX", index_text.c_str(), 1);
-    execv(argv[0], argv.data());
-    fprintf(stderr, "mpiray: cannot start worker %s: %s\n", argv[0], std::strerror(errno));
-    _exit(127);
-  }
-  std::lock_guard<std::mutex> lk(children_mu_);
-  children_.push_back(pid);
-  return Status::OK();
-}
-
-bool Runtime::IsLocalWorker(ProcId proc) {
-  std::lock_guard<std::mutex> lk(children_mu_);
-  return local_workers_.count(proc) > 0;
-}
-
-void Runtime::ReplaceLocalWorker(ProcId proc) {
-  int pid = 0;
-  {
-    std::lock_guard<std::mutex> lk(children_mu_);
-    auto it = local_workers_.find(proc);
-    if (it == local_workers_.end()) return;
-    pid = it->second;
-    local_workers_.erase(it);  // (it stays in children_: Shutdown reaps it)
-  }
-  if (shut_ || !session_.config.replace_workers) return;
-  int index = ++spawned_;
-  MPIRAY_LOG(warn, "starting local worker #{} to replace worker {} (pid {})", index, proc, pid);
-  // Not on the progress thread (fork copies the process: keep that off the hot path), and not
-  // on a short-lived thread either: PR_SET_PDEATHSIG fires when the forking *thread* exits.
-  std::lock_guard<std::mutex> lk(children_mu_);
-  spawn_queue_.push_back(index);
-  if (!spawner_.joinable()) {
-    spawner_ = std::thread([this] {
-      std::unique_lock<std::mutex> lk(children_mu_);
-      while (true) {
-        spawn_cv_.wait(lk, [&] { return spawner_stop_ || !spawn_queue_.empty(); });
-        if (spawner_stop_) return;
-        int next = spawn_queue_.front();
-        spawn_queue_.pop_front();
-        lk.unlock();
-        Status s = shut_ ? Status::OK() : SpawnOneWorker(next);
-        if (!s.ok()) {
-          MPIRAY_LOG(error, "could not start a replacement worker: {}", s.message());
-          head_->ExpectWorkers(-1);
-        }
-        lk.lock();
-      }
-    });
-  }
-  spawn_cv_.notify_all();
-}
-
-Status Runtime::SpawnLocalWorkers(int n, const std::vector<std::string>& command, int timeout_ms) {
-  worker_command_ = command.empty() ? detail::DefaultWorkerCommand() : command;
-  if (worker_command_.empty()) return Internal("cannot read /proc/self/cmdline");
-  for (int i = 0; i < n; ++i) {
-    MPIRAY_RETURN_IF_ERROR(SpawnOneWorker(++spawned_));
-  }
-  std::unique_lock<std::mutex> lk(join_mu_);
-  bool ok = join_cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] {
-    return head_->Workers().size() >= static_cast<size_t>(n);
-  });
-  if (!ok) {
-    size_t joined = head_->Workers().size();
-    return Unavailable("only " + std::to_string(joined) + " of " + std::to_string(n) +
-                       " local workers joined within " + std::to_string(timeout_ms) +
-                       " ms; see the logs in " + session_.LogDir());
-  }
-  return Status::OK();
 }
 
 // ------------------------------------------------------------------ shutdown
@@ -864,7 +789,7 @@ void Runtime::EmergencyExit(int sig) {
 
 void Runtime::CleanupWorkerFiles() {
   // On the head's host the head (or its reaper) cleans up; elsewhere the workers do.
-  if (self_.host != head_host_) RemoveSessionFiles(session_);
+  if (self_.host != head_host_ && !self_.dedicated) RemoveSessionFiles(session_);
 }
 
 void Runtime::ServeAsWorker() {

@@ -87,6 +87,9 @@ class Runtime final : public FabricHandler {
   /// MPIRAY_REPLACE_WORKERS=0).
   void ReplaceLocalWorker(ProcId proc);
   bool IsLocalWorker(ProcId proc);
+  /// @brief Start a worker process for one actor on `node` (named `host`, on `machine`);
+  /// false where this head cannot (another machine, or not a standalone run).
+  bool StartActorProcess(NodeId node, const std::string& host, const std::string& machine);
   /// @brief Stop the cluster: workers exit, objects and session files are removed.
   void Shutdown();
   /// @brief A fatal signal: stop everything quickly and exit.
@@ -116,7 +119,16 @@ class Runtime final : public FabricHandler {
   void OnTick() override;
 
  private:
-  Status SpawnOneWorker(int index);
+  struct LocalSpawn {
+    int index = 0;
+    bool dedicated = false;  // for one actor, on `node` named `host`
+    NodeId node = 0;
+    std::string host;
+  };
+  Status SpawnOneWorker(const LocalSpawn& what);
+  void QueueSpawn(const LocalSpawn& what);
+  void StartSpawner();  // (children_mu_ held)
+  bool IsChild(int pid);
   Runtime() = default;
   // Create's steps.
   void StartLogging(const std::string& launcher);
@@ -172,7 +184,7 @@ class Runtime final : public FabricHandler {
   std::atomic<int> spawned_{0};
   std::thread spawner_;  // starts replacement workers (lives as long as they may)
   std::condition_variable spawn_cv_;
-  std::deque<int> spawn_queue_;  // worker indexes to start
+  std::deque<LocalSpawn> spawn_queue_;  // workers to start
   bool spawner_stop_ = false;
 
   std::mutex bye_mu_;

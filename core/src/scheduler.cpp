@@ -56,11 +56,12 @@ void Scheduler::AddNode(NodeId node, const ResourceVector& total) {
   }
 }
 
-void Scheduler::AddWorker(ProcId worker, NodeId node) {
+void Scheduler::AddWorker(ProcId worker, NodeId node, bool dedicated) {
   Worker& w = workers_[worker];
   w.id = worker;
   w.node = node;
   w.alive = true;
+  w.dedicated = dedicated;
   nodes_[node].workers.push_back(worker);
   ++alive_workers_;
   if (expected_workers_ > 0) --expected_workers_;
@@ -162,7 +163,7 @@ Scheduler::Worker* Scheduler::FindOnNode(Node& n, uint32_t shape, int limit, boo
   bool node_fits = Fits(n, req);
   for (ProcId wid : n.workers) {
     Worker& w = workers_[wid];
-    if (!w.alive || w.draining) continue;
+    if (!w.alive || w.draining || w.dedicated) continue;
     int active = w.inflight - w.blocked;
     if (idle_only) {
       if (w.lease_count == 0 && active == 0 && node_fits) {
@@ -431,33 +432,69 @@ void Scheduler::ReleaseBundle(NodeId node, const ResourceRequest& base,
   }
 }
 
-ProcId Scheduler::PlaceActor(uint32_t shape, bool hold, NodeId preferred, bool spread) {
+ProcId Scheduler::PlaceActor(uint32_t shape, bool hold, NodeId preferred, bool spread,
+                             bool dedicated, NodeId* start_on) {
   const ResourceRequest& req = shapes_[shape];
   Worker* best = nullptr;
   // Smaller is better: (not the preferred node, actors on the node when spreading, actors on
   // the worker, calls in flight on it).
   using Key = std::tuple<bool, int, int, int>;
   Key best_key{};
+  // dedicated: the best node that fits, whether or not it has an idle dedicated worker.
+  const Node* best_node = nullptr;
+  std::pair<bool, int> best_node_key{};
   for (auto& [nid, n] : nodes_) {
     if (hold && !Fits(n, req)) continue;
     int node_actors = 0;
     if (spread) {
       for (ProcId wid : n.workers) node_actors += workers_[wid].actors;
     }
+    std::pair<bool, int> node_key{preferred != kNoNode && nid != preferred, node_actors};
+    if (dedicated && !n.workers.empty() && (!best_node || node_key < best_node_key)) {
+      best_node = &n;
+      best_node_key = node_key;
+    }
     for (ProcId wid : n.workers) {
       Worker& w = workers_[wid];
-      if (!w.alive || w.draining) continue;
-      Key key{preferred != kNoNode && nid != preferred, node_actors, w.actors, w.inflight};
+      if (!w.alive || w.draining || w.dedicated != dedicated) continue;
+      if (dedicated && w.actors > 0) continue;
+      Key key{node_key.first, node_actors, w.actors, w.inflight};
       if (!best || key < best_key) {
         best = &w;
         best_key = key;
       }
     }
   }
-  if (!best) return kNoProc;
+  if (best && dedicated && best->node != best_node->id &&
+      best_node_key < std::make_pair(std::get<0>(best_key), std::get<1>(best_key))) {
+    best = nullptr;  // a better node has room but no idle process yet: start one there
+  }
+  if (!best) {
+    if (start_on) *start_on = best_node ? best_node->id : kNoNode;
+    if (best_node && hold) Acquire(nodes_[best_node->id], req);  // reserved for it
+    return kNoProc;
+  }
   ++best->actors;
   if (hold) Acquire(nodes_[best->node], req);
   return best->id;
+}
+
+ProcId Scheduler::TakeDedicated(NodeId node) {
+  auto nit = nodes_.find(node);
+  if (nit == nodes_.end()) return kNoProc;
+  for (ProcId wid : nit->second.workers) {
+    Worker& w = workers_[wid];
+    if (w.alive && !w.draining && w.dedicated && w.actors == 0) {
+      ++w.actors;
+      return w.id;
+    }
+  }
+  return kNoProc;
+}
+
+void Scheduler::ReleaseReserved(NodeId node, uint32_t shape, bool held) {
+  auto nit = nodes_.find(node);
+  if (held && nit != nodes_.end()) Release(nit->second, shapes_[shape]);
 }
 
 void Scheduler::ReleaseActor(ProcId worker, uint32_t shape, bool held) {
@@ -465,6 +502,8 @@ void Scheduler::ReleaseActor(ProcId worker, uint32_t shape, bool held) {
   if (auto it = workers_.find(worker); it != workers_.end()) {
     --it->second.actors;
     node = it->second.node;
+    // A process started for one actor serves that actor only: it is on its way out.
+    if (it->second.dedicated) it->second.draining = true;
   } else if (auto g = gone_actor_hosts_.find(worker); g != gone_actor_hosts_.end()) {
     // Its process died after placing actors: their resources go back to its node (if the node
     // is still there; a removed node's resources went with it).

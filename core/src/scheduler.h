@@ -56,7 +56,9 @@ class Scheduler {
   const ResourceRequest& ShapeRequest(uint32_t shape) const { return shapes_[shape]; }
 
   void AddNode(NodeId node, const ResourceVector& total);
-  void AddWorker(ProcId worker, NodeId node);
+  /// @brief A worker joined. A `dedicated` one is a process started for one actor (Ray's
+  /// process per actor): it runs no tasks and hosts only an actor placed with `dedicated`.
+  void AddWorker(ProcId worker, NodeId node, bool dedicated = false);
   /// @brief Forget a dead worker and release what it held (its items are the caller's to redo).
   void RemoveWorker(ProcId worker);
   /// @brief Forget a node whose processes are all gone.
@@ -101,8 +103,17 @@ class Scheduler {
   /// @brief Pick a worker for an actor. With `hold`, the shape's resources are acquired for the
   /// actor's lifetime. Returns kNoProc when no node has room right now. `preferred`: a node
   /// tried first (soft node affinity); `spread`: the node hosting the fewest actors first
-  /// (Ray's SPREAD); otherwise the worker hosting the fewest actors.
-  ProcId PlaceActor(uint32_t shape, bool hold, NodeId preferred = kNoNode, bool spread = false);
+  /// (Ray's SPREAD); otherwise the worker hosting the fewest actors. With `dedicated`, only an
+  /// idle dedicated worker (AddWorker) takes it; when the best node that fits has none,
+  /// kNoProc is returned, `*start_on` names that node and (with `hold`) the shape's resources
+  /// are reserved there: the caller starts a process there and places the actor with
+  /// TakeDedicated once it joined, or gives the reservation back with ReleaseReserved.
+  ProcId PlaceActor(uint32_t shape, bool hold, NodeId preferred = kNoNode, bool spread = false,
+                    bool dedicated = false, NodeId* start_on = nullptr);
+  /// @brief An idle dedicated worker of `node` for an actor whose resources PlaceActor
+  /// reserved there (kNoProc: none joined yet).
+  ProcId TakeDedicated(NodeId node);
+  void ReleaseReserved(NodeId node, uint32_t shape, bool held);
   /// @brief Give back what PlaceActor took.
   void ReleaseActor(ProcId worker, uint32_t shape, bool held);
 
@@ -142,6 +153,7 @@ class Scheduler {
     int actors = 0;
     bool alive = true;
     bool draining = false;
+    bool dedicated = false;  // a process of its own for one actor: no tasks
   };
   struct Node {
     NodeId id = 0;

@@ -233,6 +233,13 @@ Result<RuntimeConfig> ConfigFromEnv(const EnvMap& env, const InitOptions& o) {
   }
   if (auto* v = Find(env, "MPIRAY_KEEP_SESSION")) c.keep_session = Truthy(*v);
   if (auto* v = Find(env, "MPIRAY_REPLACE_WORKERS")) c.replace_workers = Truthy(*v);
+  if (auto* v = Find(env, "MPIRAY_ACTOR_PROCESSES")) {
+    if (*v != "dedicated" && *v != "shared") {
+      return InvalidArgument("MPIRAY_ACTOR_PROCESSES must be 'dedicated' (a process per actor) or "
+                             "'shared' (actors share worker processes); got '" + *v + "'");
+    }
+    c.actor_processes = *v == "dedicated";
+  }
   if (o.keep_session) c.keep_session = true;
   c.keep_mpi = o.keep_mpi;
   c.log_to_driver = o.log_to_driver;

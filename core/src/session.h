@@ -39,10 +39,13 @@ struct RuntimeConfig {
   bool autoscale = false;  // capacity can grow: infeasible-now requests wait
   bool same_machine_copy = true;  // copy objects between nodes of one machine through memory
   bool replace_workers = true;    // singleton mode: start a new local worker when one dies
+  // MPIRAY_ACTOR_PROCESSES=dedicated: every actor gets a process of its own, started for it on
+  // the head's machine (Ray's model); shared (default): actors share the worker processes.
+  bool actor_processes = false;
   MSGPACK_DEFINE(same_machine_copy, inline_threshold, store_capacity, ranks_per_node, log_level,
                  max_inflight_per_worker, spin_us, heartbeat_timeout_ms, num_cpus, num_gpus,
                  custom, fetch_chunk, num_workers, keep_session, keep_mpi, log_to_driver, ns,
-                 autoscale, replace_workers);
+                 autoscale, replace_workers, actor_processes);
 };
 
 /// @brief Identity of one run: its directories and secret.

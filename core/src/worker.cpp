@@ -289,8 +289,13 @@ void WorkerService::RegisterHandlers(MessageRouter& router) {
   router.On<proto::Execute>(Msg::kExecute, [this](ProcId, proto::Execute&& ex) { OnExecute(std::move(ex)); });
   router.On<proto::TaskSpec>(Msg::kActorCall,
                              [this](ProcId, proto::TaskSpec&& spec) { OnActorCall(std::move(spec)); });
-  router.On<proto::KillActor>(Msg::kDestroyActor,
-                              [this](ProcId, proto::KillActor&& k) { OnDestroyActor(k.actor); });
+  router.On<proto::KillActor>(Msg::kDestroyActor, [this](ProcId, proto::KillActor&& k) {
+    OnDestroyActor(k.actor);
+    if (leave_) {
+      std::lock_guard<std::mutex> lk(actors_mu_);
+      if (actors_.empty()) leave_(k.graceful);  // its one actor is gone: so is the process
+    }
+  });
   router.On<proto::CancelRunning>(Msg::kCancelRunning,
                                   [this](ProcId, proto::CancelRunning&& c) { OnCancelRunning(c.task, c.force); });
 }

@@ -5,6 +5,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -65,6 +66,9 @@ class WorkerService {
   static uint32_t CurrentIncarnation();
   /// @brief Flush every language runtime's buffered output (before exit).
   void BeforeExit();
+  /// @brief This process was started for one actor (actor_processes=dedicated): when that
+  /// actor is destroyed, `leave(graceful)` ends the process (on a thread of its own).
+  void SetActorProcess(std::function<void(bool graceful)> leave) { leave_ = std::move(leave); }
 
   /// @brief Handle kExecute, kActorCall, kDestroyActor and kCancelRunning.
   void RegisterHandlers(MessageRouter& router);
@@ -161,6 +165,7 @@ class WorkerService {
   std::unordered_map<ActorId, std::shared_ptr<Actor>> actors_;
   std::unordered_map<ActorId, std::vector<proto::TaskSpec>> orphan_calls_;
   std::unordered_set<ActorId> destroyed_;
+  std::function<void(bool)> leave_;  // set in a process of one actor's own
   PeriodicChecks checks_{std::chrono::milliseconds(1)};  // the actors' stall watch (Watch)
 
   std::mutex gate_mu_;

@@ -1188,10 +1188,10 @@ class ActorMethod:
             budget = retries if retries != _core.ACTOR_DEFAULT_RETRIES else \
                 handle._meta.get("max_task_retries", 0)
             meta = (tuple(kwargs), "dynamic" if collected else max(num_returns, 1), retry,
-                    self._name, None, None, None, None, budget)
+                    options.get("name") or self._name, None, None, None, None, budget)
         else:
             meta = (tuple(kwargs), "dynamic" if collected else max(num_returns, 1), False,
-                    self._name, None)
+                    options.get("name") or self._name, None)
         natives = handle.__dict__.setdefault("_natives", {})
         native = natives.get((num_returns, retries))
         if native is None:  # once per handle, returns and retries

@@ -77,6 +77,9 @@ def install():
     processes mpiray starts (local workers) inherit it through ``MPIRAY_AS_RAY=1``. Fails if
     another ``ray`` was imported already (two different ``ray`` modules in one program)."""
     os.environ[ENV] = "1"
+    # Ray's process model for `import ray` programs: every actor in a process of its own
+    # (standalone runs; MPIRAY_ACTOR_PROCESSES=shared keeps mpiray's shared workers).
+    os.environ.setdefault("MPIRAY_ACTOR_PROCESSES", "dedicated")
     if installed():
         return
     loaded = sys.modules.get(_PREFIX)

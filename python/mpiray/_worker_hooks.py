@@ -322,6 +322,9 @@ def run_task(function_id, args):
             _cancel_pending.discard(task_id)
             raise KeyboardInterrupt("the task was cancelled")
         return _run_task(function_id, args)
+    except SystemExit as e:
+        _leave_process(e)
+        raise
     finally:
         _running.pop(task_id, None)
         if _interrupted:
@@ -484,6 +487,52 @@ async def _guarded(coro):
         return True, await coro
     except ActorExit as e:
         return False, e
+    except SystemExit as e:
+        _leave_process(e)
+        raise
+
+
+# This process was started for one actor (MPIRAY_ACTOR_PROCESSES=dedicated): sys.exit() in
+# its methods ends the process (as in Ray: the actor restarts or dies, its calls are retried
+# per max_task_retries), and each call sets the process title ("ray::Class.method").
+_ACTOR_PROCESS = os.environ.get("MPIRAY_ACTOR_PROCESS") == "1"
+# In such a session (Ray's process model) sys.exit() in a task ends a local worker of the
+# driver too, as in Ray (WorkerCrashedError, retried as a crash; the worker is replaced).
+_EXIT_ENDS_PROCESS = _ACTOR_PROCESS or (
+    os.environ.get("MPIRAY_ACTOR_PROCESSES") == "dedicated" and "MPIRAY_WORKER_INDEX" in os.environ)
+_set_title = None
+if _ACTOR_PROCESS:
+    try:
+        from setproctitle import setproctitle as _set_title
+    except ImportError:  # (optional: the title is then the interpreter's command line)
+        pass
+
+
+def _leave_process(exc):
+    """sys.exit() in a method of an actor with a process of its own, or in a task of a local
+    worker in such a session: the process ends."""
+    if not _EXIT_ENDS_PROCESS or isinstance(exc, ActorExit):
+        return
+    flush_output()
+    code = exc.code
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+
+
+def _title(instance, method_name, args):
+    if _set_title is not None:
+        meta = args[0]
+        name = meta[3] if len(meta) > 3 and isinstance(meta[3], str) and meta[3] != method_name \
+            else f"{type(instance).__name__}.{method_name}"
+        _set_title(f"ray::{name}")
+
+
+def actor_process_ending(graceful):
+    """This process of one actor's own ends with its actor: its atexit handlers run unless the
+    actor was killed (kill()), as when Ray's actor process exits."""
+    if graceful or _exited:
+        import atexit
+        atexit._run_exitfuncs()
+    flush_output()
 
 
 def _builtin_method(instance, method_name):
@@ -580,6 +629,9 @@ def _call_once(instance, m, method_name, pos, kw, num_returns, retry=False):
     except ActorExit as e:
         _exit_actor(e, _names.current, method_name)
         raise
+    except SystemExit as e:
+        _leave_process(e)
+        raise
 
 
 def _method_call(args, actor_id=None):
@@ -597,6 +649,8 @@ def _method_call(args, actor_id=None):
 
 def call_method(instance, method_name, args):
     pos, kw, num_returns, retry, budget = _method_call(args)
+    if _ACTOR_PROCESS:
+        _title(instance, method_name, args)
     _api._task_pg.value = _actor_pgs.get(_core.context()["actor_id"]) if _actor_pgs else None
     if type(instance) is _EnvActor:
         _names.current = instance.name
@@ -645,6 +699,8 @@ def _start_call(instance, loop, method_name, args, done, native):
     """A call of an async actor, on its loop's thread: its coroutine becomes a task of the loop
     and ``done.finish(values)`` or ``done.fail(exc)`` ends the call when the task ends."""
     pos, kw, num_returns, retry, budget = _method_call(args, native["actor_id"])
+    if _ACTOR_PROCESS:
+        _title(instance, method_name, args)
     placement = _actor_pgs.get(native["actor_id"]) if _actor_pgs else None
     _runtime_env.task_started()
     m = _builtin_method(instance, method_name) if method_name.startswith("__ray_") \

@@ -239,7 +239,13 @@ def _from_error(code, message, extra=b""):
             except Exception:  # the exception type is not importable here
                 cause = None
         return RayTaskError("", message, cause).as_instanceof_cause()
+    if extra == _ARGUMENT_ERROR:  # a system error come through an argument: as Ray,
+        # a RayTaskError that is also the system error's type
+        return RayTaskError("", message, cls(message)).as_instanceof_cause()
     return cls(message)
+
+
+_ARGUMENT_ERROR = b"mpiray:argument-error"  # (core: detail::kArgumentErrorMark)
 
 
 __all__ = [

@@ -177,6 +177,14 @@ class PyRuntime final : public detail::LanguageRuntime {
     } catch (...) {
     }
   }
+  void ActorProcessEnding(bool graceful) override {
+    if (!Py_IsInitialized()) return;
+    py::gil_scoped_acquire gil;
+    try {
+      Hooks().attr("actor_process_ending")(graceful);
+    } catch (...) {  // (an atexit handler's error is printed by atexit itself)
+    }
+  }
   std::string TakeErrorDetail() override {
     std::string d = std::move(detail_);
     detail_.clear();

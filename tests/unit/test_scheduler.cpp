@@ -660,3 +660,56 @@ TEST_CASE("An item dequeued while queued may be freed before the queue drops its
   CHECK(out[0].first == items[0]);
   CHECK(s.queued() == 0);
 }
+
+TEST_CASE("Dedicated actors: a process of their own, resources reserved while it starts",
+          "[scheduler]") {
+  Scheduler s(4);
+  s.AddNode(0, Totals(2));
+  s.AddNode(1, Totals(2));
+  s.AddWorker(1, 0);  // shared workers: tasks and shared actors
+  s.AddWorker(2, 1);
+  uint32_t cpu1 = ShapeOf(s, {{"CPU", kUnit}});
+
+  // No dedicated process yet: the best node is named, the CPU reserved there.
+  NodeId start_on = kNoNode;
+  CHECK(s.PlaceActor(cpu1, true, /*preferred=*/1, false, /*dedicated=*/true, &start_on) == kNoProc);
+  CHECK(start_on == 1);
+  CHECK(AvailableCpu(s, 1) == kUnit);
+  CHECK(s.TakeDedicated(1) == kNoProc);  // not joined yet
+
+  // Its process joins: it takes the actor (no second acquire), runs no tasks.
+  s.AddWorker(3, 1, /*dedicated=*/true);
+  CHECK(s.TakeDedicated(1) == 3);
+  CHECK(AvailableCpu(s, 1) == kUnit);
+  CHECK(s.TakeDedicated(1) == kNoProc);  // one actor per process
+  std::deque<SchedItem> store;
+  auto items = MakeItems(store, 2, cpu1, 1);
+  for (auto* it : items) s.Enqueue(it);
+  auto assigned = RunSchedule(s);
+  REQUIRE(assigned.size() == 2);
+  for (auto& [item, worker] : assigned) CHECK(worker != 3);
+  for (auto* it : items) s.Finished(it);
+
+  // A shared actor never lands on a dedicated process, a dedicated one never on a shared one.
+  for (int i = 0; i < 4; ++i) CHECK(s.PlaceActor(cpu1, false) != 3);
+  s.AddWorker(4, 0, true);
+  CHECK(s.PlaceActor(cpu1, false, 0, false, true, &start_on) == 4);
+
+  // When its actor goes, the process is on its way out: the next actor gets a new one.
+  s.ReleaseActor(3, cpu1, true);
+  CHECK(AvailableCpu(s, 1) == 2 * kUnit);
+  start_on = kNoNode;
+  CHECK(s.PlaceActor(cpu1, true, 1, false, true, &start_on) == kNoProc);
+  CHECK(start_on == 1);
+  s.ReleaseReserved(1, cpu1, true);  // (the caller could not start one)
+  CHECK(AvailableCpu(s, 1) == 2 * kUnit);
+
+  // Dedicated processes add nothing to where a task may run: a node with only those is full.
+  Scheduler t(4);
+  t.AddNode(0, Totals(1));
+  t.AddWorker(1, 0, true);
+  std::deque<SchedItem> more;
+  auto task = MakeItems(more, 1, ShapeOf(t, {{"CPU", kUnit}}));
+  t.Enqueue(task[0]);
+  CHECK(RunSchedule(t).empty());
+}

@@ -88,7 +88,25 @@ void ActorDirectory::Place(ActorRec& a) {
     spread = strategy == proto::Strategy::kSpread;
     if (strategy == proto::Strategy::kNodeAffinitySoft) preferred = c->spec.node;
   }
-  ProcId w = d_.sched->PlaceActor(a.shape, a.hold, preferred, spread);
+  ProcId w = kNoProc;
+  if (a.reserved != kNoNode) {
+    w = d_.sched->TakeDedicated(a.reserved);  // has its process joined?
+    if (w != kNoProc) a.reserved = kNoNode;
+  } else {
+    NodeId start_on = kNoNode;
+    w = d_.sched->PlaceActor(a.shape, a.hold, preferred, spread, static_cast<bool>(start_process_),
+                             &start_on);
+    if (w == kNoProc && start_on != kNoNode) {
+      // Its resources are reserved on `start_on`, which has no idle process of its own for
+      // it: one is started there (the actor is placed when it joins).
+      if (StartProcess(start_on)) {
+        a.reserved = start_on;
+      } else {  // it cannot: the actor shares a worker
+        d_.sched->ReleaseReserved(start_on, a.shape, a.hold);
+        w = d_.sched->PlaceActor(a.shape, a.hold, preferred, spread);
+      }
+    }
+  }
   if (w == kNoProc) {
     if (std::find(pending_.begin(), pending_.end(), a.id) == pending_.end()) pending_.push_back(a.id);
     return;
@@ -104,6 +122,11 @@ void ActorDirectory::Place(ActorRec& a) {
   a.queued_calls.clear();
   for (auto& c : calls) SendCall(a, std::move(c), /*ordered=*/true);
   NotifySubscribers(a);
+}
+
+bool ActorDirectory::StartProcess(NodeId node) {
+  const ProcInfo* p = d_.members->Find(d_.members->ProcOnNode(node));
+  return p && start_process_(node, p->peer.host, p->peer.machine);
 }
 
 void ActorDirectory::PlacePending() {
@@ -236,6 +259,10 @@ void ActorDirectory::Died(ActorRec& a, const std::string& why) {
     if (it != named_.end() && it->second == a.id) named_.erase(it);  // the name is free again
   }
   if (was_placed) d_.sched->ReleaseActor(a.worker, a.shape, a.hold);
+  if (a.reserved != kNoNode) {  // its process was on its way: it stays, idle, for another actor
+    d_.sched->ReleaseReserved(a.reserved, a.shape, a.hold);
+    a.reserved = kNoNode;
+  }
   pending_.erase(std::remove(pending_.begin(), pending_.end(), a.id), pending_.end());
   std::string msg = "actor " + a.id.ToString() + (a.name.empty() ? "" : " (" + a.name + ")") +
                     " is dead: " + why;
@@ -447,7 +474,7 @@ void ActorDirectory::OnHandlesGone(const ActorId& actor) {
   a->ending = true;
   if (!a->calls.empty()) return;  // OnCallDone ends it after the last one
   if (a->state == ActorRec::kPlaced) {
-    SendMsg(*d_.transport, a->worker, Msg::kDestroyActor, proto::KillActor{actor, true});
+    SendMsg(*d_.transport, a->worker, Msg::kDestroyActor, proto::KillActor{actor, true, /*graceful=*/true});
   }
   Died(*a, "all references to the actor were removed (its handles went out of scope)");
 }

@@ -39,6 +39,9 @@ struct ActorRec {
   std::string ns;
   bool named = false;
   bool ending = false;  // scoped and no handle left: ends once `calls` is empty
+  // A process of its own is being started for it on this node, where its resources are
+  // reserved (Scheduler::PlaceActor); kNoNode otherwise.
+  NodeId reserved = kNoNode;
   Buffer handle_meta;
   std::string error;
   std::vector<proto::TaskSpec> queued_calls;  // driver calls made before placement
@@ -102,6 +105,10 @@ class ActorDirectory final : public TaskEvents {
   /// @brief These actors die (their placement group was removed: `why`).
   void KillAll(const std::vector<ActorId>& actors, const std::string& why);
   void Close() { closed_ = true; }
+  /// @brief Actors get a process of their own: `start(node, host, machine)` starts one there
+  /// (false: it cannot, the actor shares a worker of that node instead).
+  using ProcessStarter = std::function<bool(NodeId, const std::string&, const std::string&)>;
+  void SetProcessStarter(ProcessStarter start) { start_process_ = std::move(start); }
 
   void AddToStatus(ClusterStatus* s) const;
   void List(StateListing* out, size_t limit) const;
@@ -131,7 +138,10 @@ class ActorDirectory final : public TaskEvents {
                                       ProcId submitter, bool own);
   bool DropDuplicateResult(proto::TaskDone& done);
 
+  bool StartProcess(NodeId node);
+
   Deps d_;
+  ProcessStarter start_process_;
   bool closed_ = false;
   std::unordered_map<ActorId, std::unique_ptr<ActorRec>> actors_;
   std::unordered_map<TaskId, ActorId> call_actor_;  // registered actor calls not yet done

@@ -18,6 +18,19 @@ inline Buffer ErrorPayload(StatusCode code, const std::string& message) {
   return Buffer(detail::MakeErrorPayload(code, message));
 }
 
+/// @brief The error a task fails with when one of its arguments is the error `upstream`: an
+/// application error as it is; a system error (a crashed worker, a lost object, a cancelled
+/// task) marked as come through an argument, which Python raises as a RayTaskError that is
+/// also an instance of the system error's type (as Ray, whose worker raises it while reading
+/// the arguments). The status code, all that C++ callers see, is unchanged.
+inline Buffer ArgumentErrorPayload(const Buffer& upstream) {
+  Status st = detail::ErrorFromPayload(upstream);
+  if (st.code() == StatusCode::kTaskError || !detail::ErrorExtraFromPayload(upstream).empty()) {
+    return upstream;
+  }
+  return Buffer(detail::MakeErrorPayload(st.code(), st.message(), std::string(detail::kArgumentErrorMark)));
+}
+
 /// @brief Take one more try if any are left (-1: forever). The head keeps every retry budget.
 inline bool TakeRetry(int32_t& left) {
   if (left == 0) return false;

@@ -40,8 +40,8 @@ void Membership::UpdateNodeResources(NodeId node) {
   for (ProcId p : node_procs_[node]) {
     const ProcInfo& info = procs_[p];
     if (!info.alive) continue;
-    if (!info.peer.resources.empty()) own.push_back(&info.peer.resources);
-    if (info.worker) ++workers;
+    if (!info.peer.resources.empty() && !info.peer.dedicated) own.push_back(&info.peer.resources);
+    if (info.worker && !info.peer.dedicated) ++workers;
     gpus = std::max(gpus, info.peer.gpus);
     host_memory = std::max(host_memory, info.peer.memory);
     host = info.peer.host;
@@ -82,7 +82,7 @@ void Membership::Add(const proto::PeerInfo& peer, bool is_worker, int64_t now_ms
   info.worker = is_worker;
   info.last_seen_ms = now_ms;
   node_procs_[peer.node].push_back(peer.proc);
-  if (is_worker) sched_.AddWorker(peer.proc, peer.node);
+  if (is_worker) sched_.AddWorker(peer.proc, peer.node, peer.dedicated);
   // Every node of this host: memory is split among a host's (virtual) nodes.
   std::set<NodeId> host_nodes;
   for (const auto& [id, p] : procs_) {
@@ -91,14 +91,19 @@ void Membership::Add(const proto::PeerInfo& peer, bool is_worker, int64_t now_ms
   for (NodeId n : host_nodes) UpdateNodeResources(n);  // the head's node too (it has no CPUs)
 }
 
-std::optional<Departure> Membership::Remove(ProcId proc, const std::string& why) {
+std::optional<Departure> Membership::Remove(ProcId proc, const std::string& why, bool expected) {
   auto pit = procs_.find(proc);
   if (pit == procs_.end() || !pit->second.alive) return std::nullopt;
   ProcInfo& info = pit->second;
   info.alive = false;
   NodeId node = info.peer.node;
-  MPIRAY_LOG(warn, "process {} (host {}, pid {}) left the cluster: {}", proc, info.peer.host,
-             info.peer.pid, why);
+  if (expected) {
+    MPIRAY_LOG(debug, "process {} (host {}, pid {}) left the cluster: {}", proc, info.peer.host,
+               info.peer.pid, why);
+  } else {
+    MPIRAY_LOG(warn, "process {} (host {}, pid {}) left the cluster: {}", proc, info.peer.host,
+               info.peer.pid, why);
+  }
   // Everyone else stops talking to it (fetches from it fail at once instead of waiting).
   for (const auto& [id, p] : procs_) {
     if (p.alive && id != transport_.self()) SendMsg(transport_, id, Msg::kPeerLeft, proto::PeerLeft{proc});

@@ -52,7 +52,8 @@ class Membership {
   void Add(const proto::PeerInfo& peer, bool is_worker, int64_t now_ms);
   /// @brief Mark `proc` gone: the others are told (kPeerLeft), its node leaves the scheduler
   /// when it was the node's last process. Empty when it was not alive.
-  std::optional<Departure> Remove(ProcId proc, const std::string& why);
+  /// (`expected`: it said goodbye, logged at debug level only.)
+  std::optional<Departure> Remove(ProcId proc, const std::string& why, bool expected = false);
   /// @brief A message from `proc` arrived (it is alive).
   void Touch(ProcId proc, int64_t now_ms) {
     auto it = procs_.find(proc);

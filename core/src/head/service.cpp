@@ -164,9 +164,19 @@ void HeadService::AddProcess(const proto::PeerInfo& peer, bool is_worker) {
   if (is_worker) Dispatch();
 }
 
-void HeadService::RemoveProcess(ProcId proc, const std::string& why) {
+void HeadService::ProcessSaidBye(ProcId proc) {
+  bool dedicated;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    const head::ProcInfo* p = members_.Find(proc);
+    dedicated = p && p->alive && p->peer.dedicated;
+  }
+  if (dedicated) RemoveProcess(proc, "its actor ended", /*expected=*/true);
+}
+
+void HeadService::RemoveProcess(ProcId proc, const std::string& why, bool expected) {
   std::lock_guard<std::mutex> lk(mu_);
-  std::optional<head::Departure> gone = members_.Remove(proc, why);
+  std::optional<head::Departure> gone = members_.Remove(proc, why, expected);
   if (!gone) return;
   const NodeId node = gone->peer.node;
   if (gone->node_gone) groups_.OnNodeRemoved(node);

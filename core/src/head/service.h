@@ -48,11 +48,18 @@ class HeadService final : private head::ObjectEvents, private head::HeadRoutes::
   /// @brief Register a process; workers contribute their node's resources.
   void AddProcess(const proto::PeerInfo& peer, bool is_worker);
   /// @brief A process died or left: retry or fail its tasks, kill its actors, drop its refs.
-  void RemoveProcess(ProcId proc, const std::string& why);
+  void RemoveProcess(ProcId proc, const std::string& why, bool expected = false);
+  /// @brief A process said goodbye: one started for one actor leaves now (quietly); others
+  /// leave when their connection closes.
+  void ProcessSaidBye(ProcId proc);
   /// @brief `delta` more (or, negative, fewer) workers are on their way (a replacement for a
   /// dead local worker): until they join, requests the cluster's nodes could hold wait for
   /// them instead of failing as infeasible.
   void ExpectWorkers(int delta);
+  /// @brief Give every actor a process of its own, started by `start` (see ActorDirectory).
+  void SetActorProcessStarter(head::ActorDirectory::ProcessStarter start) {
+    actors_.SetProcessStarter(std::move(start));
+  }
   /// @brief All known processes (for the address book given to joiners).
   std::vector<proto::PeerInfo> Peers() const;
   /// @brief Live worker processes.

@@ -130,7 +130,7 @@ void TaskTable::DepsReady(TaskRec& t) {
       return;
     }
     if (e->where == WhereByte(Where::kError)) {
-      Fail(t, e->data);  // the upstream error propagates, as in Ray
+      Fail(t, ArgumentErrorPayload(e->data));  // the upstream error propagates, as in Ray
       return;
     }
     if (e->in_store()) {

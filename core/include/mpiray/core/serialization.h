@@ -12,6 +12,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mpiray/core/buffer.h"
@@ -107,6 +108,9 @@ SerializedValue Serialize(const T& value) {
 /// language-specific detail (Python: the pickled exception, to re-raise its type).
 std::vector<uint8_t> MakeErrorPayload(StatusCode code, const std::string& message,
                                       const std::string& extra = {});
+/// @brief `extra` of a system error that reached a task through one of its arguments (see
+/// head::ArgumentErrorPayload).
+inline constexpr std::string_view kArgumentErrorMark = "mpiray:argument-error";
 /// @brief The status stored in an error payload (kInternal if it is not one).
 Status ErrorFromPayload(const Buffer& payload);
 /// @brief The `extra` bytes of an error payload (empty if none).

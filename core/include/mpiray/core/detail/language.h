@@ -55,6 +55,10 @@ class LanguageRuntime {
   }
   /// @brief The process is about to exit: flush buffered output.
   virtual void BeforeExit() {}
+  /// @brief A process of one actor's own ends because its actor was destroyed; `graceful`: the
+  /// head ended it cleanly (out of scope), not kill(). The language runs its exit handlers
+  /// (Python's atexit) when graceful or when the actor ended itself (exit_actor()).
+  virtual void ActorProcessEnding(bool graceful) { (void)graceful; }
   /// @brief After a failed call on this thread: language-specific error detail to ship with
   /// the error (Python: the pickled exception), or "".
   virtual std::string TakeErrorDetail() { return {}; }
