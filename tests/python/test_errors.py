@@ -182,3 +182,33 @@ def test_actor_method_error_carries_remote_traceback():
     text = str(info.value)
     assert "Traceback (most recent call last)" in text
     assert "return a / b  # the failing actor line" in text
+
+
+@ray.remote(max_retries=0)
+def _cancelled_later():
+    import time
+    time.sleep(60)
+
+
+@ray.remote
+def _consume(x):
+    return x
+
+
+def test_system_error_through_an_argument_is_also_a_task_error():
+    # As Ray: a task whose argument is a system error (here a cancelled task's) fails with a
+    # RayTaskError that is also an instance of that error's type; the failed ref itself
+    # raises the plain system error.
+    upstream = _cancelled_later.remote()
+    downstream = _consume.remote(upstream)
+    ray.cancel(upstream)
+    with pytest.raises(rex.TaskCancelledError) as plain:
+        ray.get(upstream, timeout=30)
+    assert not isinstance(plain.value, rex.RayTaskError)
+    with pytest.raises(rex.RayTaskError) as wrapped:
+        ray.get(downstream, timeout=30)
+    assert isinstance(wrapped.value, rex.TaskCancelledError)
+    assert isinstance(wrapped.value.cause, rex.TaskCancelledError)
+    # and a task depending on that one sees the same
+    with pytest.raises(rex.TaskCancelledError):
+        ray.get(_consume.remote(downstream), timeout=30)
