@@ -56,6 +56,7 @@ Status Runtime::SpawnOneWorker(const LocalSpawn& what) {
   }
   std::lock_guard<std::mutex> lk(children_mu_);
   children_.push_back(pid);
+  if (what.dedicated) starting_actor_processes_[pid] = what.node;
   return Status::OK();
 }
 
@@ -64,9 +65,34 @@ bool Runtime::IsLocalWorker(ProcId proc) {
   return local_workers_.count(proc) > 0;
 }
 
-bool Runtime::IsChild(int pid) {
+bool Runtime::ChildJoined(int pid) {
   std::lock_guard<std::mutex> lk(children_mu_);
+  starting_actor_processes_.erase(pid);  // (asked when it joins)
   return std::find(children_.begin(), children_.end(), pid) != children_.end();
+}
+
+void Runtime::ReapChildren() {
+  std::vector<std::pair<NodeId, std::string>> failed;  // actor processes that never joined
+  for (auto it = children_.begin(); it != children_.end();) {
+    int st = 0;
+    if (waitpid(*it, &st, WNOHANG) != *it) {
+      ++it;
+      continue;
+    }
+    if (auto s = starting_actor_processes_.find(*it); s != starting_actor_processes_.end()) {
+      std::string how = WIFEXITED(st) ? "exited with status " + std::to_string(WEXITSTATUS(st))
+                                      : "was killed by signal " + std::to_string(WTERMSIG(st));
+      failed.emplace_back(s->second, "the worker process started for it (pid " +
+                                         std::to_string(*it) + ") " + how + " before it joined; see " +
+                                         session_.LogDir());
+      starting_actor_processes_.erase(s);
+    }
+    it = children_.erase(it);
+  }
+  if (failed.empty() || shut_) return;
+  children_mu_.unlock();  // (the head's lock is taken after ours elsewhere: never both)
+  for (const auto& [node, why] : failed) head_->ActorProcessFailed(node, why);
+  children_mu_.lock();
 }
 
 void Runtime::ReplaceLocalWorker(ProcId proc) {
@@ -117,10 +143,8 @@ void Runtime::StartSpawner() {
       spawn_cv_.wait_for(lk, std::chrono::milliseconds(200),
                          [&] { return spawner_stop_ || !spawn_queue_.empty(); });
       if (spawner_stop_) return;
-      for (auto it = children_.begin(); it != children_.end();) {
-        int st = 0;
-        it = waitpid(*it, &st, WNOHANG) == *it ? children_.erase(it) : it + 1;
-      }
+      ReapChildren();
+      if (spawner_stop_) return;
       if (spawn_queue_.empty()) continue;
       LocalSpawn next = spawn_queue_.front();
       spawn_queue_.pop_front();

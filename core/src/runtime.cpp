@@ -627,7 +627,7 @@ JoinReply Runtime::OnJoin(const JoinRequest& req) {
   }
   proto::PeerInfo peer = req.peer;
   // A process started for one actor joins the node it was started for (StartActorProcess).
-  const bool dedicated = peer.dedicated && IsChild(peer.pid) && peer.machine == self_.machine;
+  const bool dedicated = peer.dedicated && ChildJoined(peer.pid) && peer.machine == self_.machine;
   peer.dedicated = dedicated;
   {
     std::lock_guard<std::mutex> lk(join_mu_);

@@ -128,7 +128,8 @@ class Runtime final : public FabricHandler {
   Status SpawnOneWorker(const LocalSpawn& what);
   void QueueSpawn(const LocalSpawn& what);
   void StartSpawner();  // (children_mu_ held)
-  bool IsChild(int pid);
+  bool ChildJoined(int pid);  // a child of ours joins (it no longer counts as starting)
+  void ReapChildren();  // (children_mu_ held)
   Runtime() = default;
   // Create's steps.
   void StartLogging(const std::string& launcher);
@@ -179,6 +180,7 @@ class Runtime final : public FabricHandler {
   ProcId next_proc_ = 1;
   std::mutex children_mu_;
   std::vector<int> children_;                      // local worker processes we started
+  std::unordered_map<int, NodeId> starting_actor_processes_;  // pid -> node, until it joins
   std::unordered_map<ProcId, int> local_workers_;  // which of them joined as which process
   std::vector<std::string> worker_command_;
   std::atomic<int> spawned_{0};

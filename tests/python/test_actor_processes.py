@@ -228,3 +228,39 @@ ray.shutdown()
     proc = _run([sys.executable, "-m", "mpiray"], tmp_path, program)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "pids 4" in proc.stdout, proc.stdout
+
+
+def test_a_process_that_cannot_start_fails_its_actor(run_script, tmp_path):
+    # Every process started for an actor dies at interpreter start-up (before joining): the
+    # actor fails with ActorDiedError naming the exit status, nothing waits forever, and the
+    # local workers (started before) still run tasks.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import os\nif os.environ.get('MPIRAY_ACTOR_PROCESS') == '1':\n    os._exit(7)\n")
+    from conftest import PYTHON_DIR
+    script = PRELUDE + """
+ray.init(num_cpus=1)
+
+@ray.remote
+class A:
+    def f(self):
+        return 1
+
+@ray.remote
+def g():
+    return 2
+
+out = {}
+try:
+    ray.get(A.remote().f.remote(), timeout=60)
+    out["actor"] = "ran"
+except ray.exceptions.ActorDiedError as e:
+    out["actor"] = "exited with status 7" in str(e)
+out["task"] = ray.get(g.remote(), timeout=60)
+print("RESULT " + json.dumps(out))
+ray.shutdown()
+"""
+    world = run_script(script, env=dict(DEDICATED, PYTHONPATH=f"{site}:{PYTHON_DIR}"), timeout=120)
+    assert world.returncode == 0, world.stderr[-3000:]
+    assert last_json(world.stdout) == {"actor": True, "task": 2}, world.stdout

@@ -129,6 +129,22 @@ bool ActorDirectory::StartProcess(NodeId node) {
   return p && start_process_(node, p->peer.host, p->peer.machine);
 }
 
+void ActorDirectory::OnProcessStartFailed(NodeId node, const std::string& why) {
+  ActorRec* waiting = nullptr;
+  for (ActorId id : pending_) {
+    ActorRec* a = FindActor(id);
+    if (a && a->reserved == node) {
+      waiting = a;
+      break;
+    }
+  }
+  if (!waiting) return;
+  MPIRAY_LOG(error, "actor {}: {}", waiting->id.ToString(), why);
+  TaskRec* creation = d_.tasks->Find(waiting->id);
+  Died(*waiting, why);  // (no restart: a start that failed once fails again)
+  if (creation) d_.tasks->Fail(*creation, ErrorPayload(StatusCode::kActorDied, "actor " + waiting->id.ToString() + " is dead: " + why));
+}
+
 void ActorDirectory::PlacePending() {
   auto pending = std::move(pending_);
   pending_.clear();

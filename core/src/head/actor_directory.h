@@ -109,6 +109,9 @@ class ActorDirectory final : public TaskEvents {
   /// (false: it cannot, the actor shares a worker of that node instead).
   using ProcessStarter = std::function<bool(NodeId, const std::string&, const std::string&)>;
   void SetProcessStarter(ProcessStarter start) { start_process_ = std::move(start); }
+  /// @brief A process started on `node` ended before joining: one actor waiting for a process
+  /// there fails with `why` (a start that fails once, e.g. an import error, would again).
+  void OnProcessStartFailed(NodeId node, const std::string& why);
 
   void AddToStatus(ClusterStatus* s) const;
   void List(StateListing* out, size_t limit) const;

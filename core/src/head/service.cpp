@@ -164,6 +164,11 @@ void HeadService::AddProcess(const proto::PeerInfo& peer, bool is_worker) {
   if (is_worker) Dispatch();
 }
 
+void HeadService::ActorProcessFailed(NodeId node, const std::string& why) {
+  std::lock_guard<std::mutex> lk(mu_);
+  actors_.OnProcessStartFailed(node, why);
+}
+
 void HeadService::ProcessSaidBye(ProcId proc) {
   bool dedicated;
   {

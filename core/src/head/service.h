@@ -56,6 +56,9 @@ class HeadService final : private head::ObjectEvents, private head::HeadRoutes::
   /// dead local worker): until they join, requests the cluster's nodes could hold wait for
   /// them instead of failing as infeasible.
   void ExpectWorkers(int delta);
+  /// @brief A process started for an actor on `node` ended before it joined: that actor dies
+  /// with `why` (instead of waiting for it forever).
+  void ActorProcessFailed(NodeId node, const std::string& why);
   /// @brief Give every actor a process of its own, started by `start` (see ActorDirectory).
   void SetActorProcessStarter(head::ActorDirectory::ProcessStarter start) {
     actors_.SetProcessStarter(std::move(start));
