@@ -264,3 +264,45 @@ ray.shutdown()
     world = run_script(script, env=dict(DEDICATED, PYTHONPATH=f"{site}:{PYTHON_DIR}"), timeout=120)
     assert world.returncode == 0, world.stderr[-3000:]
     assert last_json(world.stdout) == {"actor": True, "task": 2}, world.stdout
+
+
+def test_actor_processes_of_a_node_go_with_its_workers(run_script):
+    # An actor on a node that joined (same machine) gets a process of its own started on that
+    # node; killing the node's worker ends the node: that process goes too and the actor dies.
+    from conftest import JOIN_NODE
+    script = PRELUDE + "info = ray.init(num_cpus=1)\n" + JOIN_NODE + """
+p = join("n2", "CPU=1,n2=1")
+
+@ray.remote(resources={"n2": 1})
+class OnN2:
+    def pid(self):
+        return os.getpid()
+    def node(self):
+        return ray.get_runtime_context().get_node_id()
+
+a = OnN2.remote()
+out = {"pid": ray.get(a.pid.remote()), "worker_pid": p.pid}
+n2 = [n["NodeID"] for n in ray.nodes() if n["NodeManagerHostname"] == "n2"][0]
+out["on_n2"] = ray.get(a.node.remote()) == n2
+kill(p, "n2")
+try:
+    ray.get(a.pid.remote(), timeout=30)
+    out["after"] = "answered"
+except ray.exceptions.RayActorError:
+    out["after"] = "RayActorError"
+deadline = time.time() + 15
+while time.time() < deadline:
+    try:
+        os.kill(out["pid"], 0)
+    except OSError:
+        out["pid_gone"] = True
+        break
+    time.sleep(0.05)
+print("RESULT " + json.dumps(out))
+ray.shutdown()
+"""
+    world = run_script(script, env=DEDICATED, timeout=120)
+    assert world.returncode == 0, world.stderr[-3000:]
+    out = last_json(world.stdout)
+    assert out["pid"] != out["worker_pid"] and out["on_n2"], out
+    assert out["after"] == "RayActorError" and out.get("pid_gone"), out

@@ -181,8 +181,25 @@ void HeadService::ProcessSaidBye(ProcId proc) {
 
 void HeadService::RemoveProcess(ProcId proc, const std::string& why, bool expected) {
   std::lock_guard<std::mutex> lk(mu_);
+  std::optional<head::Departure> gone = RemoveProcessLocked(proc, why, expected);
+  if (!gone || gone->peer.dedicated || gone->node_gone) return;
+  // Processes started for actors do not keep a node alive: when only they are left (the
+  // node's workers were killed), they go too, and their actors restart elsewhere or die.
+  std::vector<ProcId> rest = members_.ProcsOnNode(gone->peer.node);
+  for (ProcId p : rest) {
+    const head::ProcInfo* info = members_.Find(p);
+    if (info && info->alive && !info->peer.dedicated) return;
+  }
+  for (ProcId p : rest) {
+    SendMsg(transport_, p, proto::Msg::kShutdown, proto::Shutdown{"its node is gone"});
+    RemoveProcessLocked(p, "its node is gone (" + why + ")", false);
+  }
+}
+
+std::optional<head::Departure> HeadService::RemoveProcessLocked(ProcId proc, const std::string& why,
+                                                                bool expected) {
   std::optional<head::Departure> gone = members_.Remove(proc, why, expected);
-  if (!gone) return;
+  if (!gone) return gone;
   const NodeId node = gone->peer.node;
   if (gone->node_gone) groups_.OnNodeRemoved(node);
   if (gone->worker) {
@@ -202,6 +219,7 @@ void HeadService::RemoveProcess(ProcId proc, const std::string& why, bool expect
   }
   for (const ObjectId& id : held) objects_.MaybeFree(id);
   Dispatch();
+  return gone;
 }
 
 void HeadService::ExpectWorkers(int delta) {

@@ -151,6 +151,7 @@ class HeadService final : private head::ObjectEvents, private head::HeadRoutes::
   void OnLineageReleased(TaskId task) override { lineage_.Release(task, /*drop_ref=*/true); }
   void OnActorHandlesGone(TaskId actor) override { actors_.OnHandlesGone(actor); }
 
+  std::optional<head::Departure> RemoveProcessLocked(ProcId proc, const std::string& why, bool expected);
   Transport& transport_;
   RuntimeConfig config_;
   std::function<int64_t()> now_ms_;
