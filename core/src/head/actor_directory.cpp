@@ -142,7 +142,10 @@ void ActorDirectory::OnProcessStartFailed(NodeId node, const std::string& why) {
   MPIRAY_LOG(error, "actor {}: {}", waiting->id.ToString(), why);
   TaskRec* creation = d_.tasks->Find(waiting->id);
   Died(*waiting, why);  // (no restart: a start that failed once fails again)
-  if (creation) d_.tasks->Fail(*creation, ErrorPayload(StatusCode::kActorDied, "actor " + waiting->id.ToString() + " is dead: " + why));
+  if (creation) {
+    d_.tasks->Fail(*creation, ErrorPayload(StatusCode::kActorDied,
+                                           "actor " + waiting->id.ToString() + " is dead: " + why));
+  }
 }
 
 void ActorDirectory::PlacePending() {
