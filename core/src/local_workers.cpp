@@ -71,7 +71,7 @@ bool Runtime::ChildJoined(int pid) {
   return std::find(children_.begin(), children_.end(), pid) != children_.end();
 }
 
-void Runtime::ReapChildren() {
+std::vector<std::pair<NodeId, std::string>> Runtime::ReapChildren() {
   std::vector<std::pair<NodeId, std::string>> failed;  // actor processes that never joined
   for (auto it = children_.begin(); it != children_.end();) {
     int st = 0;
@@ -89,10 +89,7 @@ void Runtime::ReapChildren() {
     }
     it = children_.erase(it);
   }
-  if (failed.empty() || shut_) return;
-  children_mu_.unlock();  // (the head's lock is taken after ours elsewhere: never both)
-  for (const auto& [node, why] : failed) head_->ActorProcessFailed(node, why);
-  children_mu_.lock();
+  return failed;
 }
 
 void Runtime::ReplaceLocalWorker(ProcId proc) {
@@ -143,7 +140,12 @@ void Runtime::StartSpawner() {
       spawn_cv_.wait_for(lk, std::chrono::milliseconds(200),
                          [&] { return spawner_stop_ || !spawn_queue_.empty(); });
       if (spawner_stop_) return;
-      ReapChildren();
+      auto failed = ReapChildren();
+      if (!failed.empty() && !shut_) {
+        lk.unlock();  // (the head's lock is never taken while holding ours)
+        for (const auto& [node, why] : failed) head_->ActorProcessFailed(node, why);
+        lk.lock();
+      }
       if (spawner_stop_) return;
       if (spawn_queue_.empty()) continue;
       LocalSpawn next = spawn_queue_.front();

@@ -129,7 +129,9 @@ class Runtime final : public FabricHandler {
   void QueueSpawn(const LocalSpawn& what);
   void StartSpawner();  // (children_mu_ held)
   bool ChildJoined(int pid);  // a child of ours joins (it no longer counts as starting)
-  void ReapChildren();  // (children_mu_ held)
+  /// Reap exited children (children_mu_ held): the nodes of actor processes that never joined,
+  /// with why.
+  std::vector<std::pair<NodeId, std::string>> ReapChildren();
   Runtime() = default;
   // Create's steps.
   void StartLogging(const std::string& launcher);
