@@ -626,8 +626,10 @@ JoinReply Runtime::OnJoin(const JoinRequest& req) {
     return reply;
   }
   proto::PeerInfo peer = req.peer;
-  // A process started for one actor joins the node it was started for (StartActorProcess).
-  const bool dedicated = peer.dedicated && ChildJoined(peer.pid) && peer.machine == self_.machine;
+  // One of our own local workers? A process started for one actor joins the node it was
+  // started for (StartActorProcess); the others can be replaced if they die.
+  const bool child = ChildJoined(peer.pid) && peer.machine == self_.machine;
+  const bool dedicated = peer.dedicated && child;
   peer.dedicated = dedicated;
   {
     std::lock_guard<std::mutex> lk(join_mu_);
@@ -647,13 +649,9 @@ JoinReply Runtime::OnJoin(const JoinRequest& req) {
   for (const auto& p : reply.peers) {
     if (p.proc != self_.proc) SendMsg(*fabric_, p.proc, Msg::kPeerJoined, peer);
   }
-  {
-    // One of our own local workers (it can be replaced if it dies)?
+  if (child && !dedicated) {
     std::lock_guard<std::mutex> lk(children_mu_);
-    if (std::find(children_.begin(), children_.end(), peer.pid) != children_.end() &&
-        peer.machine == self_.machine && !dedicated) {
-      local_workers_[peer.proc] = peer.pid;
-    }
+    local_workers_[peer.proc] = peer.pid;
   }
   head_->AddProcess(peer, true);
   MPIRAY_LOG(info, "worker {} joined from host {} (pid {}) as node {}", peer.proc, peer.host,
