@@ -45,6 +45,7 @@ class ClientImpl final : public detail::CoreClient {
   void Cancel(const ObjectId& id, bool force, bool recursive) override;
   void InterruptWaits(uint64_t thread, bool on) override { d_.head->InterruptWaits(thread, on); }
   void KillActor(const ActorId& actor, bool no_restart) override;
+  void CallRetried(const TaskId& task) override { d_.head->CallRetried(task); }
   void AddLocalRef(const ObjectId& id) override;
   void RemoveLocalRef(const ObjectId& id) override;
   detail::ClusterSnapshot Snapshot() override;

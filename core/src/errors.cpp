@@ -13,6 +13,8 @@ void ThrowIfError(const Status& st) {
     case StatusCode::kObjectLost: throw ObjectLostError(m);
     case StatusCode::kCancelled: throw TaskCancelledError(m);
     case StatusCode::kActorDied: throw ActorDiedError(m);
+    // (Python: ActorUnavailableError; C++ has one class for an actor that cannot serve a call)
+    case StatusCode::kActorUnavailable: throw ActorDiedError(m);
     case StatusCode::kWorkerCrashed: throw WorkerCrashedError(m);
     case StatusCode::kInfeasible: throw InfeasibleError(m);
     case StatusCode::kInvalidArgument: throw InvalidArgumentError(m);

@@ -35,6 +35,9 @@ class HeadLink {
   virtual Status Submit(proto::TaskSpec&& spec) = 0;
   virtual Status Cancel(const ObjectId& id, bool force, bool recursive) = 0;
   virtual Status KillActor(const ActorId& actor, bool no_restart) = 0;
+  /// @brief An actor call ran again on its instance after an application error
+  /// (retry_exceptions): one try less from the call's retry budget.
+  virtual void CallRetried(const TaskId& task) = 0;
   /// @brief Wait until `num_ready` of `ids` are ready (or the timeout, < 0: none); the
   /// locations of the ready ones (`ready[i]`). `stop_on_error`: also stop as soon as a
   /// ready one is an error (Get raises it without waiting for the rest, as Ray).
@@ -88,6 +91,7 @@ class LocalHeadLink final : public HeadLink {
   Status Cancel(const ObjectId& id, bool force, bool recursive) override {
     return head_.Cancel(id, force, recursive);
   }
+  void CallRetried(const TaskId& task) override { head_.CallRetried(task); }
   Status KillActor(const ActorId& actor, bool no_restart) override {
     return head_.KillActor(actor, no_restart);
   }

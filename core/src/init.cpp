@@ -494,6 +494,7 @@ RuntimeContext CurrentContext() {
   c.ns = rt->session().config.ns;
   c.gpu_ids = WorkerService::CurrentGpus();
   c.incarnation = WorkerService::CurrentIncarnation();
+  c.max_retries = WorkerService::CurrentMaxRetries();
   return c;
 }
 

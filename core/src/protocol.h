@@ -56,6 +56,7 @@ enum class Msg : uint16_t {
   kStreamWant = 49,            // caller -> head: it waits for item i of a streaming task
   kClusterQuery = 50,          // process -> head: nodes, resources, processes, groups
   kClusterView = 51,           // head -> process: the answer
+  kCallRetried = 52,           // worker -> head: an actor call ran again after an application error
 };
 
 /// @brief The message's name without its `k` ("Submit" for kSubmit), for logs; its handler is
@@ -77,7 +78,7 @@ inline const char* MsgName(Msg type) {
     MPIRAY_MSG_NAME(ActorCallDone) MPIRAY_MSG_NAME(Fetch) MPIRAY_MSG_NAME(FetchFailed)
     MPIRAY_MSG_NAME(BenchStream) MPIRAY_MSG_NAME(CallRouted) MPIRAY_MSG_NAME(CreatePlacementGroup)
     MPIRAY_MSG_NAME(RemovePlacementGroup) MPIRAY_MSG_NAME(StreamItem) MPIRAY_MSG_NAME(StreamWant)
-    MPIRAY_MSG_NAME(ClusterQuery) MPIRAY_MSG_NAME(ClusterView)
+    MPIRAY_MSG_NAME(ClusterQuery) MPIRAY_MSG_NAME(ClusterView) MPIRAY_MSG_NAME(CallRetried)
 #undef MPIRAY_MSG_NAME
   }
   return "unknown";
@@ -241,6 +242,10 @@ inline constexpr const char* kEndOfStream = "mpiray: end of stream";
 struct RemovePlacementGroup {
   TaskId id;
   MSGPACK_DEFINE(id);
+};
+struct CallRetried {
+  TaskId task;
+  MSGPACK_DEFINE(task);
 };
 struct KillActor {
   ActorId actor;

@@ -41,6 +41,10 @@ Status RemoteHeadLink::Cancel(const ObjectId& id, bool force, bool recursive) {
   return Status::OK();
 }
 
+void RemoteHeadLink::CallRetried(const TaskId& task) {
+  SendMsg(transport_, kHeadProc, Msg::kCallRetried, proto::CallRetried{task});
+}
+
 Status RemoteHeadLink::KillActor(const ActorId& actor, bool no_restart) {
   SendMsg(transport_, kHeadProc, Msg::kKillActor, proto::KillActor{actor, no_restart});
   return Status::OK();

@@ -30,6 +30,7 @@ class RemoteHeadLink final : public HeadLink {
   Status Submit(proto::TaskSpec&& spec) override;
   Status Cancel(const ObjectId& id, bool force, bool recursive) override;
   Status KillActor(const ActorId& actor, bool no_restart) override;
+  void CallRetried(const TaskId& task) override;
   Result<std::vector<proto::ObjectLoc>> Locate(const std::vector<ObjectId>& ids, size_t num_ready,
                                                int64_t timeout_ms, std::vector<bool>* ready,
                                                bool stop_on_error = false) override;

@@ -23,6 +23,7 @@ const char* StatusCodeName(StatusCode code) {
     case StatusCode::kUnauthenticated: return "Unauthenticated";
     case StatusCode::kFabricError: return "FabricError";
     case StatusCode::kMpiError: return "MpiError";
+    case StatusCode::kActorUnavailable: return "ActorUnavailable";
   }
   return "Unknown";
 }

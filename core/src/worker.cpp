@@ -270,6 +270,9 @@ ActorId WorkerService::CurrentActor() { return tl_actor; }
 uint32_t WorkerService::CurrentIncarnation() {
   return tl_task && !tl_actor.nil() ? tl_task->incarnation : 0;
 }
+int32_t WorkerService::CurrentMaxRetries() {
+  return tl_task ? tl_task->max_retries : detail::kActorDefaultRetries;
+}
 
 void WorkerService::BeforeExit() {
   for (uint8_t l : {detail::kLanguagePython}) {

@@ -64,6 +64,8 @@ class WorkerService {
   /// @brief The instance (1, then one more per restart) of the actor whose call or constructor
   /// the calling thread runs (0 outside actors).
   static uint32_t CurrentIncarnation();
+  /// @brief The running call's max_retries (see detail::RuntimeContext).
+  static int32_t CurrentMaxRetries();
   /// @brief Flush every language runtime's buffered output (before exit).
   void BeforeExit();
   /// @brief This process was started for one actor (actor_processes=dedicated): when that

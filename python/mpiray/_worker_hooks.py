@@ -604,6 +604,7 @@ def _call(instance, method_name, pos, kw, num_returns, retry=False, budget=0):
                 raise
             if budget > 0:
                 budget -= 1
+            _core.call_retried(_core.current_task_id())
 
 
 def _call_once(instance, m, method_name, pos, kw, num_returns, retry=False):
@@ -634,9 +635,10 @@ def _call_once(instance, m, method_name, pos, kw, num_returns, retry=False):
         raise
 
 
-def _method_call(args, actor_id=None):
+def _method_call(args, actor_id=None, native=None):
     """An actor call's (pos, kw, num_returns, retry_exceptions, retry budget); raises ActorExit
-    when the actor (`actor_id`, by default the calling thread's) already called exit_actor()."""
+    when the actor (`actor_id`, by default the calling thread's) already called exit_actor().
+    `native`: the call's runtime context (by default the calling thread's)."""
     if _exited:  # some actor of this process called exit_actor(): is it this one?
         message = _exited.get(actor_id or _core.context()["actor_id"])
         if message is not None:
@@ -644,6 +646,12 @@ def _method_call(args, actor_id=None):
     pos, kw, num_returns, retry, _, _, _ = _unpack(args)
     meta = args[0]
     budget = meta[8] if retry and len(meta) > 8 else 0  # see _api._call_args
+    if retry:
+        # One budget with the call's re-sends after crashes: a re-sent call brings what is left
+        # (each retry here is told to the head, _core.call_retried).
+        left = (native or _core.context())["max_retries"]
+        if left != _core.ACTOR_DEFAULT_RETRIES and (budget < 0 or 0 <= left < budget):
+            budget = left
     return pos, kw, num_returns, retry, budget
 
 
@@ -698,7 +706,7 @@ def attach_calls(instance, fd, take):
 def _start_call(instance, loop, method_name, args, done, native):
     """A call of an async actor, on its loop's thread: its coroutine becomes a task of the loop
     and ``done.finish(values)`` or ``done.fail(exc)`` ends the call when the task ends."""
-    pos, kw, num_returns, retry, budget = _method_call(args, native["actor_id"])
+    pos, kw, num_returns, retry, budget = _method_call(args, native["actor_id"], native)
     if _ACTOR_PROCESS:
         _title(instance, method_name, args)
     placement = _actor_pgs.get(native["actor_id"]) if _actor_pgs else None
@@ -728,6 +736,7 @@ def _start_call(instance, loop, method_name, args, done, native):
                         raise
                     if budget > 0:
                         budget -= 1
+                    _core.call_retried(native["task_id"])
         except BaseException as e:  # the method's error (a cancelled one's too)
             done.fail(e)
             if isinstance(e, asyncio.CancelledError):

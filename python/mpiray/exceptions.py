@@ -219,6 +219,7 @@ def _classes():
             int(c.ObjectLost): ObjectLostError,
             int(c.TaskCancelled): TaskCancelledError,
             int(c.ActorDied): ActorDiedError,
+            int(c.ActorUnavailable): ActorUnavailableError,
             int(c.WorkerCrashed): WorkerCrashedError,
             int(c.Infeasible): InfeasibleError,
             int(c.InvalidArgument): ValueError,

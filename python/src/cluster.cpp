@@ -11,6 +11,7 @@ void PutCallKeys(const detail::RuntimeContext& c, py::dict& d) {
   d["task_id"] = c.task.nil() ? py::object(py::none()) : py::object(py::str(c.task.ToString()));
   d["actor_id"] = c.actor.nil() ? py::object(py::none()) : py::object(py::bytes(reinterpret_cast<const char*>(&c.actor.value), 8));
   d["incarnation"] = c.incarnation;
+  d["max_retries"] = c.max_retries;
   py::list gpus;
   for (int32_t g : c.gpu_ids) gpus.append(g);
   d["gpu_ids"] = gpus;

@@ -107,7 +107,7 @@ void BindConstants(py::module_& m) {
       .value("STRICT_PACK", detail::PlacementStrategy::kStrictPack)
       .value("STRICT_SPREAD", detail::PlacementStrategy::kStrictSpread);
   py::enum_<StatusCode> codes(m, "StatusCode", py::arithmetic());
-  for (int c = 0; c <= static_cast<int>(StatusCode::kMpiError); ++c) {
+  for (int c = 0; c <= static_cast<int>(StatusCode::kActorUnavailable); ++c) {
     auto code = static_cast<StatusCode>(c);
     codes.value(StatusCodeName(code), code);
   }

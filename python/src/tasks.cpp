@@ -172,6 +172,13 @@ void BindTasks(py::module_& m) {
     if (t.size() >= 8) std::memcpy(&tid.value, t.data(), 8);
     detail::Client()->StreamRelease(tid, from, to);
   });
+  m.def("call_retried", [](const std::string& task) {  // task: TaskId::ToString, "proc.n"
+    auto dot = task.find('.');
+    if (dot == std::string::npos) throw py::value_error("not a task id: '" + task + "'");
+    mpiray::TaskId id;
+    id.value = (std::stoull(task.substr(0, dot)) << 40) | std::stoull(task.substr(dot + 1));
+    detail::Client()->CallRetried(id);
+  });
   m.def("kill_actor", [](py::bytes actor, bool no_restart) {
     std::string a = actor;
     mpiray::ActorId id;

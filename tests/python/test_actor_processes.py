@@ -306,3 +306,58 @@ ray.shutdown()
     out = last_json(world.stdout)
     assert out["pid"] != out["worker_pid"] and out["on_n2"], out
     assert out["after"] == "RayActorError" and out.get("pid_gone"), out
+
+
+BUDGET = PRELUDE + """
+ray.init(num_cpus=1)
+
+class Oops(Exception):
+    pass
+
+@ray.remote
+class Counter:
+    def __init__(self):
+        self.n = 0
+    def next(self):
+        self.n += 1
+        return self.n - 1
+    def get(self):
+        return self.n
+
+@ray.remote(max_restarts=1)
+class Trouble:
+    @ray.method(retry_exceptions=[Oops])
+    def act(self, counter, actions):
+        c = ray.get(counter.next.remote())
+        a = actions[c] if c < len(actions) else "return"
+        if a == "raise":
+            raise Oops()
+        if a == "exit":
+            sys.exit(1)
+        return c
+
+out = {}
+for actions in (["exit", "raise", "raise"], ["raise", "exit", "raise"], ["raise", "raise", "exit"],
+                ["raise", "raise"]):
+    counter, t = Counter.remote(), Trouble.remote()
+    try:
+        r = ray.get(t.act.options(max_task_retries=2).remote(counter, actions), timeout=60)
+    except Oops:
+        r = "Oops"
+    except ray.exceptions.ActorUnavailableError:
+        r = "ActorUnavailableError"
+    out[",".join(actions)] = [r, ray.get(counter.get.remote())]
+print("RESULT " + json.dumps(out))
+ray.shutdown()
+"""
+
+
+def test_a_call_has_one_retry_budget_for_errors_and_crashes(run_script):
+    # As Ray: max_task_retries=2 allows three runs in all, whether a run raised a retryable
+    # error (run again on the same instance) or crashed the actor (re-sent to its restart);
+    # out of retries while the actor restarts: ActorUnavailableError.
+    world = run_script(BUDGET, env=DEDICATED, timeout=120)
+    assert world.returncode == 0, world.stderr[-3000:]
+    assert last_json(world.stdout) == {
+        "exit,raise,raise": ["Oops", 3], "raise,exit,raise": ["Oops", 3],
+        "raise,raise,exit": ["ActorUnavailableError", 3], "raise,raise": [2, 3]}, world.stdout

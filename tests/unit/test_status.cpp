@@ -85,6 +85,8 @@ TEST_CASE("ThrowIfError maps each status code to its exception class", "[status]
   ExpectThrows<mpiray::ObjectLostError>(StatusCode::kObjectLost);
   ExpectThrows<mpiray::TaskCancelledError>(StatusCode::kCancelled);
   ExpectThrows<mpiray::ActorDiedError>(StatusCode::kActorDied);
+  // (a call out of retries while its actor restarts: ActorDiedError in C++, as before)
+  CHECK_THROWS_AS(mpiray::ThrowIfError(Status(StatusCode::kActorUnavailable, "x")), mpiray::ActorDiedError);
   ExpectThrows<mpiray::WorkerCrashedError>(StatusCode::kWorkerCrashed);
   ExpectThrows<mpiray::InfeasibleError>(StatusCode::kInfeasible);
   ExpectThrows<mpiray::InvalidArgumentError>(StatusCode::kInvalidArgument);

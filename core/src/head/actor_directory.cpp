@@ -22,6 +22,8 @@ void ActorDirectory::Register(HeadRoutes& routes) {
   routes.On<proto::GetNamedActor>(Msg::kGetNamedActor, [this](ProcId src, proto::GetNamedActor&& q) {
     OnGetNamedActor(src, q);
   });
+  routes.On<proto::CallRetried>(Msg::kCallRetried,
+                                [this](ProcId, proto::CallRetried&& r) { OnCallRetried(r.task); });
   routes.On<proto::KillActor>(Msg::kKillActor,
                               [this](ProcId, proto::KillActor&& k) { return Kill(k.actor, k.no_restart); });
 }
@@ -245,11 +247,19 @@ void ActorDirectory::FailReturns(const proto::TaskSpec& spec, const Buffer& err)
   for (uint32_t i = 0; i < spec.num_returns; ++i) d_.objects->SetErrorPayload(spec.ReturnId(i), err);
 }
 
+void ActorDirectory::OnCallRetried(TaskId call) {
+  // One budget per call, as Ray's: its application-error retries (run on the worker) and its
+  // re-sends after crashes (CallLost) both take from it.
+  TaskRec* t = call_actor_.count(call) ? d_.tasks->Find(call) : nullptr;
+  if (t) TakeRetry(t->retries_left);
+}
+
 void ActorDirectory::CallLost(ActorRec& a, TaskRec& t) {
   TaskId tid = t.spec.id;
   if (t.whole && TakeRetry(t.retries_left)) {
     t.resent = true;
     proto::TaskSpec spec = t.spec;
+    spec.max_retries = t.retries_left;  // what is left for its application-error retries
     if (a.state == ActorRec::kPlaced) {
       SendCall(a, std::move(spec), /*ordered=*/false);
     } else {
@@ -261,7 +271,8 @@ void ActorDirectory::CallLost(ActorRec& a, TaskRec& t) {
   std::string msg = "actor " + a.id.ToString() + (a.name.empty() ? "" : " (" + a.name + ")") +
                     " died while call " + t.spec.function + " was in flight" +
                     (t.whole ? "; retries exhausted" : " (set max_task_retries to retry it)");
-  FailReturns(t.spec, ErrorPayload(StatusCode::kActorDied, msg));
+  // As Ray: a call whose retries ran out while its actor restarts finds it unavailable.
+  FailReturns(t.spec, ErrorPayload(t.whole ? StatusCode::kActorUnavailable : StatusCode::kActorDied, msg));
   call_actor_.erase(tid);
   a.calls.erase(tid);
   d_.tasks->Finish(tid);

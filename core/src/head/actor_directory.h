@@ -70,7 +70,7 @@ class ActorDirectory final : public TaskEvents {
     const Membership* members = nullptr;
   };
   explicit ActorDirectory(const Deps& deps);
-  /// @brief Handle kCallRouted, kActorLookup, kGetNamedActor and kKillActor.
+  /// @brief Handle kCallRouted, kCallRetried, kActorLookup, kGetNamedActor and kKillActor.
   void Register(HeadRoutes& routes);
 
   /// @brief Register an actor creation (validated as a task, and its name as free).
@@ -78,6 +78,8 @@ class ActorDirectory final : public TaskEvents {
   /// @brief Register an actor call: the driver's own are routed from here; a worker's went to
   /// the actor directly and are tracked for their results (and re-sent if may be retried).
   Status SubmitCall(proto::TaskSpec&& spec, ProcId submitter);
+  /// @brief The worker ran actor call `call` again after an application error.
+  void OnCallRetried(TaskId call);
   /// @brief A caller that held a call back says which instance it went to.
   void OnCallRouted(proto::CallRouted&& r);
   /// @brief An actor call reported its end.

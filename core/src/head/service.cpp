@@ -406,6 +406,11 @@ Status HeadService::CancelLocked(const ObjectId& id, bool force, bool recursive)
   return tasks_.CancelTask(*t, force);
 }
 
+void HeadService::CallRetried(const TaskId& task) {
+  std::lock_guard<std::mutex> lk(mu_);
+  actors_.OnCallRetried(task);
+}
+
 Status HeadService::KillActor(const ActorId& actor, bool no_restart) {
   std::lock_guard<std::mutex> lk(mu_);
   Status st = actors_.Kill(actor, no_restart);

@@ -87,6 +87,7 @@ class HeadService final : private head::ObjectEvents, private head::HeadRoutes::
   void SpinForWaiter(std::unique_lock<std::mutex>& lk, head::Waiter& w, int64_t timeout_ms);
   Status Cancel(const ObjectId& id, bool force, bool recursive);
   Status KillActor(const ActorId& actor, bool no_restart);
+  void CallRetried(const TaskId& task);
   void AddLocation(const ObjectId& id, NodeId node);
   /// @brief Stop giving `procs` new work; returns the objects whose every copy is on their
   /// nodes (to be copied elsewhere before they leave).

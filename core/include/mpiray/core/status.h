@@ -29,6 +29,7 @@ enum class StatusCode : int {
   kUnauthenticated = 15,
   kFabricError = 16,
   kMpiError = 17,
+  kActorUnavailable = 18,  // a call ran out of retries while its actor restarts
 };
 
 /// @brief Name of a status code, e.g. "ObjectStoreFull".

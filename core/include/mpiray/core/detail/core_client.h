@@ -140,6 +140,9 @@ class CoreClient {
                                  int64_t timeout_ms) = 0;
   virtual void Cancel(const ObjectId& id, bool force, bool recursive) = 0;
   virtual void KillActor(const ActorId& actor, bool no_restart) = 0;
+  /// @brief The actor call `task` runs again after an application error (retry_exceptions):
+  /// the head counts it in the call's retry budget, which crashes share.
+  virtual void CallRetried(const TaskId& task) { (void)task; }
   virtual void AddLocalRef(const ObjectId& id) = 0;
   virtual void RemoveLocalRef(const ObjectId& id) = 0;
   /// @brief The cluster as the head sees it (driver only).

@@ -92,6 +92,9 @@ struct RuntimeContext {
   std::string ns;           // the job's default namespace
   std::vector<int32_t> gpu_ids;  // GPU devices given to the running task or actor
   uint32_t incarnation = 0;  // the serving actor's instance (1: first, more: restarted; 0: none)
+  // The running call's max_retries: its option (kActorDefaultRetries: none), or for an actor
+  // call re-sent after a crash what is left of its budget.
+  int32_t max_retries = -2;
 };
 /// @brief The current context (throws when not initialised).
 RuntimeContext CurrentContext();
