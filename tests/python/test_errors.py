@@ -187,7 +187,8 @@ def test_actor_method_error_carries_remote_traceback():
 @ray.remote(max_retries=0)
 def _cancelled_later():
     import time
-    time.sleep(60)
+    for _ in range(600):  # short sleeps: a cancel interrupts it between two (not inside one)
+        time.sleep(0.1)
 
 
 @ray.remote
