@@ -252,6 +252,7 @@ def run_suite(against_ray, quick):
     try:
         t0 = time.perf_counter()
         write_files(root, quick)
+        os.sync()  # the files on disk before any read: no writeback under the first one
         print(f"  (files written in {time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
 
         def child(backend):

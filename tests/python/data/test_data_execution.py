@@ -76,6 +76,25 @@ def test_back_pressure_keeps_blocks_within_the_budget():
     assert "Peak object store use" in ds.stats()
 
 
+def test_a_slow_consumer_holds_the_producers_to_a_few_blocks_ahead():
+    # The budget (default: half the store) would allow every block at once; a consumer that is
+    # behind holds the reads to two blocks handed to it and not taken (plus those in flight),
+    # so that a first pass does not fill the store with fresh pages.
+    ds = rd.range_tensor(3200, shape=(1000,), override_num_blocks=32).map_batches(lambda b: {"data": b["data"] * 2})
+    n = total = 0
+    for b in ds.iter_batches(batch_size=None):
+        n += len(b["data"])
+        total += int(b["data"][:, 0].sum())
+        time.sleep(0.03)  # a slow consumer
+    assert n == 3200 and total == 2 * sum(range(3200))
+    ex = ds._last_executor
+    block = 100 * 1000 * 8
+    in_flight = ex.root.max_in_flight()
+    assert ex.budget > 32 * block and in_flight + 3 < 20, (ex.budget, in_flight)
+    # At most: the tasks in flight, two blocks waiting for the consumer and the one it reads.
+    assert ex.peak_bytes <= (in_flight + 3) * block, (ex.peak_bytes, in_flight, block)
+
+
 def test_limit_stops_the_upstream_early():
     ds = rd.range(100_000, override_num_blocks=100).map_batches(lambda b: {"id": b["id"]})
     assert ds.take(5) == [{"id": i} for i in range(5)]

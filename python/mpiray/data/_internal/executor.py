@@ -36,6 +36,15 @@ logger = logging.getLogger("mpiray.data")
 _END = object()
 
 
+# Launches wait while the consumer has this many blocks (of the next task's expected output
+# size, or the largest block so far) handed to it and not yet taken; they go on as it takes
+# them. Running further ahead of a consumer that is behind only fills the object store: on a first pass every new block gets
+# fresh shared-memory pages (allocated and zeroed by the kernel, ~40 ms per 64 MiB here),
+# whereas blocks that the consumer has released are recycled (their pages kept). Measured on
+# a 2 GiB HDF5 read with 2 CPUs: 2.0-2.2 -> 3.5-4.5 GB/s for the first read of a session.
+_CONSUMER_AHEAD_BLOCKS = 2
+
+
 def cluster_cpus():
     try:
         return max(1.0, float(ray.cluster_resources().get("CPU", 1.0)))
@@ -631,6 +640,8 @@ class StreamingExecutor:
         self.waiting = {}
         self.out = queue.Queue()
         self.out_bytes = 0
+        self.out_block_bytes = 0      # the largest block handed to the consumer so far
+        self.consumer_behind = False  # the last dispatch held launches back for the consumer
         self._out_lock = threading.Lock()
         self._stop = threading.Event()
         self.error = None
@@ -716,6 +727,7 @@ class StreamingExecutor:
                 if op is self.root:
                     with self._out_lock:
                         self.out_bytes += b.size_bytes
+                    self.out_block_bytes = max(self.out_block_bytes, b.size_bytes)
                     self.out.put(b)
                 else:
                     for c, idx in consumers.get(id(op), []):
@@ -735,11 +747,15 @@ class StreamingExecutor:
         # a reason (its unread blocks are what the budget is for).
         stuck = (time.perf_counter() - self.last_progress > 0.5 and self.out_bytes == 0
                  and not self.root.outputs)
+        self.consumer_behind = False
         for op in reversed(self.ops):
             while op.can_launch():
                 est = op.est_output_bytes()
                 nothing_running = not self.waiting and self.out_bytes == 0
                 if self.usage() + est > self.budget and not nothing_running and not stuck:
+                    break
+                if self.out_bytes > 0 and self.out_bytes >= _CONSUMER_AHEAD_BLOCKS * max(est, self.out_block_bytes):
+                    self.consumer_behind = True   # see _CONSUMER_AHEAD_BLOCKS
                     break
                 op.launch()
                 launched = True
@@ -764,7 +780,8 @@ class StreamingExecutor:
             return False
         if self.waiting:
             refs = list(self.waiting)
-            ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+            # Held back for the consumer: look again soon (it frees the way when it takes a block).
+            ready, _ = ray.wait(refs, num_returns=1, timeout=0.002 if self.consumer_behind else timeout)
             if ready:
                 rest = [r for r in refs if r not in set(ready)]
                 if rest:
