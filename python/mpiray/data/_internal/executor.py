@@ -38,10 +38,11 @@ _END = object()
 
 # Launches wait while the consumer has this many blocks (of the next task's expected output
 # size, or the largest block so far) handed to it and not yet taken; they go on as it takes
-# them. Running further ahead of a consumer that is behind only fills the object store: on a first pass every new block gets
-# fresh shared-memory pages (allocated and zeroed by the kernel, ~40 ms per 64 MiB here),
-# whereas blocks that the consumer has released are recycled (their pages kept). Measured on
-# a 2 GiB HDF5 read with 2 CPUs: 2.0-2.2 -> 3.5-4.5 GB/s for the first read of a session.
+# them. Running further ahead of a consumer that is behind only fills the object store: on a
+# first pass every new block gets fresh shared-memory pages (allocated and zeroed by the
+# kernel, 40-250 ms per 64 MiB on the 2-core VMs measured), whereas the files of blocks the
+# consumer has released are recycled with their pages. A 2 GiB HDF5 read, first of a session:
+# 0.57x h5py before, 0.65-1.3x after (docs/data.md).
 _CONSUMER_AHEAD_BLOCKS = 2
 
 
