@@ -156,7 +156,10 @@ void BindTasks(py::module_& m) {
     return py::make_tuple(1, AdoptRef(ObjectId::ForReturn(tid, index)));
   });
   m.def("interrupt_waits", [](uint64_t thread, bool on) {
-    py::gil_scoped_release release;
+    // With the GIL held (a short lock inside, no Python): the caller's bookkeeping
+    // (_worker_hooks._interrupted) and this flag change as one step. Releasing the GIL here let
+    // a task that ended at that moment clear the flag before a cancel set it, so it stayed set
+    // and every later get/wait of that thread failed with TaskCancelledError.
     detail::Client()->InterruptWaits(thread, on);
   }, py::arg("thread"), py::arg("on") = true,
         "End the gets/waits thread `thread` (threading.get_ident()) is blocked in, and those "
