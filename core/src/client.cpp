@@ -30,10 +30,10 @@ void ClientImpl::AddLocalRef(const ObjectId& id) {
 
 void ClientImpl::RemoveLocalRef(const ObjectId& id) {
   std::lock_guard<std::mutex> lk(ref_mu_);
-  auto it = refs_.find(id);
-  if (it == refs_.end()) return;
-  if (--it->second > 0) return;
-  refs_.erase(it);
+  int64_t* count = refs_.Find(id);
+  if (!count) return;
+  if (--*count > 0) return;
+  refs_.Erase(id);
   d_.head->RemoveHolder(id);
 }
 
@@ -44,7 +44,7 @@ void ClientImpl::CountRef(const ObjectId& id) {
 
 void ClientImpl::ForgetRefs(const std::vector<ObjectId>& ids) {
   std::lock_guard<std::mutex> lk(ref_mu_);
-  for (const ObjectId& id : ids) refs_.erase(id);
+  for (const ObjectId& id : ids) refs_.Erase(id);
 }
 
 size_t ClientImpl::NumLocalRefs() const {

@@ -13,6 +13,7 @@
 
 #include "fetch.h"
 #include "head_link.h"
+#include "id_table.h"
 #include "mpiray/core/detail/core_client.h"
 #include "mpiray/core/serialization.h"
 #include "session.h"
@@ -105,7 +106,7 @@ class ClientImpl final : public detail::CoreClient {
 
   ClientDeps d_;
   mutable std::mutex ref_mu_;
-  std::unordered_map<ObjectId, int64_t> refs_;
+  IdTable<int64_t> refs_;  // this process's references, counted
   std::mutex inline_mu_;
   std::unordered_map<ObjectId, Buffer> inline_;
   std::deque<ObjectId> inline_order_;

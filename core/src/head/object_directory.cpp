@@ -78,7 +78,7 @@ void ObjectDirectory::FreeEntry(const ObjectId& id, ObjectEntry& e) {
   if (e.extra) contains = std::move(e.extra->contains);
   bool lineage = e.lineage;
   bool actor_handle = e.actor_handle;
-  objects_.erase(id);
+  objects_.Erase(id);
   if (lineage) events_.OnLineageReleased(id.task_id());
   if (actor_handle) events_.OnActorHandlesGone(id.task_id());
   for (const ObjectId& c : contains) {

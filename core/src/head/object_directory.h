@@ -18,6 +18,7 @@
 #include "head/membership.h"
 #include "head/routes.h"
 #include "head/views.h"
+#include "id_table.h"
 #include "mpiray/core/status.h"
 #include "protocol.h"
 
@@ -111,18 +112,12 @@ class ObjectDirectory {
     }
     return objects_[id];
   }
-  ObjectEntry* Find(const ObjectId& id) {
-    auto it = objects_.find(id);
-    return it == objects_.end() ? nullptr : &it->second;
-  }
-  const ObjectEntry* Find(const ObjectId& id) const {
-    auto it = objects_.find(id);
-    return it == objects_.end() ? nullptr : &it->second;
-  }
-  bool Has(const ObjectId& id) const { return objects_.count(id) != 0; }
+  ObjectEntry* Find(const ObjectId& id) { return objects_.Find(id); }
+  const ObjectEntry* Find(const ObjectId& id) const { return objects_.Find(id); }
+  bool Has(const ObjectId& id) const { return objects_.Contains(id); }
   size_t size() const { return objects_.size(); }
   /// @brief Drop an entry without freeing anything (a rebuild that could not start).
-  void Erase(const ObjectId& id) { objects_.erase(id); }
+  void Erase(const ObjectId& id) { objects_.Erase(id); }
   /// @brief `dependent` waits for `e` (announced with OnDependencyReady).
   static void AddDependent(ObjectEntry& e, TaskId dependent) { e.X().dependents.push_back(dependent); }
 
@@ -197,7 +192,7 @@ class ObjectDirectory {
   const Membership& members_;
   ObjectEvents& events_;
   std::function<int64_t()> now_ms_;
-  std::unordered_map<ObjectId, ObjectEntry> objects_;
+  IdTable<ObjectEntry> objects_;
   // Gets of objects whose registration has not arrived yet (-> when asked first).
   std::unordered_map<ObjectId, int64_t> awaited_puts_;
 };
