@@ -49,25 +49,22 @@ py::dict CallContext();   // its per-call part: task_id, actor_id, incarnation, 
 
 // ------------------------------------------------------------------ ObjectRef
 
-struct PyRef {
+// An ObjectRef instance (object_ref.cpp): a plain CPython object, not a pybind11 class.
+struct PyRefObject {
+  PyObject_HEAD
   ObjectId id;
-  uint32_t epoch;  // the session it was counted in (see detail::ClientEpoch)
-  explicit PyRef(const ObjectId& i) : id(i), epoch(detail::ClientEpoch()) {}
-  ~PyRef() {
-    if (!id.nil() && epoch == detail::ClientEpoch()) {
-      if (auto* c = detail::ClientOrNull()) c->RemoveLocalRef(id);
-    }
-  }
-  // The id, for use in this session only.
-  const ObjectId& Use() const {
-    if (epoch != detail::ClientEpoch()) {
-      throw py::value_error("this ObjectRef belongs to an earlier session (" + id.Hex() + ")");
-    }
-    return id;
-  }
-  PyRef(const PyRef&) = delete;
-  PyRef& operator=(const PyRef&) = delete;
+  uint32_t epoch;      // the session it was counted in (see detail::ClientEpoch)
+  PyObject* weakrefs;
 };
+extern PyTypeObject* g_ref_type;  // mpiray._core.ObjectRef (not subclassable)
+
+// The ObjectRef behind `h`, or nullptr when it is something else.
+inline PyRefObject* AsRef(py::handle h) {
+  return Py_TYPE(h.ptr()) == g_ref_type ? reinterpret_cast<PyRefObject*>(h.ptr()) : nullptr;
+}
+inline bool IsRef(py::handle h) { return AsRef(h) != nullptr; }
+// Its id, for use in this session only (a ValueError for a ref of an earlier session).
+const ObjectId& RefUse(const PyRefObject* r);
 
 inline py::bytes IdBytes(const ObjectId& id) {
   char raw[16];
@@ -87,7 +84,7 @@ inline ObjectId IdFromBytes(const std::string& b) {
 }
 
 // A new Python ObjectRef that takes over a reference the runtime already counted.
-inline py::object AdoptRef(const ObjectId& id) { return py::cast(new PyRef(id), py::return_value_policy::take_ownership); }
+py::object AdoptRef(const ObjectId& id);
 
 // A new Python ObjectRef counting a new reference.
 inline py::object NewRef(const ObjectId& id) {
@@ -181,6 +178,7 @@ auto Interruptible(int64_t timeout_ms, F&& call) {
 // ------------------------------------------------------------------ the module's parts
 
 void RegisterPythonRuntime(py::module_& m);  // worker_runtime.cpp
+void BindObjectRef(py::module_& m);       // object_ref.cpp
 void BindObjects(py::module_& m);         // objects.cpp
 void BindTasks(py::module_& m);           // tasks.cpp
 void BindCluster(py::module_& m);         // cluster.cpp

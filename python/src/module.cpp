@@ -2,7 +2,8 @@
 // translation, the runtime's enums and constants, init/shutdown; the other parts are bound by
 // their own files (see binding.h and docs/architecture.md, "The Python binding"):
 //   serialize.cpp       Python values <-> object payloads (pickle 5, msgpack)
-//   objects.cpp         ObjectRef, put, get, wait, cancel
+//   object_ref.cpp      ObjectRef (a plain CPython type), _rebuild_ref
+//   objects.cpp         put, get, wait, cancel
 //   tasks.cpp           TaskOptions, submit, streams, actors by name, kill
 //   cluster.cpp         context, snapshot, state listing, placement groups
 //   worker_runtime.cpp  the Python language runtime workers call into (thread_state.h)
@@ -126,6 +127,7 @@ PYBIND11_MODULE(_core, m) {
   TranslateErrors();
   RegisterPythonRuntime(m);
   BindConstants(m);
+  BindObjectRef(m);
   BindObjects(m);
   BindLifecycle(m);
   BindTasks(m);

@@ -8,10 +8,9 @@ namespace {
 std::vector<ObjectId> RefIds(py::handle refs) {
   std::vector<ObjectId> ids;
   for (auto r : refs) {
-    if (!py::isinstance<PyRef>(r)) {
-      throw py::type_error("expected an ObjectRef, got " + Describe(r));
-    }
-    ids.push_back(r.cast<PyRef&>().Use());
+    PyRefObject* ref = AsRef(r);
+    if (!ref) throw py::type_error("expected an ObjectRef, got " + Describe(r));
+    ids.push_back(RefUse(ref));
   }
   return ids;
 }
@@ -64,11 +63,12 @@ py::tuple WaitSplit(py::sequence refs, size_t num_returns, py::object timeout) {
   std::vector<ObjectId> ids(n);
   for (size_t i = 0; i < n; ++i) {
     items[i] = PySequence_Fast_GET_ITEM(refs.ptr(), static_cast<py::ssize_t>(i));
-    if (!py::isinstance<PyRef>(items[i])) {
+    PyRefObject* ref = AsRef(items[i]);
+    if (!ref) {
       std::string type = py::str(py::type::handle_of(items[i]).attr("__name__")).cast<std::string>();
       throw py::type_error("wait() expects ObjectRefs, got " + type + ": " + Describe(items[i]).substr(0, 100));
     }
-    ids[i] = items[i].cast<PyRef&>().Use();
+    ids[i] = RefUse(ref);
   }
   std::vector<ObjectId> sorted = ids;
   std::sort(sorted.begin(), sorted.end());
@@ -92,7 +92,7 @@ py::tuple WaitSplit(py::sequence refs, size_t num_returns, py::object timeout) {
 }
 
 py::object Put(py::handle value, py::object fill) {
-  if (py::isinstance<PyRef>(value)) {
+  if (IsRef(value)) {
     throw py::type_error("Calling 'put' on an ObjectRef is not allowed (put the value instead)");
   }
   detail::SerializedValue s = SerializePy(value, "value", std::move(fill));
@@ -108,27 +108,6 @@ py::object Put(py::handle value, py::object fill) {
   return AdoptRef(id);
 }
 
-// _core._rebuild_ref(id_bytes): what an ObjectRef pickles to (its __reduce__), so a value
-// holding 10,000 refs unpickles 10,000 of them. A plain C function of the module (no pybind11
-// dispatch, no Python frame in between) that pickle finds by name.
-PyObject* RebuildRef(PyObject*, PyObject* arg) {
-  try {
-    if (!PyBytes_Check(arg)) throw py::type_error("_rebuild_ref expects the 16 bytes of an ObjectRef id");
-    std::string b(PyBytes_AS_STRING(arg), static_cast<size_t>(PyBytes_GET_SIZE(arg)));
-    return NewRef(IdFromBytes(b)).release().ptr();
-  } catch (py::error_already_set& e) {
-    e.restore();
-  } catch (const py::builtin_exception& e) {
-    e.set_error();
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-  }
-  return nullptr;
-}
-
-PyMethodDef g_rebuild_ref_def = {"_rebuild_ref", RebuildRef, METH_O,
-                                 "An ObjectRef from its id's bytes (unpickling)."};
-
 }  // namespace
 
 // Object references and values: put, get, wait, cancel.
@@ -138,29 +117,6 @@ void BindObjects(py::module_& m) {
         return py::buffer_info(const_cast<uint8_t*>(v.data), 1, py::format_descriptor<uint8_t>::format(), 1,
                                {static_cast<py::ssize_t>(v.size)}, {1}, /*readonly=*/true);
       });
-  py::class_<PyRef>(m, "ObjectRef")
-      .def(py::init([](py::bytes id) {
-             ObjectId i = IdFromBytes(id);
-             detail::Client()->AddLocalRef(i);
-             return new PyRef(i);
-           }),
-           py::arg("id"))
-      .def("binary", [](const PyRef& r) { return IdBytes(r.id); })
-      .def("hex", [](const PyRef& r) { return r.id.Hex(); })
-      .def("is_nil", [](const PyRef& r) { return r.id.nil(); })
-      .def("__hash__", [](const PyRef& r) { return std::hash<ObjectId>()(r.id); })
-      .def("__eq__", [](const PyRef& a, py::object b) {
-        return py::isinstance<PyRef>(b) && b.cast<PyRef&>().id == a.id;
-      })
-      .def("__repr__", [](const PyRef& r) { return "ObjectRef(" + r.id.Hex() + ")"; })
-      .def("__reduce__", [](const PyRef& r) {
-        // A ref pickled inside another value is a nested ref of that value.
-        if (auto* c = detail::NestedRefCollector(); c && !r.id.nil()) c->push_back(r.Use());
-        static py::object* rebuild = new py::object(Import("mpiray._core").attr("_rebuild_ref"));
-        return py::make_tuple(*rebuild, py::make_tuple(IdBytes(r.id)));
-      });
-  m.attr("_rebuild_ref") = py::reinterpret_steal<py::object>(
-      PyCFunction_NewEx(&g_rebuild_ref_def, m.ptr(), py::str("mpiray._core").ptr()));
   m.def("_ref_from_hex", [](const std::string& hex) {
     ObjectId id;
     if (!ObjectId::FromHex(hex, &id)) throw py::value_error("not an object id: " + hex);
@@ -196,7 +152,11 @@ void BindObjects(py::module_& m) {
     }
     return WaitSplit(seq, num_returns.cast<size_t>(), timeout);
   });
-  m.def("cancel", [](PyRef& r, bool force, bool recursive) { detail::Client()->Cancel(r.Use(), force, recursive); });
+  m.def("cancel", [](py::handle r, bool force, bool recursive) {
+    PyRefObject* ref = AsRef(r);
+    if (!ref) throw py::type_error("ray.cancel() expects an ObjectRef, got " + Describe(r));
+    detail::Client()->Cancel(RefUse(ref), force, recursive);
+  });
   m.def("serialized_size", [](py::handle v) { return SerializePy(v, "value").size(); });
 }
 

@@ -99,9 +99,9 @@ py::list Submit(detail::TaskKind kind, detail::Language language, const std::str
   const bool cpp = language == detail::Language::kCpp;
   for (auto a : args) {
     detail::TaskArgument arg;
-    if (py::isinstance<PyRef>(a)) {
+    if (PyRefObject* ref = AsRef(a)) {
       arg.by_ref = true;
-      arg.ref = a.cast<PyRef&>().Use();
+      arg.ref = RefUse(ref);
     } else if (cpp) {
       msgpack::sbuffer sb;
       msgpack::packer<msgpack::sbuffer> pk(sb);
