@@ -178,6 +178,9 @@ auto Interruptible(int64_t timeout_ms, F&& call) {
 // ------------------------------------------------------------------ the module's parts
 
 void RegisterPythonRuntime(py::module_& m);  // worker_runtime.cpp
+// A cancel ended (on) or no longer ends (off) the waits of `thread` (worker_runtime.cpp: whatever
+// is left of it is cleared when that thread's task ends).
+void NoteInterruptedThread(uint64_t thread, bool on);
 void BindObjectRef(py::module_& m);       // object_ref.cpp
 void BindObjects(py::module_& m);         // objects.cpp
 void BindTasks(py::module_& m);           // tasks.cpp

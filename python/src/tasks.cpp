@@ -161,6 +161,7 @@ void BindTasks(py::module_& m) {
     // a task that ended at that moment clear the flag before a cancel set it, so it stayed set
     // and every later get/wait of that thread failed with TaskCancelledError.
     detail::Client()->InterruptWaits(thread, on);
+    NoteInterruptedThread(thread, on);  // cleared after the thread's task at the latest
   }, py::arg("thread"), py::arg("on") = true,
         "End the gets/waits thread `thread` (threading.get_ident()) is blocked in, and those "
         "it starts until called with on=False (a cancelled task).");

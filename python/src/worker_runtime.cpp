@@ -17,6 +17,34 @@ namespace mpiray_py {
 
 namespace {
 
+// Threads whose waits a cancel ended (interrupt_waits(thread, True)); changed with the GIL held.
+std::vector<uint64_t>& InterruptedThreads() {
+  static auto* threads = new std::vector<uint64_t>();
+  return *threads;
+}
+
+// After each Python task or method, on its thread, GIL held: whatever a cancel of it left
+// behind goes. run_task's own `finally` clears the thread's interrupt flag, but a cancel's
+// KeyboardInterrupt can land inside that `finally` (skipping the clearing), or arrive after the
+// task's last bytecode (pending in the thread state): either would fail the thread's next task
+// ("cancelled while it waited", or a KeyboardInterrupt of its own). Costs one empty() check when
+// no cancel happened.
+void EndCancelOfThisThread() noexcept {
+  auto& threads = InterruptedThreads();
+  if (threads.empty()) return;
+  const uint64_t me = PyThread_get_thread_ident();
+  auto it = std::find(threads.begin(), threads.end(), me);
+  if (it == threads.end()) return;
+  threads.erase(it);
+  try {
+    detail::Client()->InterruptWaits(me, false);
+    PyThreadState_SetAsyncExc(static_cast<unsigned long>(me), nullptr);  // a pending one, if any
+    Hooks().attr("_interrupted").attr("discard")(me);
+  } catch (...) {
+    PyErr_Clear();  // the runtime is going away; nothing to keep consistent
+  }
+}
+
 // os.environ["CUDA_VISIBLE_DEVICES"] for work given GPUs (the C environment is set by the
 // worker; Python's os.environ is a copy), put back afterwards unless `keep` (actors).
 class PyVisibleDevices {
@@ -217,6 +245,9 @@ class PyRuntime final : public detail::LanguageRuntime {
   }
   template <class F>
   mpiray::Status Run(detail::ResultSink& sink, F&& call) {
+    struct AfterTask {
+      ~AfterTask() { EndCancelOfThisThread(); }
+    } after;
     try {
       py::object results = call();
       for (auto r : results) {
@@ -298,6 +329,13 @@ void PyDeferred::End(mpiray::Status st) {
 }
 
 }  // namespace
+
+void NoteInterruptedThread(uint64_t thread, bool on) {
+  auto& threads = InterruptedThreads();
+  auto it = std::find(threads.begin(), threads.end(), thread);
+  if (on && it == threads.end()) threads.push_back(thread);
+  if (!on && it != threads.end()) threads.erase(it);
+}
 
 void RegisterPythonRuntime(py::module_& m) {
   g_py_runtime = new PyRuntime();

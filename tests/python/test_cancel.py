@@ -76,3 +76,38 @@ def test_cancel_actor_calls_and_children(run_script):
     assert r["force_actor"] is True
     assert r["parent"] == "cancelled"
     assert r["fast"] is True
+
+
+def test_what_a_cancel_leaves_on_a_thread_ends_with_the_call_it_cancelled(run_script):
+    """A cancel racing with the end of its call (its KeyboardInterrupt landing in run_task's
+    cleanup) left the thread's waits interrupted: every later get of that thread failed with
+    'cancelled while it waited'. The runtime clears it when the call ends."""
+    world = run_script(PRELUDE + """
+import threading
+from mpiray import _core
+ray.init(num_cpus=1)
+
+@ray.remote
+class A:
+    def leave_interrupted(self):
+        # What such a cancel leaves: this thread's waits interrupted, the Python side not told.
+        _core.interrupt_waits(threading.get_ident(), True)
+        return threading.get_ident()
+
+    def fetch(self, refs):
+        return threading.get_ident(), ray.get(refs[0]) + 1
+
+a = A.remote()
+value = [ray.put(41)]
+t1 = ray.get(a.leave_interrupted.remote())
+try:
+    t2, got = ray.get(a.fetch.remote(value))
+except Exception as e:
+    t2, got = None, type(e).__name__ + ": " + str(e)[:200]
+print("RESULT " + json.dumps({"same_thread": t1 == t2, "got": got}))
+ray.shutdown()
+""")
+    assert world.returncode == 0, world.stderr
+    out = last_json(world.stdout)
+    assert out["got"] == 42, out
+    assert out["same_thread"], out
