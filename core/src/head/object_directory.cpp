@@ -286,6 +286,7 @@ void ObjectDirectory::WakeAllWaiters() {
 
 void ObjectDirectory::OnProcessDied(ProcId proc, NodeId node, bool node_gone,
                                     std::vector<ObjectId>* held, std::vector<ObjectId>* lost) {
+  objects_.Shrink();  // after a burst (1M queued tasks' returns) the walk below stays short
   for (auto& [oid, e] : objects_) {
     auto h = std::find(e.holders.begin(), e.holders.end(), proc);
     if (h != e.holders.end()) {
