@@ -31,16 +31,22 @@ PyObject* Guard(F&& f) {
   return nullptr;
 }
 
-PyObject* RefNew(PyTypeObject*, PyObject* args, PyObject* kwargs) {
-  static const char* kw[] = {"id", nullptr};
-  PyObject* raw = nullptr;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:ObjectRef", const_cast<char**>(kw), &raw)) return nullptr;
+// A new ObjectRef counting a reference to the id whose 16 bytes `raw` holds (`what` names the
+// caller in the error for anything else).
+PyObject* RefFromBytes(PyObject* raw, const char* what) {
   return Guard([&] {
-    if (!PyBytes_Check(raw)) throw py::type_error("ObjectRef(id) expects the 16 bytes of an object id");
+    if (!PyBytes_Check(raw)) throw py::type_error(std::string(what) + " expects the 16 bytes of an object id");
     return NewRef(IdFromBytes(std::string(PyBytes_AS_STRING(raw), static_cast<size_t>(PyBytes_GET_SIZE(raw)))))
         .release()
         .ptr();
   });
+}
+
+PyObject* RefNew(PyTypeObject*, PyObject* args, PyObject* kwargs) {
+  static const char* kw[] = {"id", nullptr};
+  PyObject* raw = nullptr;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:ObjectRef", const_cast<char**>(kw), &raw)) return nullptr;
+  return RefFromBytes(raw, "ObjectRef(id)");
 }
 
 void RefDealloc(PyObject* self) {
@@ -110,14 +116,7 @@ PyType_Spec g_ref_spec = {"mpiray._core.ObjectRef", sizeof(PyRefObject), 0, Py_T
 
 // _core._rebuild_ref(id_bytes): what an ObjectRef pickles to, so a value holding 10,000 refs
 // unpickles 10,000 of them. A plain C function of the module that pickle finds by name.
-PyObject* RebuildRef(PyObject*, PyObject* arg) {
-  return Guard([&] {
-    if (!PyBytes_Check(arg)) throw py::type_error("_rebuild_ref expects the 16 bytes of an ObjectRef id");
-    return NewRef(IdFromBytes(std::string(PyBytes_AS_STRING(arg), static_cast<size_t>(PyBytes_GET_SIZE(arg)))))
-        .release()
-        .ptr();
-  });
-}
+PyObject* RebuildRef(PyObject*, PyObject* arg) { return RefFromBytes(arg, "_rebuild_ref"); }
 
 PyMethodDef g_rebuild_ref_def = {"_rebuild_ref", RebuildRef, METH_O, "An ObjectRef from its id's bytes (unpickling)."};
 
