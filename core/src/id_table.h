@@ -39,15 +39,8 @@ class IdTable {
 
   V* Find(const ObjectId& key) {
     if (size_ == 0) return nullptr;
-    const uint32_t h = Hash(key);
-    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
-      const Bucket& b = index_[i];
-      if (b.cell == 0) return nullptr;
-      if (b.hash == h) {
-        Entry& e = *Cell(b.cell - 1);
-        if (e.key == key) return &e.value;
-      }
-    }
+    const Bucket& b = index_[Slot(key, Hash(key))];
+    return b.cell == 0 ? nullptr : &Cell(b.cell - 1)->value;
   }
   const V* Find(const ObjectId& key) const { return const_cast<IdTable*>(this)->Find(key); }
   bool Contains(const ObjectId& key) const { return Find(key) != nullptr; }
@@ -56,15 +49,8 @@ class IdTable {
   V& operator[](const ObjectId& key) {
     if ((size_ + 1) * 2 > index_.size()) Rehash(index_.empty() ? 64 : index_.size() * 2);
     const uint32_t h = Hash(key);
-    size_t i = h & mask_;
-    for (;; i = (i + 1) & mask_) {
-      Bucket& b = index_[i];
-      if (b.cell == 0) break;
-      if (b.hash == h) {
-        Entry& e = *Cell(b.cell - 1);
-        if (e.key == key) return e.value;
-      }
-    }
+    const size_t i = Slot(key, h);
+    if (index_[i].cell != 0) return Cell(index_[i].cell - 1)->value;
     uint32_t cell;
     if (!free_.empty()) {
       cell = free_.back();
@@ -82,13 +68,8 @@ class IdTable {
   /// @brief Remove `key`; false if absent.
   bool Erase(const ObjectId& key) {
     if (size_ == 0) return false;
-    const uint32_t h = Hash(key);
-    size_t i = h & mask_;
-    for (;; i = (i + 1) & mask_) {
-      const Bucket& b = index_[i];
-      if (b.cell == 0) return false;
-      if (b.hash == h && (*Cell(b.cell - 1)).key == key) break;
-    }
+    size_t i = Slot(key, Hash(key));
+    if (index_[i].cell == 0) return false;
     const uint32_t cell = index_[i].cell - 1;
     Cell(cell).reset();
     free_.push_back(cell);
@@ -166,6 +147,14 @@ class IdTable {
     return static_cast<uint32_t>(h);
   }
   std::optional<Entry>& Cell(uint32_t c) const { return chunks_[c / kChunk][c % kChunk]; }
+  // The bucket holding `key` (hash `h`), or the empty one that ends its probe run.
+  size_t Slot(const ObjectId& key, uint32_t h) const {
+    size_t i = h & mask_;
+    for (; index_[i].cell != 0; i = (i + 1) & mask_) {
+      if (index_[i].hash == h && Cell(index_[i].cell - 1)->key == key) break;
+    }
+    return i;
+  }
 
   void Rehash(size_t buckets) {
     std::vector<Bucket> old = std::move(index_);
