@@ -465,6 +465,19 @@ Result<std::unique_ptr<UcxFabric>> UcxFabric::Create(const UcxFabricOptions& opt
       return UcxStatus(st, "setting UCX_NET_DEVICES=" + options.net_devices);
     }
   }
+  // UCX's shared-memory transports (posix, sysv) are never used here (they are not offered to
+  // endpoints with peer-failure handling, see docs/architecture.md "Fabric"), yet each worker
+  // would create a segment under /dev/shm for them and unlink it only after set-up: a process
+  // killed in between left `ucx_shm_posix_*` files behind. Leave them out unless the user
+  // chose the transports (UCX_TLS).
+  const char* user_tls = std::getenv("UCX_TLS");
+  if (user_tls == nullptr || *user_tls == '\0') {
+    st = ucp_config_modify(config, "TLS", "^posix,sysv");
+    if (st != UCS_OK) {
+      ucp_config_release(config);
+      return UcxStatus(st, "setting UCX_TLS=^posix,sysv");
+    }
+  }
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES;
   params.features = UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;

@@ -487,3 +487,28 @@ ray.shutdown()
     res = last_json(world.stdout)
     assert res["listener"] not in res["theirs"], res
     assert res["shared"] == [], res
+
+
+def test_no_process_maps_a_ucx_shared_memory_segment(run_script):
+    """UCX's shared-memory transports are not used by the fabric; their segments (created under
+    /dev/shm and unlinked only after set-up, so a process killed in between left them behind)
+    must not be made at all: neither the driver nor a worker maps one."""
+    world = run_script(PRELUDE + """
+ray.init(num_cpus=2)
+
+def ucx_segments():
+    with open("/proc/self/maps") as f:
+        return sorted({l.split()[-2] if l.rstrip().endswith("(deleted)") else l.split()[-1]
+                       for l in f if "ucx_shm" in l})
+
+@ray.remote
+def worker_segments():
+    return ucx_segments()
+
+print("RESULT " + json.dumps({"driver": ucx_segments(), "worker": ray.get(worker_segments.remote()),
+                              "tls": os.environ.get("UCX_TLS")}))
+ray.shutdown()
+""")
+    assert world.returncode == 0, world
+    res = last_json(world.stdout)
+    assert res == {"driver": [], "worker": [], "tls": None}, res
