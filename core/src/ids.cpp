@@ -1,5 +1,4 @@
 // Behind mpiray/core/ids.h: id formatting and parsing.
-#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -15,20 +14,46 @@ std::string TaskId::ToString() const {
   return buf;
 }
 
+// The id's 16 bytes in memory order (task, index, kind; little-endian), as hex: what Python's
+// ObjectRef.binary().hex() gives, as Ray's ObjectRef.hex() does.
 std::string ObjectId::Hex() const {
-  char buf[40];
-  snprintf(buf, sizeof buf, "%016llx%08x%08x", static_cast<unsigned long long>(task), index, kind);
-  return buf;
+  unsigned char raw[16];
+  for (int i = 0; i < 8; ++i) raw[i] = static_cast<unsigned char>(task >> (8 * i));
+  for (int i = 0; i < 4; ++i) raw[8 + i] = static_cast<unsigned char>(index >> (8 * i));
+  for (int i = 0; i < 4; ++i) raw[12 + i] = static_cast<unsigned char>(kind >> (8 * i));
+  static const char kDigits[] = "0123456789abcdef";
+  std::string out(32, '0');
+  for (int i = 0; i < 16; ++i) {
+    out[2 * i] = kDigits[raw[i] >> 4];
+    out[2 * i + 1] = kDigits[raw[i] & 15];
+  }
+  return out;
 }
+
+namespace {
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
 
 bool ObjectId::FromHex(const std::string& hex, ObjectId* out) {
   if (hex.size() != 32) return false;
-  for (char c : hex) {
-    if (!std::isxdigit(static_cast<unsigned char>(c))) return false;
+  uint64_t raw[16];
+  for (int i = 0; i < 16; ++i) {
+    int hi = HexDigit(hex[2 * i]), lo = HexDigit(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    raw[i] = static_cast<uint64_t>(hi * 16 + lo);
   }
-  out->task = std::strtoull(hex.substr(0, 16).c_str(), nullptr, 16);
-  out->index = static_cast<uint32_t>(std::strtoul(hex.substr(16, 8).c_str(), nullptr, 16));
-  out->kind = static_cast<uint32_t>(std::strtoul(hex.substr(24, 8).c_str(), nullptr, 16));
+  ObjectId id;
+  for (int i = 0; i < 8; ++i) id.task |= raw[i] << (8 * i);
+  for (int i = 0; i < 4; ++i) id.index |= static_cast<uint32_t>(raw[8 + i] << (8 * i));
+  for (int i = 0; i < 4; ++i) id.kind |= static_cast<uint32_t>(raw[12 + i] << (8 * i));
+  *out = id;
   return true;
 }
 

@@ -92,7 +92,7 @@ PyObject* RefRepr(PyObject* self) {
 
 PyMethodDef g_ref_methods[] = {
     {"binary", RefBinary, METH_NOARGS, "The id's 16 bytes."},
-    {"hex", RefHex, METH_NOARGS, "The id as 32 hex digits."},
+    {"hex", RefHex, METH_NOARGS, "binary() as 32 hex digits."},
     {"is_nil", RefIsNil, METH_NOARGS, "Whether this is the nil id."},
     {"__reduce__", RefReduce, METH_NOARGS, "Pickles as _rebuild_ref(id bytes)."},
     {nullptr, nullptr, 0, nullptr}};

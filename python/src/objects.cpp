@@ -117,11 +117,6 @@ void BindObjects(py::module_& m) {
         return py::buffer_info(const_cast<uint8_t*>(v.data), 1, py::format_descriptor<uint8_t>::format(), 1,
                                {static_cast<py::ssize_t>(v.size)}, {1}, /*readonly=*/true);
       });
-  m.def("_ref_from_hex", [](const std::string& hex) {
-    ObjectId id;
-    if (!ObjectId::FromHex(hex, &id)) throw py::value_error("not an object id: " + hex);
-    return NewRef(id);
-  });
   m.def("put", &Put, py::arg("value"), py::arg("fill") = py::none());
   m.def("put_item", [](py::handle value) {
     // An item of a num_returns="dynamic" generator: a return of the running task (rebuilt by

@@ -57,6 +57,8 @@ def test_object_ref_identity_hash_repr_and_bytes(ray_cluster):
     assert {a: "x"}[same] == "x"
     assert len(a.binary()) == 16 and len(a.hex()) == 32 and a.hex() != b.hex()
     assert repr(a) == f"ObjectRef({a.hex()})"
+    # As in Ray: hex() is binary() in hex, and the bytes rebuild the ref.
+    assert a.hex() == a.binary().hex() and ray.ObjectRef(bytes.fromhex(a.hex())) == a
     assert not a.is_nil()
     # A ref rebuilt from its bytes counts a reference of its own.
     del a

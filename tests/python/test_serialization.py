@@ -176,7 +176,7 @@ def test_large_buffer_keeps_its_offset_within_a_page():
         assert np.array_equal(got, src)
         want = (src.ctypes.data & 4095) & ~63
         assert got.ctypes.data & 4095 == want, (skew, page, got.ctypes.data & 4095, want)
-    small = base[16:16 + 100_000]
+    small = base[16:16 + 200_000]  # in shared memory (above the inline threshold), < 256 KiB
     got = ray.get(ray.put(small))
     assert np.array_equal(got, small) and got.ctypes.data % 64 == 0
     two = {"a": base[:300_000], "b": base[7:7 + 500_000]}  # several buffers in one payload

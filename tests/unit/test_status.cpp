@@ -125,7 +125,8 @@ TEST_CASE("Status names and strings", "[status]") {
 TEST_CASE("ObjectId Hex and FromHex round trip", "[status][ids]") {
   ObjectId id{0x0123456789abcdefull, 0xfedcba98u, 1};
   std::string hex = id.Hex();
-  CHECK(hex == "0123456789abcdeffedcba9800000001");
+  // Memory order (as Python's ObjectRef.binary().hex()): task, index, kind, little-endian.
+  CHECK(hex == "efcdab896745230198badcfe01000000");
   CHECK(hex.size() == 32);
   ObjectId back;
   REQUIRE(ObjectId::FromHex(hex, &back));
@@ -139,7 +140,7 @@ TEST_CASE("ObjectId Hex and FromHex round trip", "[status][ids]") {
     CHECK(r == o);
   }
   ObjectId upper;
-  REQUIRE(ObjectId::FromHex("0123456789ABCDEFFEDCBA9800000001", &upper));
+  REQUIRE(ObjectId::FromHex("EFCDAB896745230198BADCFE01000000", &upper));
   CHECK(upper == id);
 
   ObjectId untouched{9, 9, 9};

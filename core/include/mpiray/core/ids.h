@@ -59,7 +59,8 @@ struct ObjectId {
     if (a.index != b.index) return a.index < b.index;
     return a.kind < b.kind;
   }
-  /// @brief 32 hex digits; also the object's file name in the shared-memory store.
+  /// @brief The 16 bytes (task, index, kind) in memory order as 32 hex digits, as Python's
+  /// ObjectRef.hex() and binary().hex(); also the object's file name in the store.
   std::string Hex() const;
   /// @brief Inverse of Hex(); returns false on malformed input.
   static bool FromHex(const std::string& hex, ObjectId* out);
