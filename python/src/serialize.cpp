@@ -22,14 +22,16 @@ size_t AlignUp(size_t n) { return (n + kAlign - 1) & ~(kAlign - 1); }
 // Where a large out-of-band buffer goes in the payload. Payloads in the store start on a page,
 // and a large copy whose destination lies a little (up to ~600 bytes) after its source within
 // a 4 KiB page runs at a fifth of the speed (glibc's memmove loads alias the stores it just
-// made: 3 vs 18 GB/s here for a numpy array, whose data sits 16 bytes into a page). So a
-// buffer of 256 KiB or more starts at the source's offset within its page (rounded down to
-// kAlign), which costs at most a page of padding.
+// made: 3 vs 18 GB/s here). A numpy array's data sits 16 bytes into a page, so the usual
+// 64-aligned place just after the pickle copied slowly into the store, and one at the same
+// offset would copy slowly back out into a new array. So a buffer of 256 KiB or more starts
+// half a page away from its source's offset within a page (rounded down to kAlign): both
+// copies then run at full speed, for at most a page of padding.
 constexpr size_t kPageMatchMin = 256 << 10;
 size_t PlaceBuffer(size_t pos, const void* src, size_t len) {
   pos = AlignUp(pos);
   if (len < kPageMatchMin) return pos;
-  const size_t want = reinterpret_cast<uintptr_t>(src) & 4095 & ~(kAlign - 1);
+  const size_t want = ((reinterpret_cast<uintptr_t>(src) & 4095) + 2048) & 4095 & ~(kAlign - 1);
   return pos + ((want - pos) & 4095);
 }
 
