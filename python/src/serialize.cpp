@@ -7,7 +7,8 @@
 //
 // Python payload layout (after the 8-byte PayloadHeader):
 //   u32 nbuf | u32 reserved | u64 pickle_len | nbuf x (u64 offset, u64 length) | pickle | buffers
-// Offsets are from the start of the payload.
+// Offsets are from the start of the payload; a buffer starts 64-byte aligned, a large one half
+// a page from its source's offset within a page (PlaceBuffer), zeros in between.
 #include "binding.h"
 
 #include "mpiray/core/object_ref.h"
