@@ -345,14 +345,16 @@ void WorkerService::OnExecute(proto::Execute&& ex) {
     }
     return;
   }
-  std::lock_guard<std::mutex> lk(mu_);
-  queue_.push_back(std::make_unique<proto::Execute>(std::move(ex)));
-  cv_.notify_one();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    queue_.push_back(std::make_unique<proto::Execute>(std::move(ex)));
+  }
+  cv_.notify_one();  // after the unlock: the woken thread does not block on mu_ at once
 }
 
 void WorkerService::EnqueueCall(Actor& a, proto::TaskSpec&& spec) {
   int start = 0;
-  bool watch = false;
+  bool watch = false, wake = false;
   std::shared_ptr<void> self;
   {
     std::lock_guard<std::mutex> lk(a.mu);
@@ -360,9 +362,10 @@ void WorkerService::EnqueueCall(Actor& a, proto::TaskSpec&& spec) {
       self = a.instance;
     } else {
       if (!QueueCall(a, std::move(spec))) return;
-      start = a.Dispatch(&watch);
+      start = a.Dispatch(&watch, &wake);
     }
   }
+  if (wake) a.cv.notify_one();
   if (self) {
     StartHere(a, std::move(spec), self.get());
     return;

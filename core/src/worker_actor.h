@@ -82,7 +82,10 @@ struct WorkerService::Actor : std::enable_shared_from_this<WorkerService::Actor>
   /// of short calls runs on one thread, without the GIL hand-offs of many, and `*watch` asks
   /// the stall watch to raise `allowed` (Grow) when the mailbox stops moving (a call blocks,
   /// or waits for a later one). So max_concurrency=100000 costs nothing until calls overlap.
-  int Dispatch(bool* watch) {
+  /// With `wake`, an idle thread is not woken here but `*wake` set: the caller wakes it with
+  /// cv.notify_one() after releasing `mu` (woken while the caller still holds it, the thread
+  /// would block on the mutex at once: one more sleep and wake-up per call).
+  int Dispatch(bool* watch, bool* wake = nullptr) {
     if (!ready || stopping || mailbox.empty() || deferred >= max_concurrency) return 0;
     if (busy >= allowed || waking || threads > busy + idle) {
       // (also with one thread: the watch then only mends a wake-up that was lost)
@@ -91,7 +94,11 @@ struct WorkerService::Actor : std::enable_shared_from_this<WorkerService::Actor>
     }
     waking = true;
     if (idle > 0) {
-      cv.notify_one();
+      if (wake != nullptr) {
+        *wake = true;
+      } else {
+        cv.notify_one();
+      }
       return 0;
     }
     if (threads >= max_threads) return 0;
