@@ -25,12 +25,22 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 
+// A destination a little after its source within a 4 KiB page: memcpy's loads then alias the
+// stores it just made and it runs at a third of the speed (2.8 against 7 GB/s here for 64 KiB
+// from a slot, which starts on a page, into a numpy array, 16 bytes into one); the streaming
+// loop below is not slowed.
+bool LandsJustAhead(const void* dst, const void* src, size_t n) {
+  auto diff = (reinterpret_cast<uintptr_t>(dst) - reinterpret_cast<uintptr_t>(src)) & (kPage - 1);
+  return n >= kPage && diff != 0 && diff < 1024;
+}
+
 // Results of large operations are written with non-temporal stores: they go to memory without
 // first reading the destination's lines (no read-for-ownership) and do not push the pipeline's
-// buffers out of the cache. Small results stay cached for the caller.
+// buffers out of the cache. Small results stay cached for the caller, unless memcpy would be
+// slowed (LandsJustAhead). Call StreamFence() before the result is published.
 void CopyOut(void* dst, const void* src, size_t n, bool streaming) {
 #if defined(__x86_64__)
-  if (streaming && n >= 256) {
+  if ((streaming && n >= 256) || LandsJustAhead(dst, src, n)) {
     auto* d = static_cast<uint8_t*>(dst);
     auto* s = static_cast<const uint8_t*>(src);
     size_t head = (16 - (reinterpret_cast<uintptr_t>(d) & 15)) & 15;
@@ -441,7 +451,7 @@ Status ShmNode::AllReduce(const OpDesc& d, const void* in, void* out, size_t cou
     }
   };
   Status st = Run(d, chunks, true, post, mid, consume);
-  if (streaming) StreamFence();
+  StreamFence();  // (also after a CopyOut that streamed because LandsJustAhead)
   return st;
 }
 
@@ -462,7 +472,7 @@ Status ShmNode::Broadcast(const OpDesc& d, void* data, size_t bytes, int src_loc
     if (a < b) CopyOut(p + (a - wlo), Slot(src_local, g) + (a - k * C), b - a, streaming);
   };
   Status st = Run(d, chunks, false, post, NoMid, consume);
-  if (streaming) StreamFence();
+  StreamFence();  // (also after a CopyOut that streamed because LandsJustAhead)
   return st;
 }
 
@@ -484,7 +494,7 @@ Status ShmNode::AllGather(const OpDesc& d, const void* in, size_t bytes, void* o
     }
   };
   Status st = Run(d, chunks, false, post, NoMid, consume);
-  if (streaming) StreamFence();
+  StreamFence();  // (also after a CopyOut that streamed because LandsJustAhead)
   return st;
 }
 
@@ -544,10 +554,11 @@ Status ShmNode::Recv(int src_local, void* data, size_t bytes, DType dtype) {
       }
     }
     size_t len = std::min<size_t>(C, bytes - k * C);
-    if (len) std::memcpy(p + k * C, slots + s * C, len);
+    if (len) CopyOut(p + k * C, slots + s * C, len, false);
     c->recvd.v.store(++recvd, std::memory_order_release);
     Notify();
   }
+  StreamFence();
   return Status::OK();
 }
 
