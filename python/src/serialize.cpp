@@ -28,10 +28,10 @@ size_t AlignUp(size_t n) { return (n + kAlign - 1) & ~(kAlign - 1); }
 // offset would copy slowly back out into a new array. So a buffer of 256 KiB or more starts
 // half a page away from its source's offset within a page (rounded down to kAlign): both
 // copies then run at full speed, for at most a page of padding.
-constexpr size_t kPageMatchMin = 256 << 10;
+constexpr size_t kPlacedMin = 256 << 10;
 size_t PlaceBuffer(size_t pos, const void* src, size_t len) {
   pos = AlignUp(pos);
-  if (len < kPageMatchMin) return pos;
+  if (len < kPlacedMin) return pos;
   const size_t want = ((reinterpret_cast<uintptr_t>(src) & 4095) + 2048) & 4095 & ~(kAlign - 1);
   return pos + ((want - pos) & 4095);
 }
