@@ -1,6 +1,6 @@
 // Behind mpiray/core/ids.h: id formatting and parsing.
 #include <cstdio>
-#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "mpiray/core/ids.h"
@@ -14,13 +14,14 @@ std::string TaskId::ToString() const {
   return buf;
 }
 
-// The id's 16 bytes in memory order (task, index, kind; little-endian), as hex: what Python's
-// ObjectRef.binary().hex() gives, as Ray's ObjectRef.hex() does.
+// The id's 16 bytes in memory order (task, index, kind), as hex: what Python's
+// ObjectRef.binary().hex() gives (binding.h's IdBytes copies the same fields the same way), as
+// Ray's ObjectRef.hex() does.
 std::string ObjectId::Hex() const {
   unsigned char raw[16];
-  for (int i = 0; i < 8; ++i) raw[i] = static_cast<unsigned char>(task >> (8 * i));
-  for (int i = 0; i < 4; ++i) raw[8 + i] = static_cast<unsigned char>(index >> (8 * i));
-  for (int i = 0; i < 4; ++i) raw[12 + i] = static_cast<unsigned char>(kind >> (8 * i));
+  std::memcpy(raw, &task, 8);
+  std::memcpy(raw + 8, &index, 4);
+  std::memcpy(raw + 12, &kind, 4);
   static const char kDigits[] = "0123456789abcdef";
   std::string out(32, '0');
   for (int i = 0; i < 16; ++i) {
@@ -43,17 +44,15 @@ int HexDigit(char c) {
 
 bool ObjectId::FromHex(const std::string& hex, ObjectId* out) {
   if (hex.size() != 32) return false;
-  uint64_t raw[16];
+  unsigned char raw[16];
   for (int i = 0; i < 16; ++i) {
     int hi = HexDigit(hex[2 * i]), lo = HexDigit(hex[2 * i + 1]);
     if (hi < 0 || lo < 0) return false;
-    raw[i] = static_cast<uint64_t>(hi * 16 + lo);
+    raw[i] = static_cast<unsigned char>(hi * 16 + lo);
   }
-  ObjectId id;
-  for (int i = 0; i < 8; ++i) id.task |= raw[i] << (8 * i);
-  for (int i = 0; i < 4; ++i) id.index |= static_cast<uint32_t>(raw[8 + i] << (8 * i));
-  for (int i = 0; i < 4; ++i) id.kind |= static_cast<uint32_t>(raw[12 + i] << (8 * i));
-  *out = id;
+  std::memcpy(&out->task, raw, 8);
+  std::memcpy(&out->index, raw + 8, 4);
+  std::memcpy(&out->kind, raw + 12, 4);
   return true;
 }
 
